@@ -1,0 +1,155 @@
+//! `host bench`: `metric value unit` lines named as in ../shared/bench-floor,
+//! so the two can run side by side:
+//! `CANDIDATE="target/release/host bench" make -C <copy of bench-floor> run`.
+
+use crate::loader;
+use crate::run::{self, RunOptions};
+use crate::vm::{Stop, Vm, VmConfig, VmError};
+use hypercall_abi::{PORT_PRINT8BIT, layout};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// What to measure and how much.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Exits for the PIO round-trip figure.
+    pub exits: u32,
+    /// VM create/run/destroy cycles.
+    pub vm_iters: usize,
+    /// `host run hello` processes.
+    pub process_iters: usize,
+    /// The KVM device.
+    pub kvm_path: std::path::PathBuf,
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// VM set-up or run failed.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// The guest did not halt.
+    #[error("{0}: the benchmark guest did not halt")]
+    NoHalt(&'static str),
+    /// Spawning `host run hello` failed.
+    #[error("cannot run {0}: {1}")]
+    Spawn(String, std::io::Error),
+    /// `host run hello` failed.
+    #[error("`host run hello` exited with {0}")]
+    Child(std::process::ExitStatus),
+}
+
+/// `mov ecx, n; 1: out PORT_PRINT8BIT, al; dec ecx; jnz 1b; hlt`: the
+/// loop of kvm_floor's long_pio_exit_ns, through our print8bit handler.
+fn pio_loop(n: u32) -> Vec<u8> {
+    let mut c = vec![0xb9];
+    c.extend_from_slice(&n.to_le_bytes());
+    c.extend_from_slice(&[0xe6, PORT_PRINT8BIT as u8, 0xff, 0xc9, 0x75, 0xfa, 0xf4]);
+    c
+}
+
+fn vm_with(code: &[u8], kvm_path: &std::path::Path) -> Result<Vm, BenchError> {
+    let cfg = VmConfig {
+        mem_size: 2 << 20,
+        kvm_path: kvm_path.to_path_buf(),
+    };
+    let mut vm = Vm::new(&cfg)?;
+    let plan = loader::plan_flat(code.len(), layout::IMAGE_MIN, cfg.mem_size)
+        .map_err(|e| BenchError::Vm(VmError::Write(e.to_string())))?;
+    vm.load(&plan, code)?;
+    Ok(vm)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// Runs every benchmark, printing each line as soon as it is measured.
+pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchError> {
+    let w = |out: &mut dyn std::io::Write, m: &str, v: f64, unit: &str| {
+        let _ = writeln!(out, "{m} {v:.1} {unit}");
+        let _ = out.flush();
+    };
+    let _ = writeln!(
+        out,
+        "# host bench: {} exits, {} VM cycles, {} processes",
+        o.exits, o.vm_iters, o.process_iters
+    );
+
+    // (1) hypercall round trip: a print8bit exit, output discarded
+    let mut vm = vm_with(&pio_loop(o.exits), &o.kvm_path)?;
+    let r = vm.run(&mut std::io::sink(), &mut std::io::sink())?;
+    if r.stop != Stop::Halted {
+        return Err(BenchError::NoHalt("long_pio_exit_ns"));
+    }
+    w(
+        out,
+        "long_pio_exit_ns",
+        r.elapsed.as_nanos() as f64 / f64::from(o.exits.max(1)),
+        "ns",
+    );
+    drop(vm);
+
+    // (2) create VM + memory + vCPU + long mode, run to HLT, tear down
+    let n = o.vm_iters.max(1);
+    let (mut tot, mut setup, mut first, mut down) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let mut vm = vm_with(&[0xf4], &o.kvm_path)?;
+        let t1 = Instant::now();
+        let r = vm.run(&mut std::io::sink(), &mut std::io::sink())?;
+        if r.stop != Stop::Halted {
+            return Err(BenchError::NoHalt("vm_create_us"));
+        }
+        let t2 = Instant::now();
+        drop(vm);
+        let t3 = Instant::now();
+        let us = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e6;
+        tot.push(us(t0, t3));
+        setup.push(us(t0, t1));
+        first.push(us(t1, t2));
+        down.push(us(t2, t3));
+    }
+    w(out, "vm_create_us", pct(&mut tot, 0.5), "us");
+    w(out, "vm_create_us_p99", pct(&mut tot, 0.99), "us");
+    w(out, "vm_create_setup_us", pct(&mut setup, 0.5), "us");
+    w(out, "vm_create_first_run_us", pct(&mut first, 0.5), "us");
+    w(out, "vm_create_teardown_us", pct(&mut down, 0.5), "us");
+
+    // (3) whole process: `host run hello`, start to exit
+    if o.process_iters > 0 {
+        let exe = std::env::current_exe().map_err(|e| BenchError::Spawn("host".into(), e))?;
+        let mut ms = vec![];
+        for _ in 0..o.process_iters {
+            let t0 = Instant::now();
+            let st = Command::new(&exe)
+                .args(["run", &RunOptions::default().guest])
+                .arg("--kvm-device")
+                .arg(&o.kvm_path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|e| BenchError::Spawn(exe.display().to_string(), e))?;
+            ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            if st.code() != Some(run::code::OK) {
+                return Err(BenchError::Child(st));
+            }
+        }
+        let _ = writeln!(out, "run_hello_process_ms {:.2} ms", pct(&mut ms, 0.5));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pio_loop_encoding() {
+        assert_eq!(
+            super::pio_loop(3),
+            [0xb9, 3, 0, 0, 0, 0xe6, 0xe9, 0xff, 0xc9, 0x75, 0xfa, 0xf4]
+        );
+    }
+}

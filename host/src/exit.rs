@@ -1,0 +1,294 @@
+//! Exit statistics: counts by exit reason, I/O exits by direction and port,
+//! MMIO exits by direction and address. Counting allocates only the first
+//! time a port or address is seen.
+
+use hypercall_abi::Hypercall;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Why `KVM_RUN` returned, as the host counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// KVM_EXIT_IO.
+    Io,
+    /// KVM_EXIT_MMIO.
+    Mmio,
+    /// KVM_EXIT_HLT.
+    Hlt,
+    /// KVM_EXIT_SHUTDOWN (triple fault).
+    Shutdown,
+    /// KVM_EXIT_FAIL_ENTRY.
+    FailEntry,
+    /// KVM_EXIT_INTERNAL_ERROR.
+    InternalError,
+    /// KVM_RUN returned EINTR (the assignment's KVM_EXIT_INTR).
+    Intr,
+    /// Anything else.
+    Other,
+}
+
+impl ExitReason {
+    /// All reasons, in table order.
+    pub const ALL: [ExitReason; 8] = [
+        ExitReason::Io,
+        ExitReason::Mmio,
+        ExitReason::Hlt,
+        ExitReason::Shutdown,
+        ExitReason::FailEntry,
+        ExitReason::InternalError,
+        ExitReason::Intr,
+        ExitReason::Other,
+    ];
+
+    /// The KVM_EXIT_* number (`kvm_run.exit_reason`).
+    pub fn kvm_code(self) -> Option<u32> {
+        use kvm_bindings as k;
+        Some(match self {
+            ExitReason::Io => k::KVM_EXIT_IO,
+            ExitReason::Mmio => k::KVM_EXIT_MMIO,
+            ExitReason::Hlt => k::KVM_EXIT_HLT,
+            ExitReason::Shutdown => k::KVM_EXIT_SHUTDOWN,
+            ExitReason::FailEntry => k::KVM_EXIT_FAIL_ENTRY,
+            ExitReason::InternalError => k::KVM_EXIT_INTERNAL_ERROR,
+            ExitReason::Intr => k::KVM_EXIT_INTR,
+            ExitReason::Other => return None,
+        })
+    }
+
+    /// KVM's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitReason::Io => "KVM_EXIT_IO",
+            ExitReason::Mmio => "KVM_EXIT_MMIO",
+            ExitReason::Hlt => "KVM_EXIT_HLT",
+            ExitReason::Shutdown => "KVM_EXIT_SHUTDOWN",
+            ExitReason::FailEntry => "KVM_EXIT_FAIL_ENTRY",
+            ExitReason::InternalError => "KVM_EXIT_INTERNAL_ERROR",
+            ExitReason::Intr => "KVM_EXIT_INTR",
+            ExitReason::Other => "other",
+        }
+    }
+}
+
+/// Direction of an I/O or MMIO access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dir {
+    /// Guest reads (`in`, MMIO read).
+    In,
+    /// Guest writes (`out`, MMIO write).
+    Out,
+}
+
+impl Dir {
+    fn name(self) -> &'static str {
+        match self {
+            Dir::In => "in",
+            Dir::Out => "out",
+        }
+    }
+}
+
+/// Exits on one port in one direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortCount {
+    /// in or out.
+    pub dir: Dir,
+    /// Port number.
+    pub port: u16,
+    /// The hypercall on that port, if any.
+    pub hypercall: Option<&'static str>,
+    /// Exits.
+    pub count: u64,
+}
+
+/// Exits on one MMIO address in one direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddrCount {
+    /// Read (in) or write (out).
+    pub dir: Dir,
+    /// Guest-physical address.
+    pub addr: u64,
+    /// Exits.
+    pub count: u64,
+}
+
+/// Counts of one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReasonCount {
+    /// Reason.
+    pub reason: ExitReason,
+    /// KVM_EXIT_* name.
+    pub name: &'static str,
+    /// KVM_EXIT_* number.
+    pub kvm_code: Option<u32>,
+    /// Exits.
+    pub count: u64,
+}
+
+/// All the counts of one VM.
+#[derive(Debug, Clone, Default)]
+pub struct ExitStats {
+    total: u64,
+    by_reason: [u64; ExitReason::ALL.len()],
+    io_in: u64,
+    io_out: u64,
+    io: Vec<PortCount>,
+    mmio: Vec<AddrCount>,
+}
+
+impl ExitStats {
+    /// Counts one exit; returns the new total.
+    #[inline]
+    pub fn record(&mut self, r: ExitReason) -> u64 {
+        self.total += 1;
+        self.by_reason[r as usize] += 1;
+        self.total
+    }
+
+    /// Counts one I/O exit; returns how often (dir, port) has now been seen.
+    #[inline]
+    pub fn record_io(&mut self, dir: Dir, port: u16) -> u64 {
+        self.record(ExitReason::Io);
+        match dir {
+            Dir::In => self.io_in += 1,
+            Dir::Out => self.io_out += 1,
+        }
+        if let Some(p) = self.io.iter_mut().find(|p| p.port == port && p.dir == dir) {
+            p.count += 1;
+            return p.count;
+        }
+        self.io.push(PortCount {
+            dir,
+            port,
+            hypercall: Hypercall::from_port(port).map(Hypercall::name),
+            count: 1,
+        });
+        1
+    }
+
+    /// Counts one MMIO exit; returns how often (dir, addr) has now been seen.
+    pub fn record_mmio(&mut self, dir: Dir, addr: u64) -> u64 {
+        self.record(ExitReason::Mmio);
+        if let Some(a) = self
+            .mmio
+            .iter_mut()
+            .find(|a| a.addr == addr && a.dir == dir)
+        {
+            a.count += 1;
+            return a.count;
+        }
+        self.mmio.push(AddrCount {
+            dir,
+            addr,
+            count: 1,
+        });
+        1
+    }
+
+    /// All exits.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Exits of one reason.
+    pub fn count(&self, r: ExitReason) -> u64 {
+        self.by_reason[r as usize]
+    }
+
+    /// `in` exits.
+    pub fn io_in(&self) -> u64 {
+        self.io_in
+    }
+
+    /// `out` exits.
+    pub fn io_out(&self) -> u64 {
+        self.io_out
+    }
+
+    /// Per-reason counts (only reasons seen).
+    pub fn reasons(&self) -> Vec<ReasonCount> {
+        ExitReason::ALL
+            .iter()
+            .filter(|&&r| self.count(r) > 0)
+            .map(|&r| ReasonCount {
+                reason: r,
+                name: r.name(),
+                kvm_code: r.kvm_code(),
+                count: self.count(r),
+            })
+            .collect()
+    }
+
+    /// I/O counts sorted by direction then port.
+    pub fn ports(&self) -> Vec<PortCount> {
+        let mut v = self.io.clone();
+        v.sort_by_key(|p| (p.dir, p.port));
+        v
+    }
+
+    /// MMIO counts sorted by direction then address.
+    pub fn mmio(&self) -> Vec<AddrCount> {
+        let mut v = self.mmio.clone();
+        v.sort_by_key(|a| (a.dir, a.addr));
+        v
+    }
+
+    /// The human-readable exit table.
+    pub fn table(&self) -> String {
+        let mut s = format!("exits: {} total\n", self.total);
+        for r in self.reasons() {
+            let code = r.kvm_code.map(|c| format!("({c})")).unwrap_or_default();
+            let _ = writeln!(s, "  {:<31} {:>4} {:>10}", r.name, code, r.count);
+            if r.reason == ExitReason::Io {
+                for p in self.ports() {
+                    let hc = p.hypercall.map(|h| format!(" {h}")).unwrap_or_default();
+                    let what = format!("{:<3} port {:#06x}{hc}", p.dir.name(), p.port);
+                    let _ = writeln!(s, "    {what:<34} {:>10}", p.count);
+                }
+            }
+            if r.reason == ExitReason::Mmio {
+                for a in self.mmio() {
+                    let what = format!(
+                        "{:<5} {:#x}",
+                        if a.dir == Dir::In { "read" } else { "write" },
+                        a.addr
+                    );
+                    let _ = writeln!(s, "    {what:<34} {:>10}", a.count);
+                }
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_table() {
+        let mut s = ExitStats::default();
+        for _ in 0..3 {
+            s.record_io(Dir::Out, 0xe9);
+        }
+        assert_eq!(s.record_io(Dir::In, 0x502), 1);
+        assert_eq!(s.record_mmio(Dir::Out, 0xd000_0000), 1);
+        assert_eq!(s.record_mmio(Dir::Out, 0xd000_0000), 2);
+        s.record(ExitReason::Hlt);
+        assert_eq!(s.total(), 7);
+        assert_eq!((s.io_in(), s.io_out()), (1, 3));
+        assert_eq!(s.count(ExitReason::Io), 4);
+        assert_eq!(
+            s.table(),
+            "exits: 7 total\n\
+             \x20 KVM_EXIT_IO                      (2)          4\n\
+             \x20   in  port 0x0502 num_exits                   1\n\
+             \x20   out port 0x00e9 print8bit                   3\n\
+             \x20 KVM_EXIT_MMIO                    (6)          2\n\
+             \x20   write 0xd0000000                            2\n\
+             \x20 KVM_EXIT_HLT                     (5)          1\n"
+        );
+    }
+}

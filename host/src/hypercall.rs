@@ -1,0 +1,469 @@
+//! Hypercall dispatch: an exhaustive `match` over `hypercall_abi::Hypercall`,
+//! so a hypercall added to the ABI without a handler here does not compile.
+//!
+//! Guests are hostile: every pointer is checked through vm-memory's
+//! bounds-checked accessors. A bad argument is reported on the host's
+//! diagnostic stream in one line, the guest gets an error status, and the
+//! VM goes on.
+
+use crate::exit::{Dir, ExitStats};
+use crate::translate::{self, Paging};
+use hypercall_abi::{
+    GvaToHvaArgs, HcStatus, Hypercall, MAX_STR_LEN, PrintStrArgs, Transport, layout,
+};
+use std::io::Write;
+use std::mem::{offset_of, size_of};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+/// The host could not carry on (the guest is not at fault).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// Writing the guest's output failed (e.g. a closed pipe).
+    #[error("cannot write guest output: {0}")]
+    Output(#[from] std::io::Error),
+    /// A vCPU ioctl needed by the hypercall failed.
+    #[error("{what} failed: {source}")]
+    Kvm {
+        /// The ioctl.
+        what: &'static str,
+        /// errno.
+        source: kvm_ioctls::Error,
+    },
+    /// A host bug caught without a panic.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// One port access, copied out of `kvm_run`.
+#[derive(Debug, Clone, Copy)]
+pub struct Io {
+    /// Direction.
+    pub dir: Dir,
+    /// Access size in bytes (1, 2 or 4).
+    pub size: usize,
+    /// The value written (`out`), zero-extended.
+    pub value: u32,
+}
+
+/// What a hypercall handler may use.
+pub struct Env<'a> {
+    /// Guest memory.
+    pub mem: &'a GuestMemoryMmap,
+    /// Exit counts so far (this exit included).
+    pub stats: &'a ExitStats,
+    /// The guest's output (stdout).
+    pub out: &'a mut dyn Write,
+    /// The host's diagnostics (stderr).
+    pub diag: &'a mut dyn Write,
+    /// Guest errors reported so far.
+    pub guest_errors: &'a mut u64,
+}
+
+impl Env<'_> {
+    /// Reports a guest error in one line, after the guest's output so far.
+    fn guest_error(&mut self, hc: Hypercall, msg: std::fmt::Arguments) -> Result<(), HostError> {
+        *self.guest_errors += 1;
+        self.out.flush()?;
+        writeln!(self.diag, "host: guest error: {}: {msg}", hc.name())?;
+        Ok(())
+    }
+}
+
+fn transport_matches(t: Transport, io: &Io) -> bool {
+    match t {
+        Transport::Out8 => io.dir == Dir::Out && io.size == 1,
+        Transport::Out32 | Transport::OutBlock => io.dir == Dir::Out && io.size == 4,
+        Transport::In32 => io.dir == Dir::In && io.size == 4,
+    }
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Out8 => "out dx, al",
+        Transport::Out32 | Transport::OutBlock => "out dx, eax",
+        Transport::In32 => "in eax, dx",
+    }
+}
+
+/// Serves one hypercall. `paging` is asked for the guest's control
+/// registers only by hypercalls that walk page tables. Returns the value for
+/// an `in` (all ones when there is none).
+pub fn dispatch(
+    hc: Hypercall,
+    io: Io,
+    env: &mut Env,
+    paging: impl FnOnce() -> Result<Paging, HostError>,
+) -> Result<u32, HostError> {
+    if !transport_matches(hc.transport(), &io) {
+        let dir = if io.dir == Dir::In { "in" } else { "out" };
+        env.guest_error(
+            hc,
+            format_args!(
+                "port {:#x} takes `{}`, got a {}-byte {dir}: ignored",
+                hc.port(),
+                transport_name(hc.transport()),
+                io.size
+            ),
+        )?;
+        return Ok(u32::MAX);
+    }
+    match hc {
+        Hypercall::Print8bit => {
+            env.out.write_all(&[io.value as u8])?;
+        }
+        Hypercall::Print32bit => {
+            writeln!(env.out, "{}", io.value)?;
+        }
+        Hypercall::NumExits => return Ok(env.stats.total() as u32),
+        Hypercall::PrintStr => print_str(env, u64::from(io.value))?,
+        Hypercall::NumExitsByType => return num_exits_by_type(env),
+        Hypercall::GvaToHva => gva_to_hva(env, u64::from(io.value), paging)?,
+    }
+    Ok(u32::MAX)
+}
+
+/// Reads an argument block of `N` bytes, or reports why not.
+fn read_block<const N: usize>(
+    env: &mut Env,
+    hc: Hypercall,
+    at: u64,
+) -> Result<Option<[u8; N]>, HostError> {
+    let mut b = [0u8; N];
+    match env.mem.read_slice(&mut b, GuestAddress(at)) {
+        Ok(()) => Ok(Some(b)),
+        Err(_) => {
+            env.guest_error(
+                hc,
+                format_args!("argument block at {at:#x} ({N} bytes) is outside guest memory"),
+            )?;
+            Ok(None)
+        }
+    }
+}
+
+fn field_u64(b: &[u8], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Writes a block field; the block was read successfully, so it fits.
+fn put(env: &Env, at: u64, off: usize, bytes: &[u8]) {
+    let _ = env.mem.write_slice(bytes, GuestAddress(at + off as u64));
+}
+
+/// Where a guest string ends: `Ok(len)` or the status and reason it fails.
+fn find_nul(mem: &GuestMemoryMmap, addr: u64) -> Result<u32, (HcStatus, String)> {
+    let limit = u64::from(MAX_STR_LEN) + 1;
+    let mut chunk = [0u8; 256];
+    let mut done = 0u64;
+    while done < limit {
+        let at = addr.checked_add(done).map(GuestAddress);
+        let avail = at
+            .filter(|&a| mem.address_in_range(a))
+            .map(|a| mem.last_addr().0 - a.0 + 1)
+            .unwrap_or(0);
+        if avail == 0 {
+            let why = if done == 0 {
+                format!("string at {addr:#x} is outside guest memory")
+            } else {
+                format!("string at {addr:#x} runs past the end of guest memory without a NUL")
+            };
+            return Err((HcStatus::BadPointer, why));
+        }
+        let n = (chunk.len() as u64).min(avail).min(limit - done) as usize;
+        let at = GuestAddress(addr + done);
+        if mem.read_slice(&mut chunk[..n], at).is_err() {
+            return Err((
+                HcStatus::BadPointer,
+                format!("string at {addr:#x} cannot be read"),
+            ));
+        }
+        if let Some(i) = chunk[..n].iter().position(|&c| c == 0) {
+            return Ok((done + i as u64) as u32);
+        }
+        done += n as u64;
+    }
+    Err((
+        HcStatus::Unterminated,
+        format!("string at {addr:#x} has no NUL within {MAX_STR_LEN} bytes"),
+    ))
+}
+
+fn print_str(env: &mut Env, block: u64) -> Result<(), HostError> {
+    const N: usize = size_of::<PrintStrArgs>();
+    let Some(b) = read_block::<N>(env, Hypercall::PrintStr, block)? else {
+        return Ok(());
+    };
+    let addr = field_u64(&b, offset_of!(PrintStrArgs, addr));
+    let (status, len) = match find_nul(env.mem, addr) {
+        Ok(len) => {
+            // Copy straight from guest memory to the output, in chunks.
+            let mut buf = [0u8; 512];
+            let mut off = 0u64;
+            while off < u64::from(len) {
+                let n = (buf.len() as u64).min(u64::from(len) - off) as usize;
+                if env
+                    .mem
+                    .read_slice(&mut buf[..n], GuestAddress(addr + off))
+                    .is_err()
+                {
+                    break;
+                }
+                env.out.write_all(&buf[..n])?;
+                off += n as u64;
+            }
+            (HcStatus::Ok, len)
+        }
+        Err((status, why)) => {
+            env.guest_error(Hypercall::PrintStr, format_args!("{why}"))?;
+            (status, 0)
+        }
+    };
+    put(
+        env,
+        block,
+        offset_of!(PrintStrArgs, len),
+        &len.to_le_bytes(),
+    );
+    put(
+        env,
+        block,
+        offset_of!(PrintStrArgs, status),
+        &(status as i32).to_le_bytes(),
+    );
+    Ok(())
+}
+
+fn num_exits_by_type(env: &mut Env) -> Result<u32, HostError> {
+    let mut text = [0u8; 64];
+    let mut cur = std::io::Cursor::new(&mut text[..]);
+    // 2 x u64 in decimal plus the labels always fit in 63 bytes.
+    let _ = write!(
+        cur,
+        "IO in: {}\nIO out: {}\n\0",
+        env.stats.io_in(),
+        env.stats.io_out()
+    );
+    let n = cur.position() as usize;
+    // The result page is host-reserved guest RAM: always inside memory.
+    let _ = env
+        .mem
+        .write_slice(&text[..n], GuestAddress(layout::RESULT_PAGE));
+    Ok(layout::RESULT_PAGE as u32)
+}
+
+fn gva_to_hva(
+    env: &mut Env,
+    block: u64,
+    paging: impl FnOnce() -> Result<Paging, HostError>,
+) -> Result<(), HostError> {
+    const N: usize = size_of::<GvaToHvaArgs>();
+    let Some(b) = read_block::<N>(env, Hypercall::GvaToHva, block)? else {
+        return Ok(());
+    };
+    let gva = field_u64(&b, offset_of!(GvaToHvaArgs, gva));
+    let p = paging()?;
+    let (status, hva) = match translate::gva_to_hva(env.mem, &p, gva) {
+        Ok((_, hva)) => (HcStatus::Ok, hva),
+        Err(_) => {
+            env.out.write_all(b"Invalid GVA\n")?;
+            (HcStatus::InvalidGva, 0)
+        }
+    };
+    put(
+        env,
+        block,
+        offset_of!(GvaToHvaArgs, hva),
+        &hva.to_le_bytes(),
+    );
+    put(
+        env,
+        block,
+        offset_of!(GvaToHvaArgs, status),
+        &(status as i32).to_le_bytes(),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::paging;
+
+    fn mem() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap()
+    }
+
+    fn call(
+        m: &GuestMemoryMmap,
+        stats: &ExitStats,
+        hc: Hypercall,
+        io: Io,
+    ) -> (u32, String, String, u64) {
+        let (mut out, mut diag, mut errs) = (Vec::new(), Vec::new(), 0);
+        let mut env = Env {
+            mem: m,
+            stats,
+            out: &mut out,
+            diag: &mut diag,
+            guest_errors: &mut errs,
+        };
+        let v = dispatch(hc, io, &mut env, || {
+            Ok(Paging {
+                cr0: 0x8000_0011,
+                cr3: layout::PAGE_TABLES,
+                cr4: 0x20,
+                efer: 0x500,
+            })
+        })
+        .unwrap();
+        (
+            v,
+            String::from_utf8_lossy(&out).into(),
+            String::from_utf8_lossy(&diag).into(),
+            errs,
+        )
+    }
+
+    fn out32(value: u32) -> Io {
+        Io {
+            dir: Dir::Out,
+            size: 4,
+            value,
+        }
+    }
+
+    #[test]
+    fn values_and_counts() {
+        let m = mem();
+        let mut s = ExitStats::default();
+        s.record_io(Dir::Out, 0xe9);
+        s.record_io(Dir::In, Hypercall::NumExits.port());
+        let io8 = Io {
+            dir: Dir::Out,
+            size: 1,
+            value: b'A' as u32,
+        };
+        assert_eq!(call(&m, &s, Hypercall::Print8bit, io8).1, "A");
+        assert_eq!(
+            call(&m, &s, Hypercall::Print32bit, out32(u32::MAX)).1,
+            "4294967295\n"
+        );
+        let in32 = Io {
+            dir: Dir::In,
+            size: 4,
+            value: 0,
+        };
+        assert_eq!(call(&m, &s, Hypercall::NumExits, in32).0, 2);
+        let (p, ..) = call(&m, &s, Hypercall::NumExitsByType, in32);
+        let mut text = [0u8; 20];
+        m.read_slice(&mut text, GuestAddress(u64::from(p))).unwrap();
+        assert_eq!(&text, b"IO in: 1\nIO out: 1\n\0");
+        // wrong width: reported, ignored
+        let (v, out, diag, errs) = call(&m, &s, Hypercall::NumExits, io8);
+        assert_eq!((v, out.as_str(), errs), (u32::MAX, "", 1));
+        assert_eq!(
+            diag,
+            "host: guest error: num_exits: port 0x502 takes `in eax, dx`, got a 1-byte out: ignored\n"
+        );
+    }
+
+    fn str_block(m: &GuestMemoryMmap, addr: u64) -> u64 {
+        let block = 0x9000;
+        m.write_obj(addr, GuestAddress(block)).unwrap();
+        m.write_obj(0xffff_ffffu64, GuestAddress(block + 8))
+            .unwrap();
+        block
+    }
+
+    fn status_len(m: &GuestMemoryMmap, block: u64) -> (i32, u32) {
+        (
+            m.read_obj(GuestAddress(block + 12)).unwrap(),
+            m.read_obj(GuestAddress(block + 8)).unwrap(),
+        )
+    }
+
+    #[test]
+    fn print_str_good_and_bad() {
+        let m = mem();
+        let s = ExitStats::default();
+        m.write_slice(b"hi there\n\0", GuestAddress(0x20_000))
+            .unwrap();
+        let b = str_block(&m, 0x20_000);
+        let (_, out, diag, errs) = call(&m, &s, Hypercall::PrintStr, out32(b as u32));
+        assert_eq!((out.as_str(), diag.as_str(), errs), ("hi there\n", "", 0));
+        assert_eq!(status_len(&m, b), (0, 9));
+
+        // outside memory
+        let b = str_block(&m, 0xffff_0000);
+        let (_, out, diag, _) = call(&m, &s, Hypercall::PrintStr, out32(b as u32));
+        assert_eq!(out, "");
+        assert_eq!(
+            diag,
+            "host: guest error: print_str: string at 0xffff0000 is outside guest memory\n"
+        );
+        assert_eq!(status_len(&m, b), (HcStatus::BadPointer as i32, 0));
+
+        // straddling the end of memory
+        let end = 2 << 20;
+        m.write_slice(b"xyz", GuestAddress(end - 3)).unwrap();
+        let b = str_block(&m, end - 3);
+        let (_, _, diag, _) = call(&m, &s, Hypercall::PrintStr, out32(b as u32));
+        assert!(
+            diag.contains("runs past the end of guest memory without a NUL"),
+            "{diag}"
+        );
+        assert_eq!(status_len(&m, b).0, HcStatus::BadPointer as i32);
+
+        // no NUL within the limit
+        m.write_slice(&[b'a'; 5000], GuestAddress(0x30_000))
+            .unwrap();
+        let b = str_block(&m, 0x30_000);
+        let (_, out, diag, _) = call(&m, &s, Hypercall::PrintStr, out32(b as u32));
+        assert_eq!(out, "");
+        assert!(diag.contains("has no NUL within 4096 bytes"), "{diag}");
+        assert_eq!(status_len(&m, b).0, HcStatus::Unterminated as i32);
+
+        // exactly MAX_STR_LEN bytes is fine
+        m.write_slice(&[0], GuestAddress(0x30_000 + u64::from(MAX_STR_LEN)))
+            .unwrap();
+        let (_, out, _, errs) = call(&m, &s, Hypercall::PrintStr, out32(b as u32));
+        assert_eq!((out.len(), errs), (MAX_STR_LEN as usize, 0));
+
+        // the block itself outside memory / straddling the end
+        for block in [0xffff_fff0u32, (end - 8) as u32] {
+            let (_, _, diag, errs) = call(&m, &s, Hypercall::PrintStr, out32(block));
+            assert_eq!(errs, 1);
+            assert!(diag.contains("argument block at"), "{diag}");
+        }
+    }
+
+    #[test]
+    fn gva_to_hva_valid_and_invalid() {
+        let m = mem();
+        paging::build_identity_map(&m, 2 << 20).unwrap();
+        let s = ExitStats::default();
+        let block = 0x9000u64;
+        for (gva, ok) in [
+            (0x10_0123u64, true),
+            (0xdead_0000_0000, false),
+            (3 << 20, false),
+        ] {
+            m.write_obj(gva, GuestAddress(block)).unwrap();
+            let (_, out, diag, _) = call(&m, &s, Hypercall::GvaToHva, out32(block as u32));
+            let hva: u64 = m.read_obj(GuestAddress(block + 8)).unwrap();
+            let status: i32 = m.read_obj(GuestAddress(block + 16)).unwrap();
+            assert_eq!(diag, "");
+            if ok {
+                let base = m.get_host_address(GuestAddress(0)).unwrap() as u64;
+                assert_eq!((hva, status, out.as_str()), (base + gva, 0, ""));
+            } else {
+                assert_eq!(
+                    (hva, status, out.as_str()),
+                    (0, HcStatus::InvalidGva as i32, "Invalid GVA\n")
+                );
+            }
+        }
+    }
+}

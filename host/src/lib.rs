@@ -1,0 +1,12 @@
+//! The KVM hypervisor workbench host: a VMM library that the CLI and the
+//! integration tests share.
+
+pub mod bench;
+pub mod exit;
+pub mod guests;
+pub mod hypercall;
+pub mod loader;
+pub mod run;
+pub mod size;
+pub mod translate;
+pub mod vm;

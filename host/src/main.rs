@@ -1,0 +1,161 @@
+//! `host`: the command line. Parsing and printing only; the work is in the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use host::bench::{self, BenchOptions};
+use host::run::{self, RunOptions, code};
+use host::{guests, size, vm::VmConfig};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "host",
+    version,
+    about = "Run Rust guest programs in KVM virtual machines and watch every exit."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    /// 64-bit long mode with identity-mapped 2 MiB pages.
+    Long,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a guest until it halts or crashes; print its output, then the exit table.
+    Run {
+        /// A built guest's name (see `host list`) or the path of an ELF or flat file.
+        #[arg(default_value = "hello")]
+        guest: String,
+        /// CPU mode the guest starts in.
+        #[arg(long, value_enum, default_value = "long")]
+        mode: Mode,
+        /// Guest memory size, e.g. 2M, 512K, 1G (4 KiB multiple, 1 MiB to 3 GiB).
+        #[arg(long, default_value = "2M", value_parser = size::parse_size)]
+        mem: u64,
+        /// Load GUEST as a flat binary at this guest-physical address and enter it there.
+        #[arg(long, value_name = "ADDR", value_parser = size::parse_addr)]
+        flat: Option<u64>,
+        /// Check 42 at 0x400 and in RAX at HLT even if the guest did not ask for it.
+        #[arg(long)]
+        check_42: bool,
+        /// Print one JSON object (guest output included) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The KVM device.
+        #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+        kvm_device: PathBuf,
+    },
+    /// List the guest programs built from guest-kernel/src/bin.
+    List,
+    /// Measure exit round trips, VM creation and `host run hello` (build with --release).
+    Bench {
+        /// Exits for long_pio_exit_ns.
+        #[arg(long, default_value_t = 200_000)]
+        exits: u32,
+        /// VM create/run/destroy cycles for vm_create_us.
+        #[arg(long, default_value_t = 200)]
+        vm_iters: usize,
+        /// `host run hello` processes for run_hello_process_ms (0 to skip).
+        #[arg(long, default_value_t = 20)]
+        process_iters: usize,
+        /// The KVM device.
+        #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+        kvm_device: PathBuf,
+    },
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("host: error: {msg}");
+    ExitCode::from(code::HOST_ERROR as u8)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run {
+            guest,
+            mode: Mode::Long,
+            mem,
+            flat,
+            check_42,
+            json,
+            kvm_device,
+        } => {
+            let opts = RunOptions {
+                guest,
+                vm: VmConfig {
+                    mem_size: mem,
+                    kvm_path: kvm_device,
+                },
+                flat,
+                check_42,
+            };
+            cmd_run(&opts, json)
+        }
+        Cmd::List => {
+            let mut out = std::io::stdout().lock();
+            for (name, path) in guests::list() {
+                let state = if path.is_file() {
+                    ""
+                } else {
+                    "  (missing: rebuild)"
+                };
+                let _ = writeln!(out, "{name:<16} {}{state}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Bench {
+            exits,
+            vm_iters,
+            process_iters,
+            kvm_device,
+        } => {
+            let o = BenchOptions {
+                exits,
+                vm_iters,
+                process_iters,
+                kvm_path: kvm_device,
+            };
+            match bench::run(&o, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn cmd_run(opts: &RunOptions, json: bool) -> ExitCode {
+    let mut diag = std::io::stderr().lock();
+    let result = if json {
+        let mut captured = Vec::new();
+        run::run(opts, &mut captured, &mut diag).map(|r| {
+            let v = r.json(&captured);
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            r
+        })
+    } else {
+        let stdout = std::io::stdout();
+        let r = if stdout.is_terminal() {
+            run::run(
+                opts,
+                &mut std::io::LineWriter::new(stdout.lock()),
+                &mut diag,
+            )
+        } else {
+            run::run(opts, &mut std::io::BufWriter::new(stdout.lock()), &mut diag)
+        };
+        r.inspect(|r| {
+            let _ = write!(diag, "{}", r.human());
+        })
+    };
+    match result {
+        Ok(r) => ExitCode::from(r.exit_code() as u8),
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,212 @@
+//! `host run`: resolve a guest, check and load it, run it, report.
+//! The CLI and the integration tests both go through here.
+
+use crate::guests::{self, GuestError};
+use crate::loader::{self, LoadError, Plan};
+use crate::vm::{Check42, RunOutcome, Stop, Vm, VmConfig, VmError};
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Process exit codes of `host run` (documented in the README).
+pub mod code {
+    /// The guest halted (and passed the 42 check when it asked for one).
+    pub const OK: i32 = 0;
+    /// The host could not set up or run the VM (KVM, file, ELF, ABI, memory).
+    pub const HOST_ERROR: i32 = 1;
+    /// Bad command-line usage (clap's code).
+    pub const USAGE: i32 = 2;
+    /// The guest crashed: triple fault, failed entry, internal error.
+    pub const GUEST_FAULT: i32 = 3;
+    /// The guest halted but failed the 42 check.
+    pub const CHECK_FAILED: i32 = 4;
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// A built guest's name or a file path.
+    pub guest: String,
+    /// VM configuration.
+    pub vm: VmConfig,
+    /// Load the file as a flat image at this address (entry there too).
+    pub flat: Option<u64>,
+    /// Force the 42 check on.
+    pub check_42: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            guest: "hello".into(),
+            vm: VmConfig::default(),
+            flat: None,
+            check_42: false,
+        }
+    }
+}
+
+/// Why a guest could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Unknown guest name.
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The image was refused.
+    #[error("{path}: {source}")]
+    Load {
+        /// The file.
+        path: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// KVM or the run loop failed.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+}
+
+/// A guest ready to run.
+pub struct Prepared {
+    /// Display name (the guest name or the path).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The checked plan.
+    pub plan: Plan,
+    /// The VM, loaded.
+    pub vm: Vm,
+}
+
+/// Resolves, reads, checks and loads a guest into a new VM.
+pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
+    let path = guests::resolve(&opts.guest)?;
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let mem = opts.vm.mem_size;
+    let plan = match opts.flat {
+        Some(addr) => loader::plan_flat(bytes.len(), addr, mem),
+        None => loader::plan_elf(&bytes, mem),
+    }
+    .map_err(|source| RunError::Load {
+        path: shown,
+        source,
+    })?;
+    let mut vm = Vm::new(&opts.vm)?;
+    vm.load(&plan, &bytes)?;
+    if opts.check_42 {
+        vm.set_check_42(true);
+    }
+    Ok(Prepared {
+        name: opts.guest.clone(),
+        path,
+        plan,
+        vm,
+    })
+}
+
+/// The result of `host run`.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Guest name or path.
+    pub name: String,
+    /// What the run produced.
+    pub outcome: RunOutcome,
+}
+
+/// Prepares and runs a guest.
+pub fn run(
+    opts: &RunOptions,
+    out: &mut dyn Write,
+    diag: &mut dyn Write,
+) -> Result<Report, RunError> {
+    let mut p = prepare(opts)?;
+    let outcome = p.vm.run(out, diag)?;
+    Ok(Report {
+        name: p.name,
+        outcome,
+    })
+}
+
+fn check_line(c: &Check42) -> String {
+    format!(
+        "check 42: {} (memory[{:#x}] = {}, RAX = {})",
+        if c.pass { "pass" } else { "FAIL" },
+        hypercall_abi::layout::CHECK_ADDR,
+        c.memory,
+        c.rax
+    )
+}
+
+impl Report {
+    /// The process exit code for this outcome.
+    pub fn exit_code(&self) -> i32 {
+        match (&self.outcome.stop, &self.outcome.check) {
+            (Stop::Faulted { .. }, _) => code::GUEST_FAULT,
+            (Stop::Halted, Some(c)) if !c.pass => code::CHECK_FAILED,
+            (Stop::Halted, _) => code::OK,
+        }
+    }
+
+    /// The human summary: outcome line, check, register dump on a fault,
+    /// then the exit table.
+    pub fn human(&self) -> String {
+        let o = &self.outcome;
+        let mut s = match &o.stop {
+            Stop::Halted => format!(
+                "host: {} halted after {} exits in {:.3} ms\n",
+                self.name,
+                o.stats.total(),
+                o.elapsed.as_secs_f64() * 1e3
+            ),
+            Stop::Faulted {
+                fault,
+                cr0,
+                cr3,
+                cr4,
+                efer,
+            } => format!(
+                "host: {} stopped: {fault} at RIP {:#x}\n{}\n  cr0={cr0:#x} cr3={cr3:#x} cr4={cr4:#x} efer={efer:#x}\n",
+                self.name,
+                o.regs.rip,
+                o.regs.dump()
+            ),
+        };
+        if let Some(c) = &o.check {
+            s.push_str(&format!("host: {}\n", check_line(c)));
+        }
+        s.push_str(&o.stats.table());
+        s
+    }
+
+    /// The same as JSON, with the guest's output as a string.
+    pub fn json(&self, output: &[u8]) -> serde_json::Value {
+        let o = &self.outcome;
+        json!({
+            "guest": self.name,
+            "output": String::from_utf8_lossy(output),
+            "stop": o.stop,
+            "exit_code": self.exit_code(),
+            "check_42": o.check,
+            "regs": o.regs,
+            "guest_errors": o.guest_errors,
+            "elapsed_us": o.elapsed.as_secs_f64() * 1e6,
+            "exits": {
+                "total": o.stats.total(),
+                "by_reason": o.stats.reasons(),
+                "io": o.stats.ports(),
+                "mmio": o.stats.mmio(),
+            },
+        })
+    }
+}

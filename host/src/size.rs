@@ -1,0 +1,88 @@
+//! Parsing of memory sizes and guest addresses given on the command line.
+
+/// A size or address the user typed that is not one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not a number with an optional unit.
+    #[error("'{0}' is not a size: use e.g. 2M, 512K, 1G, 4MiB or a byte count")]
+    BadSize(String),
+    /// Not a decimal or 0x-hex number.
+    #[error("'{0}' is not an address: use e.g. 0x100000 or 1048576")]
+    BadAddr(String),
+}
+
+/// Parses "2M", "2MiB", "512k", "1G", "4096" (bytes) or "0x200000".
+pub fn parse_size(s: &str) -> Result<u64, ParseError> {
+    let bad = || ParseError::BadSize(s.to_string());
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, shift) = [
+        ("kib", 10),
+        ("mib", 20),
+        ("gib", 30),
+        ("kb", 10),
+        ("mb", 20),
+        ("gb", 30),
+        ("k", 10),
+        ("m", 20),
+        ("g", 30),
+        ("b", 0),
+    ]
+    .iter()
+    .find_map(|(suf, sh)| lower.strip_suffix(suf).map(|n| (n.trim(), *sh)))
+    .unwrap_or((lower.as_str(), 0));
+    let n = parse_u64(num).ok_or_else(bad)?;
+    n.checked_mul(1u64 << shift).ok_or_else(bad)
+}
+
+/// Parses "0x100000" or "1048576".
+pub fn parse_addr(s: &str) -> Result<u64, ParseError> {
+    parse_u64(s.trim()).ok_or_else(|| ParseError::BadAddr(s.to_string()))
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    let s = s.replace('_', "");
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// "2 MiB", "512 KiB", "4097 B": the largest exact binary unit.
+pub fn human(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes != 0 && bytes % (1 << shift) == 0 {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2M"), Ok(2 << 20));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("0x200000"), Ok(2 << 20));
+        assert!(parse_size("two").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999G").is_err());
+        assert!(parse_size("-1M").is_err());
+    }
+
+    #[test]
+    fn addrs_and_human() {
+        assert_eq!(parse_addr("0x100000"), Ok(0x10_0000));
+        assert_eq!(parse_addr("4096"), Ok(4096));
+        assert!(parse_addr("0xzz").is_err());
+        assert_eq!(human(2 << 20), "2 MiB");
+        assert_eq!(human(4097), "4097 B");
+        assert_eq!(human(0), "0 B");
+    }
+}

@@ -1,0 +1,419 @@
+//! The contract between guest programs and the host VMM.
+//!
+//! Both sides compile against this crate; nothing here is restated anywhere
+//! else. `docs/abi.md` describes the same contract for C or assembly guests.
+//!
+//! Transport: every hypercall is exactly one x86 port-I/O instruction, so one
+//! VM exit. The port names the hypercall; the 1- or 4-byte I/O data carries a
+//! value, a result, or the guest-physical address of a `#[repr(C)]` argument
+//! block in which the host writes results and a status. Nothing is passed in
+//! registers, so the host never needs a register ioctl to serve a hypercall.
+#![no_std]
+
+use core::mem::{align_of, offset_of, size_of};
+
+/// Bumped by hand on every incompatible change; the fingerprint below
+/// catches the changes a human forgets.
+pub const ABI_VERSION: u32 = 1;
+
+/// The classic debug port: `out dx, al` writes one byte to the host's stdout.
+pub const PORT_PRINT8BIT: u16 = 0xE9;
+/// Hypercall `n` (other than print8bit) lives on port `HC_PORT_BASE + n`.
+pub const HC_PORT_BASE: u16 = 0x0500;
+
+/// Longest string `print_str` reads, NUL excluded. A longer one is an error.
+pub const MAX_STR_LEN: u32 = 4096;
+
+/// How a hypercall's data moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `out dx, al`: one byte from guest to host.
+    Out8,
+    /// `out dx, eax`: a 32-bit value from guest to host.
+    Out32,
+    /// `in eax, dx`: a 32-bit result from host to guest.
+    In32,
+    /// `out dx, eax` where EAX is the guest-physical address of an argument
+    /// block (below 4 GiB); the host writes results and `status` into it.
+    OutBlock,
+}
+
+/// Every hypercall. The host dispatches with an exhaustive `match` on this
+/// enum, so adding a variant without a host handler does not compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u16)]
+pub enum Hypercall {
+    /// `print8bit(u8)`: the byte goes to the host's stdout as is.
+    Print8bit = 0,
+    /// `print32bit(u32)`: printed in decimal followed by exactly one "\n".
+    Print32bit = 1,
+    /// `num_exits() -> u32`: VM exits of this VM so far, this one included.
+    NumExits = 2,
+    /// `print_str(ptr)`: a NUL-terminated string, printed as is. Block: [`PrintStrArgs`].
+    PrintStr = 3,
+    /// `num_exits_by_type() -> ptr`: guest-physical address of
+    /// "IO in: x\nIO out: y\n" (NUL-terminated) in the host result page.
+    NumExitsByType = 4,
+    /// `gva_to_hva(gva) -> u64`: walk the guest's page tables. Block: [`GvaToHvaArgs`].
+    GvaToHva = 5,
+}
+
+impl Hypercall {
+    /// All hypercalls, in number order.
+    pub const ALL: [Hypercall; 6] = [
+        Hypercall::Print8bit,
+        Hypercall::Print32bit,
+        Hypercall::NumExits,
+        Hypercall::PrintStr,
+        Hypercall::NumExitsByType,
+        Hypercall::GvaToHva,
+    ];
+
+    /// The hypercall's number.
+    pub const fn nr(self) -> u16 {
+        self as u16
+    }
+
+    /// The I/O port the guest uses for this hypercall.
+    pub const fn port(self) -> u16 {
+        match self {
+            Hypercall::Print8bit => PORT_PRINT8BIT,
+            other => HC_PORT_BASE + other.nr(),
+        }
+    }
+
+    /// Which instruction and data width carry it.
+    pub const fn transport(self) -> Transport {
+        match self {
+            Hypercall::Print8bit => Transport::Out8,
+            Hypercall::Print32bit => Transport::Out32,
+            Hypercall::NumExits | Hypercall::NumExitsByType => Transport::In32,
+            Hypercall::PrintStr | Hypercall::GvaToHva => Transport::OutBlock,
+        }
+    }
+
+    /// The hypercall on `port`, if any.
+    pub const fn from_port(port: u16) -> Option<Hypercall> {
+        if port == PORT_PRINT8BIT {
+            return Some(Hypercall::Print8bit);
+        }
+        let mut i = 1;
+        while i < Self::ALL.len() {
+            if Self::ALL[i].port() == port {
+                return Some(Self::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The name used in the assignment, documentation and host output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hypercall::Print8bit => "print8bit",
+            Hypercall::Print32bit => "print32bit",
+            Hypercall::NumExits => "num_exits",
+            Hypercall::PrintStr => "print_str",
+            Hypercall::NumExitsByType => "num_exits_by_type",
+            Hypercall::GvaToHva => "gva_to_hva",
+        }
+    }
+}
+
+/// Result of a block hypercall, written by the host into the block's `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum HcStatus {
+    /// Done.
+    Ok = 0,
+    /// A pointer (or pointer + length) lies outside guest memory.
+    BadPointer = -1,
+    /// No NUL within [`MAX_STR_LEN`] bytes.
+    Unterminated = -2,
+    /// The guest virtual address has no mapping (`gva_to_hva`).
+    InvalidGva = -3,
+}
+
+impl HcStatus {
+    /// The status for a raw value; unknown values are `None`.
+    pub const fn from_raw(raw: i32) -> Option<HcStatus> {
+        match raw {
+            0 => Some(HcStatus::Ok),
+            -1 => Some(HcStatus::BadPointer),
+            -2 => Some(HcStatus::Unterminated),
+            -3 => Some(HcStatus::InvalidGva),
+            _ => None,
+        }
+    }
+}
+
+/// Argument block of `print_str`.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct PrintStrArgs {
+    /// In: guest-physical address of the NUL-terminated string.
+    pub addr: u64,
+    /// Out: bytes printed (NUL excluded).
+    pub len: u32,
+    /// Out: an [`HcStatus`] value.
+    pub status: i32,
+}
+
+/// Argument block of `gva_to_hva`.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct GvaToHvaArgs {
+    /// In: the guest virtual address to translate.
+    pub gva: u64,
+    /// Out: the host virtual address, 0 when invalid.
+    pub hva: u64,
+    /// Out: an [`HcStatus`] value.
+    pub status: i32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+const _: () = {
+    assert!(size_of::<PrintStrArgs>() == 16);
+    assert!(align_of::<PrintStrArgs>() == 8);
+    assert!(offset_of!(PrintStrArgs, addr) == 0);
+    assert!(offset_of!(PrintStrArgs, len) == 8);
+    assert!(offset_of!(PrintStrArgs, status) == 12);
+    assert!(size_of::<GvaToHvaArgs>() == 24);
+    assert!(align_of::<GvaToHvaArgs>() == 8);
+    assert!(offset_of!(GvaToHvaArgs, gva) == 0);
+    assert!(offset_of!(GvaToHvaArgs, hva) == 8);
+    assert!(offset_of!(GvaToHvaArgs, status) == 16);
+    assert!(offset_of!(GvaToHvaArgs, reserved) == 20);
+};
+
+/// Guest-physical memory map shared by the host and guests (long mode).
+pub mod layout {
+    /// The "42 check": `hello` writes 42 here (and to RAX) before halting.
+    pub const CHECK_ADDR: u64 = 0x400;
+    /// The value the 42 check expects.
+    pub const CHECK_VALUE: u64 = 42;
+    /// The host's GDT.
+    pub const GDT: u64 = 0x1000;
+    /// The host result page: `num_exits_by_type` writes its string here.
+    pub const RESULT_PAGE: u64 = 0x2000;
+    /// First page table (PML4); PDPT follows, then one PD per GiB of memory.
+    pub const PAGE_TABLES: u64 = 0x3000;
+    /// End of the page-table area (room for PML4, PDPT and 4 PDs).
+    pub const PAGE_TABLES_END: u64 = 0x9000;
+    /// Lowest address of the initial stack.
+    pub const STACK_BOTTOM: u64 = 0x10000;
+    /// Initial RSP: the stack grows down from here.
+    pub const STACK_TOP: u64 = 0x80000;
+    /// Everything below this belongs to the host's structures and the stack;
+    /// guest images (ELF segments, flat images) are loaded at or above it.
+    pub const IMAGE_MIN: u64 = STACK_TOP;
+    /// Where the guest linker script places guest programs.
+    pub const LOAD_BASE: u64 = 0x10_0000;
+    /// Largest guest memory (3 GiB): RAM stays below the 32-bit hole where
+    /// the host puts KVM's TSS pages (0xfffbd000), and pointers fit in 32 bits.
+    pub const MAX_MEM: u64 = 3 << 30;
+    /// Smallest guest memory: the host area plus 512 KiB for an image.
+    pub const MIN_MEM: u64 = 1 << 20;
+}
+
+/// The ELF note every guest carries so the host can refuse a guest built
+/// against another ABI. Section `.note.kvmwb.abi`, owner "KVMWB", type 1.
+pub mod note {
+    /// Section name.
+    pub const SECTION: &str = ".note.kvmwb.abi";
+    /// Note owner name (NUL included in `namesz`).
+    pub const NAME: &[u8; 6] = b"KVMWB\0";
+    /// Note type.
+    pub const TYPE: u32 = 1;
+    /// Flag: the host checks 42 at [`super::layout::CHECK_ADDR`] and in RAX at HLT.
+    pub const FLAG_CHECK_42: u32 = 1;
+
+    /// The note's descriptor.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct Desc {
+        /// [`super::ABI_VERSION`] the guest was built with.
+        pub version: u32,
+        /// `FLAG_*` bits.
+        pub flags: u32,
+        /// Low 32 bits of [`super::FINGERPRINT`] the guest was built with.
+        pub fingerprint_lo: u32,
+        /// High 32 bits of it (two words keep the note 4-byte aligned, as ELF notes are).
+        pub fingerprint_hi: u32,
+    }
+
+    impl Desc {
+        /// The fingerprint as one value.
+        pub const fn fingerprint(&self) -> u64 {
+            (self.fingerprint_hi as u64) << 32 | self.fingerprint_lo as u64
+        }
+    }
+
+    /// A whole ELF note (header, padded name, descriptor), as placed in the section.
+    #[derive(Clone, Copy, Debug)]
+    #[repr(C, align(4))]
+    pub struct Note {
+        /// Length of the name, NUL included.
+        pub namesz: u32,
+        /// Length of the descriptor.
+        pub descsz: u32,
+        /// [`TYPE`].
+        pub ntype: u32,
+        /// [`NAME`], padded to 4 bytes.
+        pub name: [u8; 8],
+        /// The descriptor.
+        pub desc: Desc,
+    }
+
+    impl Note {
+        /// The note for this ABI with `flags`.
+        pub const fn new(flags: u32) -> Note {
+            Note {
+                namesz: NAME.len() as u32,
+                descsz: core::mem::size_of::<Desc>() as u32,
+                ntype: TYPE,
+                name: *b"KVMWB\0\0\0",
+                desc: Desc {
+                    version: super::ABI_VERSION,
+                    flags,
+                    fingerprint_lo: super::FINGERPRINT as u32,
+                    fingerprint_hi: (super::FINGERPRINT >> 32) as u32,
+                },
+            }
+        }
+    }
+
+    const _: () = {
+        assert!(core::mem::size_of::<Desc>() == 16);
+        assert!(core::mem::size_of::<Note>() == 12 + 8 + 16);
+        assert!(core::mem::align_of::<Note>() == 4);
+        assert!(core::mem::offset_of!(Note, desc) == 20);
+    };
+}
+
+const fn fnv(mut h: u64, v: u64) -> u64 {
+    let mut i = 0;
+    while i < 8 {
+        h ^= (v >> (i * 8)) & 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+const fn transport_code(t: Transport) -> u64 {
+    match t {
+        Transport::Out8 => 1,
+        Transport::Out32 => 2,
+        Transport::In32 => 3,
+        Transport::OutBlock => 4,
+    }
+}
+
+/// A hash of everything a guest and the host must agree on: every
+/// hypercall's number, port and transport, every layout's size and field
+/// offsets, the status codes, the string limit and the memory map.
+pub const FINGERPRINT: u64 = {
+    let mut h = fnv(0xcbf2_9ce4_8422_2325, ABI_VERSION as u64);
+    let mut i = 0;
+    while i < Hypercall::ALL.len() {
+        let hc = Hypercall::ALL[i];
+        h = fnv(h, hc.nr() as u64);
+        h = fnv(h, hc.port() as u64);
+        h = fnv(h, transport_code(hc.transport()));
+        i += 1;
+    }
+    let words: [u64; 26] = [
+        size_of::<PrintStrArgs>() as u64,
+        offset_of!(PrintStrArgs, addr) as u64,
+        offset_of!(PrintStrArgs, len) as u64,
+        offset_of!(PrintStrArgs, status) as u64,
+        size_of::<GvaToHvaArgs>() as u64,
+        offset_of!(GvaToHvaArgs, gva) as u64,
+        offset_of!(GvaToHvaArgs, hva) as u64,
+        offset_of!(GvaToHvaArgs, status) as u64,
+        HcStatus::Ok as i32 as u64,
+        HcStatus::BadPointer as i32 as u64,
+        HcStatus::Unterminated as i32 as u64,
+        HcStatus::InvalidGva as i32 as u64,
+        MAX_STR_LEN as u64,
+        layout::CHECK_ADDR,
+        layout::CHECK_VALUE,
+        layout::GDT,
+        layout::RESULT_PAGE,
+        layout::PAGE_TABLES,
+        layout::PAGE_TABLES_END,
+        layout::STACK_BOTTOM,
+        layout::STACK_TOP,
+        layout::IMAGE_MIN,
+        layout::LOAD_BASE,
+        layout::MAX_MEM,
+        note::TYPE as u64,
+        layout::MIN_MEM,
+    ];
+    let mut j = 0;
+    while j < words.len() {
+        h = fnv(h, words[j]);
+        j += 1;
+    }
+    h
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_round_trip_and_are_distinct() {
+        for hc in Hypercall::ALL {
+            assert_eq!(Hypercall::from_port(hc.port()), Some(hc), "{hc:?}");
+            for other in Hypercall::ALL {
+                if other != hc {
+                    assert_ne!(other.port(), hc.port());
+                }
+            }
+        }
+        assert_eq!(Hypercall::from_port(0x10), None);
+        assert_eq!(Hypercall::from_port(HC_PORT_BASE), None);
+    }
+
+    #[test]
+    fn all_is_in_number_order() {
+        for (i, hc) in Hypercall::ALL.iter().enumerate() {
+            assert_eq!(hc.nr() as usize, i);
+        }
+    }
+
+    #[test]
+    fn status_round_trip() {
+        for s in [
+            HcStatus::Ok,
+            HcStatus::BadPointer,
+            HcStatus::Unterminated,
+            HcStatus::InvalidGva,
+        ] {
+            assert_eq!(HcStatus::from_raw(s as i32), Some(s));
+        }
+        assert_eq!(HcStatus::from_raw(7), None);
+    }
+
+    #[test]
+    fn layout_is_ordered() {
+        use layout::*;
+        assert!(CHECK_ADDR < GDT && GDT < RESULT_PAGE && RESULT_PAGE < PAGE_TABLES);
+        assert!(PAGE_TABLES < PAGE_TABLES_END && PAGE_TABLES_END <= STACK_BOTTOM);
+        assert!(STACK_BOTTOM < STACK_TOP && IMAGE_MIN <= LOAD_BASE);
+        // PML4 + PDPT + one PD per GiB
+        assert!(PAGE_TABLES + (2 + (MAX_MEM >> 30)) * 0x1000 <= PAGE_TABLES_END);
+    }
+
+    #[test]
+    fn note_carries_version_and_fingerprint() {
+        let n = note::Note::new(note::FLAG_CHECK_42);
+        assert_eq!(n.desc.version, ABI_VERSION);
+        assert_eq!(n.desc.fingerprint(), FINGERPRINT);
+        assert_eq!(&n.name[..6], note::NAME);
+        assert_ne!(FINGERPRINT, 0);
+    }
+}
