@@ -134,10 +134,9 @@ fn cmd_run(opts: &RunOptions, json: bool) -> ExitCode {
     let mut diag = std::io::stderr().lock();
     let result = if json {
         let mut captured = Vec::new();
-        run::run(opts, &mut captured, &mut diag).map(|r| {
+        run::run(opts, &mut captured, &mut diag).inspect(|r| {
             let v = r.json(&captured);
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            r
         })
     } else {
         let stdout = std::io::stdout();

@@ -87,8 +87,10 @@ pub struct Prepared {
 
 /// Resolves, reads, checks and loads a guest into a new VM.
 pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
+    opts.vm.validate()?;
     let path = guests::resolve(&opts.guest)?;
-    let shown = path.display().to_string();
+    // errors name the guest as the user gave it, not the artifact path
+    let shown = opts.guest.clone();
     let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
         path: shown.clone(),
         source,

@@ -51,7 +51,7 @@ fn parse_u64(s: &str) -> Option<u64> {
 /// "2 MiB", "512 KiB", "4097 B": the largest exact binary unit.
 pub fn human(bytes: u64) -> String {
     for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if bytes != 0 && bytes % (1 << shift) == 0 {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
             return format!("{} {unit}", bytes >> shift);
         }
     }

@@ -292,6 +292,17 @@ pub mod note {
     };
 }
 
+// The memory map is ordered and the page-table area holds PML4 + PDPT + one
+// PD per GiB of the largest memory.
+const _: () = {
+    use layout::*;
+    assert!(CHECK_ADDR < GDT && GDT < RESULT_PAGE && RESULT_PAGE < PAGE_TABLES);
+    assert!(PAGE_TABLES < PAGE_TABLES_END && PAGE_TABLES_END <= STACK_BOTTOM);
+    assert!(STACK_BOTTOM < STACK_TOP && IMAGE_MIN <= LOAD_BASE);
+    assert!(PAGE_TABLES + (2 + (MAX_MEM >> 30)) * 0x1000 <= PAGE_TABLES_END);
+    assert!(MIN_MEM > IMAGE_MIN && MAX_MEM <= 0xfffb_d000);
+};
+
 const fn fnv(mut h: u64, v: u64) -> u64 {
     let mut i = 0;
     while i < 8 {
@@ -396,16 +407,6 @@ mod tests {
             assert_eq!(HcStatus::from_raw(s as i32), Some(s));
         }
         assert_eq!(HcStatus::from_raw(7), None);
-    }
-
-    #[test]
-    fn layout_is_ordered() {
-        use layout::*;
-        assert!(CHECK_ADDR < GDT && GDT < RESULT_PAGE && RESULT_PAGE < PAGE_TABLES);
-        assert!(PAGE_TABLES < PAGE_TABLES_END && PAGE_TABLES_END <= STACK_BOTTOM);
-        assert!(STACK_BOTTOM < STACK_TOP && IMAGE_MIN <= LOAD_BASE);
-        // PML4 + PDPT + one PD per GiB
-        assert!(PAGE_TABLES + (2 + (MAX_MEM >> 30)) * 0x1000 <= PAGE_TABLES_END);
     }
 
     #[test]

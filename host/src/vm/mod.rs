@@ -82,6 +82,17 @@ pub struct VmConfig {
     pub kvm_path: PathBuf,
 }
 
+impl VmConfig {
+    /// Checks the memory size: a 4 KiB multiple in `MIN_MEM..=MAX_MEM`.
+    pub fn validate(&self) -> Result<(), VmError> {
+        let size = self.mem_size;
+        if !size.is_multiple_of(4096) || !(layout::MIN_MEM..=layout::MAX_MEM).contains(&size) {
+            return Err(VmError::MemSize(size));
+        }
+        Ok(())
+    }
+}
+
 impl Default for VmConfig {
     fn default() -> Self {
         VmConfig {
@@ -336,10 +347,8 @@ impl Vm {
     /// Opens KVM, creates the VM, its memory and one vCPU, and puts the vCPU
     /// in 64-bit long mode with the host's GDT and identity page tables.
     pub fn new(cfg: &VmConfig) -> Result<Vm, VmError> {
+        cfg.validate()?;
         let size = cfg.mem_size;
-        if size % 4096 != 0 || !(layout::MIN_MEM..=layout::MAX_MEM).contains(&size) {
-            return Err(VmError::MemSize(size));
-        }
         let kvm = open_kvm(&cfg.kvm_path)?;
         let vm = loop {
             match kvm.create_vm() {

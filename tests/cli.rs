@@ -1,0 +1,126 @@
+//! The `host` binary: exit codes and one-line errors, no panics.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn host(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(args)
+        .output()
+        .expect("spawn host")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One line on stderr, starting with "host: error: ", containing `want`.
+fn one_line_error(o: &Output, want: &str) {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("host: error: "), "{err}");
+    assert!(err.contains(want), "want {want:?} in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn run_hello_by_default() {
+    let o = host(&["run"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(text(&o.stdout), "Hello, world!\n");
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("host: hello halted after 15 exits in "),
+        "{err}"
+    );
+    assert!(
+        err.contains("host: check 42: pass (memory[0x400] = 42, RAX = 42)\n"),
+        "{err}"
+    );
+    assert!(err.contains("    out port 0x00e9 print8bit"), "{err}");
+}
+
+#[test]
+fn run_json() {
+    let o = host(&["run", "hypercalls", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    assert!(v["output"].as_str().unwrap().contains("difference 2"));
+    assert_eq!(v["exits"]["total"], 30);
+    assert_eq!(v["exit_code"], 0);
+}
+
+#[test]
+fn list_shows_the_built_guests() {
+    let o = host(&["list"]);
+    let out = text(&o.stdout);
+    for g in ["hello", "hypercalls", "badptr"] {
+        assert!(out.lines().any(|l| l.starts_with(g)), "{out}");
+    }
+}
+
+#[test]
+fn errors_are_one_line_and_exit_1() {
+    one_line_error(
+        &host(&["run", "--kvm-device", "/nonexistent/kvm"]),
+        "cannot open /nonexistent/kvm: no such device",
+    );
+    one_line_error(
+        &host(&["run", "/nonexistent/guest.elf"]),
+        "cannot read /nonexistent/guest.elf",
+    );
+    one_line_error(
+        &host(&["run", "no-such-guest"]),
+        "unknown guest 'no-such-guest'",
+    );
+    one_line_error(&host(&["run", "hello", "--mem", "1M"]), "too little memory");
+    one_line_error(&host(&["run", "hello", "--mem", "64G"]), "is not usable");
+    let junk = common::temp_file("junk", b"junk");
+    one_line_error(
+        &host(&["run", junk.to_str().unwrap()]),
+        "not a loadable ELF file",
+    );
+}
+
+#[test]
+fn a_kvm_device_without_permission_is_explained() {
+    // a file we may open but that is not KVM: the ioctl fails cleanly
+    let f = common::temp_file("notkvm", b"");
+    let o = host(&["run", "--kvm-device", f.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("host: error: "), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = host(&["run", "--mem", "lots"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("'lots' is not a size"));
+    assert_eq!(host(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_crashing_guest_exits_3() {
+    let p = common::temp_file("ud2", &[0x0f, 0x0b]);
+    let o = host(&["run", p.to_str().unwrap(), "--flat", "0x100000"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o.stderr).contains("triple fault"));
+}
+
+#[test]
+fn a_failed_check_exits_4() {
+    let p = common::temp_file("hlt", &[0xf4]);
+    let o = host(&[
+        "run",
+        p.to_str().unwrap(),
+        "--flat",
+        "0x100000",
+        "--check-42",
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(text(&o.stderr).contains("check 42: FAIL (memory[0x400] = 0, RAX = 0)"));
+}

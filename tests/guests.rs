@@ -1,0 +1,389 @@
+//! Real guests under real KVM, through the host library: exact output.
+
+mod common;
+
+use host::loader::LoadError;
+use host::run::{self, RunError, RunOptions};
+use host::vm::{Fault, Stop, VmConfig};
+use hypercall_abi::{FINGERPRINT, Hypercall, layout, note};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+
+struct Ran {
+    out: String,
+    diag: String,
+    report: run::Report,
+    mem_base: u64,
+}
+
+fn run_guest(opts: &RunOptions) -> Ran {
+    let mut p = run::prepare(opts).expect("prepare");
+    let mem_base = p.vm.memory().get_host_address(GuestAddress(0)).unwrap() as u64;
+    let (mut out, mut diag) = (Vec::new(), Vec::new());
+    let outcome = p.vm.run(&mut out, &mut diag).expect("run");
+    Ran {
+        out: String::from_utf8(out).unwrap(),
+        diag: String::from_utf8(diag).unwrap(),
+        report: run::Report {
+            name: p.name,
+            outcome,
+        },
+        mem_base,
+    }
+}
+
+fn named(guest: &str) -> RunOptions {
+    RunOptions {
+        guest: guest.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn hello_prints_and_passes_the_42_check() {
+    let r = run_guest(&named("hello"));
+    assert_eq!(r.out, "Hello, world!\n");
+    assert_eq!(r.diag, "");
+    let o = &r.report.outcome;
+    assert_eq!(o.stop, Stop::Halted);
+    let c = o.check.expect("hello asks for the 42 check");
+    assert!(c.pass && c.memory == 42 && c.rax == 42, "{c:?}");
+    // 14 print8bit exits and the HLT, nothing else
+    assert_eq!(o.stats.total(), 15);
+    let ports = o.stats.ports();
+    assert_eq!(ports.len(), 1);
+    assert_eq!((ports[0].port, ports[0].count), (0xe9, 14));
+    assert_eq!(r.report.exit_code(), run::code::OK);
+    assert!(
+        r.report
+            .human()
+            .contains("check 42: pass (memory[0x400] = 42, RAX = 42)")
+    );
+}
+
+#[test]
+fn every_hypercall_has_its_exact_output() {
+    let r = run_guest(&named("hypercalls"));
+    let lines: Vec<&str> = r.out.lines().collect();
+    // the HVA depends on where the host mapped guest memory: check it against
+    // the mapping of this very VM
+    let hva_line = lines[9];
+    let gva = u64::from_str_radix(
+        hva_line
+            .strip_prefix("gva_to_hva(0x")
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap(),
+        16,
+    )
+    .unwrap();
+    let hva = u64::from_str_radix(
+        hva_line
+            .split(" = 0x")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap(),
+        16,
+    )
+    .unwrap();
+    assert_eq!(hva, r.mem_base + gva, "HVA of GVA {gva:#x}");
+    assert!(gva >= layout::LOAD_BASE && gva < layout::LOAD_BASE + (1 << 20));
+    let expected = format!(
+        "print8bit: ok\n\
+         print32bit:\n\
+         0\n\
+         4294967295\n\
+         print_str: this line is one exit\n\
+         num_exits: before 18, after 20, difference 2\n\
+         num_exits_by_type: string at 0x2000\n\
+         IO in: 3\n\
+         IO out: 19\n\
+         gva_to_hva({gva:#x}) = {hva:#x}; next page +0x1000\n\
+         Invalid GVA\n\
+         gva_to_hva(0xdead00000000) = 0 (InvalidGva)\n"
+    );
+    assert_eq!(r.out, expected);
+    assert_eq!(r.diag, "");
+    let o = &r.report.outcome;
+    assert_eq!(o.stop, Stop::Halted);
+    assert_eq!(o.check, None);
+    // the guest's own view of its exits matches the host's table
+    let count = |hc: Hypercall| {
+        o.stats
+            .ports()
+            .iter()
+            .find(|p| p.port == hc.port())
+            .map(|p| p.count)
+            .unwrap_or(0)
+    };
+    assert_eq!(count(Hypercall::Print8bit), 14);
+    assert_eq!(count(Hypercall::Print32bit), 2);
+    assert_eq!(count(Hypercall::NumExits), 2);
+    assert_eq!(count(Hypercall::NumExitsByType), 1);
+    assert_eq!(count(Hypercall::GvaToHva), 3);
+    assert_eq!(o.stats.io_in() + o.stats.io_out() + 1, o.stats.total());
+}
+
+#[test]
+fn bad_pointers_get_an_error_and_one_host_line_each() {
+    let r = run_guest(&named("badptr"));
+    assert_eq!(
+        r.out,
+        "outside: Err(BadPointer)\n\
+         straddling: Err(BadPointer)\n\
+         unterminated: Err(Unterminated)\n\
+         block outside: survived\n"
+    );
+    let diag: Vec<&str> = r.diag.lines().collect();
+    assert_eq!(diag.len(), 4, "{}", r.diag);
+    assert_eq!(
+        diag[0],
+        "host: guest error: print_str: string at 0xffff0000 is outside guest memory"
+    );
+    assert_eq!(
+        diag[1],
+        "host: guest error: print_str: string at 0x1ffffd runs past the end of guest memory without a NUL"
+    );
+    assert!(
+        diag[2].ends_with("has no NUL within 4096 bytes"),
+        "{}",
+        diag[2]
+    );
+    assert_eq!(
+        diag[3],
+        "host: guest error: gva_to_hva: argument block at 0xfffffff0 (24 bytes) is outside guest memory"
+    );
+    assert_eq!(r.report.outcome.guest_errors, 4);
+    assert_eq!(r.report.outcome.stop, Stop::Halted);
+}
+
+fn patched_note(f: impl Fn(&mut note::Desc)) -> std::path::PathBuf {
+    let mut elf = common::guest_elf("hello");
+    let name = b"KVMWB\0\0\0";
+    let at = elf
+        .windows(8)
+        .position(|w| w == name)
+        .expect("note in hello")
+        + 8;
+    let w = |b: &[u8], o: usize| u32::from_le_bytes(b[at + o..at + o + 4].try_into().unwrap());
+    let mut d = note::Desc {
+        version: w(&elf, 0),
+        flags: w(&elf, 4),
+        fingerprint_lo: w(&elf, 8),
+        fingerprint_hi: w(&elf, 12),
+    };
+    assert_eq!(d.fingerprint(), FINGERPRINT);
+    f(&mut d);
+    for (o, v) in [
+        (0, d.version),
+        (4, d.flags),
+        (8, d.fingerprint_lo),
+        (12, d.fingerprint_hi),
+    ] {
+        elf[at + o..at + o + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    common::temp_file("patched", &elf)
+}
+
+#[test]
+fn a_guest_built_against_another_abi_is_refused() {
+    let p = patched_note(|d| d.fingerprint_lo ^= 1);
+    let opts = RunOptions {
+        guest: p.display().to_string(),
+        ..Default::default()
+    };
+    let e = run::prepare(&opts).err().expect("refused");
+    match &e {
+        RunError::Load {
+            source: LoadError::AbiMismatch { guest_fp, .. },
+            ..
+        } => {
+            assert_eq!(*guest_fp, FINGERPRINT ^ 1)
+        }
+        other => panic!("{other}"),
+    }
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("{:#018x}", FINGERPRINT)), "{msg}");
+    assert!(msg.contains(&format!("{:#018x}", FINGERPRINT ^ 1)), "{msg}");
+    assert!(!msg.contains('\n'));
+
+    let p = patched_note(|d| d.version += 1);
+    let opts = RunOptions {
+        guest: p.display().to_string(),
+        ..Default::default()
+    };
+    let msg = run::prepare(&opts).err().expect("refused").to_string();
+    assert!(msg.contains("hypercall ABI v2"), "{msg}");
+}
+
+#[test]
+fn corrupt_elves_are_refused() {
+    let elf = common::guest_elf("hello");
+    for (tag, bytes, want) in [
+        ("truncated", elf[..100].to_vec(), "not a loadable ELF file"),
+        (
+            "garbage",
+            b"this is not an ELF".to_vec(),
+            "not a loadable ELF file",
+        ),
+        ("empty", Vec::new(), "the file is empty"),
+    ] {
+        let p = common::temp_file(tag, &bytes);
+        let opts = RunOptions {
+            guest: p.display().to_string(),
+            ..Default::default()
+        };
+        let msg = run::prepare(&opts).err().expect(tag).to_string();
+        assert!(msg.contains(want), "{tag}: {msg}");
+    }
+    // a header whose program-header table points past the end of the file
+    let mut bad = elf.clone();
+    bad[32..40].copy_from_slice(&(u64::MAX - 8).to_le_bytes()); // e_phoff
+    let p = common::temp_file("phoff", &bad);
+    let opts = RunOptions {
+        guest: p.display().to_string(),
+        ..Default::default()
+    };
+    assert!(run::prepare(&opts).is_err());
+}
+
+#[test]
+fn too_little_memory_is_refused_with_the_size_needed() {
+    let opts = RunOptions {
+        vm: VmConfig {
+            mem_size: 1 << 20,
+            ..Default::default()
+        },
+        ..named("hello")
+    };
+    let msg = run::prepare(&opts).err().expect("refused").to_string();
+    assert!(msg.contains("too little memory"), "{msg}");
+    assert!(msg.contains("try --mem 2 MiB"), "{msg}");
+    let opts = RunOptions {
+        vm: VmConfig {
+            mem_size: 4097,
+            ..Default::default()
+        },
+        ..named("hello")
+    };
+    let msg = run::prepare(&opts).err().expect("refused").to_string();
+    assert!(msg.contains("must be a multiple of 4 KiB"), "{msg}");
+}
+
+#[test]
+fn flat_images_run_at_their_address() {
+    // mov al,'H'; out 0xe9,al; mov al,'\n'; out 0xe9,al; mov dword [0x400],42; mov eax,42; hlt
+    let code = [
+        0xb0, b'H', 0xe6, 0xe9, 0xb0, b'\n', 0xe6, 0xe9, 0xc7, 0x04, 0x25, 0x00, 0x04, 0x00, 0x00,
+        0x2a, 0x00, 0x00, 0x00, 0xb8, 0x2a, 0x00, 0x00, 0x00, 0xf4,
+    ];
+    let p = common::temp_file("flat", &code);
+    let opts = RunOptions {
+        guest: p.display().to_string(),
+        flat: Some(0x20_0000),
+        check_42: true,
+        vm: VmConfig {
+            mem_size: 4 << 20,
+            ..Default::default()
+        },
+    };
+    let r = run_guest(&opts);
+    assert_eq!(r.out, "H\n");
+    assert!(r.report.outcome.check.unwrap().pass);
+    assert_eq!(r.report.outcome.stats.total(), 3);
+    // on top of the host's page tables: refused
+    let opts = RunOptions {
+        flat: Some(layout::PAGE_TABLES),
+        ..opts
+    };
+    let msg = run::prepare(&opts).err().expect("refused").to_string();
+    assert!(
+        msg.contains("overlaps the host's GDT, page tables and stack"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_triple_fault_is_reported_with_rip_and_registers() {
+    // mov rbx, 0x1234; ud2 (no IDT: #UD -> #DF -> triple fault)
+    let code = [0x48, 0xc7, 0xc3, 0x34, 0x12, 0x00, 0x00, 0x0f, 0x0b];
+    let p = common::temp_file("ud2", &code);
+    let opts = RunOptions {
+        guest: p.display().to_string(),
+        flat: Some(layout::IMAGE_MIN),
+        ..Default::default()
+    };
+    let r = run_guest(&opts);
+    let o = &r.report.outcome;
+    assert!(
+        matches!(
+            &o.stop,
+            Stop::Faulted {
+                fault: Fault::TripleFault,
+                ..
+            }
+        ),
+        "{:?}",
+        o.stop
+    );
+    assert_eq!(o.regs.rbx, 0x1234);
+    assert_eq!(r.report.exit_code(), run::code::GUEST_FAULT);
+    let h = r.report.human();
+    assert!(h.starts_with("host: "), "{h}");
+    assert!(
+        h.contains("stopped: triple fault (KVM_EXIT_SHUTDOWN, exit reason 8) at RIP"),
+        "{h}"
+    );
+    assert!(h.contains("rbx=0x0000000000001234"), "{h}");
+}
+
+#[test]
+fn unknown_ports_and_unbacked_memory_are_reported_once() {
+    // out 0x10,al (x3); in al,0x11; mov [0x30_0000],al (x2); mov al,[0x30_0008]; hlt
+    let code = [
+        0xe6, 0x10, 0xe6, 0x10, 0xe6, 0x10, 0xe4, 0x11, 0x88, 0x04, 0x25, 0x00, 0x00, 0x30, 0x00,
+        0x88, 0x04, 0x25, 0x00, 0x00, 0x30, 0x00, 0x8a, 0x04, 0x25, 0x08, 0x00, 0x30, 0x00, 0xf4,
+    ];
+    let p = common::temp_file("ports", &code);
+    let opts = RunOptions {
+        guest: p.display().to_string(),
+        flat: Some(layout::IMAGE_MIN),
+        // 3 MiB of memory: the identity map's second 2 MiB page covers
+        // 3..4 MiB, where there is no memory, so accesses there are MMIO exits
+        vm: VmConfig {
+            mem_size: 3 << 20,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let r = run_guest(&opts);
+    assert_eq!(
+        r.diag,
+        "host: guest wrote 0x0 to port 0x10, which has no device: ignored\n\
+         host: guest read port 0x11, which has no device: it reads as all ones\n\
+         host: guest wrote GPA 0x300000, which has no memory or device: ignored\n\
+         host: guest read GPA 0x300008, which has no memory or device: it reads as all ones\n"
+    );
+    let o = &r.report.outcome;
+    assert_eq!(o.stop, Stop::Halted);
+    assert_eq!(o.regs.rax & 0xff, 0xff, "the unbacked read gives all ones");
+    assert_eq!(o.stats.ports().iter().map(|p| p.count).sum::<u64>(), 4);
+    let mmio = o.stats.mmio();
+    assert_eq!(mmio.len(), 2);
+    assert_eq!((mmio[0].addr, mmio[0].count), (0x30_0008, 1));
+    assert_eq!((mmio[1].addr, mmio[1].count), (0x30_0000, 2));
+}
+
+#[test]
+fn json_report_has_output_and_exits() {
+    let r = run_guest(&named("hello"));
+    let v = r.report.json(r.out.as_bytes());
+    assert_eq!(v["output"], "Hello, world!\n");
+    assert_eq!(v["exits"]["total"], 15);
+    assert_eq!(v["check_42"]["pass"], true);
+    assert_eq!(v["stop"]["state"], "halted");
+    assert_eq!(v["exits"]["io"][0]["port"], 0xe9);
+    assert_eq!(v["exits"]["io"][0]["hypercall"], "print8bit");
+}
