@@ -89,7 +89,7 @@ fn every_hypercall_has_its_exact_output() {
     )
     .unwrap();
     assert_eq!(hva, r.mem_base + gva, "HVA of GVA {gva:#x}");
-    assert!(gva >= layout::LOAD_BASE && gva < layout::LOAD_BASE + (1 << 20));
+    assert!((layout::LOAD_BASE..layout::LOAD_BASE + (1 << 20)).contains(&gva));
     let expected = format!(
         "print8bit: ok\n\
          print32bit:\n\
