@@ -43,6 +43,75 @@ fn run_hello_by_default() {
 }
 
 #[test]
+fn no_command_runs_hello() {
+    let o = host(&[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(text(&o.stdout), "Hello, world!\n");
+}
+
+#[test]
+fn abi_prints_this_hosts_contract() {
+    let out = text(&host(&["abi"]).stdout);
+    let first = format!(
+        "hypercall ABI v{}, fingerprint {:#018x}",
+        hypercall_abi::ABI_VERSION,
+        hypercall_abi::FINGERPRINT
+    );
+    assert_eq!(out.lines().next(), Some(first.as_str()));
+    for hc in hypercall_abi::Hypercall::ALL {
+        let row = format!("{:<3} {:<18} {:#06x}", hc.nr(), hc.name(), hc.port());
+        assert!(out.contains(&row), "{row} in {out}");
+    }
+}
+
+/// The assembly guest in docs/abi.md, assembled and run: the document
+/// is precise enough to write a guest from, and stays true.
+#[test]
+fn the_assembly_guest_in_the_abi_doc_runs() {
+    let have = |t: &str| {
+        Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("as") || !have("ld") {
+        eprintln!("SKIPPED: GNU as/ld (binutils) not installed");
+        return;
+    }
+    let doc = include_str!("../docs/abi.md");
+    let start = doc.find("```asm\n").expect("asm block") + 7;
+    let len = doc[start..].find("```").expect("end of asm block");
+    let src = common::temp_file("guest.s", doc[start..start + len].as_bytes());
+    let (obj, elf) = (src.with_extension("o"), src.with_extension("elf"));
+    let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
+    assert!(ok(Command::new("as").arg(&src).arg("-o").arg(&obj)));
+    assert!(ok(Command::new("ld")
+        .args([
+            "-nostdlib",
+            "-static",
+            "-Ttext-segment=0x100000",
+            "-z",
+            "max-page-size=4096",
+            "-e",
+            "_start"
+        ])
+        .arg(&obj)
+        .arg("-o")
+        .arg(&elf)));
+    let o = host(&["run", elf.to_str().unwrap()]);
+    assert_eq!(
+        text(&o.stdout),
+        "Hello from assembly!\nand from print_str\n"
+    );
+    assert!(
+        text(&o.stderr).contains("check 42: pass"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
 fn run_json() {
     let o = host(&["run", "hypercalls", "--json"]);
     assert_eq!(o.status.code(), Some(0));

@@ -15,8 +15,9 @@ use std::process::ExitCode;
     about = "Run Rust guest programs in KVM virtual machines and watch every exit."
 )]
 struct Cli {
+    /// Without a command: `run hello`.
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -53,6 +54,8 @@ enum Cmd {
     },
     /// List the guest programs built from guest-kernel/src/bin.
     List,
+    /// Print the hypercall ABI this host speaks: version, fingerprint, ports.
+    Abi,
     /// Measure exit round trips, VM creation and `host run hello` (build with --release).
     Bench {
         /// Exits for long_pio_exit_ns.
@@ -77,7 +80,16 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
+    let cmd = cli.cmd.unwrap_or_else(|| Cmd::Run {
+        guest: RunOptions::default().guest,
+        mode: Mode::Long,
+        mem: VmConfig::default().mem_size,
+        flat: None,
+        check_42: false,
+        json: false,
+        kvm_device: VmConfig::default().kvm_path,
+    });
+    match cmd {
         Cmd::Run {
             guest,
             mode: Mode::Long,
@@ -108,6 +120,10 @@ fn main() -> ExitCode {
                 };
                 let _ = writeln!(out, "{name:<16} {}{state}", path.display());
             }
+            ExitCode::SUCCESS
+        }
+        Cmd::Abi => {
+            print!("{}", abi_table());
             ExitCode::SUCCESS
         }
         Cmd::Bench {
@@ -157,4 +173,25 @@ fn cmd_run(opts: &RunOptions, json: bool) -> ExitCode {
         Ok(r) => ExitCode::from(r.exit_code() as u8),
         Err(e) => fail(e),
     }
+}
+
+fn abi_table() -> String {
+    use hypercall_abi::{ABI_VERSION, FINGERPRINT, Hypercall, Transport};
+    let mut s = format!("hypercall ABI v{ABI_VERSION}, fingerprint {FINGERPRINT:#018x}\n");
+    s.push_str("nr  name               port    instruction   carries\n");
+    for hc in Hypercall::ALL {
+        let (insn, carries) = match hc.transport() {
+            Transport::Out8 => ("out dx, al", "the byte"),
+            Transport::Out32 => ("out dx, eax", "the value"),
+            Transport::In32 => ("in eax, dx", "the result"),
+            Transport::OutBlock => ("out dx, eax", "GPA of the argument block"),
+        };
+        s.push_str(&format!(
+            "{:<3} {:<18} {:#06x}  {insn:<13} {carries}\n",
+            hc.nr(),
+            hc.name(),
+            hc.port()
+        ));
+    }
+    s
 }
