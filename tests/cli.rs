@@ -81,7 +81,7 @@ fn the_assembly_guest_in_the_abi_doc_runs() {
     let doc = include_str!("../docs/abi.md");
     let start = doc.find("```asm\n").expect("asm block") + 7;
     let len = doc[start..].find("```").expect("end of asm block");
-    let src = common::temp_file("guest.s", doc[start..start + len].as_bytes());
+    let src = common::temp_file("guest.s", &doc.as_bytes()[start..start + len]);
     let (obj, elf) = (src.with_extension("o"), src.with_extension("elf"));
     let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
     assert!(ok(Command::new("as").arg(&src).arg("-o").arg(&obj)));
