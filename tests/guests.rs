@@ -387,3 +387,71 @@ fn json_report_has_output_and_exits() {
     assert_eq!(v["exits"]["io"][0]["port"], 0xe9);
     assert_eq!(v["exits"]["io"][0]["hypercall"], "print8bit");
 }
+
+/// hello's ELF with its program headers edited: every malformed layout is
+/// refused with its own clear error.
+#[test]
+fn malformed_segments_are_refused() {
+    let elf = common::guest_elf("hello");
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap()) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(&elf, 0x36), u16_at(&elf, 0x38));
+    let loads: Vec<usize> = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .filter(|&at| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == 1)
+        .collect();
+    assert!(loads.len() >= 2, "hello has {} PT_LOADs", loads.len());
+    let get = |b: &[u8], at: usize, f: usize| {
+        u64::from_le_bytes(b[at + f..at + f + 8].try_into().unwrap())
+    };
+    let set = |b: &mut Vec<u8>, at: usize, f: usize, v: u64| {
+        b[at + f..at + f + 8].copy_from_slice(&v.to_le_bytes())
+    };
+    let (vaddr, paddr, filesz, memsz) = (16, 24, 32, 40);
+    let try_load = |bytes: &[u8]| {
+        let p = common::temp_file("seg", bytes);
+        let opts = RunOptions {
+            guest: p.display().to_string(),
+            ..Default::default()
+        };
+        run::prepare(&opts)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+
+    let mut b = elf.clone(); // second segment on top of the first
+    let first = get(&b, loads[0], paddr);
+    set(&mut b, loads[1], paddr, first);
+    set(&mut b, loads[1], vaddr, first);
+    assert!(try_load(&b).contains("overlap"), "{}", try_load(&b));
+
+    let mut b = elf.clone(); // over the host's page tables
+    set(&mut b, loads[0], paddr, layout::PAGE_TABLES);
+    set(&mut b, loads[0], vaddr, layout::PAGE_TABLES);
+    assert!(try_load(&b).contains("overlaps the host's GDT, page tables and stack"));
+
+    let mut b = elf.clone(); // p_filesz > p_memsz
+    let m = get(&b, loads[0], memsz);
+    set(&mut b, loads[0], filesz, m + 1);
+    assert!(try_load(&b).contains("is larger than its memory size"));
+
+    let mut b = elf.clone(); // huge memsz
+    set(&mut b, loads[0], memsz, u64::MAX);
+    assert!(
+        try_load(&b).contains("too little memory"),
+        "{}",
+        try_load(&b)
+    );
+
+    let mut b = elf.clone(); // vaddr != paddr
+    let v = get(&b, loads[0], vaddr);
+    set(&mut b, loads[0], vaddr, v + 0x1000);
+    assert!(try_load(&b).contains("differs from physical"));
+
+    let mut b = elf.clone(); // entry outside any executable segment
+    b[0x18..0x20].copy_from_slice(&0x7_0000u64.to_le_bytes());
+    assert!(
+        try_load(&b).contains("entry point 0x70000 is not inside an executable loaded segment")
+    );
+}
