@@ -59,13 +59,27 @@ pub struct Env<'a> {
     pub guest_errors: &'a mut u64,
 }
 
+/// Writes one "host: ..." line on `diag`, after flushing the guest's output
+/// so far, so the two streams stay in order on a terminal.
+pub fn host_line(
+    out: &mut dyn Write,
+    diag: &mut dyn Write,
+    msg: std::fmt::Arguments,
+) -> Result<(), HostError> {
+    out.flush()?;
+    writeln!(diag, "host: {msg}")?;
+    Ok(())
+}
+
 impl Env<'_> {
     /// Reports a guest error in one line, after the guest's output so far.
     fn guest_error(&mut self, hc: Hypercall, msg: std::fmt::Arguments) -> Result<(), HostError> {
         *self.guest_errors += 1;
-        self.out.flush()?;
-        writeln!(self.diag, "host: guest error: {}: {msg}", hc.name())?;
-        Ok(())
+        host_line(
+            self.out,
+            self.diag,
+            format_args!("guest error: {}: {msg}", hc.name()),
+        )
     }
 }
 

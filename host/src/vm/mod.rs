@@ -540,11 +540,13 @@ impl Vm {
                         }
                         None => {
                             if seen == 1 {
-                                out.flush().map_err(HostError::from)?;
-                                let _ = writeln!(
+                                hypercall::host_line(
+                                    out,
                                     diag,
-                                    "host: guest read port {port:#x}, which has no device: it reads as all ones"
-                                );
+                                    format_args!(
+                                        "guest read port {port:#x}, which has no device: it reads as all ones"
+                                    ),
+                                )?;
                             }
                             u32::MAX
                         }
@@ -557,22 +559,26 @@ impl Vm {
                 }
                 VcpuExit::MmioRead(addr, data) => {
                     if self.stats.record_mmio(Dir::In, addr) == 1 {
-                        out.flush().map_err(HostError::from)?;
-                        let _ = writeln!(
+                        hypercall::host_line(
+                            out,
                             diag,
-                            "host: guest read GPA {addr:#x}, which has no memory or device: it reads as all ones"
-                        );
+                            format_args!(
+                                "guest read GPA {addr:#x}, which has no memory or device: it reads as all ones"
+                            ),
+                        )?;
                     }
                     data.fill(0xff);
                     None
                 }
                 VcpuExit::MmioWrite(addr, _) => {
                     if self.stats.record_mmio(Dir::Out, addr) == 1 {
-                        out.flush().map_err(HostError::from)?;
-                        let _ = writeln!(
+                        hypercall::host_line(
+                            out,
                             diag,
-                            "host: guest wrote GPA {addr:#x}, which has no memory or device: ignored"
-                        );
+                            format_args!(
+                                "guest wrote GPA {addr:#x}, which has no memory or device: ignored"
+                            ),
+                        )?;
                     }
                     None
                 }
@@ -623,12 +629,14 @@ impl Vm {
                         })?;
                     }
                     None if seen == 1 => {
-                        out.flush().map_err(HostError::from)?;
-                        let _ = writeln!(
+                        hypercall::host_line(
+                            out,
                             diag,
-                            "host: guest wrote {:#x} to port {port:#x}, which has no device: ignored",
-                            io.value
-                        );
+                            format_args!(
+                                "guest wrote {:#x} to port {port:#x}, which has no device: ignored",
+                                io.value
+                            ),
+                        )?;
                     }
                     None => {}
                 }
