@@ -193,3 +193,47 @@ fn a_failed_check_exits_4() {
     assert_eq!(o.status.code(), Some(4));
     assert!(text(&o.stderr).contains("check 42: FAIL (memory[0x400] = 0, RAX = 0)"));
 }
+
+/// Ctrl-C (SIGINT) and SIGTERM stop a guest that never exits, cleanly: the
+/// summary is printed and the exit code is 130.
+#[test]
+fn sigint_and_sigterm_stop_a_spinning_guest_with_a_summary() {
+    let spin = common::temp_file("spin", &[0xeb, 0xfe]);
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let child = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(["run", spin.to_str().unwrap(), "--flat", "0x80000"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+        let o = child.wait_with_output().expect("wait");
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(130), "signal {sig}: {err}");
+        assert!(
+            err.contains("stopped: interrupted (SIGINT/SIGTERM) at RIP 0x80000"),
+            "{err}"
+        );
+        assert!(err.contains("exits: "), "{err}");
+    }
+}
+
+#[test]
+fn timeout_exits_5() {
+    let spin = common::temp_file("spin", &[0xeb, 0xfe]);
+    let o = host(&[
+        "run",
+        spin.to_str().unwrap(),
+        "--flat",
+        "0x80000",
+        "--timeout",
+        "100ms",
+    ]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(text(&o.stderr).starts_with("host: "));
+    let o = host(&["run", "--timeout", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("'soon' is not a duration"));
+}

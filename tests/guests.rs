@@ -288,6 +288,7 @@ fn flat_images_run_at_their_address() {
             mem_size: 4 << 20,
             ..Default::default()
         },
+        ..Default::default()
     };
     let r = run_guest(&opts);
     assert_eq!(r.out, "H\n");
@@ -454,4 +455,52 @@ fn malformed_segments_are_refused() {
     assert!(
         try_load(&b).contains("entry point 0x70000 is not inside an executable loaded segment")
     );
+}
+
+fn flat_opts(code: &[u8], tag: &str) -> RunOptions {
+    let p = common::temp_file(tag, code);
+    RunOptions {
+        guest: p.display().to_string(),
+        flat: Some(layout::IMAGE_MIN),
+        ..Default::default()
+    }
+}
+
+/// A guest that never exits (`jmp $`) and one that floods exits: the
+/// watchdog ends both, with the registers of the still-running guest.
+#[test]
+fn the_timeout_stops_guests_that_never_halt() {
+    use std::time::{Duration, Instant};
+    for (tag, code) in [
+        ("spin", &[0xeb, 0xfe][..]),
+        ("flood", &[0xe6, 0x10, 0xeb, 0xfc][..]),
+    ] {
+        let opts = RunOptions {
+            timeout: Some(Duration::from_millis(200)),
+            ..flat_opts(code, tag)
+        };
+        let t0 = Instant::now();
+        let r = run_guest(&opts);
+        let took = t0.elapsed();
+        let o = &r.report.outcome;
+        assert_eq!(o.stop, Stop::TimedOut { after_ms: 200 }, "{tag}");
+        assert!(took >= Duration::from_millis(200), "{tag}: {took:?}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{tag}: never stopped in time: {took:?}"
+        );
+        assert_eq!(r.report.exit_code(), run::code::TIMEOUT);
+        assert!(
+            (layout::IMAGE_MIN..layout::IMAGE_MIN + 4).contains(&o.regs.rip),
+            "{tag}"
+        );
+        assert!(
+            r.report
+                .human()
+                .contains("stopped: timeout after 0.200 s, guest still running at RIP")
+        );
+        if tag == "flood" {
+            assert!(o.stats.io_out() > 10, "the flood guest made exits: {}", o.stats.table());
+        }
+    }
 }

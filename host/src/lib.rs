@@ -7,6 +7,7 @@ pub mod guests;
 pub mod hypercall;
 pub mod loader;
 pub mod run;
+pub mod signals;
 pub mod size;
 pub mod translate;
 pub mod vm;

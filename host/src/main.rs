@@ -48,6 +48,9 @@ enum Cmd {
         /// Print one JSON object (guest output included) instead of text.
         #[arg(long)]
         json: bool,
+        /// Stop the guest after this long (e.g. 500ms, 2s); exit code 5.
+        #[arg(long, value_name = "DURATION", value_parser = size::parse_duration)]
+        timeout: Option<std::time::Duration>,
         /// The KVM device.
         #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
         kvm_device: PathBuf,
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         flat: None,
         check_42: false,
         json: false,
+        timeout: None,
         kvm_device: VmConfig::default().kvm_path,
     });
     match cmd {
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
             flat,
             check_42,
             json,
+            timeout,
             kvm_device,
         } => {
             let opts = RunOptions {
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
                 },
                 flat,
                 check_42,
+                timeout,
             };
             cmd_run(&opts, json)
         }

@@ -20,6 +20,10 @@ pub mod code {
     pub const GUEST_FAULT: i32 = 3;
     /// The guest halted but failed the 42 check.
     pub const CHECK_FAILED: i32 = 4;
+    /// `--timeout` expired with the guest still running.
+    pub const TIMEOUT: i32 = 5;
+    /// Stopped by SIGINT/SIGTERM (Ctrl-C): 128 + SIGINT, as shells do.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// What to run.
@@ -33,6 +37,8 @@ pub struct RunOptions {
     pub flat: Option<u64>,
     /// Force the 42 check on.
     pub check_42: bool,
+    /// Stop the guest after this long.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Default for RunOptions {
@@ -42,6 +48,7 @@ impl Default for RunOptions {
             vm: VmConfig::default(),
             flat: None,
             check_42: false,
+            timeout: None,
         }
     }
 }
@@ -109,6 +116,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     if opts.check_42 {
         vm.set_check_42(true);
     }
+    vm.set_timeout(opts.timeout);
     Ok(Prepared {
         name: opts.guest.clone(),
         path,
@@ -155,6 +163,8 @@ impl Report {
     pub fn exit_code(&self) -> i32 {
         match (&self.outcome.stop, &self.outcome.check) {
             (Stop::Faulted { .. }, _) => code::GUEST_FAULT,
+            (Stop::TimedOut { .. }, _) => code::TIMEOUT,
+            (Stop::Interrupted, _) => code::INTERRUPTED,
             (Stop::Halted, Some(c)) if !c.pass => code::CHECK_FAILED,
             (Stop::Halted, _) => code::OK,
         }
@@ -170,6 +180,20 @@ impl Report {
                 self.name,
                 o.stats.total(),
                 o.elapsed.as_secs_f64() * 1e3
+            ),
+            Stop::TimedOut { after_ms } => format!(
+                "host: {} stopped: timeout after {:.3} s, guest still running at RIP {:#x} ({} exits)\n",
+                self.name,
+                *after_ms as f64 / 1e3,
+                o.regs.rip,
+                o.stats.total()
+            ),
+            Stop::Interrupted => format!(
+                "host: {} stopped: interrupted (SIGINT/SIGTERM) at RIP {:#x} after {:.3} s ({} exits)\n",
+                self.name,
+                o.regs.rip,
+                o.elapsed.as_secs_f64(),
+                o.stats.total()
             ),
             Stop::Faulted {
                 fault,

@@ -9,6 +9,9 @@ pub enum ParseError {
     /// Not a decimal or 0x-hex number.
     #[error("'{0}' is not an address: use e.g. 0x100000 or 1048576")]
     BadAddr(String),
+    /// Not a positive duration with a unit.
+    #[error("'{0}' is not a duration: use e.g. 500ms, 2s, 1.5s, 1m")]
+    BadDuration(String),
 }
 
 /// Parses "2M", "2MiB", "512k", "1G", "4096" (bytes) or "0x200000".
@@ -33,6 +36,22 @@ pub fn parse_size(s: &str) -> Result<u64, ParseError> {
     .unwrap_or((lower.as_str(), 0));
     let n = parse_u64(num).ok_or_else(bad)?;
     n.checked_mul(1u64 << shift).ok_or_else(bad)
+}
+
+/// Parses "500ms", "2s", "1.5s", "1m", "100us".
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, ParseError> {
+    let bad = || ParseError::BadDuration(s.to_string());
+    let t = s.trim();
+    let (num, scale) = [("ms", 1e-3), ("us", 1e-6), ("s", 1.0), ("m", 60.0)]
+        .iter()
+        .find_map(|(suf, k)| t.strip_suffix(suf).map(|n| (n, *k)))
+        .ok_or_else(bad)?;
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    let secs = v * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Parses "0x100000" or "1048576".
@@ -74,6 +93,19 @@ mod tests {
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999G").is_err());
         assert!(parse_size("-1M").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
+        for bad in ["", "5", "-1s", "0s", "nans", "1e300s", "fast"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

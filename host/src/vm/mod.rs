@@ -65,6 +65,9 @@ pub enum VmError {
     /// The host could not go on while running.
     #[error(transparent)]
     Host(#[from] HostError),
+    /// Signal or timer set-up failed.
+    #[error(transparent)]
+    Signal(#[from] crate::signals::SignalError),
 }
 
 impl VmError {
@@ -245,6 +248,13 @@ impl std::fmt::Display for Fault {
 pub enum Stop {
     /// The guest executed `hlt`.
     Halted,
+    /// `--timeout` expired with the guest still running.
+    TimedOut {
+        /// The limit.
+        after_ms: u64,
+    },
+    /// SIGINT or SIGTERM (Ctrl-C) stopped the run.
+    Interrupted,
     /// A fatal exit.
     Faulted {
         /// What.
@@ -299,6 +309,16 @@ pub struct Vm {
     flags: u32,
     stats: ExitStats,
     guest_errors: u64,
+    timeout: Option<Duration>,
+    signals_armed: bool,
+}
+
+/// How the run loop ended.
+enum End {
+    Halt,
+    Fault(Fault),
+    Timeout,
+    Interrupt,
 }
 
 fn open_kvm(path: &std::path::Path) -> Result<Kvm, VmError> {
@@ -390,6 +410,8 @@ impl Vm {
             flags: 0,
             stats: ExitStats::default(),
             guest_errors: 0,
+            timeout: None,
+            signals_armed: false,
         };
         this.setup_long_mode()?;
         Ok(this)
@@ -466,6 +488,11 @@ impl Vm {
         }
     }
 
+    /// Stops the run with `Stop::TimedOut` once `t` has passed.
+    pub fn set_timeout(&mut self, t: Option<Duration>) {
+        self.timeout = t;
+    }
+
     /// Guest memory.
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.mem
@@ -493,12 +520,30 @@ impl Vm {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<RunOutcome, VmError> {
+        if !self.signals_armed {
+            crate::signals::arm_vcpu(&self.vcpu)?;
+            self.signals_armed = true;
+        }
         let start = Instant::now();
-        let fault = loop {
+        let mut timer = None;
+        if let Some(t) = self.timeout {
+            let tm = crate::signals::Timer::for_this_thread()?;
+            tm.arm(t)?;
+            timer = Some(tm);
+        }
+        let deadline = self.timeout.map(|t| start + t);
+        let end = loop {
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.stats.record(ExitReason::Intr);
+                    crate::signals::consume_kicks();
+                    if crate::signals::interrupted() {
+                        break End::Interrupt;
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break End::Timeout;
+                    }
                     continue;
                 }
                 Err(e) => return Err(VmError::kvm("KVM_RUN")(e)),
@@ -584,27 +629,27 @@ impl Vm {
                 }
                 VcpuExit::Hlt => {
                     self.stats.record(ExitReason::Hlt);
-                    break None;
+                    break End::Halt;
                 }
                 VcpuExit::Shutdown => {
                     self.stats.record(ExitReason::Shutdown);
-                    break Some(Fault::TripleFault);
+                    break End::Fault(Fault::TripleFault);
                 }
                 VcpuExit::FailEntry(reason, cpu) => {
                     self.stats.record(ExitReason::FailEntry);
-                    break Some(Fault::FailEntry { reason, cpu });
+                    break End::Fault(Fault::FailEntry { reason, cpu });
                 }
                 VcpuExit::InternalError => {
                     self.stats.record(ExitReason::InternalError);
-                    break Some(Fault::InternalError { suberror: 0 });
+                    break End::Fault(Fault::InternalError { suberror: 0 });
                 }
                 VcpuExit::MemoryFault { gpa, .. } => {
                     self.stats.record(ExitReason::Other);
-                    break Some(Fault::MemoryFault { gpa });
+                    break End::Fault(Fault::MemoryFault { gpa });
                 }
                 _ => {
                     self.stats.record(ExitReason::Other);
-                    break Some(Fault::Unhandled { exit_reason: 0 });
+                    break End::Fault(Fault::Unhandled { exit_reason: 0 });
                 }
             };
             if let Some((port, io)) = pending {
@@ -643,15 +688,20 @@ impl Vm {
             }
         };
         let elapsed = start.elapsed();
+        drop(timer);
         out.flush().map_err(HostError::from)?;
-        self.finish(fault, elapsed)
+        self.finish(end, elapsed)
     }
 
-    fn finish(&mut self, fault: Option<Fault>, elapsed: Duration) -> Result<RunOutcome, VmError> {
+    fn finish(&mut self, end: End, elapsed: Duration) -> Result<RunOutcome, VmError> {
         let regs = Regs::from(&self.vcpu.get_regs().map_err(VmError::kvm("KVM_GET_REGS"))?);
-        let stop = match fault {
-            None => Stop::Halted,
-            Some(mut fault) => {
+        let stop = match end {
+            End::Halt => Stop::Halted,
+            End::Timeout => Stop::TimedOut {
+                after_ms: self.timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+            },
+            End::Interrupt => Stop::Interrupted,
+            End::Fault(mut fault) => {
                 let run = self.vcpu.get_kvm_run();
                 match &mut fault {
                     Fault::InternalError { suberror } => {

@@ -1,0 +1,224 @@
+//! Getting a vCPU out of KVM_RUN: timers and Ctrl-C, without losing a signal.
+//!
+//! The vCPU thread keeps the kick signal blocked. Through KVM_SET_SIGNAL_MASK
+//! it tells KVM to unblock it only while the guest runs. So a kick that
+//! arrives while the host is handling an exit stays pending, and the next
+//! KVM_RUN returns EINTR at once instead of running a guest that may never
+//! exit again. Kicks are always thread-directed (a timer with
+//! SIGEV_THREAD_ID, or tgkill).
+//!
+//! SIGINT and SIGTERM are process-directed. A process-directed signal did not
+//! interrupt KVM_RUN on kvm-pvm (measured: it stays in the shared pending
+//! set), so they stay blocked in every thread. A forwarder thread `sigwait`s
+//! for them, sets the interrupted flag and kicks every vCPU thread.
+
+use kvm_ioctls::VcpuFd;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// `_IOW(KVMIO, 0x8b, struct kvm_signal_mask)`; kvm-ioctls has no wrapper.
+const KVM_SET_SIGNAL_MASK: libc::c_ulong = 0x4004_ae8b;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static VCPU_THREADS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+static FORWARDER: std::sync::Once = std::sync::Once::new();
+
+/// Why signal set-up failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} failed: {source}")]
+pub struct SignalError {
+    what: &'static str,
+    source: std::io::Error,
+}
+
+fn check(what: &'static str, rc: libc::c_int) -> Result<(), SignalError> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(SignalError {
+            what,
+            source: std::io::Error::last_os_error(),
+        })
+    }
+}
+
+/// The signal timers send to kick a vCPU out of KVM_RUN.
+pub fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+/// True once SIGINT or SIGTERM arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+extern "C" fn on_kick(_: libc::c_int) {}
+
+fn set_of(sigs: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset only write the local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Dequeues every pending kick of the calling thread. KVM_RUN returns EINTR
+/// for a pending kick but leaves it queued (the thread's mask blocks it
+/// again on the way out), so without this every later KVM_RUN on this
+/// thread would return EINTR at once.
+pub fn consume_kicks() {
+    let set = set_of(&[kick_signal()]);
+    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: the kick is blocked in this thread; sigtimedwait with a zero
+    // timeout dequeues one pending instance or fails with EAGAIN.
+    while unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) } >= 0 {}
+}
+
+/// Kicks every registered vCPU thread out of KVM_RUN.
+pub fn kick_all() {
+    let tids = VCPU_THREADS.lock().map(|v| v.clone()).unwrap_or_default();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    for tid in tids {
+        // SAFETY: tgkill only sends a signal; a thread that has exited
+        // gives ESRCH, which is harmless.
+        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, kick_signal()) };
+    }
+}
+
+/// Blocks SIGINT/SIGTERM in this thread and starts (once) the thread that
+/// waits for them.
+fn start_forwarder() -> Result<(), SignalError> {
+    let stop = set_of(&[libc::SIGINT, libc::SIGTERM]);
+    // SAFETY: changes only this thread's mask; threads created later inherit it.
+    check("pthread_sigmask", unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &stop, std::ptr::null_mut())
+    })?;
+    let mut result = Ok(());
+    FORWARDER.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                loop {
+                    let mut sig: libc::c_int = 0;
+                    // SAFETY: `stop` is blocked in this thread (inherited);
+                    // sigwait only writes `sig`.
+                    if unsafe { libc::sigwait(&stop, &mut sig) } == 0 {
+                        INTERRUPTED.store(true, Ordering::Relaxed);
+                        kick_all();
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            result = Err(SignalError {
+                what: "spawning the signal thread",
+                source: e,
+            });
+        }
+    });
+    result
+}
+
+/// Prepares the calling thread (a vCPU thread) and `vcpu`: the kick signal
+/// gets a no-op handler and is blocked except inside KVM_RUN; SIGINT/SIGTERM
+/// go to the forwarder; the thread is registered for `kick_all`.
+pub fn arm_vcpu(vcpu: &VcpuFd) -> Result<(), SignalError> {
+    start_forwarder()?;
+    // SAFETY: a zeroed sigaction is valid; the handler does nothing, which is
+    // async-signal-safe. No SA_RESTART: KVM_RUN must return EINTR.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_kick as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(kick_signal(), &sa, std::ptr::null_mut())
+    };
+    check("sigaction", rc)?;
+    let set = set_of(&[kick_signal()]);
+    // SAFETY: changes only this thread's signal mask; `old` receives the
+    // previous mask.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    check("pthread_sigmask", unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old)
+    })?;
+    // The mask during KVM_RUN: the thread's, with the kick unblocked.
+    let mut during = old;
+    // SAFETY: sigdelset only writes the local set.
+    unsafe { libc::sigdelset(&mut during, kick_signal()) };
+    // The kernel's sigset is 64 bits; glibc's sigset_t starts with them.
+    // SAFETY: sigset_t is at least 8 bytes; reading its first u64 is in bounds.
+    let bits: u64 = unsafe { std::ptr::read_unaligned((&during as *const libc::sigset_t).cast()) };
+    let arg: [u32; 3] = [8, bits as u32, (bits >> 32) as u32]; // struct kvm_signal_mask { u32 len; u8 sigset[8]; }
+    // SAFETY: KVM_SET_SIGNAL_MASK reads `len` (8) and then 8 bytes of mask
+    // from `arg`, which is 12 bytes long and lives across the call.
+    let rc = unsafe { libc::ioctl(vcpu.as_raw_fd(), KVM_SET_SIGNAL_MASK, arg.as_ptr()) };
+    if rc < 0 {
+        return Err(SignalError {
+            what: "KVM_SET_SIGNAL_MASK",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    if let Ok(mut v) = VCPU_THREADS.lock()
+        && !v.contains(&tid)
+    {
+        v.push(tid);
+    }
+    Ok(())
+}
+
+/// A one-shot POSIX timer that sends the kick signal to one thread.
+pub struct Timer {
+    id: libc::timer_t,
+}
+
+impl Timer {
+    /// A timer aimed at the calling thread.
+    pub fn for_this_thread() -> Result<Timer, SignalError> {
+        // SAFETY: a zeroed sigevent is valid plain data; we fill the fields
+        // SIGEV_THREAD_ID reads.
+        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+        sev.sigev_notify = libc::SIGEV_THREAD_ID;
+        sev.sigev_signo = kick_signal();
+        // SAFETY: gettid has no preconditions.
+        sev.sigev_notify_thread_id = unsafe { libc::gettid() };
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: `sev` and `id` are valid for the call; the timer is
+        // deleted in Drop.
+        check("timer_create", unsafe {
+            libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id)
+        })?;
+        Ok(Timer { id })
+    }
+
+    /// Fires once after `d` (zero disarms).
+    pub fn arm(&self, v: Duration) -> Result<(), SignalError> {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: v.as_secs() as libc::time_t,
+                tv_nsec: v.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `self.id` is a live timer; `spec` is valid for the call.
+        check("timer_settime", unsafe {
+            libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut())
+        })
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // SAFETY: `self.id` was created by timer_create and is deleted once.
+        unsafe { libc::timer_delete(self.id) };
+    }
+}
