@@ -500,7 +500,11 @@ fn the_timeout_stops_guests_that_never_halt() {
                 .contains("stopped: timeout after 0.200 s, guest still running at RIP")
         );
         if tag == "flood" {
-            assert!(o.stats.io_out() > 10, "the flood guest made exits: {}", o.stats.table());
+            assert!(
+                o.stats.io_out() > 10,
+                "the flood guest made exits: {}",
+                o.stats.table()
+            );
         }
     }
 }

@@ -73,7 +73,10 @@ fn set_of(sigs: &[libc::c_int]) -> libc::sigset_t {
 /// thread would return EINTR at once.
 pub fn consume_kicks() {
     let set = set_of(&[kick_signal()]);
-    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: the kick is blocked in this thread; sigtimedwait with a zero
     // timeout dequeues one pending instance or fails with EAGAIN.
     while unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) } >= 0 {}
