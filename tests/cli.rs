@@ -237,3 +237,12 @@ fn timeout_exits_5() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("'soon' is not a duration"));
 }
+
+/// Every other CLI test runs under the seccomp jail (the default); this one
+/// checks the switch that turns it off.
+#[test]
+fn no_seccomp_runs_the_same() {
+    let o = host(&["run", "hypercalls", "--no-seccomp"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).contains("difference 2"));
+}

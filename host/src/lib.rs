@@ -5,6 +5,7 @@ pub mod bench;
 pub mod exit;
 pub mod guests;
 pub mod hypercall;
+pub mod jail;
 pub mod loader;
 pub mod run;
 pub mod signals;

@@ -51,6 +51,9 @@ enum Cmd {
         /// Stop the guest after this long (e.g. 500ms, 2s); exit code 5.
         #[arg(long, value_name = "DURATION", value_parser = size::parse_duration)]
         timeout: Option<std::time::Duration>,
+        /// Do not run the vCPU thread under the seccomp filter (for debugging).
+        #[arg(long)]
+        no_seccomp: bool,
         /// The KVM device.
         #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
         kvm_device: PathBuf,
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         check_42: false,
         json: false,
         timeout: None,
+        no_seccomp: false,
         kvm_device: VmConfig::default().kvm_path,
     });
     match cmd {
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
             check_42,
             json,
             timeout,
+            no_seccomp,
             kvm_device,
         } => {
             let opts = RunOptions {
@@ -113,6 +118,7 @@ fn main() -> ExitCode {
                 flat,
                 check_42,
                 timeout,
+                seccomp: !no_seccomp,
             };
             cmd_run(&opts, json)
         }

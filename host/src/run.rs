@@ -24,6 +24,8 @@ pub mod code {
     pub const TIMEOUT: i32 = 5;
     /// Stopped by SIGINT/SIGTERM (Ctrl-C): 128 + SIGINT, as shells do.
     pub const INTERRUPTED: i32 = 130;
+    /// The vCPU thread made a system call the seccomp filter blocks.
+    pub const SECCOMP: i32 = crate::jail::SECCOMP_EXIT;
 }
 
 /// What to run.
@@ -39,6 +41,8 @@ pub struct RunOptions {
     pub check_42: bool,
     /// Stop the guest after this long.
     pub timeout: Option<std::time::Duration>,
+    /// Run the vCPU thread under the seccomp filter (the CLI's default).
+    pub seccomp: bool,
 }
 
 impl Default for RunOptions {
@@ -49,6 +53,7 @@ impl Default for RunOptions {
             flat: None,
             check_42: false,
             timeout: None,
+            seccomp: false,
         }
     }
 }
@@ -117,6 +122,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         vm.set_check_42(true);
     }
     vm.set_timeout(opts.timeout);
+    vm.set_seccomp(opts.seccomp);
     Ok(Prepared {
         name: opts.guest.clone(),
         path,

@@ -68,6 +68,9 @@ pub enum VmError {
     /// Signal or timer set-up failed.
     #[error(transparent)]
     Signal(#[from] crate::signals::SignalError),
+    /// The seccomp filter could not be installed.
+    #[error(transparent)]
+    Jail(#[from] crate::jail::JailError),
 }
 
 impl VmError {
@@ -311,6 +314,8 @@ pub struct Vm {
     guest_errors: u64,
     timeout: Option<Duration>,
     signals_armed: bool,
+    seccomp: bool,
+    jailed: bool,
 }
 
 /// How the run loop ended.
@@ -412,6 +417,8 @@ impl Vm {
             guest_errors: 0,
             timeout: None,
             signals_armed: false,
+            seccomp: false,
+            jailed: false,
         };
         this.setup_long_mode()?;
         Ok(this)
@@ -493,6 +500,12 @@ impl Vm {
         self.timeout = t;
     }
 
+    /// Runs the vCPU thread under the seccomp filter (`crate::jail`) from
+    /// the start of the next `run` on. The filter stays on that thread.
+    pub fn set_seccomp(&mut self, on: bool) {
+        self.seccomp = on;
+    }
+
     /// Guest memory.
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.mem
@@ -532,6 +545,12 @@ impl Vm {
             timer = Some(tm);
         }
         let deadline = self.timeout.map(|t| start + t);
+        if self.seccomp && !self.jailed {
+            // Everything the loop needs exists now; from here on the thread
+            // may only run the guest, read registers, write output and exit.
+            crate::jail::apply()?;
+            self.jailed = true;
+        }
         let end = loop {
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
