@@ -508,3 +508,76 @@ fn the_timeout_stops_guests_that_never_halt() {
         }
     }
 }
+
+/// A guest that rewrites its own page tables (a loop, a table outside
+/// memory, a cleared entry) before calling gva_to_hva: the host answers
+/// each walk and the guest runs on.
+#[test]
+fn hostile_page_tables_get_answers_not_hangs() {
+    let r = run_guest(&named("hostile_pt"));
+    assert_eq!(
+        r.out,
+        "loop: Ok(\"mapped\")\n\
+         Invalid GVA\n\
+         outside: Err(InvalidGva)\n\
+         Invalid GVA\n\
+         absent: Err(InvalidGva)\n"
+    );
+    assert_eq!(r.diag, "");
+    assert_eq!(r.report.outcome.stop, Stop::Halted);
+}
+
+/// Jumping to an address no page table maps: a page fault with no IDT
+/// becomes a triple fault, reported with the RIP the guest died at.
+#[test]
+fn a_jump_to_unmapped_memory_is_a_reported_crash() {
+    // mov rax, 0x40_0000_0000 (256 GiB: PML4[0] maps only the first 512 GiB's
+    // PDPT[0..]; PDPT[256] is not present); jmp rax
+    let code = [0x48, 0xb8, 0, 0, 0, 0, 0x40, 0, 0, 0, 0xff, 0xe0];
+    let r = run_guest(&flat_opts(&code, "jmp"));
+    let o = &r.report.outcome;
+    assert!(
+        matches!(
+            &o.stop,
+            Stop::Faulted {
+                fault: Fault::TripleFault,
+                ..
+            }
+        ),
+        "{:?}",
+        o.stop
+    );
+    assert_eq!(r.report.exit_code(), run::code::GUEST_FAULT);
+}
+
+/// print_str and gva_to_hva blocks placed on the host's own structures
+/// (GDT, page tables, result page) or at the very end of 32-bit space: the
+/// host reads guest memory only, and answers.
+#[test]
+fn pointers_at_host_structures_and_huge_addresses_are_handled() {
+    // out 0x503, eax for each block address in turn, then hlt
+    let mut code = vec![0x66, 0xba, 0x03, 0x05]; // mov dx, 0x503
+    for addr in [
+        layout::GDT as u32,
+        layout::PAGE_TABLES as u32,
+        layout::RESULT_PAGE as u32,
+        0xffff_fff8,
+        u32::MAX,
+    ] {
+        code.push(0xb8); // mov eax, imm32
+        code.extend_from_slice(&addr.to_le_bytes());
+        code.push(0xef); // out dx, eax
+    }
+    code.push(0xf4);
+    let r = run_guest(&flat_opts(&code, "hoststructs"));
+    assert_eq!(r.report.outcome.stop, Stop::Halted);
+    // the GDT and page tables, read as blocks, hold bytes, so "strings" at
+    // whatever addresses they encode; the last two blocks are outside memory
+    let outside = r
+        .diag
+        .lines()
+        .filter(|l| l.contains("argument block at"))
+        .count();
+    assert_eq!(outside, 2, "{}", r.diag);
+    assert_eq!(r.report.outcome.stats.io_out(), 5);
+}
