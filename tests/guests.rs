@@ -310,25 +310,9 @@ fn flat_images_run_at_their_address() {
 fn a_triple_fault_is_reported_with_rip_and_registers() {
     // mov rbx, 0x1234; ud2 (no IDT: #UD -> #DF -> triple fault)
     let code = [0x48, 0xc7, 0xc3, 0x34, 0x12, 0x00, 0x00, 0x0f, 0x0b];
-    let p = common::temp_file("ud2", &code);
-    let opts = RunOptions {
-        guest: p.display().to_string(),
-        flat: Some(layout::IMAGE_MIN),
-        ..Default::default()
-    };
-    let r = run_guest(&opts);
+    let r = run_guest(&flat_opts(&code, "ud2"));
     let o = &r.report.outcome;
-    assert!(
-        matches!(
-            &o.stop,
-            Stop::Faulted {
-                fault: Fault::TripleFault,
-                ..
-            }
-        ),
-        "{:?}",
-        o.stop
-    );
+    assert_triple_fault(&o.stop);
     assert_eq!(o.regs.rbx, 0x1234);
     assert_eq!(r.report.exit_code(), run::code::GUEST_FAULT);
     let h = r.report.human();
@@ -457,6 +441,19 @@ fn malformed_segments_are_refused() {
     );
 }
 
+fn assert_triple_fault(stop: &Stop) {
+    assert!(
+        matches!(
+            stop,
+            Stop::Faulted {
+                fault: Fault::TripleFault,
+                ..
+            }
+        ),
+        "{stop:?}"
+    );
+}
+
 fn flat_opts(code: &[u8], tag: &str) -> RunOptions {
     let p = common::temp_file(tag, code);
     RunOptions {
@@ -535,18 +532,7 @@ fn a_jump_to_unmapped_memory_is_a_reported_crash() {
     // PDPT[0..]; PDPT[256] is not present); jmp rax
     let code = [0x48, 0xb8, 0, 0, 0, 0, 0x40, 0, 0, 0, 0xff, 0xe0];
     let r = run_guest(&flat_opts(&code, "jmp"));
-    let o = &r.report.outcome;
-    assert!(
-        matches!(
-            &o.stop,
-            Stop::Faulted {
-                fault: Fault::TripleFault,
-                ..
-            }
-        ),
-        "{:?}",
-        o.stop
-    );
+    assert_triple_fault(&r.report.outcome.stop);
     assert_eq!(r.report.exit_code(), run::code::GUEST_FAULT);
 }
 
