@@ -151,6 +151,9 @@ pub enum TranslateError {
     /// The final GPA has no memory behind it.
     #[error("it maps to GPA {0:#x}, which has no guest memory behind it")]
     NoMemory(u64),
+    /// Wider than the 32 bits a 32-bit guest can address.
+    #[error("{0:#x} is wider than 32 bits")]
+    Not32Bit(u64),
     /// A mode this host does not walk.
     #[error("the guest's paging mode ({0:?}) is not supported for translation")]
     Unsupported(PagingMode),
@@ -169,7 +172,8 @@ pub fn gva_to_gpa(mem: &GuestMemoryMmap, p: &Paging, gva: u64) -> Result<Walk, T
             walk.gpa = gva;
         }
         PagingMode::Long4 => walk_long(mem, p.cr3, gva, &mut walk)?,
-        m @ (PagingMode::Pae | PagingMode::Bits32) => return Err(TranslateError::Unsupported(m)),
+        PagingMode::Bits32 => walk_32(mem, p, gva, &mut walk)?,
+        m @ PagingMode::Pae => return Err(TranslateError::Unsupported(m)),
     }
     if !mem.address_in_range(GuestAddress(walk.gpa)) {
         return Err(TranslateError::NoMemory(walk.gpa));
@@ -188,6 +192,70 @@ pub fn gva_to_hva(
         .get_host_address(GuestAddress(walk.gpa))
         .map_err(|_| TranslateError::NoMemory(walk.gpa))?;
     Ok((walk, hva as u64))
+}
+
+/// 2-level 32-bit paging: PD (1024 x 4-byte entries) -> PT, or a 4 MiB page
+/// when the PDE has PS and CR4.PSE is on (PSE-36: PDE bits 13..20 are
+/// address bits 32..39).
+fn walk_32(
+    mem: &GuestMemoryMmap,
+    p: &Paging,
+    gva: u64,
+    walk: &mut Walk,
+) -> Result<(), TranslateError> {
+    if gva > u64::from(u32::MAX) {
+        return Err(TranslateError::Not32Bit(gva));
+    }
+    let pse = Cr4Flags::from_bits_truncate(p.cr4).contains(Cr4Flags::PAGE_SIZE_EXTENSION);
+    let read = |level, table: u64, index: u64| -> Result<u64, TranslateError> {
+        mem.read_obj::<u32>(GuestAddress(table + index * 4))
+            .map(u64::from)
+            .map_err(|_| TranslateError::TableOutsideMemory { level, table })
+    };
+    let pd = p.cr3 & 0xffff_f000;
+    let index = (gva >> 22) & 0x3ff;
+    let pde = read(Level::Pd, pd, index)?;
+    walk.steps[0] = Some(Step {
+        level: Level::Pd,
+        table: pd,
+        index,
+        entry: pde,
+    });
+    let flags = PageTableFlags::from_bits_truncate(pde);
+    if !flags.contains(PageTableFlags::PRESENT) {
+        return Err(TranslateError::NotPresent {
+            level: Level::Pd,
+            table: pd,
+            index,
+            entry: pde,
+        });
+    }
+    if pse && flags.contains(PageTableFlags::HUGE_PAGE) {
+        let high = ((pde >> 13) & 0xff) << 32;
+        walk.gpa = high | (pde & 0xffc0_0000) | (gva & 0x3f_ffff);
+        walk.page_size = 4 << 20;
+        return Ok(());
+    }
+    let pt = pde & 0xffff_f000;
+    let index = (gva >> 12) & 0x3ff;
+    let pte = read(Level::Pt, pt, index)?;
+    walk.steps[1] = Some(Step {
+        level: Level::Pt,
+        table: pt,
+        index,
+        entry: pte,
+    });
+    if !PageTableFlags::from_bits_truncate(pte).contains(PageTableFlags::PRESENT) {
+        return Err(TranslateError::NotPresent {
+            level: Level::Pt,
+            table: pt,
+            index,
+            entry: pte,
+        });
+    }
+    walk.gpa = (pte & 0xffff_f000) | (gva & 0xfff);
+    walk.page_size = 4096;
+    Ok(())
 }
 
 fn walk_long(
@@ -330,6 +398,77 @@ mod tests {
             gva_to_gpa(&m, &p, (1 << 30) + 0x1234),
             Err(TranslateError::NoMemory((1 << 30) + 0x1234))
         );
+    }
+
+    fn paged32() -> Paging {
+        Paging {
+            cr0: (Cr0Flags::PROTECTED_MODE_ENABLE | Cr0Flags::PAGING).bits(),
+            cr3: layout::PAGE_TABLES,
+            cr4: Cr4Flags::PAGE_SIZE_EXTENSION.bits(),
+            efer: 0,
+        }
+    }
+
+    /// kvm-hello-world's paged mode: one 4 MiB PSE page at GPA 0, and here
+    /// 4 KiB page tables for memory beyond it.
+    #[test]
+    fn paged32_pse_page_and_4k_tables() {
+        let size = 10 << 20;
+        let m = mem(size);
+        let tables = paging::build_paged32(&m, size).unwrap();
+        // PD, then one PT per further 4 MiB (6 MiB -> 2 PTs)
+        let levels: Vec<_> = tables.iter().map(|t| (t.level, t.entries)).collect();
+        assert_eq!(levels, [("PD", 3), ("PT", 1024), ("PT", 512)]);
+        let p = paged32();
+        assert_eq!(p.mode(), PagingMode::Bits32);
+        // inside the PSE page: one step
+        let w = gva_to_gpa(&m, &p, 0x12_3456).unwrap();
+        assert_eq!(
+            (w.gpa, w.page_size, w.steps().count()),
+            (0x12_3456, 4 << 20, 1)
+        );
+        // beyond 4 MiB: PD then PT
+        for gva in [4 << 20, (4 << 20) + 0x1234, size - 1] {
+            let w = gva_to_gpa(&m, &p, gva).unwrap();
+            assert_eq!((w.gpa, w.page_size), (gva, 4096), "{gva:#x}");
+            let levels: Vec<_> = w.steps().map(|s| s.level).collect();
+            assert_eq!(levels, [Level::Pd, Level::Pt]);
+        }
+        // past the mapped memory: PT entry 512 of the second table is empty
+        assert!(matches!(
+            gva_to_gpa(&m, &p, size),
+            Err(TranslateError::NotPresent {
+                level: Level::Pt,
+                index: 512,
+                ..
+            })
+        ));
+        // PDE 3 (12..16 MiB) was never written
+        assert!(matches!(
+            gva_to_gpa(&m, &p, 12 << 20),
+            Err(TranslateError::NotPresent {
+                level: Level::Pd,
+                index: 3,
+                ..
+            })
+        ));
+        assert_eq!(
+            gva_to_gpa(&m, &p, 1 << 32),
+            Err(TranslateError::Not32Bit(1 << 32))
+        );
+        // without CR4.PSE the PS bit is ignored: PDE 0 is read as a page
+        // table at GPA 0, whose entry 1 (guest RAM, zero here) is not present
+        let no_pse = Paging { cr4: 0, ..p };
+        assert_eq!(
+            gva_to_gpa(&m, &no_pse, 0x1000),
+            Err(TranslateError::NotPresent {
+                level: Level::Pt,
+                table: 0,
+                index: 1,
+                entry: 0
+            })
+        );
+        assert!(paging::build_paged32(&m, paging::PAGED32_MAX_MEM + 4096).is_err());
     }
 
     #[test]

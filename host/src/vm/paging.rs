@@ -71,3 +71,49 @@ pub fn build_identity_map(mem: &GuestMemoryMmap, mem_size: u64) -> Result<Vec<Ta
     }
     Ok(tables)
 }
+
+/// Largest memory the 32-bit paged map covers: one 4 MiB PSE page, then one
+/// 4 KiB-page table per further 4 MiB, in the page-table area.
+pub const PAGED32_MAX_MEM: u64 =
+    4 << 20 | ((layout::PAGE_TABLES_END - layout::PAGE_TABLES - 0x1000) / 0x1000) << 22;
+
+/// Writes a 32-bit (non-PAE) identity map for `mem_size` bytes, as
+/// kvm-hello-world does for its first 4 MiB (one 4 MiB PSE page directory
+/// entry), with 4 KiB page tables for memory beyond it. CR3 =
+/// `layout::PAGE_TABLES`; needs CR4.PSE.
+pub fn build_paged32(mem: &GuestMemoryMmap, mem_size: u64) -> Result<Vec<Table>, PagingError> {
+    if mem_size > PAGED32_MAX_MEM {
+        return Err(PagingError::TooLarge(mem_size));
+    }
+    let table = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    let big = table | PageTableFlags::HUGE_PAGE | PageTableFlags::ACCESSED | PageTableFlags::DIRTY;
+    let page = table | PageTableFlags::ACCESSED | PageTableFlags::DIRTY;
+    let pd = layout::PAGE_TABLES;
+    let w = |v: u32, at: u64| {
+        mem.write_obj(v, GuestAddress(at))
+            .map_err(|e| PagingError::Write(at, e))
+    };
+    w(big.bits() as u32, pd)?; // PDE[0]: GPA 0..4 MiB
+    let rest_pages = mem_size.saturating_sub(4 << 20).div_ceil(4096);
+    let pts = rest_pages.div_ceil(1024);
+    let mut tables = vec![Table {
+        level: "PD",
+        gpa: pd,
+        entries: 1 + pts,
+    }];
+    for t in 0..pts {
+        let pt = pd + 0x1000 * (t + 1);
+        w((pt as u32) | table.bits() as u32, pd + 4 * (t + 1))?;
+        let n = (rest_pages - t * 1024).min(1024);
+        for i in 0..n {
+            let gpa = (4 << 20) + ((t * 1024 + i) << 12);
+            w((gpa as u32) | page.bits() as u32, pt + 4 * i)?;
+        }
+        tables.push(Table {
+            level: "PT",
+            gpa: pt,
+            entries: n,
+        });
+    }
+    Ok(tables)
+}
