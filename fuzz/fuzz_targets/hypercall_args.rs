@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
             cr3: layout::PAGE_TABLES,
             cr4: 0x20,
             efer: 0x500,
+            ds_base: 0,
         })
     });
     assert!(r.is_ok());

@@ -52,6 +52,7 @@ fn vm_with(code: &[u8], kvm_path: &std::path::Path) -> Result<Vm, BenchError> {
     let cfg = VmConfig {
         mem_size: 2 << 20,
         kvm_path: kvm_path.to_path_buf(),
+        ..Default::default()
     };
     let mut vm = Vm::new(&cfg)?;
     let plan = loader::plan_flat(code.len(), layout::IMAGE_MIN, cfg.mem_size)

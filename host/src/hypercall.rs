@@ -329,6 +329,7 @@ mod tests {
                 cr3: layout::PAGE_TABLES,
                 cr4: 0x20,
                 efer: 0x500,
+                ds_base: 0,
             })
         })
         .unwrap();

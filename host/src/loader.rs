@@ -96,6 +96,25 @@ pub enum LoadError {
         /// The smallest memory that would fit (rounded to 1 MiB).
         need: u64,
     },
+    /// Outside the area the CPU mode allows (real mode: the first 64 KiB).
+    #[error(
+        "{what} at {start:#x}..{end:#x} must lie within {area_start:#x}..{area_end:#x} in this CPU mode"
+    )]
+    OutsideArea {
+        /// What.
+        what: String,
+        /// Start GPA.
+        start: u64,
+        /// End GPA.
+        end: u64,
+        /// Allowed start.
+        area_start: u64,
+        /// Allowed end.
+        area_end: u64,
+    },
+    /// The ELF has no code for the requested CPU mode.
+    #[error("the ELF has no {0} section: this guest has no code for that CPU mode")]
+    NoModeSection(&'static str),
     /// Two segments share addresses.
     #[error("segments {a} and {b} overlap")]
     Overlap {
@@ -182,6 +201,37 @@ impl Plan {
     }
 }
 
+/// Where images may go in `mode` with `mem` bytes of memory.
+pub fn image_area(mode: crate::vm::CpuMode, mem: u64) -> Range<u64> {
+    match mode {
+        crate::vm::CpuMode::Real => layout::REAL_LOAD..layout::REAL_END.min(mem),
+        _ => layout::IMAGE_MIN..mem,
+    }
+}
+
+fn check_place_in(
+    what: &str,
+    start: u64,
+    memsz: u64,
+    area: &Range<u64>,
+    mem: u64,
+) -> Result<(), LoadError> {
+    if area.start == layout::IMAGE_MIN {
+        return check_place(what, start, memsz, mem);
+    }
+    let end = start.saturating_add(memsz);
+    if start < area.start || end > area.end {
+        return Err(LoadError::OutsideArea {
+            what: what.to_string(),
+            start,
+            end,
+            area_start: area.start,
+            area_end: area.end,
+        });
+    }
+    Ok(())
+}
+
 fn check_place(what: &str, start: u64, memsz: u64, mem: u64) -> Result<(), LoadError> {
     let end = start.checked_add(memsz).ok_or(LoadError::TooLittleMemory {
         what: what.to_string(),
@@ -208,12 +258,18 @@ fn check_place(what: &str, start: u64, memsz: u64, mem: u64) -> Result<(), LoadE
     Ok(())
 }
 
-/// Checks a flat image of `len` bytes to be loaded and entered at `addr`.
+/// Checks a flat image of `len` bytes to be loaded and entered at `addr`
+/// (long or 32-bit mode: at or above `layout::IMAGE_MIN`).
 pub fn plan_flat(len: usize, addr: u64, mem: u64) -> Result<Plan, LoadError> {
+    plan_flat_in(len, addr, &(layout::IMAGE_MIN..mem), mem)
+}
+
+/// `plan_flat` for an image area of a given CPU mode ([`image_area`]).
+pub fn plan_flat_in(len: usize, addr: u64, area: &Range<u64>, mem: u64) -> Result<Plan, LoadError> {
     if len == 0 {
         return Err(LoadError::Empty);
     }
-    check_place("flat image", addr, len as u64, mem)?;
+    check_place_in("flat image", addr, len as u64, area, mem)?;
     Ok(Plan {
         kind: ImageKind::Flat,
         segments: vec![Segment {
@@ -229,21 +285,9 @@ pub fn plan_flat(len: usize, addr: u64, mem: u64) -> Result<Plan, LoadError> {
 
 /// Parses and checks an ELF guest for a VM with `mem` bytes of memory.
 pub fn plan_elf(bytes: &[u8], mem: u64) -> Result<Plan, LoadError> {
-    if bytes.is_empty() {
-        return Err(LoadError::Empty);
-    }
-    let file =
-        ElfFile64::<Endianness>::parse(bytes).map_err(|e| LoadError::NotElf(e.to_string()))?;
+    let (file, flags) = open_guest(bytes)?;
     let e = file.endian();
     let hdr = file.elf_header();
-    let (machine, etype) = (hdr.e_machine(e), hdr.e_type(e));
-    if machine != elf::EM_X86_64 || etype != elf::ET_EXEC {
-        return Err(LoadError::WrongKind {
-            machine: machine.0,
-            etype: etype.0,
-        });
-    }
-    let flags = abi_note(&file)?;
 
     let mut segments = Vec::new();
     for ph in file.elf_program_headers() {
@@ -320,6 +364,57 @@ pub fn plan_elf(bytes: &[u8], mem: u64) -> Result<Plan, LoadError> {
         entry,
         flags,
     })
+}
+
+/// Parses an x86-64 executable ELF and checks its ABI note; returns the
+/// file and the note's flags.
+fn open_guest(bytes: &[u8]) -> Result<(ElfFile64<'_, Endianness>, u32), LoadError> {
+    if bytes.is_empty() {
+        return Err(LoadError::Empty);
+    }
+    let file =
+        ElfFile64::<Endianness>::parse(bytes).map_err(|e| LoadError::NotElf(e.to_string()))?;
+    let e = file.endian();
+    let hdr = file.elf_header();
+    let (machine, etype) = (hdr.e_machine(e), hdr.e_type(e));
+    if machine != elf::EM_X86_64 || etype != elf::ET_EXEC {
+        return Err(LoadError::WrongKind {
+            machine: machine.0,
+            etype: etype.0,
+        });
+    }
+    let flags = abi_note(&file)?;
+    Ok((file, flags))
+}
+
+/// Cuts a guest ELF's position-independent code for a non-long CPU mode
+/// (section `name`, see `hypercall_abi::mode_section`) out as a flat image
+/// loaded and entered at `area.start`.
+pub fn plan_section(
+    bytes: &[u8],
+    name: &'static str,
+    area: &Range<u64>,
+    mem: u64,
+) -> Result<Plan, LoadError> {
+    let (file, flags) = open_guest(bytes)?;
+    let sec = file
+        .section_by_name(name)
+        .ok_or(LoadError::NoModeSection(name))?;
+    let (offset, size) = sec.file_range().ok_or(LoadError::NoModeSection(name))?;
+    let end = offset
+        .checked_add(size)
+        .filter(|&e| e <= bytes.len() as u64)
+        .ok_or(LoadError::OutsideFile {
+            index: 0,
+            offset,
+            filesz: size,
+            file_len: bytes.len(),
+        })?;
+    let mut plan = plan_flat_in(size as usize, area.start, area, mem)?;
+    plan.kind = ImageKind::Elf;
+    plan.flags = flags;
+    plan.segments[0].file = offset as usize..end as usize;
+    Ok(plan)
 }
 
 /// Reads and checks the ABI note; returns its flags.

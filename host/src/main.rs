@@ -22,8 +22,25 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
+    /// 16-bit real mode, CS = DS = SS = 0 (the guest's .kvmwb.real code).
+    Real,
+    /// 32-bit protected mode, flat segments, no paging (.kvmwb.prot32).
+    Protected,
+    /// 32-bit paging: a 4 MiB PSE page, then 4 KiB tables (.kvmwb.prot32).
+    Paged32,
     /// 64-bit long mode with identity-mapped 2 MiB pages.
     Long,
+}
+
+impl From<Mode> for host::vm::CpuMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Real => host::vm::CpuMode::Real,
+            Mode::Protected => host::vm::CpuMode::Protected,
+            Mode::Paged32 => host::vm::CpuMode::Paged32,
+            Mode::Long => host::vm::CpuMode::Long,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -100,7 +117,7 @@ fn main() -> ExitCode {
     match cmd {
         Cmd::Run {
             guest,
-            mode: Mode::Long,
+            mode,
             mem,
             flat,
             check_42,
@@ -114,6 +131,7 @@ fn main() -> ExitCode {
                 vm: VmConfig {
                     mem_size: mem,
                     kvm_path: kvm_device,
+                    mode: mode.into(),
                 },
                 flat,
                 check_42,

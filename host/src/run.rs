@@ -108,9 +108,11 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         source,
     })?;
     let mem = opts.vm.mem_size;
-    let plan = match opts.flat {
-        Some(addr) => loader::plan_flat(bytes.len(), addr, mem),
-        None => loader::plan_elf(&bytes, mem),
+    let area = loader::image_area(opts.vm.mode, mem);
+    let plan = match (opts.flat, opts.vm.mode.section()) {
+        (Some(addr), _) => loader::plan_flat_in(bytes.len(), addr, &area, mem),
+        (None, Some(section)) => loader::plan_section(&bytes, section, &area, mem),
+        (None, None) => loader::plan_elf(&bytes, mem),
     }
     .map_err(|source| RunError::Load {
         path: shown,

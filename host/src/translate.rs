@@ -23,6 +23,8 @@ pub struct Paging {
     pub cr4: u64,
     /// EFER.
     pub efer: u64,
+    /// DS base: GVAs given by real- and 32-bit-mode guests are DS offsets.
+    pub ds_base: u64,
 }
 
 impl Paging {
@@ -33,6 +35,7 @@ impl Paging {
             cr3: s.cr3,
             cr4: s.cr4,
             efer: s.efer,
+            ds_base: s.ds.base,
         }
     }
 
@@ -151,6 +154,9 @@ pub enum TranslateError {
     /// The final GPA has no memory behind it.
     #[error("it maps to GPA {0:#x}, which has no guest memory behind it")]
     NoMemory(u64),
+    /// Wider than a real-mode offset.
+    #[error("{0:#x} is not a 16-bit real-mode offset")]
+    NotAnOffset(u64),
     /// Wider than the 32 bits a 32-bit guest can address.
     #[error("{0:#x} is wider than 32 bits")]
     Not32Bit(u64),
@@ -167,12 +173,29 @@ pub fn gva_to_gpa(mem: &GuestMemoryMmap, p: &Paging, gva: u64) -> Result<Walk, T
         gpa: 0,
         page_size: 0,
     };
+    let protected = Cr0Flags::from_bits_truncate(p.cr0).contains(Cr0Flags::PROTECTED_MODE_ENABLE);
     match p.mode() {
+        // real mode: segment base + 16-bit offset
+        PagingMode::Off if !protected => {
+            if gva > 0xffff {
+                return Err(TranslateError::NotAnOffset(gva));
+            }
+            walk.gpa = p.ds_base + gva;
+        }
+        // flat protected mode: segment base + 32-bit offset, wrapping at 4 GiB
         PagingMode::Off => {
-            walk.gpa = gva;
+            if gva > u64::from(u32::MAX) {
+                return Err(TranslateError::Not32Bit(gva));
+            }
+            walk.gpa = (p.ds_base + gva) & 0xffff_ffff;
         }
         PagingMode::Long4 => walk_long(mem, p.cr3, gva, &mut walk)?,
-        PagingMode::Bits32 => walk_32(mem, p, gva, &mut walk)?,
+        PagingMode::Bits32 => {
+            if gva > u64::from(u32::MAX) {
+                return Err(TranslateError::Not32Bit(gva));
+            }
+            walk_32(mem, p, (p.ds_base + gva) & 0xffff_ffff, &mut walk)?
+        }
         m @ PagingMode::Pae => return Err(TranslateError::Unsupported(m)),
     }
     if !mem.address_in_range(GuestAddress(walk.gpa)) {
@@ -323,6 +346,7 @@ mod tests {
             cr3: layout::PAGE_TABLES,
             cr4: Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits(),
             efer: (EferFlags::LONG_MODE_ENABLE | EferFlags::LONG_MODE_ACTIVE).bits(),
+            ds_base: 0,
         }
     }
 
@@ -406,6 +430,7 @@ mod tests {
             cr3: layout::PAGE_TABLES,
             cr4: Cr4Flags::PAGE_SIZE_EXTENSION.bits(),
             efer: 0,
+            ds_base: 0,
         }
     }
 
@@ -508,12 +533,38 @@ mod tests {
                 ..
             })
         ));
-        // paging off: GVA = GPA, bounded by memory
-        let off = Paging::default();
-        assert_eq!(gva_to_gpa(&m, &off, 0x1234).unwrap().gpa, 0x1234);
+        // real mode (PE clear): DS base + 16-bit offset
+        let real = Paging {
+            ds_base: 0x1_0000,
+            ..Paging::default()
+        };
+        assert_eq!(gva_to_gpa(&m, &real, 0x1234).unwrap().gpa, 0x1_1234);
         assert_eq!(
-            gva_to_gpa(&m, &off, 2 << 20),
+            gva_to_gpa(&m, &real, 0x1_0000),
+            Err(TranslateError::NotAnOffset(0x1_0000))
+        );
+        // flat protected mode: DS base + offset, bounded by memory
+        let prot = Paging {
+            cr0: Cr0Flags::PROTECTED_MODE_ENABLE.bits(),
+            ..Paging::default()
+        };
+        assert_eq!(gva_to_gpa(&m, &prot, 0x1234).unwrap().gpa, 0x1234);
+        assert_eq!(
+            gva_to_gpa(&m, &prot, 2 << 20),
             Err(TranslateError::NoMemory(2 << 20))
+        );
+        assert_eq!(
+            gva_to_gpa(&m, &prot, 1 << 32),
+            Err(TranslateError::Not32Bit(1 << 32))
+        );
+        let based = Paging {
+            ds_base: 0xffff_f000,
+            ..prot
+        };
+        assert_eq!(
+            gva_to_gpa(&m, &based, 0x1234).unwrap().gpa,
+            0x234,
+            "wraps at 4 GiB"
         );
     }
 }

@@ -215,6 +215,43 @@ pub mod layout {
     pub const MAX_MEM: u64 = 3 << 30;
     /// Smallest guest memory: the host area plus 512 KiB for an image.
     pub const MIN_MEM: u64 = 1 << 20;
+
+    /// Real mode: where the host loads a guest's `.kvmwb.real` code and
+    /// starts it (CS = DS = SS = 0, so IP = this address).
+    pub const REAL_LOAD: u64 = 0xA000;
+    /// Real mode: end of the room for 16-bit code.
+    pub const REAL_END: u64 = 0xF000;
+    /// Real mode: initial SP (the stack grows down inside the first 64 KiB).
+    pub const REAL_STACK_TOP: u64 = 0xFFF0;
+    /// 32-bit modes: where the host loads a guest's `.kvmwb.prot32` code and
+    /// starts it; ESP = STACK_TOP as in long mode.
+    pub const PROT32_LOAD: u64 = IMAGE_MIN;
+}
+
+/// ELF sections holding a guest program's code for the non-long modes. The
+/// code must be position-independent; the host loads the section's bytes at
+/// `layout::REAL_LOAD` or `layout::PROT32_LOAD` and starts at its first byte.
+pub mod mode_section {
+    /// 16-bit real-mode code.
+    pub const REAL: &str = crate::real_section!();
+    /// 32-bit protected-mode code (flat segments, with or without paging).
+    pub const PROT32: &str = crate::prot32_section!();
+}
+
+/// The real-mode section name as a literal, for `global_asm!` templates.
+#[macro_export]
+macro_rules! real_section {
+    () => {
+        ".kvmwb.real"
+    };
+}
+
+/// The 32-bit section name as a literal, for `global_asm!` templates.
+#[macro_export]
+macro_rules! prot32_section {
+    () => {
+        ".kvmwb.prot32"
+    };
 }
 
 /// The ELF note every guest carries so the host can refuse a guest built
@@ -301,6 +338,8 @@ const _: () = {
     assert!(STACK_BOTTOM < STACK_TOP && IMAGE_MIN <= LOAD_BASE);
     assert!(PAGE_TABLES + (2 + (MAX_MEM >> 30)) * 0x1000 <= PAGE_TABLES_END);
     assert!(MIN_MEM > IMAGE_MIN && MAX_MEM <= 0xfffb_d000);
+    assert!(PAGE_TABLES_END <= REAL_LOAD && REAL_LOAD < REAL_END && REAL_END < REAL_STACK_TOP);
+    assert!(REAL_STACK_TOP <= 0xFFFF);
 };
 
 const fn fnv(mut h: u64, v: u64) -> u64 {
@@ -335,7 +374,7 @@ pub const FINGERPRINT: u64 = {
         h = fnv(h, transport_code(hc.transport()));
         i += 1;
     }
-    let words: [u64; 26] = [
+    let words: [u64; 30] = [
         size_of::<PrintStrArgs>() as u64,
         offset_of!(PrintStrArgs, addr) as u64,
         offset_of!(PrintStrArgs, len) as u64,
@@ -362,6 +401,10 @@ pub const FINGERPRINT: u64 = {
         layout::MAX_MEM,
         note::TYPE as u64,
         layout::MIN_MEM,
+        layout::REAL_LOAD,
+        layout::REAL_END,
+        layout::REAL_STACK_TOP,
+        layout::PROT32_LOAD,
     ];
     let mut j = 0;
     while j < words.len() {

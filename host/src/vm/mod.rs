@@ -56,6 +56,9 @@ pub enum VmError {
     /// --mem out of range.
     #[error("guest memory of {size} is not usable: it must be a multiple of 4 KiB between {min} and {max}", size = crate::size::human(*.0), min = crate::size::human(layout::MIN_MEM), max = crate::size::human(layout::MAX_MEM))]
     MemSize(u64),
+    /// Too much memory for the CPU mode.
+    #[error("{mode:?} mode maps at most {max} of guest memory", mode = .0, max = crate::size::human(*.1))]
+    ModeMem(CpuMode, u64),
     /// mmap of guest memory failed.
     #[error("cannot allocate {size} of guest memory: {why}", size = crate::size::human(*.0), why = .1)]
     Alloc(u64, String),
@@ -79,6 +82,41 @@ impl VmError {
     }
 }
 
+/// The CPU mode a guest starts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuMode {
+    /// 16-bit real mode from the reset state, CS = DS = SS = 0.
+    Real,
+    /// 32-bit protected mode, flat 4 GiB segments, no paging.
+    Protected,
+    /// 32-bit protected mode with 2-level paging (a 4 MiB PSE page for the
+    /// first 4 MiB, 4 KiB page tables beyond).
+    Paged32,
+    /// 64-bit long mode, identity map with 2 MiB pages.
+    #[default]
+    Long,
+}
+
+impl CpuMode {
+    /// The ELF section with this mode's code (None: the ELF's own segments).
+    pub fn section(self) -> Option<&'static str> {
+        match self {
+            CpuMode::Real => Some(hypercall_abi::mode_section::REAL),
+            CpuMode::Protected | CpuMode::Paged32 => Some(hypercall_abi::mode_section::PROT32),
+            CpuMode::Long => None,
+        }
+    }
+
+    /// Largest guest memory in this mode.
+    pub fn max_mem(self) -> u64 {
+        match self {
+            CpuMode::Paged32 => paging::PAGED32_MAX_MEM,
+            _ => layout::MAX_MEM,
+        }
+    }
+}
+
 /// How to build a VM.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
@@ -86,6 +124,8 @@ pub struct VmConfig {
     pub mem_size: u64,
     /// The KVM device.
     pub kvm_path: PathBuf,
+    /// The CPU mode the vCPU starts in.
+    pub mode: CpuMode,
 }
 
 impl VmConfig {
@@ -94,6 +134,9 @@ impl VmConfig {
         let size = self.mem_size;
         if !size.is_multiple_of(4096) || !(layout::MIN_MEM..=layout::MAX_MEM).contains(&size) {
             return Err(VmError::MemSize(size));
+        }
+        if size > self.mode.max_mem() {
+            return Err(VmError::ModeMem(self.mode, self.mode.max_mem()));
         }
         Ok(())
     }
@@ -104,6 +147,7 @@ impl Default for VmConfig {
         VmConfig {
             mem_size: 2 << 20,
             kvm_path: PathBuf::from("/dev/kvm"),
+            mode: CpuMode::Long,
         }
     }
 }
@@ -309,6 +353,7 @@ pub struct Vm {
     mem: GuestMemoryMmap,
     _kvm: Kvm,
     mem_size: u64,
+    mode: CpuMode,
     flags: u32,
     stats: ExitStats,
     guest_errors: u64,
@@ -412,6 +457,7 @@ impl Vm {
             mem,
             _kvm: kvm,
             mem_size: size,
+            mode: cfg.mode,
             flags: 0,
             stats: ExitStats::default(),
             guest_errors: 0,
@@ -420,43 +466,71 @@ impl Vm {
             seccomp: false,
             jailed: false,
         };
-        this.setup_long_mode()?;
+        this.setup_mode()?;
         Ok(this)
     }
 
-    fn setup_long_mode(&self) -> Result<(), VmError> {
-        let gdt = [
-            0u64,
-            DescriptorFlags::KERNEL_CODE64.bits(),
-            DescriptorFlags::KERNEL_DATA.bits(),
-        ];
+    fn setup_mode(&self) -> Result<(), VmError> {
+        let mut s: kvm_sregs = self
+            .vcpu
+            .get_sregs()
+            .map_err(VmError::kvm("KVM_GET_SREGS"))?;
+        if self.mode == CpuMode::Real {
+            // The reset state has CS base 0xffff0000: start at segment 0.
+            for seg in [
+                &mut s.cs, &mut s.ds, &mut s.es, &mut s.fs, &mut s.gs, &mut s.ss,
+            ] {
+                seg.selector = 0;
+                seg.base = 0;
+            }
+            return self
+                .vcpu
+                .set_sregs(&s)
+                .map_err(VmError::kvm("KVM_SET_SREGS"));
+        }
+        let code = match self.mode {
+            CpuMode::Long => DescriptorFlags::KERNEL_CODE64,
+            _ => DescriptorFlags::KERNEL_CODE32,
+        };
+        let gdt = [0u64, code.bits(), DescriptorFlags::KERNEL_DATA.bits()];
         for (i, d) in gdt.iter().enumerate() {
             self.mem
                 .write_obj(*d, GuestAddress(layout::GDT + 8 * i as u64))
                 .map_err(|e| VmError::Write(e.to_string()))?;
         }
-        paging::build_identity_map(&self.mem, self.mem_size)
-            .map_err(|e| VmError::Write(e.to_string()))?;
-
-        let mut s: kvm_sregs = self
-            .vcpu
-            .get_sregs()
-            .map_err(VmError::kvm("KVM_GET_SREGS"))?;
-        s.cs = segment(CODE_SELECTOR, DescriptorFlags::KERNEL_CODE64);
+        s.cs = segment(CODE_SELECTOR, code);
         let data = segment(DATA_SELECTOR, DescriptorFlags::KERNEL_DATA);
         (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
         s.gdt.base = layout::GDT;
         s.gdt.limit = (gdt.len() * 8 - 1) as u16;
-        s.cr0 = (Cr0Flags::PROTECTED_MODE_ENABLE
+        let base = Cr0Flags::PROTECTED_MODE_ENABLE
             | Cr0Flags::MONITOR_COPROCESSOR
             | Cr0Flags::EXTENSION_TYPE
             | Cr0Flags::NUMERIC_ERROR
-            | Cr0Flags::WRITE_PROTECT
-            | Cr0Flags::PAGING)
-            .bits();
-        s.cr3 = layout::PAGE_TABLES;
-        s.cr4 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits();
-        s.efer = (EferFlags::LONG_MODE_ENABLE | EferFlags::LONG_MODE_ACTIVE).bits();
+            | Cr0Flags::WRITE_PROTECT;
+        let werr = |e: paging::PagingError| VmError::Write(e.to_string());
+        match self.mode {
+            CpuMode::Long => {
+                paging::build_identity_map(&self.mem, self.mem_size).map_err(werr)?;
+                s.cr0 = (base | Cr0Flags::PAGING).bits();
+                s.cr3 = layout::PAGE_TABLES;
+                s.cr4 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits();
+                s.efer = (EferFlags::LONG_MODE_ENABLE | EferFlags::LONG_MODE_ACTIVE).bits();
+            }
+            CpuMode::Paged32 => {
+                paging::build_paged32(&self.mem, self.mem_size).map_err(werr)?;
+                s.cr0 = (base | Cr0Flags::PAGING).bits();
+                s.cr3 = layout::PAGE_TABLES;
+                s.cr4 = Cr4Flags::PAGE_SIZE_EXTENSION.bits();
+                s.efer = 0;
+            }
+            CpuMode::Protected | CpuMode::Real => {
+                s.cr0 = base.bits();
+                s.cr3 = 0;
+                s.cr4 = 0;
+                s.efer = 0;
+            }
+        }
         self.vcpu
             .set_sregs(&s)
             .map_err(VmError::kvm("KVM_SET_SREGS"))
@@ -477,7 +551,10 @@ impl Vm {
         self.flags = plan.flags;
         let regs = kvm_regs {
             rip: plan.entry,
-            rsp: layout::STACK_TOP,
+            rsp: match self.mode {
+                CpuMode::Real => layout::REAL_STACK_TOP,
+                _ => layout::STACK_TOP,
+            },
             rflags: 0x2,
             ..Default::default()
         };
@@ -509,6 +586,11 @@ impl Vm {
     /// Guest memory.
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.mem
+    }
+
+    /// The CPU mode the vCPU started in.
+    pub fn mode(&self) -> CpuMode {
+        self.mode
     }
 
     /// Guest memory size.

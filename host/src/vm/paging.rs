@@ -75,7 +75,7 @@ pub fn build_identity_map(mem: &GuestMemoryMmap, mem_size: u64) -> Result<Vec<Ta
 /// Largest memory the 32-bit paged map covers: one 4 MiB PSE page, then one
 /// 4 KiB-page table per further 4 MiB, in the page-table area.
 pub const PAGED32_MAX_MEM: u64 =
-    4 << 20 | ((layout::PAGE_TABLES_END - layout::PAGE_TABLES - 0x1000) / 0x1000) << 22;
+    (4 << 20) + (((layout::PAGE_TABLES_END - layout::PAGE_TABLES - 0x1000) / 0x1000) << 22);
 
 /// Writes a 32-bit (non-PAE) identity map for `mem_size` bytes, as
 /// kvm-hello-world does for its first 4 MiB (one 4 MiB PSE page directory
