@@ -89,7 +89,10 @@ proptest! {
             // entries spread over the first 64 pages
             m.write_obj(v, GuestAddress(slot * 4096 + (v % 512) * 8)).unwrap();
         }
-        let p = Paging { cr0: 0x8000_0011, cr3: cr3 % (MEM + 0x10_0000), cr4: 0x20, efer: 0x500 , ds_base: 0};
+        let p = Paging {
+            cr3: cr3 % (MEM + 0x10_0000),
+            ..Paging::at_start(host::vm::CpuMode::Long)
+        };
         if let Ok((w, hva)) = translate::gva_to_hva(&m, &p, gva) {
             prop_assert!(w.gpa < MEM);
             prop_assert!(hva != 0);
@@ -115,7 +118,7 @@ proptest! {
         let mut env = Env { mem: &m, stats: &stats, out: &mut o, diag: &mut d, guest_errors: &mut errs };
         let io = Io { dir: if out { Dir::Out } else { Dir::In }, size, value };
         let r = hypercall::dispatch(Hypercall::ALL[nr], io, &mut env, || {
-            Ok(Paging { cr0: 0x8000_0011, cr3: layout::PAGE_TABLES, cr4: 0x20, efer: 0x500 , ds_base: 0})
+            Ok(Paging::at_start(host::vm::CpuMode::Long))
         });
         prop_assert!(r.is_ok());
         let diag = String::from_utf8_lossy(&d).into_owned();

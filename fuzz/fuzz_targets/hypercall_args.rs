@@ -5,7 +5,7 @@
 use host::exit::{Dir, ExitStats};
 use host::hypercall::{Env, Io, dispatch};
 use host::translate::Paging;
-use hypercall_abi::{Hypercall, layout};
+use hypercall_abi::Hypercall;
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -36,13 +36,7 @@ fuzz_target!(|data: &[u8]| {
         guest_errors: &mut errs,
     };
     let r = dispatch(hc, Io { dir, size, value }, &mut env, || {
-        Ok(Paging {
-            cr0: 0x8000_0011,
-            cr3: layout::PAGE_TABLES,
-            cr4: 0x20,
-            efer: 0x500,
-            ds_base: 0,
-        })
+        Ok(Paging::at_start(host::vm::CpuMode::Long))
     });
     assert!(r.is_ok());
     assert_eq!(String::from_utf8_lossy(&diag).lines().count() as u64, errs);

@@ -324,13 +324,7 @@ mod tests {
             guest_errors: &mut errs,
         };
         let v = dispatch(hc, io, &mut env, || {
-            Ok(Paging {
-                cr0: 0x8000_0011,
-                cr3: layout::PAGE_TABLES,
-                cr4: 0x20,
-                efer: 0x500,
-                ds_base: 0,
-            })
+            Ok(Paging::at_start(crate::vm::CpuMode::Long))
         })
         .unwrap();
         (

@@ -17,8 +17,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
-use x86_64::registers::control::{Cr0Flags, Cr4Flags};
-use x86_64::registers::model_specific::EferFlags;
 use x86_64::structures::gdt::DescriptorFlags;
 
 /// Where KVM's three TSS pages go (needed by VMX without unrestricted guest):
@@ -503,34 +501,14 @@ impl Vm {
         (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
         s.gdt.base = layout::GDT;
         s.gdt.limit = (gdt.len() * 8 - 1) as u16;
-        let base = Cr0Flags::PROTECTED_MODE_ENABLE
-            | Cr0Flags::MONITOR_COPROCESSOR
-            | Cr0Flags::EXTENSION_TYPE
-            | Cr0Flags::NUMERIC_ERROR
-            | Cr0Flags::WRITE_PROTECT;
         let werr = |e: paging::PagingError| VmError::Write(e.to_string());
         match self.mode {
-            CpuMode::Long => {
-                paging::build_identity_map(&self.mem, self.mem_size).map_err(werr)?;
-                s.cr0 = (base | Cr0Flags::PAGING).bits();
-                s.cr3 = layout::PAGE_TABLES;
-                s.cr4 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits();
-                s.efer = (EferFlags::LONG_MODE_ENABLE | EferFlags::LONG_MODE_ACTIVE).bits();
-            }
-            CpuMode::Paged32 => {
-                paging::build_paged32(&self.mem, self.mem_size).map_err(werr)?;
-                s.cr0 = (base | Cr0Flags::PAGING).bits();
-                s.cr3 = layout::PAGE_TABLES;
-                s.cr4 = Cr4Flags::PAGE_SIZE_EXTENSION.bits();
-                s.efer = 0;
-            }
-            CpuMode::Protected | CpuMode::Real => {
-                s.cr0 = base.bits();
-                s.cr3 = 0;
-                s.cr4 = 0;
-                s.efer = 0;
-            }
-        }
+            CpuMode::Long => paging::build_identity_map(&self.mem, self.mem_size).map_err(werr)?,
+            CpuMode::Paged32 => paging::build_paged32(&self.mem, self.mem_size).map_err(werr)?,
+            CpuMode::Protected | CpuMode::Real => Vec::new(),
+        };
+        let p = Paging::at_start(self.mode);
+        (s.cr0, s.cr3, s.cr4, s.efer) = (p.cr0, p.cr3, p.cr4, p.efer);
         self.vcpu
             .set_sregs(&s)
             .map_err(VmError::kvm("KVM_SET_SREGS"))
