@@ -94,8 +94,8 @@ pub fn kick_all() {
     }
 }
 
-/// Blocks SIGINT/SIGTERM in this thread and starts (once) the thread that
-/// waits for them.
+/// Blocks SIGINT/SIGTERM in this thread; once per process, installs the
+/// kick handler and starts the thread that waits for SIGINT/SIGTERM.
 fn start_forwarder() -> Result<(), SignalError> {
     let stop = set_of(&[libc::SIGINT, libc::SIGTERM]);
     // SAFETY: changes only this thread's mask; threads created later inherit it.
@@ -104,6 +104,18 @@ fn start_forwarder() -> Result<(), SignalError> {
     })?;
     let mut result = Ok(());
     FORWARDER.call_once(|| {
+        // SAFETY: a zeroed sigaction is valid; the handler does nothing, which
+        // is async-signal-safe. No SA_RESTART: KVM_RUN must return EINTR.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_kick as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(kick_signal(), &sa, std::ptr::null_mut())
+        };
+        if let Err(e) = check("sigaction", rc) {
+            result = Err(e);
+            return;
+        }
         let spawned = std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
@@ -132,15 +144,6 @@ fn start_forwarder() -> Result<(), SignalError> {
 /// go to the forwarder; the thread is registered for `kick_all`.
 pub fn arm_vcpu(vcpu: &VcpuFd) -> Result<(), SignalError> {
     start_forwarder()?;
-    // SAFETY: a zeroed sigaction is valid; the handler does nothing, which is
-    // async-signal-safe. No SA_RESTART: KVM_RUN must return EINTR.
-    let rc = unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_kick as *const () as libc::sighandler_t;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(kick_signal(), &sa, std::ptr::null_mut())
-    };
-    check("sigaction", rc)?;
     let set = set_of(&[kick_signal()]);
     // SAFETY: changes only this thread's signal mask; `old` receives the
     // previous mask.
