@@ -50,10 +50,7 @@ pub fn resolve(arg: &str) -> Result<PathBuf, GuestError> {
         return Ok(as_path.to_path_buf());
     }
     match BUILT_GUESTS.iter().find(|(n, _)| *n == arg) {
-        Some((name, path)) if Path::new(path).is_file() => {
-            let _ = name;
-            Ok(PathBuf::from(path))
-        }
+        Some((_, path)) if Path::new(path).is_file() => Ok(PathBuf::from(path)),
         Some((name, path)) => Err(GuestError::Missing {
             name: name.to_string(),
             path: path.to_string(),
