@@ -612,8 +612,9 @@ fn hello_runs_in_paged32() {
         let _ = writeln!(
             std::io::stderr(),
             "SKIPPED hello_runs_in_paged32: /dev/kvm is kvm-pvm, which runs paging only in long mode \
-             (CR0.PG without EFER.LME shuts the vCPU down); the paged32 tables and walk are \
-             unit-tested in host/src/translate.rs"
+             (it clears CR0.PG without EFER.LME, so `run --mode paged32` refuses: tests/layout.rs); \
+             the paged32 tables and walk are unit-tested in host/src/translate.rs and shown by \
+             `host layout --mode paged32`"
         );
         return;
     }
@@ -638,5 +639,5 @@ fn a_guest_without_code_for_a_mode_is_refused() {
         ..named("hello")
     };
     let msg = run::prepare(&opts).err().expect("refused").to_string();
-    assert!(msg.contains("Paged32 mode maps at most 24 MiB"), "{msg}");
+    assert!(msg.contains("paged32 mode maps at most 24 MiB"), "{msg}");
 }

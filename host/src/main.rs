@@ -1,8 +1,9 @@
 //! `host`: the command line. Parsing and printing only; the work is in the library.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use host::bench::{self, BenchOptions};
 use host::run::{self, RunOptions, code};
+use host::trace::TraceFormat;
 use host::{guests, size, vm::VmConfig};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -43,22 +44,56 @@ impl From<Mode> for host::vm::CpuMode {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum TraceArg {
+    /// A line per call and per exit, as they happen.
+    Text,
+    /// A Mermaid flowchart of the whole run, written at the end.
+    Mermaid,
+}
+
+/// What to load and how: shared by `run` and `layout`.
+#[derive(Args)]
+struct GuestArgs {
+    /// A built guest's name (see `host list`) or the path of an ELF or flat file.
+    #[arg(default_value = "hello")]
+    guest: String,
+    /// CPU mode the guest starts in.
+    #[arg(long, value_enum, default_value = "long")]
+    mode: Mode,
+    /// Guest memory size, e.g. 2M, 512K, 1G (4 KiB multiple, 1 MiB to 3 GiB).
+    #[arg(long, default_value = "2M", value_parser = size::parse_size)]
+    mem: u64,
+    /// Load GUEST as a flat binary at this guest-physical address and enter it there.
+    #[arg(long, value_name = "ADDR", value_parser = size::parse_addr)]
+    flat: Option<u64>,
+    /// The KVM device.
+    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+    kvm_device: PathBuf,
+}
+
+impl GuestArgs {
+    fn options(self, trace: Option<TraceFormat>) -> RunOptions {
+        RunOptions {
+            guest: self.guest,
+            vm: VmConfig {
+                mem_size: self.mem,
+                kvm_path: self.kvm_device,
+                mode: self.mode.into(),
+                trace,
+            },
+            flat: self.flat,
+            ..RunOptions::default()
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a guest until it halts or crashes; print its output, then the exit table.
     Run {
-        /// A built guest's name (see `host list`) or the path of an ELF or flat file.
-        #[arg(default_value = "hello")]
-        guest: String,
-        /// CPU mode the guest starts in.
-        #[arg(long, value_enum, default_value = "long")]
-        mode: Mode,
-        /// Guest memory size, e.g. 2M, 512K, 1G (4 KiB multiple, 1 MiB to 3 GiB).
-        #[arg(long, default_value = "2M", value_parser = size::parse_size)]
-        mem: u64,
-        /// Load GUEST as a flat binary at this guest-physical address and enter it there.
-        #[arg(long, value_name = "ADDR", value_parser = size::parse_addr)]
-        flat: Option<u64>,
+        #[command(flatten)]
+        g: GuestArgs,
         /// Check 42 at 0x400 and in RAX at HLT even if the guest did not ask for it.
         #[arg(long)]
         check_42: bool,
@@ -71,9 +106,25 @@ enum Cmd {
         /// Do not run the vCPU thread under the seccomp filter (for debugging).
         #[arg(long)]
         no_seccomp: bool,
-        /// The KVM device.
-        #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
-        kvm_device: PathBuf,
+        /// Print every KVM ioctl the host makes (arguments, result, purpose), then every exit;
+        /// `=mermaid` writes the same sequence as a Mermaid flowchart at the end.
+        #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "text", require_equals = true)]
+        trace_kvm: Option<TraceArg>,
+        /// Write the --trace-kvm output to FILE instead of standard error.
+        #[arg(long, value_name = "FILE", requires = "trace_kvm")]
+        trace_file: Option<PathBuf>,
+    },
+    /// Set a guest's VM up (without running it) and show where everything is:
+    /// guest-physical map with host addresses, kvm_run, start registers, page tables.
+    Layout {
+        #[command(flatten)]
+        g: GuestArgs,
+        /// Also walk this guest-virtual address step by step to its GPA and HVA.
+        #[arg(long, value_name = "GVA", value_parser = size::parse_addr)]
+        translate: Option<u64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List the guest programs built from guest-kernel/src/bin.
     List,
@@ -104,41 +155,61 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let cmd = cli.cmd.unwrap_or_else(|| Cmd::Run {
-        guest: RunOptions::default().guest,
-        mode: Mode::Long,
-        mem: VmConfig::default().mem_size,
-        flat: None,
+        g: GuestArgs {
+            guest: RunOptions::default().guest,
+            mode: Mode::Long,
+            mem: VmConfig::default().mem_size,
+            flat: None,
+            kvm_device: VmConfig::default().kvm_path,
+        },
         check_42: false,
         json: false,
         timeout: None,
         no_seccomp: false,
-        kvm_device: VmConfig::default().kvm_path,
+        trace_kvm: None,
+        trace_file: None,
     });
     match cmd {
         Cmd::Run {
-            guest,
-            mode,
-            mem,
-            flat,
+            g,
             check_42,
             json,
             timeout,
             no_seccomp,
-            kvm_device,
+            trace_kvm,
+            trace_file,
         } => {
+            let trace = trace_kvm.map(|t| match t {
+                TraceArg::Text => TraceFormat::Text,
+                TraceArg::Mermaid => TraceFormat::Mermaid,
+            });
             let opts = RunOptions {
-                guest,
-                vm: VmConfig {
-                    mem_size: mem,
-                    kvm_path: kvm_device,
-                    mode: mode.into(),
-                },
-                flat,
                 check_42,
                 timeout,
                 seccomp: !no_seccomp,
+                trace_file,
+                ..g.options(trace)
             };
             cmd_run(&opts, json)
+        }
+        Cmd::Layout { g, translate, json } => {
+            let opts = g.options(None);
+            let l = run::prepare(&opts)
+                .map_err(|e| e.to_string())
+                .and_then(|mut p| {
+                    host::layout::describe(&mut p.vm, &p.plan, translate).map_err(|e| e.to_string())
+                });
+            match l {
+                Ok(l) if json => {
+                    println!("{}", serde_json::to_string_pretty(&l).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(l) => {
+                    print!("{}", l.text());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
         }
         Cmd::List => {
             let mut out = std::io::stdout().lock();

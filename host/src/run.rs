@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub timeout: Option<std::time::Duration>,
     /// Run the vCPU thread under the seccomp filter (the CLI's default).
     pub seccomp: bool,
+    /// With `vm.trace`: write the trace here instead of standard error.
+    pub trace_file: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +56,7 @@ impl Default for RunOptions {
             check_42: false,
             timeout: None,
             seccomp: false,
+            trace_file: None,
         }
     }
 }
@@ -67,6 +70,14 @@ pub enum RunError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An output file could not be created.
+    #[error("cannot create {path}: {source}")]
+    Create {
         /// The file.
         path: String,
         /// Why.
@@ -118,7 +129,21 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         path: shown,
         source,
     })?;
+    // The trace file is opened before the VM so that a bad path costs nothing.
+    let sink: Option<Box<dyn Write + Send>> = match (&opts.vm.trace, &opts.trace_file) {
+        (Some(_), Some(f)) => Some(Box::new(std::fs::File::create(f).map_err(|source| {
+            RunError::Create {
+                path: f.display().to_string(),
+                source,
+            }
+        })?)),
+        (Some(_), None) => Some(Box::new(std::io::stderr())),
+        (None, _) => None,
+    };
     let mut vm = Vm::new(&opts.vm)?;
+    if let Some(s) = sink {
+        vm.trace_to(s)?;
+    }
     vm.load(&plan, &bytes)?;
     if opts.check_42 {
         vm.set_check_42(true);

@@ -206,6 +206,28 @@ pub fn gva_to_gpa(mem: &GuestMemoryMmap, p: &Paging, gva: u64) -> Result<Walk, T
         gpa: 0,
         page_size: 0,
     };
+    translate_into(mem, p, gva, &mut walk).map(|()| walk)
+}
+
+/// Translates `gva` and keeps the steps taken even when the walk fails
+/// (`host layout --translate`): the walk so far and how it ended.
+pub fn explain(mem: &GuestMemoryMmap, p: &Paging, gva: u64) -> (Walk, Result<(), TranslateError>) {
+    let mut walk = Walk {
+        gva,
+        steps: [None; 4],
+        gpa: 0,
+        page_size: 0,
+    };
+    let r = translate_into(mem, p, gva, &mut walk);
+    (walk, r)
+}
+
+fn translate_into(
+    mem: &GuestMemoryMmap,
+    p: &Paging,
+    gva: u64,
+    walk: &mut Walk,
+) -> Result<(), TranslateError> {
     let protected = Cr0Flags::from_bits_truncate(p.cr0).contains(Cr0Flags::PROTECTED_MODE_ENABLE);
     match p.mode() {
         // real mode: segment base + 16-bit offset
@@ -222,19 +244,19 @@ pub fn gva_to_gpa(mem: &GuestMemoryMmap, p: &Paging, gva: u64) -> Result<Walk, T
             }
             walk.gpa = (p.ds_base + gva) & 0xffff_ffff;
         }
-        PagingMode::Long4 => walk_long(mem, p.cr3, gva, &mut walk)?,
+        PagingMode::Long4 => walk_long(mem, p.cr3, gva, walk)?,
         PagingMode::Bits32 => {
             if gva > u64::from(u32::MAX) {
                 return Err(TranslateError::Not32Bit(gva));
             }
-            walk_32(mem, p, (p.ds_base + gva) & 0xffff_ffff, &mut walk)?
+            walk_32(mem, p, (p.ds_base + gva) & 0xffff_ffff, walk)?
         }
         m @ PagingMode::Pae => return Err(TranslateError::Unsupported(m)),
     }
     if !mem.address_in_range(GuestAddress(walk.gpa)) {
         return Err(TranslateError::NoMemory(walk.gpa));
     }
-    Ok(walk)
+    Ok(())
 }
 
 /// Translates `gva` all the way to a host virtual address.

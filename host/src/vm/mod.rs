@@ -8,12 +8,14 @@ pub mod paging;
 use crate::exit::{Dir, ExitReason, ExitStats};
 use crate::hypercall::{self, Env, HostError, Io};
 use crate::loader::Plan;
+use crate::trace::{Call, Phase, TraceFormat, Tracer};
 use crate::translate::Paging;
 use hypercall_abi::{Hypercall, layout, note};
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use serde::Serialize;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -55,8 +57,19 @@ pub enum VmError {
     #[error("guest memory of {size} is not usable: it must be a multiple of 4 KiB between {min} and {max}", size = crate::size::human(*.0), min = crate::size::human(layout::MIN_MEM), max = crate::size::human(layout::MAX_MEM))]
     MemSize(u64),
     /// Too much memory for the CPU mode.
-    #[error("{mode:?} mode maps at most {max} of guest memory", mode = .0, max = crate::size::human(*.1))]
+    #[error("{mode} mode maps at most {max} of guest memory", mode = .0, max = crate::size::human(*.1))]
     ModeMem(CpuMode, u64),
+    /// KVM dropped part of the mode the host set (kvm-pvm clears CR0.PG
+    /// without EFER.LME: it cannot run 32-bit paging).
+    #[error("this KVM did not take {mode} mode: the host set CR0 {want:#x}, KVM reports CR0 {got:#x}{hint}", hint = if std::path::Path::new("/sys/module/kvm_pvm").exists() { " (this /dev/kvm is kvm-pvm, which cannot run 32-bit paging; the other modes work)" } else { "" })]
+    ModeRefused {
+        /// The mode.
+        mode: CpuMode,
+        /// CR0 set.
+        want: u64,
+        /// CR0 read back.
+        got: u64,
+    },
     /// mmap of guest memory failed.
     #[error("cannot allocate {size} of guest memory: {why}", size = crate::size::human(*.0), why = .1)]
     Alloc(u64, String),
@@ -72,6 +85,25 @@ pub enum VmError {
     /// The seccomp filter could not be installed.
     #[error(transparent)]
     Jail(#[from] crate::jail::JailError),
+}
+
+/// A traced ioctl on `target`.
+fn call(
+    target: String,
+    name: &'static str,
+    args: String,
+    ret: String,
+    purpose: &'static str,
+) -> Call {
+    Call {
+        ioctl: true,
+        target,
+        name,
+        args,
+        ret,
+        purpose,
+        phase: Phase::Setup,
+    }
 }
 
 impl VmError {
@@ -94,6 +126,17 @@ pub enum CpuMode {
     /// 64-bit long mode, identity map with 2 MiB pages.
     #[default]
     Long,
+}
+
+impl std::fmt::Display for CpuMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CpuMode::Real => "real",
+            CpuMode::Protected => "protected",
+            CpuMode::Paged32 => "paged32",
+            CpuMode::Long => "long",
+        })
+    }
 }
 
 impl CpuMode {
@@ -124,6 +167,8 @@ pub struct VmConfig {
     pub kvm_path: PathBuf,
     /// The CPU mode the vCPU starts in.
     pub mode: CpuMode,
+    /// Record every KVM call and exit (`--trace-kvm`).
+    pub trace: Option<TraceFormat>,
 }
 
 impl VmConfig {
@@ -146,6 +191,7 @@ impl Default for VmConfig {
             mem_size: 2 << 20,
             kvm_path: PathBuf::from("/dev/kvm"),
             mode: CpuMode::Long,
+            trace: None,
         }
     }
 }
@@ -359,6 +405,9 @@ pub struct Vm {
     signals_armed: bool,
     seccomp: bool,
     jailed: bool,
+    trace: Option<Tracer>,
+    /// Size of the vCPU's kvm_run mapping (KVM_GET_VCPU_MMAP_SIZE).
+    run_size: usize,
 }
 
 /// How the run loop ended.
@@ -418,14 +467,70 @@ impl Vm {
         cfg.validate()?;
         let size = cfg.mem_size;
         let kvm = open_kvm(&cfg.kvm_path)?;
+        let mut trace = cfg.trace.map(Tracer::new);
+        let kfd = format!("/dev/kvm {}", kvm.as_raw_fd());
+        let run_size = kvm
+            .get_vcpu_mmap_size()
+            .map_err(VmError::kvm("KVM_GET_VCPU_MMAP_SIZE"))?;
+        if let Some(t) = &mut trace {
+            t.call(Call {
+                ioctl: false,
+                target: String::new(),
+                name: "open",
+                args: format!("\"{}\", O_RDWR | O_CLOEXEC", cfg.kvm_path.display()),
+                ret: kvm.as_raw_fd().to_string(),
+                purpose: "open the KVM device",
+                phase: Phase::Setup,
+            });
+            t.call(call(
+                kfd.clone(),
+                "KVM_GET_API_VERSION",
+                String::new(),
+                KVM_API_VERSION.to_string(),
+                "check the API is the stable one (12)",
+            ));
+            t.call(call(
+                kfd.clone(),
+                "KVM_GET_VCPU_MMAP_SIZE",
+                String::new(),
+                run_size.to_string(),
+                "size of the kvm_run area each vCPU shares with us",
+            ));
+        }
         let vm = loop {
             match kvm.create_vm() {
                 Err(e) if e.errno() == libc::EINTR => continue,
                 r => break r.map_err(VmError::kvm("KVM_CREATE_VM"))?,
             }
         };
+        let vfd = format!("vm {}", vm.as_raw_fd());
+        if let Some(t) = &mut trace {
+            t.call(call(
+                kfd.clone(),
+                "KVM_CREATE_VM",
+                "type 0".into(),
+                vm.as_raw_fd().to_string(),
+                "create an empty VM: no memory, no vCPU",
+            ));
+            t.call(call(
+                kfd,
+                "KVM_GET_VCPU_MMAP_SIZE",
+                String::new(),
+                run_size.to_string(),
+                "(made by kvm-ioctls inside create_vm, for its vCPU mappings)",
+            ));
+        }
         vm.set_tss_address(TSS_ADDR as usize)
             .map_err(VmError::kvm("KVM_SET_TSS_ADDR"))?;
+        if let Some(t) = &mut trace {
+            t.call(call(
+                vfd.clone(),
+                "KVM_SET_TSS_ADDR",
+                format!("{TSS_ADDR:#x}"),
+                "0".into(),
+                "3 pages above guest RAM for the TSS that Intel VMX needs",
+            ));
+        }
 
         // vm-memory maps anonymous memory MAP_PRIVATE | MAP_NORESERVE.
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)])
@@ -433,6 +538,17 @@ impl Vm {
         let host = mem
             .get_host_address(GuestAddress(0))
             .map_err(|e| VmError::Alloc(size, e.to_string()))?;
+        if let Some(t) = &mut trace {
+            t.call(Call {
+                ioctl: false,
+                target: String::new(),
+                name: "mmap",
+                args: format!("{size:#x} bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE"),
+                ret: format!("{host:p}"),
+                purpose: "allocate the guest's RAM in our address space",
+                phase: Phase::Setup,
+            });
+        }
         // SAFETY: `host` is the start of the `size`-byte mapping vm-memory
         // just made; madvise only changes how the kernel may share its pages.
         unsafe { libc::madvise(host.cast(), size as usize, libc::MADV_MERGEABLE) };
@@ -447,9 +563,38 @@ impl Vm {
         // outlives the VM (field order in `Vm`: the VM fd drops first).
         unsafe { vm.set_user_memory_region(region) }
             .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-        let vcpu = vm.create_vcpu(0).map_err(VmError::kvm("KVM_CREATE_VCPU"))?;
+        let mut vcpu = vm.create_vcpu(0).map_err(VmError::kvm("KVM_CREATE_VCPU"))?;
+        if let Some(t) = &mut trace {
+            t.call(call(
+                vfd.clone(),
+                "KVM_SET_USER_MEMORY_REGION",
+                format!("slot 0, GPA 0x0, size {size:#x}, HVA {host:p}"),
+                "0".into(),
+                "make that memory the guest's physical memory from GPA 0",
+            ));
+            t.call(call(
+                vfd,
+                "KVM_CREATE_VCPU",
+                "id 0".into(),
+                vcpu.as_raw_fd().to_string(),
+                "create vCPU 0 in its reset state",
+            ));
+            let kvm_run: *const kvm_bindings::kvm_run = vcpu.get_kvm_run();
+            t.call(Call {
+                ioctl: false,
+                target: String::new(),
+                name: "mmap",
+                args: format!(
+                    "{run_size:#x} bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu fd {}",
+                    vcpu.as_raw_fd()
+                ),
+                ret: format!("{kvm_run:p}"),
+                purpose: "map the vCPU's kvm_run area (made by kvm-ioctls inside create_vcpu)",
+                phase: Phase::Setup,
+            });
+        }
 
-        let this = Vm {
+        let mut this = Vm {
             vcpu,
             vm,
             mem,
@@ -463,16 +608,44 @@ impl Vm {
             signals_armed: false,
             seccomp: false,
             jailed: false,
+            trace,
+            run_size,
         };
         this.setup_mode()?;
         Ok(this)
     }
 
-    fn setup_mode(&self) -> Result<(), VmError> {
+    fn trace_call(&mut self, name: &'static str, args: String, ret: String, purpose: &'static str) {
+        let target = format!("vcpu {}", self.vcpu.as_raw_fd());
+        if let Some(t) = &mut self.trace {
+            t.call(call(target, name, args, ret, purpose));
+        }
+    }
+
+    fn traced_sregs(&mut self, purpose: &'static str) -> Result<kvm_sregs, VmError> {
+        let s = self
+            .vcpu
+            .get_sregs()
+            .map_err(VmError::kvm("KVM_GET_SREGS"))?;
+        let ret = format!(
+            "0, CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}",
+            s.cr0, s.cr3, s.cr4, s.efer
+        );
+        self.trace_call("KVM_GET_SREGS", String::new(), ret, purpose);
+        Ok(s)
+    }
+
+    fn setup_mode(&mut self) -> Result<(), VmError> {
         let mut s: kvm_sregs = self
             .vcpu
             .get_sregs()
             .map_err(VmError::kvm("KVM_GET_SREGS"))?;
+        self.trace_call(
+            "KVM_GET_SREGS",
+            String::new(),
+            format!("0, CS base {:#x} CR0 {:#x}", s.cs.base, s.cr0),
+            "read the reset state's segments and control registers",
+        );
         if self.mode == CpuMode::Real {
             // The reset state has CS base 0xffff0000: start at segment 0.
             for seg in [
@@ -481,10 +654,16 @@ impl Vm {
                 seg.selector = 0;
                 seg.base = 0;
             }
-            return self
-                .vcpu
+            self.vcpu
                 .set_sregs(&s)
-                .map_err(VmError::kvm("KVM_SET_SREGS"));
+                .map_err(VmError::kvm("KVM_SET_SREGS"))?;
+            self.trace_call(
+                "KVM_SET_SREGS",
+                "CS = DS = ES = FS = GS = SS = 0, base 0, CR0.PE clear".into(),
+                "0".into(),
+                "real mode from segment 0 instead of the reset vector's CS base 0xffff0000",
+            );
+            return Ok(());
         }
         let code = match self.mode {
             CpuMode::Long => DescriptorFlags::KERNEL_CODE64,
@@ -511,7 +690,19 @@ impl Vm {
         (s.cr0, s.cr3, s.cr4, s.efer) = (p.cr0, p.cr3, p.cr4, p.efer);
         self.vcpu
             .set_sregs(&s)
-            .map_err(VmError::kvm("KVM_SET_SREGS"))
+            .map_err(VmError::kvm("KVM_SET_SREGS"))?;
+        let purpose = match self.mode {
+            CpuMode::Long => "enter 64-bit long mode: GDT, 64-bit CS, paging on",
+            CpuMode::Paged32 => "enter 32-bit protected mode with 2-level paging",
+            _ => "enter 32-bit protected mode, flat segments, no paging",
+        };
+        self.trace_call(
+            "KVM_SET_SREGS",
+            format!("CS {CODE_SELECTOR:#x} DS/SS {DATA_SELECTOR:#x}, GDT {:#x}, CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}", s.gdt.base, s.cr0, s.cr3, s.cr4, s.efer),
+            "0".into(),
+            purpose,
+        );
+        Ok(())
     }
 
     /// Copies a checked plan's segments into guest memory (bss is zero: the
@@ -538,7 +729,14 @@ impl Vm {
         };
         self.vcpu
             .set_regs(&regs)
-            .map_err(VmError::kvm("KVM_SET_REGS"))
+            .map_err(VmError::kvm("KVM_SET_REGS"))?;
+        self.trace_call(
+            "KVM_SET_REGS",
+            format!("RIP {:#x} RSP {:#x} RFLAGS 0x2", regs.rip, regs.rsp),
+            "0".into(),
+            "point the vCPU at the guest's entry and stack",
+        );
+        Ok(())
     }
 
     /// Asks for the 42 check at HLT (flat images have no note to ask for it).
@@ -559,6 +757,31 @@ impl Vm {
     /// the start of the next `run` on. The filter stays on that thread.
     pub fn set_seccomp(&mut self, on: bool) {
         self.seccomp = on;
+    }
+
+    /// Sends the `--trace-kvm` output to `sink` (what was recorded so far
+    /// first). Without a call, `run` sends it to standard error.
+    pub fn trace_to(&mut self, sink: Box<dyn Write + Send>) -> Result<(), VmError> {
+        if let Some(t) = &mut self.trace {
+            t.attach(sink).map_err(HostError::from)?;
+        }
+        Ok(())
+    }
+
+    /// The trace recorded so far (with `VmConfig::trace`).
+    pub fn trace(&self) -> Option<&Tracer> {
+        self.trace.as_ref()
+    }
+
+    /// Size of the vCPU's kvm_run mapping, from KVM_GET_VCPU_MMAP_SIZE.
+    pub fn kvm_run_size(&self) -> usize {
+        self.run_size
+    }
+
+    /// Host address of the vCPU's kvm_run mapping.
+    pub fn kvm_run_addr(&mut self) -> u64 {
+        let p: *const kvm_bindings::kvm_run = self.vcpu.get_kvm_run();
+        p as u64
     }
 
     /// Guest memory.
@@ -593,9 +816,36 @@ impl Vm {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<RunOutcome, VmError> {
+        if let Some(t) = &mut self.trace {
+            // Mermaid collects everything and writes at the end; text would
+            // have gone out as it happened if a sink had been attached.
+            if !t.attached() {
+                t.attach(Box::new(std::io::stderr()))
+                    .map_err(HostError::from)?;
+            }
+        }
+        if self.mode == CpuMode::Paged32 {
+            // Check that KVM kept CR0.PG: kvm-pvm silently clears it, and
+            // the guest would then die at its first instruction.
+            let s = self.traced_sregs("check that KVM kept CR0.PG for 32-bit paging")?;
+            let want = Paging::at_start(self.mode).cr0;
+            if s.cr0 != want {
+                return Err(VmError::ModeRefused {
+                    mode: self.mode,
+                    want,
+                    got: s.cr0,
+                });
+            }
+        }
         if !self.signals_armed {
             crate::signals::arm_vcpu(&self.vcpu)?;
             self.signals_armed = true;
+            self.trace_call(
+                "KVM_SET_SIGNAL_MASK",
+                format!("all but signal {}", crate::signals::kick_signal()),
+                "0".into(),
+                "the kick signal is blocked in this thread except inside KVM_RUN",
+            );
         }
         let start = Instant::now();
         let mut timer = None;
@@ -603,6 +853,17 @@ impl Vm {
             let tm = crate::signals::Timer::for_this_thread()?;
             tm.arm(t)?;
             timer = Some(tm);
+            if let Some(tr) = &mut self.trace {
+                tr.call(Call {
+                    ioctl: false,
+                    target: String::new(),
+                    name: "timer_create",
+                    args: format!("CLOCK_MONOTONIC, SIGEV_THREAD_ID, fires in {t:?}"),
+                    ret: "0".into(),
+                    purpose: "--timeout: a signal to this thread ends the next KVM_RUN",
+                    phase: Phase::Setup,
+                });
+            }
         }
         let deadline = self.timeout.map(|t| start + t);
         if self.seccomp && !self.jailed {
@@ -610,12 +871,26 @@ impl Vm {
             // may only run the guest, read registers, write output and exit.
             crate::jail::apply()?;
             self.jailed = true;
+            if let Some(tr) = &mut self.trace {
+                tr.call(Call {
+                    ioctl: false,
+                    target: String::new(),
+                    name: "seccomp",
+                    args: "SECCOMP_SET_MODE_FILTER, allowlist of host/src/jail.rs".into(),
+                    ret: "0".into(),
+                    purpose: "from here on this thread may only run the guest and report",
+                    phase: Phase::Setup,
+                });
+            }
         }
         let end = loop {
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.stats.record(ExitReason::Intr);
+                    if let Some(t) = &mut self.trace {
+                        t.exit_errno(self.vcpu.as_raw_fd(), e.errno());
+                    }
                     crate::signals::consume_kicks();
                     if crate::signals::interrupted() {
                         break End::Interrupt;
@@ -743,13 +1018,22 @@ impl Vm {
                 match Hypercall::from_port(port) {
                     Some(hc) => {
                         let vcpu = &self.vcpu;
+                        let trace = &mut self.trace;
                         hypercall::dispatch(hc, io, &mut env, || {
-                            vcpu.get_sregs()
-                                .map(|s| Paging::from_sregs(&s))
-                                .map_err(|source| HostError::Kvm {
-                                    what: "KVM_GET_SREGS",
-                                    source,
-                                })
+                            let s = vcpu.get_sregs().map_err(|source| HostError::Kvm {
+                                what: "KVM_GET_SREGS",
+                                source,
+                            })?;
+                            if let Some(t) = trace {
+                                t.defer(call(
+                                    format!("vcpu {}", vcpu.as_raw_fd()),
+                                    "KVM_GET_SREGS",
+                                    String::new(),
+                                    format!("0, CR3 {:#x}", s.cr3),
+                                    "gva_to_hva: the guest's CR0/CR3/CR4/EFER for the walk",
+                                ));
+                            }
+                            Ok(Paging::from_sregs(&s))
                         })?;
                     }
                     None if seen == 1 => {
@@ -765,6 +1049,9 @@ impl Vm {
                     None => {}
                 }
             }
+            if self.trace.is_some() {
+                self.trace_exit(false);
+            }
         };
         let elapsed = start.elapsed();
         drop(timer);
@@ -772,8 +1059,78 @@ impl Vm {
         self.finish(end, elapsed)
     }
 
+    /// Records the exit in kvm_run (after the host answered it, so an `in`
+    /// shows the value returned).
+    fn trace_exit(&mut self, last: bool) {
+        use kvm_bindings as k;
+        let fd = self.vcpu.as_raw_fd();
+        let run = self.vcpu.get_kvm_run();
+        let reason = run.exit_reason;
+        let (kind, detail) = match reason {
+            k::KVM_EXIT_IO => {
+                // SAFETY: exit_reason is KVM_EXIT_IO, so `io` is the union
+                // member the kernel filled.
+                let io = unsafe { run.__bindgen_anon_1.io };
+                let dir = if u32::from(io.direction) == k::KVM_EXIT_IO_OUT {
+                    "out"
+                } else {
+                    "in"
+                };
+                let base = run as *const k::kvm_run as *const u8;
+                let mut v = [0u8; 4];
+                let n = usize::from(io.size).min(4);
+                if (io.data_offset as usize) + n <= self.run_size {
+                    // SAFETY: data_offset + size lies inside the kvm_run
+                    // mapping of `run_size` bytes (checked just above).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            base.add(io.data_offset as usize),
+                            v.as_mut_ptr(),
+                            n,
+                        )
+                    };
+                }
+                let hc = Hypercall::from_port(io.port)
+                    .map(|h| format!(" ({})", h.name()))
+                    .unwrap_or_default();
+                (
+                    format!("exit 2 KVM_EXIT_IO {dir} port {:#x}{hc}", io.port),
+                    format!("size {}, data {:#x}", io.size, u32::from_le_bytes(v)),
+                )
+            }
+            k::KVM_EXIT_MMIO => {
+                // SAFETY: exit_reason is KVM_EXIT_MMIO: `mmio` is filled.
+                let m = unsafe { run.__bindgen_anon_1.mmio };
+                let dir = if m.is_write != 0 { "write" } else { "read" };
+                (
+                    format!("exit 6 KVM_EXIT_MMIO {dir}"),
+                    format!("GPA {:#x}, {} bytes", m.phys_addr, m.len),
+                )
+            }
+            r => {
+                let name = ExitReason::ALL
+                    .iter()
+                    .find(|e| e.kvm_code() == Some(r))
+                    .map_or("(not handled)", |e| e.name());
+                (format!("exit {r} {name}"), String::new())
+            }
+        };
+        if let Some(t) = &mut self.trace {
+            t.exit(fd, kind, &detail, last);
+        }
+    }
+
     fn finish(&mut self, end: End, elapsed: Duration) -> Result<RunOutcome, VmError> {
+        if self.trace.is_some() && matches!(end, End::Halt | End::Fault(_)) {
+            self.trace_exit(true);
+        }
         let regs = Regs::from(&self.vcpu.get_regs().map_err(VmError::kvm("KVM_GET_REGS"))?);
+        self.trace_call(
+            "KVM_GET_REGS",
+            String::new(),
+            format!("0, RIP {:#x} RAX {:#x}", regs.rip, regs.rax),
+            "read the registers the guest stopped with",
+        );
         let stop = match end {
             End::Halt => Stop::Halted,
             End::Timeout => Stop::TimedOut {
@@ -791,10 +1148,7 @@ impl Vm {
                     Fault::Unhandled { exit_reason } => *exit_reason = run.exit_reason,
                     _ => {}
                 }
-                let s = self
-                    .vcpu
-                    .get_sregs()
-                    .map_err(VmError::kvm("KVM_GET_SREGS"))?;
+                let s = self.traced_sregs("control registers for the fault report")?;
                 Stop::Faulted {
                     fault,
                     cr0: s.cr0,
@@ -816,6 +1170,9 @@ impl Vm {
                 pass: u64::from(memory) == want && regs.rax == want,
             }
         });
+        if let Some(t) = &mut self.trace {
+            t.finish().map_err(HostError::from)?;
+        }
         Ok(RunOutcome {
             stop,
             regs,
