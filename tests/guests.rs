@@ -641,3 +641,16 @@ fn a_guest_without_code_for_a_mode_is_refused() {
     let msg = run::prepare(&opts).err().expect("refused").to_string();
     assert!(msg.contains("paged32 mode maps at most 24 MiB"), "{msg}");
 }
+
+/// The same line through print_str costs one exit instead of fourteen.
+#[test]
+fn hello_str_prints_the_line_in_one_exit() {
+    let r = run_guest(&named("hello_str"));
+    assert_eq!(r.out, "Hello, world!\n");
+    assert_eq!(r.diag, "");
+    let o = &r.report.outcome;
+    assert!(o.check.expect("asks for the 42 check").pass);
+    assert_eq!(o.stats.total(), 2);
+    let ports = o.stats.ports();
+    assert_eq!((ports.len(), ports[0].port, ports[0].count), (1, 0x503, 1));
+}

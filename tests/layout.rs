@@ -151,10 +151,12 @@ fn long_mode_layout_matches_the_vm() {
 #[test]
 fn real_and_protected_layouts_match_the_vm() {
     let l = check_layout(CpuMode::Real, 1 << 20);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
     assert!(l.tables.is_empty() && l.sregs.gdt.is_empty());
     assert_eq!((l.sregs.cs.base, l.sregs.cs.selector), (0, 0));
     assert!(l.translation.unwrap().steps[0].text.contains("real mode"));
     let l = check_layout(CpuMode::Protected, 2 << 20);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
     assert!(l.tables.is_empty());
     assert_eq!(l.sregs.cs.db, 1);
     assert!(

@@ -507,8 +507,10 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
     };
     let mut warnings = Vec::new();
     let want = Paging::at_start(vm.mode());
-    if (want.cr0, want.cr3, want.cr4, want.efer)
-        != (paging.cr0, paging.cr3, paging.cr4, paging.efer)
+    // the bits the host sets (real mode keeps the reset CR0, CD | NW | ET)
+    const PE_PG: u64 = 1 | 1 << 31;
+    if (want.cr0 & PE_PG, want.cr3, want.cr4, want.efer)
+        != (paging.cr0 & PE_PG, paging.cr3, paging.cr4, paging.efer)
     {
         warnings.push(format!(
             "the host set CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}, but KVM reports CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}: this KVM did not take the mode as given{}",
@@ -655,6 +657,16 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
     })
 }
 
+/// Sizes in the map: exact units when round, else approximate with "~".
+fn size_text(b: u64) -> String {
+    match b {
+        0..1024 => format!("{b} B"),
+        _ if b.is_multiple_of(1024) => crate::size::human(b),
+        1024..0x10_0000 => format!("~{:.1} KiB", b as f64 / 1024.0),
+        _ => format!("~{:.1} MiB", b as f64 / (1 << 20) as f64),
+    }
+}
+
 fn seg_line(name: &str, s: &Seg) -> String {
     format!(
         "  {name} selector {:#06x} base {:#x} limit {:#x} type {:#x}{}{}\n",
@@ -693,7 +705,7 @@ impl Layout {
                 o,
                 "  {:<23} {:>9}  {:<18}  {}",
                 format!("{:#x}..{:#x}", a.start, a.end),
-                h(a.end - a.start),
+                size_text(a.end - a.start),
                 hva,
                 a.what
             );

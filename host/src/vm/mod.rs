@@ -842,7 +842,10 @@ impl Vm {
             self.signals_armed = true;
             self.trace_call(
                 "KVM_SET_SIGNAL_MASK",
-                format!("all but signal {}", crate::signals::kick_signal()),
+                format!(
+                    "this thread's mask with signal {} unblocked",
+                    crate::signals::kick_signal()
+                ),
                 "0".into(),
                 "the kick signal is blocked in this thread except inside KVM_RUN",
             );
