@@ -74,3 +74,50 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     // SAFETY: ud2 only raises #UD; the guest is meant to stop here.
     unsafe { core::arch::asm!("ud2", options(noreturn)) }
 }
+
+/// The matrix guests (`host matrix`): a 16-bit loop in the `.kvmwb.real`
+/// section, the assignment's guest1.s/guest2.s. `real_loop!("inc", "0x10")`
+/// assembles
+///
+/// ```text
+///     xor %ax, %ax
+/// 1:  out %ax, $0x10     (left out with no port: the "silent" variant)
+///     inc %ax
+///     jmp 1b
+/// ```
+///
+/// AX is the guest's progress counter, read by the host at the end.
+#[macro_export]
+macro_rules! real_loop {
+    ($step:literal $(, $port:literal)?) => {
+        core::arch::global_asm!(
+            concat!(".pushsection ", $crate::abi::real_section!(), ", \"ax\""),
+            ".code16",
+            "    xor %ax, %ax",
+            "1:",
+            $(concat!("    out %ax, $", $port),)?
+            concat!("    ", $step, " %ax"),
+            "    jmp 1b",
+            ".code64",
+            ".popsection",
+            options(att_syntax),
+        );
+    };
+}
+
+/// The long-mode `main` of a guest that only has real-mode code: says so.
+#[macro_export]
+macro_rules! real_mode_only {
+    ($name:literal) => {
+        $crate::entry!(main);
+        fn main() -> u64 {
+            $crate::println!(
+                "{} is a 16-bit real-mode program: run it with `host matrix --vm {}` or `host run {} --mode real`",
+                $name,
+                $name,
+                $name
+            );
+            0
+        }
+    };
+}

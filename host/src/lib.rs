@@ -8,6 +8,7 @@ pub mod hypercall;
 pub mod jail;
 pub mod layout;
 pub mod loader;
+pub mod matrix;
 pub mod run;
 pub mod signals;
 pub mod size;

@@ -88,6 +88,22 @@ impl GuestArgs {
     }
 }
 
+/// `--weights 7:3` (a newtype: clap reads a bare Vec as repeated values).
+#[derive(Clone)]
+struct Weights(Vec<u32>);
+
+fn parse_weights(s: &str) -> Result<Weights, String> {
+    host::matrix::parse_weights(s).map(Weights)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    /// Switch VMs at every I/O exit (a VM that never exits keeps the CPU).
+    OnExit,
+    /// Switch VMs when the quantum timer fires; exits do not switch.
+    Preempt,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a guest until it halts or crashes; print its output, then the exit table.
@@ -125,6 +141,49 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Run several VMs (default guest1 and guest2, real mode) from one host
+    /// thread under a scheduler: on-exit, or timer-preempted with weights.
+    Matrix {
+        /// A VM to run: a built guest (its real-mode code: guest1, guest2,
+        /// guest1_silent, guest2_silent, ...) or a flat real-mode binary. Repeat
+        /// for more VMs; default: guest1 and guest2.
+        #[arg(long = "vm", value_name = "GUEST|FILE")]
+        vms: Vec<String>,
+        /// What ends a VM's turn: each I/O exit, or the quantum timer.
+        #[arg(long, value_enum, default_value = "preempt")]
+        policy: PolicyArg,
+        /// Turns per VM out of every sum(weights), e.g. 7:3 or 2:1:1 (default:
+        /// 7:3 for two VMs, equal otherwise).
+        #[arg(long, value_name = "W:W[:W...]", value_parser = parse_weights)]
+        weights: Option<Weights>,
+        /// The time slice of the preempt policy, e.g. 1s, 10ms.
+        #[arg(long, default_value = "1s", value_parser = size::parse_duration)]
+        quantum: std::time::Duration,
+        /// Stop after this long (Ctrl-C also stops, with the summary).
+        #[arg(long, value_parser = size::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Stop after this many turns in all.
+        #[arg(long, value_name = "N")]
+        quanta: Option<u64>,
+        /// Print only the summary, not the event lines.
+        #[arg(long)]
+        quiet: bool,
+        /// Print the summary as JSON on stdout (no event lines).
+        #[arg(long)]
+        json: bool,
+        /// Write an SVG picture of who ran when.
+        #[arg(long, value_name = "FILE.svg")]
+        timeline: Option<PathBuf>,
+        /// Guest memory per VM.
+        #[arg(long, default_value = "1M", value_parser = size::parse_size)]
+        mem: u64,
+        /// Do not run the scheduler thread under the seccomp filter.
+        #[arg(long)]
+        no_seccomp: bool,
+        /// The KVM device.
+        #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+        kvm_device: PathBuf,
     },
     /// List the guest programs built from guest-kernel/src/bin.
     List,
@@ -211,6 +270,39 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Cmd::Matrix {
+            vms,
+            policy,
+            weights,
+            quantum,
+            duration,
+            quanta,
+            quiet,
+            json,
+            timeline,
+            mem,
+            no_seccomp,
+            kvm_device,
+        } => {
+            let defaults = host::matrix::MatrixOptions::default();
+            let opts = host::matrix::MatrixOptions {
+                vms: if vms.is_empty() { defaults.vms } else { vms },
+                weights: weights.map(|w| w.0).unwrap_or_default(),
+                policy: match policy {
+                    PolicyArg::OnExit => host::matrix::Policy::OnExit,
+                    PolicyArg::Preempt => host::matrix::Policy::Preempt,
+                },
+                quantum,
+                duration,
+                quanta,
+                mem_size: mem,
+                kvm_path: kvm_device,
+                events: !quiet && !json,
+                record_turns: timeline.is_some(),
+                seccomp: !no_seccomp,
+            };
+            cmd_matrix(&opts, json, timeline)
+        }
         Cmd::List => {
             let mut out = std::io::stdout().lock();
             for (name, path) in guests::list() {
@@ -274,6 +366,41 @@ fn cmd_run(opts: &RunOptions, json: bool) -> ExitCode {
         Ok(r) => ExitCode::from(r.exit_code() as u8),
         Err(e) => fail(e),
     }
+}
+
+fn cmd_matrix(
+    opts: &host::matrix::MatrixOptions,
+    json: bool,
+    timeline: Option<PathBuf>,
+) -> ExitCode {
+    // Created before the run: the scheduler thread may not open files once jailed.
+    let mut svg = match &timeline {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Some(f),
+            Err(e) => return fail(format!("cannot create {}: {e}", p.display())),
+        },
+        None => None,
+    };
+    let stdout = std::io::stdout();
+    let r = host::matrix::run(
+        opts,
+        &mut std::io::BufWriter::with_capacity(1 << 16, stdout.lock()),
+    );
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let (Some(f), Some(p)) = (&mut svg, &timeline)
+        && let Err(e) = f.write_all(r.timeline_svg().as_bytes())
+    {
+        return fail(format!("cannot write {}: {e}", p.display()));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        eprint!("{}", r.human());
+    }
+    ExitCode::from(r.exit_code() as u8)
 }
 
 fn abi_table() -> String {

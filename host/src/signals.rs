@@ -82,6 +82,56 @@ pub fn consume_kicks() {
     while unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) } >= 0 {}
 }
 
+/// What `take_kicks` dequeued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kicks {
+    /// Expirations of the timer with the tag asked for (1 + its overrun
+    /// count per signal: a periodic timer that fired while its signal was
+    /// still pending counts every period).
+    pub ticks: u32,
+    /// Other kicks (another timer, Ctrl-C forwarding).
+    pub other: u32,
+}
+
+/// Like `consume_kicks`, and says which timer sent them: a signal from the
+/// timer made with `Timer::tagged(tag)` counts in `ticks`.
+pub fn take_kicks(tag: usize) -> Kicks {
+    let set = set_of(&[kick_signal()]);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let mut k = Kicks::default();
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid plain data for the kernel to fill.
+        let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the kick is blocked in this thread; sigtimedwait with a zero
+        // timeout dequeues one pending instance into `si` or fails (EAGAIN).
+        if unsafe { libc::sigtimedwait(&set, &mut si, &zero) } < 0 {
+            return k;
+        }
+        // SAFETY: for SI_TIMER the kernel filled the timer fields of the union.
+        if si.si_code == libc::SI_TIMER && unsafe { si.si_value().sival_ptr } as usize == tag {
+            // SAFETY: as above.
+            let over = unsafe { si.si_overrun() }.max(0) as u32;
+            k.ticks += 1 + over;
+        } else {
+            k.other += 1;
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (the clock the timers use).
+pub fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes `t`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 /// Kicks every registered vCPU thread out of KVM_RUN.
 pub fn kick_all() {
     let tids = VCPU_THREADS.lock().map(|v| v.clone()).unwrap_or_default();
@@ -187,6 +237,12 @@ pub struct Timer {
 impl Timer {
     /// A timer aimed at the calling thread.
     pub fn for_this_thread() -> Result<Timer, SignalError> {
+        Timer::tagged(0)
+    }
+
+    /// A timer aimed at the calling thread whose signals carry `tag`
+    /// (see `take_kicks`).
+    pub fn tagged(tag: usize) -> Result<Timer, SignalError> {
         // SAFETY: a zeroed sigevent is valid plain data; we fill the fields
         // SIGEV_THREAD_ID reads.
         let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
@@ -194,6 +250,9 @@ impl Timer {
         sev.sigev_signo = kick_signal();
         // SAFETY: gettid has no preconditions.
         sev.sigev_notify_thread_id = unsafe { libc::gettid() };
+        sev.sigev_value = libc::sigval {
+            sival_ptr: tag as *mut libc::c_void,
+        };
         let mut id: libc::timer_t = std::ptr::null_mut();
         // SAFETY: `sev` and `id` are valid for the call; the timer is
         // deleted in Drop.
@@ -218,6 +277,28 @@ impl Timer {
         // SAFETY: `self.id` is a live timer; `spec` is valid for the call.
         check("timer_settime", unsafe {
             libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut())
+        })
+    }
+}
+
+impl Timer {
+    /// Fires first at `first_ns` (CLOCK_MONOTONIC, absolute), then every
+    /// `period`. Absolute expiries do not drift: quantum k ends at
+    /// `first_ns + k * period` however late each signal is handled.
+    pub fn arm_periodic(&self, first_ns: u64, period: Duration) -> Result<(), SignalError> {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: period.as_secs() as libc::time_t,
+                tv_nsec: period.subsec_nanos() as libc::c_long,
+            },
+            it_value: libc::timespec {
+                tv_sec: (first_ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (first_ns % 1_000_000_000) as libc::c_long,
+            },
+        };
+        // SAFETY: `self.id` is a live timer; `spec` is valid for the call.
+        check("timer_settime", unsafe {
+            libc::timer_settime(self.id, libc::TIMER_ABSTIME, &spec, std::ptr::null_mut())
         })
     }
 }

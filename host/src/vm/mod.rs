@@ -804,6 +804,11 @@ impl Vm {
         &self.vcpu
     }
 
+    /// The vCPU, to run it from outside `Vm::run` (`host matrix`).
+    pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
+        &mut self.vcpu
+    }
+
     /// The VM.
     pub fn vm_fd(&self) -> &VmFd {
         &self.vm

@@ -1,0 +1,345 @@
+//! `host matrix`: several VMs on one host thread, under real KVM.
+//! Quanta are a few ms so the suite stays fast.
+
+mod common;
+
+use host::matrix::{self, MatrixOptions, MatrixStop, Policy, VmState};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn opts(vms: &[&str], policy: Policy) -> MatrixOptions {
+    MatrixOptions {
+        vms: vms.iter().map(|s| s.to_string()).collect(),
+        policy,
+        quantum: Duration::from_millis(4),
+        ..Default::default()
+    }
+}
+
+/// The tests that run VMs take turns: two cores, and shares and timings
+/// are measured in wall time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run(o: &MatrixOptions) -> (matrix::MatrixReport, String) {
+    let _one_at_a_time = serial();
+    let mut out = Vec::new();
+    let r = matrix::run(o, &mut out).expect("matrix runs");
+    (r, String::from_utf8(out).unwrap())
+}
+
+/// The VMFD of each "started running" line, in order.
+fn started(events: &str) -> Vec<i32> {
+    events
+        .lines()
+        .filter_map(|l| {
+            l.strip_suffix(" started running")?
+                .strip_prefix("VMFD: ")?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn on_exit_alternates_strictly_and_prints_the_assignment_lines() {
+    let o = MatrixOptions {
+        weights: vec![1, 1],
+        quanta: Some(20),
+        ..opts(&["guest1", "guest2"], Policy::OnExit)
+    };
+    let (r, ev) = run(&o);
+    assert_eq!(r.stop, MatrixStop::Quanta);
+    let (a, b) = (r.vms[0].vmfd, r.vms[1].vmfd);
+    let seq = started(&ev);
+    assert_eq!(seq.len(), 20);
+    for (i, fd) in seq.iter().enumerate() {
+        assert_eq!(*fd, if i % 2 == 0 { a } else { b }, "{ev}");
+    }
+    assert!(ev.starts_with(&format!(
+        "VMFD: {a}, Loaded Program with size: 7\nVMFD: {b}, Loaded Program with size: 7\n\
+         VMFD: {a} started running\nVMFD: {a} stopped running - exit reason: 2\nVMFD: {a} KVM_EXIT_IO\n\
+         VMFD: {a} out port: 16, data: 0\nVMFD: {b} started running\n\
+         VMFD: {b} stopped running - exit reason: 2\nVMFD: {b} KVM_EXIT_IO\nVMFD: {b} out port: 17, data: 0\n\
+         VMFD: {a} started running"
+    )), "{ev}");
+    // guest1 counts up, guest2 down (AX = 0, 65535, 65534, ...)
+    assert!(
+        ev.contains(&format!("VMFD: {a} out port: 16, data: 9\n")),
+        "{ev}"
+    );
+    assert!(
+        ev.contains(&format!("VMFD: {b} out port: 17, data: 65535\n")),
+        "{ev}"
+    );
+    assert!(
+        ev.contains(&format!("VMFD: {b} out port: 17, data: 65527\n")),
+        "{ev}"
+    );
+    assert!(!ev.contains("Time:"), "no timer in on-exit mode");
+    assert_eq!((r.vms[0].quanta, r.vms[1].quanta), (10, 10));
+}
+
+#[test]
+fn preempt_lets_both_silent_guests_progress() {
+    let o = MatrixOptions {
+        quanta: Some(10),
+        weights: vec![1, 1],
+        ..opts(&["guest1_silent", "guest2_silent"], Policy::Preempt)
+    };
+    let (r, ev) = run(&o);
+    assert_eq!(r.stop, MatrixStop::Quanta);
+    let (a, b) = (&r.vms[0], &r.vms[1]);
+    assert_eq!((a.quanta, b.quanta), (5, 5));
+    // no I/O exits at all: every turn ended with KVM_EXIT_INTR
+    assert_eq!(a.stats().total(), 5);
+    assert_eq!(a.stats().count(host::exit::ExitReason::Intr), 5);
+    assert_ne!(a.counter, 0, "guest1_silent made progress");
+    assert_ne!(b.counter, 0, "guest2_silent made progress");
+    assert_eq!(r.ticks.len(), 10);
+    assert!(ev.contains(&format!("VMFD: {} KVM_EXIT_INTR\n", a.vmfd)));
+    assert!(ev.contains(&format!(
+        "VMFD: {} stopped running - exit reason: 10\n",
+        b.vmfd
+    )));
+    // "Time: s.ssssss" after every KVM_RUN, rising
+    let times: Vec<f64> = ev
+        .lines()
+        .filter_map(|l| l.strip_prefix("Time: ")?.parse().ok())
+        .collect();
+    assert_eq!(times.len(), 10);
+    assert!(times.windows(2).all(|w| w[1] > w[0]), "{times:?}");
+    assert_eq!(started(&ev), [a.vmfd, b.vmfd].repeat(5));
+}
+
+/// A timer signal that arrives while the host handles an exit stays pending
+/// and ends the next KVM_RUN: with exit-heavy guests every turn but the
+/// last still ends by the timer, and the turns keep their length.
+#[test]
+fn preempt_with_exiting_guests_loses_no_tick() {
+    let o = MatrixOptions {
+        quanta: Some(20),
+        events: false,
+        ..opts(&["guest1", "guest2"], Policy::Preempt)
+    };
+    let (r, _) = run(&o);
+    assert_eq!(r.ticks.len(), 20, "one tick per turn");
+    assert!(r.vms.iter().all(|v| v.stats().io_out() > 0));
+    assert_eq!((r.vms[0].quanta, r.vms[1].quanta), (14, 6));
+    // each quantum ends at its own expiry: no tick was skipped
+    assert!(r.ticks.iter().all(|t| t.missed == 0), "{:?}", r.ticks);
+}
+
+#[test]
+fn weights_7_3_give_shares_within_2_points_over_100_quanta() {
+    let o = MatrixOptions {
+        quanta: Some(100),
+        quantum: Duration::from_millis(3),
+        events: false,
+        ..opts(&["guest1_silent", "guest2_silent"], Policy::Preempt)
+    };
+    let (r, _) = run(&o);
+    let (a, b) = (&r.vms[0], &r.vms[1]);
+    assert_eq!((a.weight, b.weight), (7, 3), "7:3 is the two-VM default");
+    assert_eq!((a.quanta, b.quanta), (70, 30));
+    assert!((a.share - 0.7).abs() <= 0.02, "share {}", a.share);
+    assert!((b.share - 0.3).abs() <= 0.02, "share {}", b.share);
+}
+
+#[test]
+fn three_vms_with_any_weights() {
+    let o = MatrixOptions {
+        quanta: Some(40),
+        weights: vec![2, 1, 1],
+        events: false,
+        ..opts(
+            &["guest1_silent", "guest2_silent", "guest1_silent"],
+            Policy::Preempt,
+        )
+    };
+    let (r, _) = run(&o);
+    let q: Vec<u64> = r.vms.iter().map(|v| v.quanta).collect();
+    assert_eq!(q, [20, 10, 10]);
+}
+
+#[test]
+fn a_silent_vm_with_a_duration_ends_on_time() {
+    let o = MatrixOptions {
+        duration: Some(Duration::from_millis(200)),
+        events: false,
+        ..opts(&["guest1_silent"], Policy::OnExit)
+    };
+    let t = Instant::now();
+    let (r, _) = run(&o);
+    let took = t.elapsed();
+    assert_eq!(r.stop, MatrixStop::Duration);
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_millis(1200), "{took:?}");
+    assert_eq!(r.vms[0].state, VmState::Running);
+}
+
+#[test]
+fn a_halting_or_crashing_vm_leaves_the_others_running() {
+    // flat real-mode images: `hlt`, and a jump into nowhere that faults
+    let hlt = common::temp_file("hlt.bin", &[0xf4]);
+    let (r, _) = run(&MatrixOptions {
+        quanta: Some(6),
+        events: false,
+        ..opts(&[hlt.to_str().unwrap(), "guest2_silent"], Policy::Preempt)
+    });
+    assert_eq!(r.vms[0].state, VmState::Halted);
+    assert_eq!(r.vms[0].quanta, 1);
+    assert_eq!(r.vms[1].quanta, 5);
+    let _ = std::fs::remove_file(hlt);
+}
+
+fn host(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(args)
+        .output()
+        .expect("spawn host")
+}
+
+#[test]
+fn one_host_thread_runs_every_vcpu() {
+    let _one_at_a_time = serial();
+    let child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["matrix", "--quiet", "--duration", "3s", "--quantum", "5ms"])
+        .args([
+            "--vm",
+            "guest1_silent",
+            "--vm",
+            "guest2_silent",
+            "--vm",
+            "guest1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let task = format!("/proc/{}/task", child.id());
+    // wait until the VMs run (the signals thread starts with them)
+    let t = Instant::now();
+    let mut names = Vec::new();
+    while t.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(100));
+        names = std::fs::read_dir(&task)
+            .unwrap()
+            .map(|e| {
+                std::fs::read_to_string(e.unwrap().path().join("comm"))
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
+            // KVM itself starts one kernel worker per VM in the process
+            // (kvm-nx-lpage-recovery, on x86 hosts with the NX huge-page
+            // mitigation): not ours, and not per vCPU
+            .filter(|n| !n.starts_with("kvm-"))
+            .collect();
+        if names.iter().any(|n| n == "signals") {
+            break;
+        }
+    }
+    // let the VMs run a while, then count again
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again: Vec<String> = std::fs::read_dir(&task)
+        .unwrap()
+        .map(|e| {
+            std::fs::read_to_string(e.unwrap().path().join("comm"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .filter(|n| !n.starts_with("kvm-"))
+        .collect();
+    again.sort();
+    names.sort();
+    assert_eq!(names, again);
+    // three VMs, and only the main thread plus the one that turns Ctrl-C
+    // into a thread-directed kick
+    assert_eq!(names, ["host", "signals"]);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.starts_with("host: matrix ran 3 VMs for 3.0"), "{err}");
+}
+
+#[test]
+fn json_timeline_and_errors() {
+    let _one_at_a_time = serial();
+    let svg = common::temp_file("timeline.svg", b"");
+    let o = host(&[
+        "matrix",
+        "--json",
+        "--quanta",
+        "10",
+        "--quantum",
+        "3ms",
+        "--vm",
+        "guest1_silent",
+        "--vm",
+        "guest2_silent",
+        "--timeline",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["policy"], "preempt");
+    assert_eq!(v["vms"][0]["name"], "guest1_silent");
+    assert_eq!(v["vms"][0]["weight"], 7);
+    assert_eq!(v["vms"][0]["quanta"], 7);
+    assert_eq!(v["vms"][1]["quanta"], 3);
+    assert!(v["vms"][1]["counter"].as_u64().unwrap() > 0);
+    assert_eq!(v["vms"][0]["exits"][0]["reason"], "intr");
+    let s = std::fs::read_to_string(&svg).unwrap();
+    let _ = std::fs::remove_file(&svg);
+    assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+    assert!(s.contains("guest1_silent: weight 7, 7 turns,"), "{s}");
+    // 10 turns interleaved 0 1 0 0 0 1 0 0 1 0: bars for VM0 and VM1
+    assert!(s.matches("fill=\"#2b7bb9\"").count() >= 2, "{s}");
+    assert!(s.matches("fill=\"#e8743b\"").count() >= 3, "{s}");
+
+    let o = host(&["matrix", "--weights", "7:3:1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("3 weights for 2 VMs"));
+    let o = host(&["matrix", "--weights", "7:x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = host(&["matrix", "--vm", "/nonexistent.bin"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = host(&["matrix", "--vm", "hypercalls"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no .kvmwb.real section"));
+}
+
+#[test]
+fn ctrl_c_stops_the_matrix_with_the_summary() {
+    let _one_at_a_time = serial();
+    let child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "matrix",
+            "--quiet",
+            "--policy",
+            "on-exit",
+            "--vm",
+            "guest1_silent",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill only sends SIGINT to the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("(stopped: interrupted)"), "{err}");
+    assert!(err.contains("guest1_silent"), "{err}");
+}
