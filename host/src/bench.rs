@@ -18,6 +18,8 @@ pub struct BenchOptions {
     pub vm_iters: usize,
     /// `host run hello` processes.
     pub process_iters: usize,
+    /// Quanta of 10 ms for the preemption figures (0 to skip).
+    pub preempt_quanta: u64,
     /// The KVM device.
     pub kvm_path: std::path::PathBuf,
 }
@@ -34,6 +36,9 @@ pub enum BenchError {
     /// Spawning `host run hello` failed.
     #[error("cannot run {0}: {1}")]
     Spawn(String, std::io::Error),
+    /// The matrix failed.
+    #[error(transparent)]
+    Matrix(#[from] crate::matrix::MatrixError),
     /// `host run hello` failed.
     #[error("`host run hello` exited with {0}")]
     Child(std::process::ExitStatus),
@@ -140,6 +145,49 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
             }
         }
         let _ = writeln!(out, "run_hello_process_ms {:.2} ms", pct(&mut ms, 0.5));
+    }
+
+    // (4) preemption, as bench-floor's intr_preempt: two silent real-mode
+    // VMs under `host matrix --policy preempt --quantum 10ms`; latency is
+    // timer expiry -> KVM_RUN returning EINTR, quantum error is how far the
+    // time between two such returns is from 10 ms
+    if o.preempt_quanta > 1 {
+        let period = std::time::Duration::from_millis(10);
+        let m = crate::matrix::MatrixOptions {
+            vms: vec!["guest1_silent".into(), "guest2_silent".into()],
+            weights: vec![1, 1],
+            quantum: period,
+            quanta: Some(o.preempt_quanta),
+            events: false,
+            kvm_path: o.kvm_path.clone(),
+            ..Default::default()
+        };
+        let r = crate::matrix::run(&m, &mut std::io::sink())?;
+        let mut lat: Vec<f64> = r
+            .ticks
+            .iter()
+            .map(|t| (t.returned_ns as f64 - t.expected_ns as f64) / 1e3)
+            .collect();
+        let mut qerr: Vec<f64> = r
+            .ticks
+            .windows(2)
+            .filter(|w| w[1].missed == 0)
+            .map(|w| {
+                ((w[1].returned_ns - w[0].returned_ns) as f64 - period.as_nanos() as f64).abs()
+                    / 1e3
+            })
+            .collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let w2 = |out: &mut dyn std::io::Write, m: &str, v: f64| {
+            let _ = writeln!(out, "{m} {v:.2} us");
+        };
+        w2(out, "intr_preempt_latency_us_mean", mean(&lat));
+        w2(out, "intr_preempt_latency_us_p50", pct(&mut lat, 0.5));
+        w2(out, "intr_preempt_latency_us_p99", pct(&mut lat, 0.99));
+        w2(out, "intr_preempt_quantum_err_us_mean", mean(&qerr));
+        w2(out, "intr_preempt_quantum_err_us_p99", pct(&mut qerr, 0.99));
+        let missed: u32 = r.ticks.iter().map(|t| t.missed).sum();
+        let _ = writeln!(out, "intr_preempt_overruns {missed} count");
     }
     Ok(())
 }

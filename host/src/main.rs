@@ -200,6 +200,9 @@ enum Cmd {
         /// `host run hello` processes for run_hello_process_ms (0 to skip).
         #[arg(long, default_value_t = 20)]
         process_iters: usize,
+        /// 10 ms quanta for intr_preempt_latency_us / intr_preempt_quantum_err_us (0 to skip).
+        #[arg(long, default_value_t = 100)]
+        preempt_quanta: u64,
         /// The KVM device.
         #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
         kvm_device: PathBuf,
@@ -323,12 +326,14 @@ fn main() -> ExitCode {
             exits,
             vm_iters,
             process_iters,
+            preempt_quanta,
             kvm_device,
         } => {
             let o = BenchOptions {
                 exits,
                 vm_iters,
                 process_iters,
+                preempt_quanta,
                 kvm_path: kvm_device,
             };
             match bench::run(&o, &mut std::io::stdout().lock()) {
