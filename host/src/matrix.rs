@@ -530,7 +530,10 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
                         g.stats.record(r);
                         let code = g.vm.vcpu_mut().get_kvm_run().exit_reason;
                         reason(out, code, r.name())?;
-                        g.state = VmState::Faulted { what };
+                        let rip = g.vm.vcpu().get_regs().map(|r| r.rip).unwrap_or(0);
+                        g.state = VmState::Faulted {
+                            what: format!("{what} at RIP {rip:#x}"),
+                        };
                         runnable[cur] = false;
                         (true, false)
                     }

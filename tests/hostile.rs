@@ -1,0 +1,222 @@
+//! The hostile-guest suite: every case has ONE expected verdict, checked
+//! through the `host` binary as a user would see it: the exit code, the one
+//! line that says what happened (with the exit reason and RIP where the
+//! guest died), no panic. README "Hostile guests" has the same table.
+//! Library-level checks of the same cases (exact output, registers, which
+//! port was reported) are in tests/guests.rs.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn host(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(args)
+        .output()
+        .expect("spawn host")
+}
+
+/// A flat image in a temp file.
+fn flat(tag: &str, code: &[u8]) -> String {
+    common::temp_file(tag, code).to_str().unwrap().to_string()
+}
+
+/// A real-mode program that cannot go on: `cli; xor %si,%si; lidt (%si)`
+/// (IDT limit 0), set CR0.PE, `int3`. VT-x/AMD-V: #GP, #DF, triple fault.
+/// kvm-pvm: KVM_EXIT_INTERNAL_ERROR (emulation failed). Either way a crash.
+/// (Without the switch to protected mode kvm-pvm keeps running the guest
+/// through the zeroed IVT instead of faulting.)
+const CRASH16: &[u8] = &[
+    0xfa, 0x31, 0xf6, 0x0f, 0x01, 0x1c, 0x0f, 0x20, 0xc0, 0x0c, 0x01, 0x0f, 0x22, 0xc0, 0xcc,
+];
+
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    code: i32,
+    /// Each must appear in stderr.
+    lines: &'static [&'static str],
+}
+
+fn cases() -> Vec<Case> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let long = |tag: &str, code: &[u8], extra: &[&str]| {
+        let mut a = s(&["run", "--flat", "0x100000"]);
+        a.extend(s(extra));
+        a.push(flat(tag, code));
+        a
+    };
+    let real = |tag: &str, code: &[u8], extra: &[&str]| {
+        let mut a = s(&["run", "--mode", "real", "--flat", "0xa000"]);
+        a.extend(s(extra));
+        a.push(flat(tag, code));
+        a
+    };
+    vec![
+        Case {
+            name: "triple fault (ud2, no IDT)",
+            args: long("ud2", &[0x0f, 0x0b], &[]),
+            code: 3,
+            lines: &["stopped: triple fault (KVM_EXIT_SHUTDOWN, exit reason 8) at RIP 0x100000"],
+        },
+        Case {
+            name: "jump to unmapped memory",
+            // mov rax, 0x40_0000_0000; jmp rax
+            args: long(
+                "jmp",
+                &[0x48, 0xb8, 0, 0, 0, 0, 0x40, 0, 0, 0, 0xff, 0xe0],
+                &[],
+            ),
+            code: 3,
+            lines: &[
+                "stopped: triple fault (KVM_EXIT_SHUTDOWN, exit reason 8) at RIP 0x4000000000",
+            ],
+        },
+        Case {
+            name: "write to guest-physical space with nothing behind it",
+            // real mode, 1 MiB: mov $0xffff, %ax; mov %ax, %ds; movb $1, 0x10 (GPA 0x100000); hlt
+            args: real(
+                "mmio",
+                &[
+                    0xb8, 0xff, 0xff, 0x8e, 0xd8, 0xc6, 0x06, 0x10, 0x00, 0x01, 0xf4,
+                ],
+                &["--mem", "1M"],
+            ),
+            code: 0,
+            lines: &[
+                "host: guest wrote GPA 0x100000, which has no memory or device: ignored",
+                "halted after 2 exits",
+            ],
+        },
+        Case {
+            name: "read from guest-physical space with nothing behind it",
+            // mov $0xffff, %ax; mov %ax, %ds; mov 0x10, %al; hlt
+            args: real(
+                "mmio-rd",
+                &[0xb8, 0xff, 0xff, 0x8e, 0xd8, 0xa0, 0x10, 0x00, 0xf4],
+                &["--mem", "1M"],
+            ),
+            code: 0,
+            lines: &[
+                "host: guest read GPA 0x100000, which has no memory or device: it reads as all ones",
+            ],
+        },
+        Case {
+            name: "hypercalls with pointers outside memory, straddling its end, unterminated",
+            args: s(&["run", "badptr"]),
+            code: 0,
+            lines: &[
+                "host: guest error: print_str: string at 0xffff0000 is outside guest memory",
+                "host: guest error: print_str: string at 0x1ffffd runs past the end of guest memory without a NUL",
+                "has no NUL within 4096 bytes",
+                "host: guest error: gva_to_hva: argument block at 0xfffffff0 (24 bytes) is outside guest memory",
+                "host: badptr halted after 9 exits",
+            ],
+        },
+        Case {
+            name: "unknown hypercall port (out) and `in` from an unknown port",
+            // mov dx, 0x5ff; out dx, eax; in eax, dx; hlt
+            args: long("ports", &[0x66, 0xba, 0xff, 0x05, 0xef, 0xed, 0xf4], &[]),
+            code: 0,
+            lines: &[
+                "host: guest wrote 0x0 to port 0x5ff, which has no device: ignored",
+                "host: guest read port 0x5ff, which has no device: it reads as all ones",
+            ],
+        },
+        Case {
+            name: "page tables rewritten into a loop and out of memory, then gva_to_hva",
+            args: s(&["run", "hostile_pt"]),
+            code: 0,
+            lines: &["halted after"],
+        },
+        Case {
+            name: "tight loop with no exits",
+            args: long("spin", &[0xeb, 0xfe], &["--timeout", "200ms"]),
+            code: 5,
+            lines: &["stopped: timeout after 0.200 s, guest still running at RIP 0x100000"],
+        },
+        Case {
+            name: "HLT forever (cli; 1: hlt; jmp 1b)",
+            args: long("hlt", &[0xfa, 0xf4, 0xeb, 0xfd], &[]),
+            code: 0,
+            lines: &["halted after 1 exits"],
+        },
+        Case {
+            name: "a flood of exits",
+            // 1: out %al, $0x80; jmp 1b
+            args: long("flood", &[0xe6, 0x80, 0xeb, 0xfc], &["--timeout", "200ms"]),
+            code: 5,
+            lines: &[
+                "host: guest wrote 0x0 to port 0x80, which has no device: ignored",
+                "stopped: timeout after 0.200 s",
+            ],
+        },
+        Case {
+            name: "under matrix: a VM that crashes, next to one that runs",
+            args: {
+                let mut a = s(&[
+                    "matrix",
+                    "--quiet",
+                    "--quantum",
+                    "3ms",
+                    "--quanta",
+                    "6",
+                    "--vm",
+                ]);
+                a.push(flat("crash", CRASH16));
+                a.extend(s(&["--vm", "guest2_silent"]));
+                a
+            },
+            code: 3,
+            lines: &["crashed: ", " at RIP 0xa00e", "guest2_silent"],
+        },
+    ]
+}
+
+#[test]
+fn every_hostile_case_gets_its_verdict() {
+    let mut failures = Vec::new();
+    for c in cases() {
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let o = host(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let ok = o.status.code() == Some(c.code)
+            && !err.contains("panicked")
+            && c.lines.iter().all(|l| err.contains(l));
+        if !ok {
+            failures.push(format!(
+                "{}: exit {:?} (want {}), stderr:\n{err}",
+                c.name,
+                o.status.code(),
+                c.code
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+}
+
+/// In the matrix, the VM that crashed is reported and the other ran all
+/// the turns that were left.
+#[test]
+fn a_crashing_vm_does_not_stop_the_matrix() {
+    let crash = flat("crash2", CRASH16);
+    let o = host(&[
+        "matrix",
+        "--json",
+        "--quantum",
+        "3ms",
+        "--quanta",
+        "6",
+        "--vm",
+        &crash,
+        "--vm",
+        "guest2_silent",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["vms"][0]["state"], "faulted");
+    assert_eq!(v["vms"][0]["quanta"], 1);
+    assert_eq!(v["vms"][1]["state"], "running");
+    assert_eq!(v["vms"][1]["quanta"], 5);
+    assert!(v["vms"][1]["counter"].as_u64().unwrap() > 0);
+}
