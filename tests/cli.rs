@@ -251,3 +251,34 @@ fn no_seccomp_runs_the_same() {
     assert_eq!(o.status.code(), Some(0));
     assert!(text(&o.stdout).contains("difference 2"));
 }
+
+/// host_cpuid: a CPU this host has; pinned, the pinned CPU on every call.
+#[test]
+fn host_cpuid_reports_the_cpu_and_follows_pin() {
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let values = |o: &Output| -> Vec<usize> {
+        let out = text(&o.stdout);
+        let line = out.strip_prefix("host_cpuid:").expect("the guest's line");
+        line.split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    let o = host(&["run", "cpuid"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v = values(&o);
+    assert_eq!(v.len(), 8);
+    assert!(v.iter().all(|&c| c < ncpu), "{v:?} on {ncpu} CPUs");
+    for cpu in 0..ncpu.min(4) {
+        let o = host(&["run", "cpuid", "--pin", &cpu.to_string()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        assert_eq!(values(&o), vec![cpu; 8]);
+    }
+    one_line_error(
+        &host(&["run", "cpuid", "--pin", "4096"]),
+        "cannot pin the vCPU thread to CPU 4096",
+    );
+    one_line_error(
+        &host(&["run", "cpuid", "--pin", "0,1"]),
+        "--pin names 2 CPUs, but the VM has 1 vCPU",
+    );
+}

@@ -58,6 +58,11 @@ pub fn print32bit(v: u32) {
     out32(Hypercall::Print32bit.port(), v)
 }
 
+/// `host_cpuid`: the host CPU running this vCPU at the moment of the call.
+pub fn host_cpuid() -> u32 {
+    in32(Hypercall::HostCpuid.port())
+}
+
 /// `num_exits`: VM exits so far, this one included.
 pub fn num_exits() -> u32 {
     in32(Hypercall::NumExits.port())

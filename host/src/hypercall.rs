@@ -132,6 +132,12 @@ pub fn dispatch(
         Hypercall::PrintStr => print_str(env, u64::from(io.value))?,
         Hypercall::NumExitsByType => return num_exits_by_type(env),
         Hypercall::GvaToHva => gva_to_hva(env, u64::from(io.value), paging)?,
+        Hypercall::HostCpuid => {
+            // SAFETY: sched_getcpu has no preconditions (glibc reads it from
+            // rseq or the vDSO, or makes the getcpu system call).
+            let cpu = unsafe { libc::sched_getcpu() };
+            return Ok(u32::try_from(cpu).unwrap_or(u32::MAX));
+        }
     }
     Ok(u32::MAX)
 }

@@ -25,7 +25,7 @@ pub const ALLOWED_IOCTLS: [(u64, &str); 3] = [
 ];
 
 /// System calls allowed with any arguments.
-pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 20] = [
+pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 21] = [
     (libc::SYS_write, "write"),
     (libc::SYS_writev, "writev"),
     (libc::SYS_rt_sigtimedwait, "rt_sigtimedwait"),
@@ -46,6 +46,7 @@ pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 20] = [
     (libc::SYS_exit, "exit"),
     (libc::SYS_exit_group, "exit_group"),
     (libc::SYS_getrandom, "getrandom"),
+    (libc::SYS_getcpu, "getcpu"),
 ];
 
 /// Why the filter could not be installed.

@@ -126,6 +126,9 @@ enum Cmd {
         /// `=mermaid` writes the same sequence as a Mermaid flowchart at the end.
         #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "text", require_equals = true)]
         trace_kvm: Option<TraceArg>,
+        /// Pin the vCPU thread to host CPU(s), e.g. --pin 1 (host_cpuid then stays 1).
+        #[arg(long, value_name = "CPU[,CPU...]", value_delimiter = ',')]
+        pin: Vec<usize>,
         /// Write the --trace-kvm output to FILE instead of standard error.
         #[arg(long, value_name = "FILE", requires = "trace_kvm")]
         trace_file: Option<PathBuf>,
@@ -230,6 +233,7 @@ fn main() -> ExitCode {
         no_seccomp: false,
         trace_kvm: None,
         trace_file: None,
+        pin: Vec::new(),
     });
     match cmd {
         Cmd::Run {
@@ -240,6 +244,7 @@ fn main() -> ExitCode {
             no_seccomp,
             trace_kvm,
             trace_file,
+            pin,
         } => {
             let trace = trace_kvm.map(|t| match t {
                 TraceArg::Text => TraceFormat::Text,
@@ -250,6 +255,7 @@ fn main() -> ExitCode {
                 timeout,
                 seccomp: !no_seccomp,
                 trace_file,
+                pin,
                 ..g.options(trace)
             };
             cmd_run(&opts, json)

@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub seccomp: bool,
     /// With `vm.trace`: write the trace here instead of standard error.
     pub trace_file: Option<PathBuf>,
+    /// Pin the vCPU thread to these host CPUs (one vCPU: the first).
+    pub pin: Vec<usize>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +59,7 @@ impl Default for RunOptions {
             timeout: None,
             seccomp: false,
             trace_file: None,
+            pin: Vec::new(),
         }
     }
 }
@@ -75,6 +78,9 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// A command-line value that does not fit this VM.
+    #[error("{0}")]
+    Usage(String),
     /// An output file could not be created.
     #[error("cannot create {path}: {source}")]
     Create {
@@ -111,6 +117,12 @@ pub struct Prepared {
 /// Resolves, reads, checks and loads a guest into a new VM.
 pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     opts.vm.validate()?;
+    if opts.pin.len() > 1 {
+        return Err(RunError::Usage(format!(
+            "--pin names {} CPUs, but the VM has 1 vCPU: give one CPU per vCPU",
+            opts.pin.len()
+        )));
+    }
     let path = guests::resolve(&opts.guest)?;
     // errors name the guest as the user gave it, not the artifact path
     let shown = opts.guest.clone();
@@ -150,6 +162,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     }
     vm.set_timeout(opts.timeout);
     vm.set_seccomp(opts.seccomp);
+    vm.set_pin(opts.pin.first().copied());
     Ok(Prepared {
         name: opts.guest.clone(),
         path,

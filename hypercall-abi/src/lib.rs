@@ -56,17 +56,21 @@ pub enum Hypercall {
     NumExitsByType = 4,
     /// `gva_to_hva(gva) -> u64`: walk the guest's page tables. Block: [`GvaToHvaArgs`].
     GvaToHva = 5,
+    /// `host_cpuid() -> u32`: the host CPU running the calling vCPU's thread
+    /// at the moment of the exit (sched_getcpu).
+    HostCpuid = 6,
 }
 
 impl Hypercall {
     /// All hypercalls, in number order.
-    pub const ALL: [Hypercall; 6] = [
+    pub const ALL: [Hypercall; 7] = [
         Hypercall::Print8bit,
         Hypercall::Print32bit,
         Hypercall::NumExits,
         Hypercall::PrintStr,
         Hypercall::NumExitsByType,
         Hypercall::GvaToHva,
+        Hypercall::HostCpuid,
     ];
 
     /// The hypercall's number.
@@ -87,7 +91,9 @@ impl Hypercall {
         match self {
             Hypercall::Print8bit => Transport::Out8,
             Hypercall::Print32bit => Transport::Out32,
-            Hypercall::NumExits | Hypercall::NumExitsByType => Transport::In32,
+            Hypercall::NumExits | Hypercall::NumExitsByType | Hypercall::HostCpuid => {
+                Transport::In32
+            }
             Hypercall::PrintStr | Hypercall::GvaToHva => Transport::OutBlock,
         }
     }
@@ -116,6 +122,7 @@ impl Hypercall {
             Hypercall::PrintStr => "print_str",
             Hypercall::NumExitsByType => "num_exits_by_type",
             Hypercall::GvaToHva => "gva_to_hva",
+            Hypercall::HostCpuid => "host_cpuid",
         }
     }
 }

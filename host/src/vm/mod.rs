@@ -70,6 +70,14 @@ pub enum VmError {
         /// CR0 read back.
         got: u64,
     },
+    /// `--pin` names a CPU this host does not have, or pinning failed.
+    #[error("cannot pin the vCPU thread to CPU {cpu}: {why}")]
+    Pin {
+        /// The CPU asked for.
+        cpu: usize,
+        /// Why not.
+        why: String,
+    },
     /// mmap of guest memory failed.
     #[error("cannot allocate {size} of guest memory: {why}", size = crate::size::human(*.0), why = .1)]
     Alloc(u64, String),
@@ -406,6 +414,7 @@ pub struct Vm {
     seccomp: bool,
     jailed: bool,
     trace: Option<Tracer>,
+    pin: Option<usize>,
     /// Size of the vCPU's kvm_run mapping (KVM_GET_VCPU_MMAP_SIZE).
     run_size: usize,
 }
@@ -458,6 +467,33 @@ fn segment(selector: u16, flags: DescriptorFlags) -> kvm_segment {
         unusable: 0,
         padding: 0,
     }
+}
+
+/// Pins the calling thread to one host CPU.
+pub fn pin_this_thread(cpu: usize) -> Result<(), VmError> {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+    if cpu >= n || cpu >= libc::CPU_SETSIZE as usize {
+        return Err(VmError::Pin {
+            cpu,
+            why: format!("this host has CPUs 0..={}", n - 1),
+        });
+    }
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes bit `cpu`
+    // (< CPU_SETSIZE, checked above); sched_setaffinity(0) reads the set for
+    // the calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(VmError::Pin {
+            cpu,
+            why: std::io::Error::last_os_error().to_string(),
+        });
+    }
+    Ok(())
 }
 
 impl Vm {
@@ -609,6 +645,7 @@ impl Vm {
             seccomp: false,
             jailed: false,
             trace,
+            pin: None,
             run_size,
         };
         this.setup_mode()?;
@@ -748,6 +785,12 @@ impl Vm {
         }
     }
 
+    /// Pins the thread that runs the vCPU to host CPU `cpu` (from the start
+    /// of the next `run` on).
+    pub fn set_pin(&mut self, cpu: Option<usize>) {
+        self.pin = cpu;
+    }
+
     /// Stops the run with `Stop::TimedOut` once `t` has passed.
     pub fn set_timeout(&mut self, t: Option<Duration>) {
         self.timeout = t;
@@ -874,6 +917,9 @@ impl Vm {
             }
         }
         let deadline = self.timeout.map(|t| start + t);
+        if let Some(cpu) = self.pin.take() {
+            pin_this_thread(cpu)?;
+        }
         if self.seccomp && !self.jailed {
             // Everything the loop needs exists now; from here on the thread
             // may only run the guest, read registers, write output and exit.
