@@ -505,9 +505,6 @@ impl Vm {
         let kvm = open_kvm(&cfg.kvm_path)?;
         let mut trace = cfg.trace.map(Tracer::new);
         let kfd = format!("/dev/kvm {}", kvm.as_raw_fd());
-        let run_size = kvm
-            .get_vcpu_mmap_size()
-            .map_err(VmError::kvm("KVM_GET_VCPU_MMAP_SIZE"))?;
         if let Some(t) = &mut trace {
             t.call(Call {
                 ioctl: false,
@@ -525,13 +522,6 @@ impl Vm {
                 KVM_API_VERSION.to_string(),
                 "check the API is the stable one (12)",
             ));
-            t.call(call(
-                kfd.clone(),
-                "KVM_GET_VCPU_MMAP_SIZE",
-                String::new(),
-                run_size.to_string(),
-                "size of the kvm_run area each vCPU shares with us",
-            ));
         }
         let vm = loop {
             match kvm.create_vm() {
@@ -539,6 +529,8 @@ impl Vm {
                 r => break r.map_err(VmError::kvm("KVM_CREATE_VM"))?,
             }
         };
+        // kvm-ioctls asked KVM_GET_VCPU_MMAP_SIZE inside create_vm
+        let run_size = vm.run_size();
         let vfd = format!("vm {}", vm.as_raw_fd());
         if let Some(t) = &mut trace {
             t.call(call(
@@ -553,7 +545,7 @@ impl Vm {
                 "KVM_GET_VCPU_MMAP_SIZE",
                 String::new(),
                 run_size.to_string(),
-                "(made by kvm-ioctls inside create_vm, for its vCPU mappings)",
+                "size of the kvm_run area each vCPU shares with us (made by kvm-ioctls inside create_vm)",
             ));
         }
         vm.set_tss_address(TSS_ADDR as usize)
