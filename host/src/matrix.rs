@@ -13,11 +13,10 @@
 //! waits more than two turns.
 
 use crate::exit::{Dir, ExitReason, ExitStats, ReasonCount};
-use crate::guests::{self, GuestError};
-use crate::loader::{self, LoadError};
+use crate::run::{self, RunError};
 use crate::signals::{self, Timer};
 use crate::vm::{CpuMode, Vm, VmConfig, VmError};
-use hypercall_abi::{layout, mode_section};
+use hypercall_abi::layout;
 use kvm_ioctls::VcpuExit;
 use serde::Serialize;
 use std::io::Write;
@@ -84,25 +83,9 @@ impl Default for MatrixOptions {
 /// Why the matrix could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum MatrixError {
-    /// Unknown guest.
+    /// Unknown guest, unreadable file or refused image.
     #[error(transparent)]
-    Guest(#[from] GuestError),
-    /// Unreadable file.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Refused image.
-    #[error("{path}: {source}")]
-    Load {
-        /// The file.
-        path: String,
-        /// Why.
-        source: LoadError,
-    },
+    Guest(#[from] RunError),
     /// Bad weights.
     #[error("{0}")]
     Weights(String),
@@ -281,21 +264,10 @@ struct Guest {
 }
 
 fn load(name: &str, cfg: &VmConfig) -> Result<(Vm, u64), MatrixError> {
-    let path = guests::resolve(name)?;
-    let bytes = std::fs::read(&path).map_err(|source| MatrixError::Read {
-        path: name.into(),
-        source,
-    })?;
-    let area = loader::image_area(CpuMode::Real, cfg.mem_size);
-    let plan = if bytes.starts_with(b"\x7fELF") {
-        loader::plan_section(&bytes, mode_section::REAL, &area, cfg.mem_size)
-    } else {
-        loader::plan_flat_in(bytes.len(), layout::REAL_LOAD, &area, cfg.mem_size)
-    }
-    .map_err(|source| MatrixError::Load {
-        path: name.into(),
-        source,
-    })?;
+    let (_, bytes) = run::read_guest(name)?;
+    // the assignment's guests are flat binaries; ours are ELFs with real-mode code
+    let flat = (!bytes.starts_with(b"\x7fELF")).then_some(layout::REAL_LOAD);
+    let plan = run::plan_guest(name, &bytes, flat, cfg)?;
     let size = plan.segments.iter().map(|s| s.file.len() as u64).sum();
     let mut vm = Vm::new(cfg)?;
     vm.load(&plan, &bytes)?;

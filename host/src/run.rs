@@ -114,6 +114,38 @@ pub struct Prepared {
     pub vm: Vm,
 }
 
+/// Resolves a guest name (or path) and reads the file. Errors name the
+/// guest as the user gave it, not the artifact path.
+pub fn read_guest(guest: &str) -> Result<(PathBuf, Vec<u8>), RunError> {
+    let path = guests::resolve(guest)?;
+    let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
+        path: guest.into(),
+        source,
+    })?;
+    Ok((path, bytes))
+}
+
+/// Checks an image for `vm`: flat at `flat`, else the ELF's code for the
+/// VM's mode (its mode section, or its own segments in long mode).
+pub fn plan_guest(
+    guest: &str,
+    bytes: &[u8],
+    flat: Option<u64>,
+    vm: &VmConfig,
+) -> Result<Plan, RunError> {
+    let mem = vm.mem_size;
+    let area = loader::image_area(vm.mode, mem);
+    match (flat, vm.mode.section()) {
+        (Some(addr), _) => loader::plan_flat_in(bytes.len(), addr, &area, mem),
+        (None, Some(section)) => loader::plan_section(bytes, section, &area, mem),
+        (None, None) => loader::plan_elf(bytes, mem),
+    }
+    .map_err(|source| RunError::Load {
+        path: guest.into(),
+        source,
+    })
+}
+
 /// Resolves, reads, checks and loads a guest into a new VM.
 pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     opts.vm.validate()?;
@@ -123,24 +155,8 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
             opts.pin.len()
         )));
     }
-    let path = guests::resolve(&opts.guest)?;
-    // errors name the guest as the user gave it, not the artifact path
-    let shown = opts.guest.clone();
-    let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    let mem = opts.vm.mem_size;
-    let area = loader::image_area(opts.vm.mode, mem);
-    let plan = match (opts.flat, opts.vm.mode.section()) {
-        (Some(addr), _) => loader::plan_flat_in(bytes.len(), addr, &area, mem),
-        (None, Some(section)) => loader::plan_section(&bytes, section, &area, mem),
-        (None, None) => loader::plan_elf(&bytes, mem),
-    }
-    .map_err(|source| RunError::Load {
-        path: shown,
-        source,
-    })?;
+    let (path, bytes) = read_guest(&opts.guest)?;
+    let plan = plan_guest(&opts.guest, &bytes, opts.flat, &opts.vm)?;
     // The trace file is opened before the VM so that a bad path costs nothing.
     let sink: Option<Box<dyn Write + Send>> = match (&opts.vm.trace, &opts.trace_file) {
         (Some(_), Some(f)) => Some(Box::new(std::fs::File::create(f).map_err(|source| {
