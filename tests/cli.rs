@@ -2,14 +2,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use common::host;
 
-fn host(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(args)
-        .output()
-        .expect("spawn host")
-}
+use std::process::{Command, Output};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

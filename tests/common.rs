@@ -18,3 +18,11 @@ pub fn guest_elf(name: &str) -> Vec<u8> {
     let p = host::guests::resolve(name).expect("guest is built");
     std::fs::read(p).expect("read guest")
 }
+
+/// Runs the `host` binary with `args`.
+pub fn host(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(args)
+        .output()
+        .expect("spawn host")
+}

@@ -7,14 +7,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-fn host(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(args)
-        .output()
-        .expect("spawn host")
-}
+use common::host;
 
 /// A flat image in a temp file.
 fn flat(tag: &str, code: &[u8]) -> String {

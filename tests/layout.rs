@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::host;
+
 use host::layout::{self, Layout};
 use host::run::{self, RunOptions};
 use host::vm::{CpuMode, VmConfig};
@@ -211,13 +213,6 @@ fn translate_says_where_and_why_a_walk_fails() {
             .unwrap()
             .contains("not canonical")
     );
-}
-
-fn host(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(args)
-        .output()
-        .expect("spawn host")
 }
 
 #[test]

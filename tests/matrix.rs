@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::host;
+
 use host::matrix::{self, MatrixOptions, MatrixStop, Policy, VmState};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -196,11 +198,21 @@ fn a_halting_or_crashing_vm_leaves_the_others_running() {
     let _ = std::fs::remove_file(hlt);
 }
 
-fn host(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(args)
-        .output()
-        .expect("spawn host")
+/// The names of a process's threads (`task`: its /proc/PID/task), without
+/// the kernel worker KVM itself starts per VM in the process
+/// (kvm-nx-lpage-recovery, on x86 hosts with the NX huge-page mitigation):
+/// not ours, and not per vCPU.
+fn our_threads(task: &str) -> Vec<String> {
+    std::fs::read_dir(task)
+        .unwrap()
+        .map(|e| {
+            std::fs::read_to_string(e.unwrap().path().join("comm"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .filter(|n| !n.starts_with("kvm-"))
+        .collect()
 }
 
 #[test]
@@ -226,35 +238,14 @@ fn one_host_thread_runs_every_vcpu() {
     let mut names = Vec::new();
     while t.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(100));
-        names = std::fs::read_dir(&task)
-            .unwrap()
-            .map(|e| {
-                std::fs::read_to_string(e.unwrap().path().join("comm"))
-                    .unwrap()
-                    .trim()
-                    .to_string()
-            })
-            // KVM itself starts one kernel worker per VM in the process
-            // (kvm-nx-lpage-recovery, on x86 hosts with the NX huge-page
-            // mitigation): not ours, and not per vCPU
-            .filter(|n| !n.starts_with("kvm-"))
-            .collect();
+        names = our_threads(&task);
         if names.iter().any(|n| n == "signals") {
             break;
         }
     }
     // let the VMs run a while, then count again
     std::thread::sleep(Duration::from_millis(300));
-    let mut again: Vec<String> = std::fs::read_dir(&task)
-        .unwrap()
-        .map(|e| {
-            std::fs::read_to_string(e.unwrap().path().join("comm"))
-                .unwrap()
-                .trim()
-                .to_string()
-        })
-        .filter(|n| !n.starts_with("kvm-"))
-        .collect();
+    let mut again = our_threads(&task);
     again.sort();
     names.sort();
     assert_eq!(names, again);
