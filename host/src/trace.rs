@@ -182,11 +182,6 @@ impl Tracer {
         }
     }
 
-    /// The calls recorded so far.
-    pub fn calls(&self) -> &[Call] {
-        &self.calls
-    }
-
     /// Ends the trace: flushes text, or writes the Mermaid flowchart.
     pub fn finish(&mut self) -> std::io::Result<()> {
         let chart = (self.format == TraceFormat::Mermaid).then(|| self.mermaid());

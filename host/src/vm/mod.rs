@@ -803,11 +803,6 @@ impl Vm {
         Ok(())
     }
 
-    /// The trace recorded so far (with `VmConfig::trace`).
-    pub fn trace(&self) -> Option<&Tracer> {
-        self.trace.as_ref()
-    }
-
     /// Size of the vCPU's kvm_run mapping, from KVM_GET_VCPU_MMAP_SIZE.
     pub fn kvm_run_size(&self) -> usize {
         self.run_size
