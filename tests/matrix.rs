@@ -118,8 +118,8 @@ fn preempt_lets_both_silent_guests_progress() {
 }
 
 /// A timer signal that arrives while the host handles an exit stays pending
-/// and ends the next KVM_RUN: with exit-heavy guests every turn but the
-/// last still ends by the timer, and the turns keep their length.
+/// and ends the next KVM_RUN: with exit-heavy guests every turn still ends
+/// by the timer, and every expiry is accounted for.
 #[test]
 fn preempt_with_exiting_guests_loses_no_tick() {
     let o = MatrixOptions {
@@ -131,8 +131,25 @@ fn preempt_with_exiting_guests_loses_no_tick() {
     assert_eq!(r.ticks.len(), 20, "one tick per turn");
     assert!(r.vms.iter().all(|v| v.stats().io_out() > 0));
     assert_eq!((r.vms[0].quanta, r.vms[1].quanta), (14, 6));
-    // each quantum ends at its own expiry: no tick was skipped
-    assert!(r.ticks.iter().all(|t| t.missed == 0), "{:?}", r.ticks);
+    // every expiry is accounted for: each signal's expiry is the previous
+    // one plus one period per expiry it stands for (1 + overruns), and the
+    // run returned after it. (An overrun itself is not checked against:
+    // it means Linux did not schedule this thread for a whole quantum,
+    // which happened once in a full CI run on this 2-core VM.)
+    let q = r.quantum_ns;
+    for w in r.ticks.windows(2) {
+        assert_eq!(
+            w[1].expected_ns - w[0].expected_ns,
+            q * (1 + u64::from(w[1].missed)),
+            "{:?}",
+            r.ticks
+        );
+    }
+    assert!(
+        r.ticks.iter().all(|t| t.returned_ns >= t.expected_ns),
+        "{:?}",
+        r.ticks
+    );
 }
 
 #[test]
