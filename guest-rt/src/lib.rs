@@ -14,7 +14,9 @@
 #![no_std]
 
 pub mod hc;
+pub mod kernel;
 mod print;
+pub mod user;
 
 pub use hypercall_abi as abi;
 #[doc(hidden)]
@@ -35,19 +37,67 @@ macro_rules! entry {
         $crate::entry!(@emit $main, $crate::abi::note::FLAG_CHECK_42);
     };
     (@emit $main:path, $flags:expr) => {
-        #[unsafe(link_section = ".note.kvmwb.abi")]
-        #[used]
-        static __GUEST_RT_ABI_NOTE: $crate::__Note = $crate::__Note::new($flags);
-
+        $crate::entry!(@note $flags);
         #[unsafe(no_mangle)]
-        extern "C" fn __guest_rt_main() -> u64 {
+        extern "C" fn __guest_rt_main(_id: u64, _count: u64) -> u64 {
             let f: fn() -> u64 = $main;
             f()
         }
     };
+    (@note $flags:expr) => {
+        #[unsafe(link_section = ".note.kvmwb.abi")]
+        #[used]
+        static __GUEST_RT_ABI_NOTE: $crate::__Note = $crate::__Note::new($flags);
+    };
 }
 
-// The host enters at `_start` with RSP = layout::STACK_TOP (16-byte aligned).
+/// One vCPU of a multi-vCPU guest (`host run --vcpus N`).
+#[derive(Clone, Copy, Debug)]
+pub struct Cpu {
+    /// This vCPU's id, 0..count.
+    pub id: u64,
+    /// How many vCPUs the VM has.
+    pub count: u64,
+}
+
+/// Like [`entry!`] for a program that runs on every vCPU: `main` is a
+/// `fn(Cpu) -> u64` and is called once per vCPU, each on its own stack.
+/// vCPU 0's return value is the VM's RAX. `smp_entry!(main, check_42)` asks
+/// for the 42 check (on vCPU 0).
+#[macro_export]
+macro_rules! smp_entry {
+    ($main:path $(, $check:ident)?) => {
+        $crate::entry!(@note $crate::abi::note::FLAG_SMP $(| $crate::smp_entry!(@flag $check))?);
+        #[unsafe(no_mangle)]
+        extern "C" fn __guest_rt_main(id: u64, count: u64) -> u64 {
+            let f: fn($crate::Cpu) -> u64 = $main;
+            f($crate::Cpu { id, count })
+        }
+    };
+    (@flag check_42) => { $crate::abi::note::FLAG_CHECK_42 };
+}
+
+/// A program that runs as a user program at CPL3 under the guest kernel
+/// ([`kernel`]): `main` is a `fn() -> i32` and may only use system calls
+/// ([`user`]); `print!`/`println!` work. The kernel boots, runs `main` in
+/// user mode and halts with its exit status in RAX.
+#[macro_export]
+macro_rules! user_program {
+    ($main:path) => {
+        $crate::entry!(__guest_rt_kernel_main);
+        fn __guest_rt_kernel_main() -> u64 {
+            let status = $crate::kernel::run_user($main);
+            $crate::kernel::report_entries();
+            if status != 0 {
+                $crate::println!("kernel: user program exited with status {}", status);
+            }
+            status as u64
+        }
+    };
+}
+
+// The host enters at `_start` with RSP = layout::STACK_TOP (16-byte aligned;
+// vCPU i: STACK_TOP - i * VCPU_STACK_SIZE), RDI = vCPU id, RSI = vCPU count.
 // `call` pushes a return address, so `__guest_rt_main` starts with the stack
 // alignment the SysV ABI promises. Its return value stays in RAX across `hlt`.
 core::arch::global_asm!(

@@ -187,6 +187,36 @@ impl ExitStats {
         1
     }
 
+    /// Adds `other`'s counts to these (the total of several vCPUs).
+    pub fn merge(&mut self, other: &ExitStats) {
+        self.total += other.total;
+        for (a, b) in self.by_reason.iter_mut().zip(other.by_reason) {
+            *a += b;
+        }
+        self.io_in += other.io_in;
+        self.io_out += other.io_out;
+        for p in &other.io {
+            match self
+                .io
+                .iter_mut()
+                .find(|q| q.port == p.port && q.dir == p.dir)
+            {
+                Some(q) => q.count += p.count,
+                None => self.io.push(p.clone()),
+            }
+        }
+        for m in &other.mmio {
+            match self
+                .mmio
+                .iter_mut()
+                .find(|a| a.addr == m.addr && a.dir == m.dir)
+            {
+                Some(a) => a.count += m.count,
+                None => self.mmio.push(m.clone()),
+            }
+        }
+    }
+
     /// All exits.
     pub fn total(&self) -> u64 {
         self.total

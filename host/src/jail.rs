@@ -81,6 +81,25 @@ pub fn program() -> Result<BpfProgram, JailError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctl_rules);
+    // A vCPU that ends a multi-vCPU VM kicks its siblings: the kick signal,
+    // to threads of this process only.
+    rules.insert(
+        libc::SYS_tgkill,
+        vec![SeccompRule::new(vec![
+            SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                u64::from(std::process::id()),
+            )?,
+            SeccompCondition::new(
+                2,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                crate::signals::kick_signal() as u64,
+            )?,
+        ])?],
+    );
     // Rust's std checks with F_GETFD that an fd is open when it drops it
     // (debug builds).
     rules.insert(

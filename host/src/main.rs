@@ -81,6 +81,7 @@ impl GuestArgs {
                 kvm_path: self.kvm_device,
                 mode: self.mode.into(),
                 trace,
+                vcpus: 1,
             },
             flat: self.flat,
             ..RunOptions::default()
@@ -126,9 +127,12 @@ enum Cmd {
         /// `=mermaid` writes the same sequence as a Mermaid flowchart at the end.
         #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "text", require_equals = true)]
         trace_kvm: Option<TraceArg>,
-        /// Pin the vCPU thread to host CPU(s), e.g. --pin 1 (host_cpuid then stays 1).
+        /// Pin vCPU threads to host CPUs, one per vCPU: --pin 1, --vcpus 2 --pin 0,1 (host_cpuid then stays fixed).
         #[arg(long, value_name = "CPU[,CPU...]", value_delimiter = ',')]
         pin: Vec<usize>,
+        /// Number of vCPUs, each on its own host thread (long mode; the guest must use guest_rt::smp_entry!).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        vcpus: u32,
         /// Write the --trace-kvm output to FILE instead of standard error.
         #[arg(long, value_name = "FILE", requires = "trace_kvm")]
         trace_file: Option<PathBuf>,
@@ -234,6 +238,7 @@ fn main() -> ExitCode {
         trace_kvm: None,
         trace_file: None,
         pin: Vec::new(),
+        vcpus: 1,
     });
     match cmd {
         Cmd::Run {
@@ -245,12 +250,13 @@ fn main() -> ExitCode {
             trace_kvm,
             trace_file,
             pin,
+            vcpus,
         } => {
             let trace = trace_kvm.map(|t| match t {
                 TraceArg::Text => TraceFormat::Text,
                 TraceArg::Mermaid => TraceFormat::Mermaid,
             });
-            let opts = RunOptions {
+            let mut opts = RunOptions {
                 check_42,
                 timeout,
                 seccomp: !no_seccomp,
@@ -258,6 +264,7 @@ fn main() -> ExitCode {
                 pin,
                 ..g.options(trace)
             };
+            opts.vm.vcpus = vcpus;
             cmd_run(&opts, json)
         }
         Cmd::Layout { g, translate, json } => {

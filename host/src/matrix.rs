@@ -325,6 +325,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         kvm_path: opts.kvm_path.clone(),
         mode: CpuMode::Real,
         trace: None,
+        vcpus: 1,
     };
     let mut gs = Vec::new();
     for (name, &weight) in opts.vms.iter().zip(&weights) {

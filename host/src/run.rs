@@ -45,7 +45,8 @@ pub struct RunOptions {
     pub seccomp: bool,
     /// With `vm.trace`: write the trace here instead of standard error.
     pub trace_file: Option<PathBuf>,
-    /// Pin the vCPU thread to these host CPUs (one vCPU: the first).
+    /// Pin vCPU i's thread to host CPU `pin[i]` (empty: no pinning; else
+    /// one CPU per vCPU).
     pub pin: Vec<usize>,
 }
 
@@ -149,14 +150,28 @@ pub fn plan_guest(
 /// Resolves, reads, checks and loads a guest into a new VM.
 pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     opts.vm.validate()?;
-    if opts.pin.len() > 1 {
+    let vcpus = opts.vm.vcpus as usize;
+    if !opts.pin.is_empty() && opts.pin.len() != vcpus {
         return Err(RunError::Usage(format!(
-            "--pin names {} CPUs, but the VM has 1 vCPU: give one CPU per vCPU",
-            opts.pin.len()
+            "--pin names {} CPU{}, but the VM has {vcpus} vCPU{}: give one CPU per vCPU",
+            opts.pin.len(),
+            if opts.pin.len() == 1 { "" } else { "s" },
+            if vcpus == 1 { "" } else { "s" },
         )));
+    }
+    if vcpus > 1 && opts.vm.trace.is_some() {
+        return Err(RunError::Usage(
+            "--trace-kvm follows a single vCPU: it cannot be combined with --vcpus".into(),
+        ));
     }
     let (path, bytes) = read_guest(&opts.guest)?;
     let plan = plan_guest(&opts.guest, &bytes, opts.flat, &opts.vm)?;
+    if vcpus > 1 && plan.flags & hypercall_abi::note::FLAG_SMP == 0 {
+        return Err(RunError::Usage(format!(
+            "{} does not run on several vCPUs: only a guest whose main is declared with guest_rt::smp_entry! (ABI note flag SMP) may get --vcpus {vcpus}",
+            opts.guest
+        )));
+    }
     // The trace file is opened before the VM so that a bad path costs nothing.
     let sink: Option<Box<dyn Write + Send>> = match (&opts.vm.trace, &opts.trace_file) {
         (Some(_), Some(f)) => Some(Box::new(std::fs::File::create(f).map_err(|source| {
@@ -178,7 +193,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     }
     vm.set_timeout(opts.timeout);
     vm.set_seccomp(opts.seccomp);
-    vm.set_pin(opts.pin.first().copied());
+    vm.set_pin(&opts.pin)?;
     Ok(Prepared {
         name: opts.guest.clone(),
         path,
@@ -224,7 +239,7 @@ impl Report {
     /// The process exit code for this outcome.
     pub fn exit_code(&self) -> i32 {
         match (&self.outcome.stop, &self.outcome.check) {
-            (Stop::Faulted { .. }, _) => code::GUEST_FAULT,
+            (Stop::Faulted { .. } | Stop::Stopped, _) => code::GUEST_FAULT,
             (Stop::TimedOut { .. }, _) => code::TIMEOUT,
             (Stop::Interrupted, _) => code::INTERRUPTED,
             (Stop::Halted, Some(c)) if !c.pass => code::CHECK_FAILED,
@@ -236,7 +251,20 @@ impl Report {
     /// then the exit table.
     pub fn human(&self) -> String {
         let o = &self.outcome;
+        let smp = o.vcpus.len() > 1;
+        let who = if smp {
+            format!("{} (vcpu {})", self.name, o.vcpu)
+        } else {
+            self.name.clone()
+        };
         let mut s = match &o.stop {
+            Stop::Halted if smp => format!(
+                "host: {} halted: all {} vCPUs, {} exits in {:.3} ms\n",
+                self.name,
+                o.vcpus.len(),
+                o.stats.total(),
+                o.elapsed.as_secs_f64() * 1e3
+            ),
             Stop::Halted => format!(
                 "host: {} halted after {} exits in {:.3} ms\n",
                 self.name,
@@ -245,14 +273,14 @@ impl Report {
             ),
             Stop::TimedOut { after_ms } => format!(
                 "host: {} stopped: timeout after {:.3} s, guest still running at RIP {:#x} ({} exits)\n",
-                self.name,
+                who,
                 *after_ms as f64 / 1e3,
                 o.regs.rip,
                 o.stats.total()
             ),
             Stop::Interrupted => format!(
                 "host: {} stopped: interrupted (SIGINT/SIGTERM) at RIP {:#x} after {:.3} s ({} exits)\n",
-                self.name,
+                who,
                 o.regs.rip,
                 o.elapsed.as_secs_f64(),
                 o.stats.total()
@@ -265,13 +293,35 @@ impl Report {
                 efer,
             } => format!(
                 "host: {} stopped: {fault} at RIP {:#x}\n{}\n  cr0={cr0:#x} cr3={cr3:#x} cr4={cr4:#x} efer={efer:#x}\n",
-                self.name,
+                who,
                 o.regs.rip,
                 o.regs.dump()
             ),
+            Stop::Stopped => format!("host: {who} stopped: another vCPU ended the VM\n"),
         };
         if let Some(c) = &o.check {
             s.push_str(&format!("host: {}\n", check_line(c)));
+        }
+        if smp {
+            for v in &o.vcpus {
+                let end = match &v.stop {
+                    Stop::Halted => "halted".to_string(),
+                    Stop::TimedOut { .. } => "timed out".to_string(),
+                    Stop::Interrupted => "interrupted".to_string(),
+                    Stop::Stopped => "stopped by another vCPU".to_string(),
+                    Stop::Faulted { fault, .. } => fault.to_string(),
+                };
+                s.push_str(&format!(
+                    "vcpu {}: {end} at RIP {:#x}, {} exits\n",
+                    v.id,
+                    v.regs.rip,
+                    v.stats.total()
+                ));
+                for line in v.stats.table().lines().skip(1) {
+                    s.push_str(&format!("  {line}\n"));
+                }
+            }
+            s.push_str("all vCPUs:\n");
         }
         s.push_str(&o.stats.table());
         s
@@ -295,6 +345,18 @@ impl Report {
                 "io": o.stats.ports(),
                 "mmio": o.stats.mmio(),
             },
+            "vcpu": o.vcpu,
+            "vcpus": o.vcpus.iter().map(|v| json!({
+                "id": v.id,
+                "stop": v.stop,
+                "regs": v.regs,
+                "exits": {
+                    "total": v.stats.total(),
+                    "by_reason": v.stats.reasons(),
+                    "io": v.stats.ports(),
+                    "mmio": v.stats.mmio(),
+                },
+            })).collect::<Vec<_>>(),
         })
     }
 }

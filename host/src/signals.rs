@@ -23,6 +23,8 @@ const KVM_SET_SIGNAL_MASK: libc::c_ulong = 0x4004_ae8b;
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static VCPU_THREADS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
 static FORWARDER: std::sync::Once = std::sync::Once::new();
+/// This process's id, read once (a jailed vCPU thread may not call getpid).
+static PID: std::sync::OnceLock<libc::pid_t> = std::sync::OnceLock::new();
 
 /// Why signal set-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,25 @@ pub fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// This thread's id.
+pub fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Kicks the threads `tids` of this process out of KVM_RUN (the kick
+/// signal stays pending if a thread is not in KVM_RUN, so its next KVM_RUN
+/// returns at once).
+pub fn kick(tids: &[libc::pid_t]) {
+    // The process id was read in `arm_vcpu`, before any seccomp filter.
+    let pid = *PID.get_or_init(|| std::process::id() as libc::pid_t);
+    for &tid in tids {
+        // SAFETY: tgkill only sends a signal; a thread that has exited
+        // gives ESRCH, which is harmless.
+        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, kick_signal()) };
+    }
+}
+
 /// Kicks every registered vCPU thread out of KVM_RUN.
 pub fn kick_all() {
     let tids = VCPU_THREADS.lock().map(|v| v.clone()).unwrap_or_default();
@@ -194,6 +215,7 @@ fn start_forwarder() -> Result<(), SignalError> {
 /// go to the forwarder; the thread is registered for `kick_all`.
 pub fn arm_vcpu(vcpu: &VcpuFd) -> Result<(), SignalError> {
     start_forwarder()?;
+    PID.get_or_init(|| std::process::id() as libc::pid_t);
     let set = set_of(&[kick_signal()]);
     // SAFETY: changes only this thread's signal mask; `old` receives the
     // previous mask.

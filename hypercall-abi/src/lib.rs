@@ -233,6 +233,13 @@ pub mod layout {
     /// 32-bit modes: where the host loads a guest's `.kvmwb.prot32` code and
     /// starts it; ESP = STACK_TOP as in long mode.
     pub const PROT32_LOAD: u64 = IMAGE_MIN;
+
+    /// Several vCPUs (`host run --vcpus N`): every vCPU starts at the ELF
+    /// entry with RDI = its id (0..N), RSI = N and its own stack, RSP =
+    /// `STACK_TOP - id * VCPU_STACK_SIZE`.
+    pub const VCPU_STACK_SIZE: u64 = 0x10000;
+    /// Most vCPUs a VM may have: the stacks share the stack area.
+    pub const MAX_VCPUS: u64 = (STACK_TOP - STACK_BOTTOM) / VCPU_STACK_SIZE;
 }
 
 /// ELF sections holding a guest program's code for the non-long modes. The
@@ -272,6 +279,10 @@ pub mod note {
     pub const TYPE: u32 = 1;
     /// Flag: the host checks 42 at [`super::layout::CHECK_ADDR`] and in RAX at HLT.
     pub const FLAG_CHECK_42: u32 = 1;
+    /// The program runs on several vCPUs (`guest_rt::smp_entry!`): its
+    /// entry reads the vCPU id from RDI. Without it the host refuses
+    /// `--vcpus` above 1.
+    pub const FLAG_SMP: u32 = 2;
 
     /// The note's descriptor.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -381,7 +392,7 @@ pub const FINGERPRINT: u64 = {
         h = fnv(h, transport_code(hc.transport()));
         i += 1;
     }
-    let words: [u64; 30] = [
+    let words: [u64; 33] = [
         size_of::<PrintStrArgs>() as u64,
         offset_of!(PrintStrArgs, addr) as u64,
         offset_of!(PrintStrArgs, len) as u64,
@@ -412,6 +423,9 @@ pub const FINGERPRINT: u64 = {
         layout::REAL_END,
         layout::REAL_STACK_TOP,
         layout::PROT32_LOAD,
+        layout::VCPU_STACK_SIZE,
+        layout::MAX_VCPUS,
+        note::FLAG_SMP as u64,
     ];
     let mut j = 0;
     while j < words.len() {

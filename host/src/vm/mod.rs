@@ -3,20 +3,24 @@
 //! answer -> KVM_RUN, with no allocation and no extra vCPU ioctl unless a
 //! hypercall needs one).
 
+mod lane;
 pub mod paging;
 
-use crate::exit::{Dir, ExitReason, ExitStats};
-use crate::hypercall::{self, Env, HostError, Io};
+use crate::exit::ExitStats;
+use crate::hypercall::HostError;
 use crate::loader::Plan;
 use crate::trace::{Call, Phase, TraceFormat, Tracer};
 use crate::translate::Paging;
-use hypercall_abi::{Hypercall, layout, note};
+use hypercall_abi::{layout, note};
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region};
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use lane::Lane;
 use serde::Serialize;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use x86_64::structures::gdt::DescriptorFlags;
@@ -78,6 +82,9 @@ pub enum VmError {
         /// Why not.
         why: String,
     },
+    /// A vCPU count this VM cannot have, or a guest that cannot use it.
+    #[error("{0}")]
+    Vcpus(String),
     /// mmap of guest memory failed.
     #[error("cannot allocate {size} of guest memory: {why}", size = crate::size::human(*.0), why = .1)]
     Alloc(u64, String),
@@ -177,6 +184,8 @@ pub struct VmConfig {
     pub mode: CpuMode,
     /// Record every KVM call and exit (`--trace-kvm`).
     pub trace: Option<TraceFormat>,
+    /// vCPUs (1..=layout::MAX_VCPUS); more than one needs long mode.
+    pub vcpus: u32,
 }
 
 impl VmConfig {
@@ -189,6 +198,19 @@ impl VmConfig {
         if size > self.mode.max_mem() {
             return Err(VmError::ModeMem(self.mode, self.mode.max_mem()));
         }
+        if self.vcpus == 0 || u64::from(self.vcpus) > layout::MAX_VCPUS {
+            return Err(VmError::Vcpus(format!(
+                "a VM has 1 to {} vCPUs, not {}",
+                layout::MAX_VCPUS,
+                self.vcpus
+            )));
+        }
+        if self.vcpus > 1 && self.mode != CpuMode::Long {
+            return Err(VmError::Vcpus(format!(
+                "several vCPUs need long mode (each gets its own stack in the long-mode layout), not {} mode",
+                self.mode
+            )));
+        }
         Ok(())
     }
 }
@@ -199,6 +221,7 @@ impl Default for VmConfig {
             mem_size: 2 << 20,
             kvm_path: PathBuf::from("/dev/kvm"),
             mode: CpuMode::Long,
+            vcpus: 1,
             trace: None,
         }
     }
@@ -354,6 +377,9 @@ pub enum Stop {
     },
     /// SIGINT or SIGTERM (Ctrl-C) stopped the run.
     Interrupted,
+    /// Another vCPU ended the VM (it faulted or failed); this one was
+    /// stopped where it was.
+    Stopped,
     /// A fatal exit.
     Faulted {
         /// What.
@@ -380,15 +406,33 @@ pub struct Check42 {
     pub pass: bool,
 }
 
+/// How one vCPU ended.
+#[derive(Debug, Clone)]
+pub struct VcpuReport {
+    /// The vCPU id.
+    pub id: usize,
+    /// How its loop ended.
+    pub stop: Stop,
+    /// Its registers at the end.
+    pub regs: Regs,
+    /// Its exits.
+    pub stats: ExitStats,
+}
+
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
-    /// How it ended.
+    /// How it ended (with several vCPUs: the first fault, else the first
+    /// timeout or interrupt, else halted).
     pub stop: Stop,
-    /// Registers at the end.
+    /// Registers at the end, of vCPU `vcpu`.
     pub regs: Regs,
-    /// Exit counts.
+    /// The vCPU that `stop` and `regs` are about.
+    pub vcpu: usize,
+    /// Exit counts, all vCPUs together.
     pub stats: ExitStats,
+    /// Each vCPU's end and exits.
+    pub vcpus: Vec<VcpuReport>,
     /// The 42 check, when the guest asked for it.
     pub check: Option<Check42>,
     /// Bad hypercall arguments reported.
@@ -397,24 +441,27 @@ pub struct RunOutcome {
     pub elapsed: Duration,
 }
 
-/// A VM with one vCPU and its memory.
+/// A VM with its vCPUs and memory.
 pub struct Vm {
-    // Field order is drop order: vCPU, then VM, then memory, then /dev/kvm.
-    vcpu: VcpuFd,
+    // Field order is drop order: vCPUs, then VM, then memory, then /dev/kvm.
+    /// vCPU i at index i.
+    vcpus: Vec<VcpuFd>,
     vm: VmFd,
     mem: GuestMemoryMmap,
     _kvm: Kvm,
     mem_size: u64,
     mode: CpuMode,
     flags: u32,
-    stats: ExitStats,
+    /// Per vCPU.
+    stats: Vec<ExitStats>,
     guest_errors: u64,
     timeout: Option<Duration>,
     signals_armed: bool,
     seccomp: bool,
     jailed: bool,
     trace: Option<Tracer>,
-    pin: Option<usize>,
+    /// Host CPU for vCPU i's thread.
+    pin: Vec<usize>,
     /// Size of the vCPU's kvm_run mapping (KVM_GET_VCPU_MMAP_SIZE).
     run_size: usize,
 }
@@ -425,6 +472,27 @@ enum End {
     Fault(Fault),
     Timeout,
     Interrupt,
+    /// Another vCPU ended the VM.
+    Stopped,
+}
+
+/// The supported CPUID with vCPU `id`'s initial APIC id (leaf 1 EBX[31:24],
+/// leaves 0xB and 0x1F EDX) and the logical processor count (leaf 1).
+fn cpuid_for(supported: &kvm_bindings::CpuId, id: u32, count: u32) -> kvm_bindings::CpuId {
+    let mut c = supported.clone();
+    for e in c.as_mut_slice() {
+        match e.function {
+            1 => {
+                e.ebx = (e.ebx & 0x0000_ffff) | (id << 24) | ((count & 0xff) << 16);
+                if count > 1 {
+                    e.edx |= 1 << 28; // HTT: the count field is valid
+                }
+            }
+            0xb | 0x1f => e.edx = id,
+            _ => {}
+        }
+    }
+    c
 }
 
 fn open_kvm(path: &std::path::Path) -> Result<Kvm, VmError> {
@@ -591,7 +659,6 @@ impl Vm {
         // outlives the VM (field order in `Vm`: the VM fd drops first).
         unsafe { vm.set_user_memory_region(region) }
             .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-        let mut vcpu = vm.create_vcpu(0).map_err(VmError::kvm("KVM_CREATE_VCPU"))?;
         if let Some(t) = &mut trace {
             t.call(call(
                 vfd.clone(),
@@ -600,44 +667,79 @@ impl Vm {
                 "0".into(),
                 "make that memory the guest's physical memory from GPA 0",
             ));
+        }
+        // The CPUID the vCPUs report: what this KVM supports. Without it the
+        // guest sees no features and, e.g., cannot set EFER.SCE for SYSCALL.
+        let supported = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        if let Some(t) = &mut trace {
             t.call(call(
-                vfd,
-                "KVM_CREATE_VCPU",
-                "id 0".into(),
-                vcpu.as_raw_fd().to_string(),
-                "create vCPU 0 in its reset state",
+                format!("/dev/kvm {}", kvm.as_raw_fd()),
+                "KVM_GET_SUPPORTED_CPUID",
+                format!("{} entries max", kvm_bindings::KVM_MAX_CPUID_ENTRIES),
+                format!("0, {} entries", supported.as_slice().len()),
+                "the CPUID leaves this KVM can give a guest",
             ));
-            let kvm_run: *const kvm_bindings::kvm_run = vcpu.get_kvm_run();
-            t.call(Call {
-                ioctl: false,
-                target: String::new(),
-                name: "mmap",
-                args: format!(
-                    "{run_size:#x} bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu fd {}",
-                    vcpu.as_raw_fd()
-                ),
-                ret: format!("{kvm_run:p}"),
-                purpose: "map the vCPU's kvm_run area (made by kvm-ioctls inside create_vcpu)",
-                phase: Phase::Setup,
-            });
+        }
+        let mut vcpus = Vec::with_capacity(cfg.vcpus as usize);
+        for id in 0..cfg.vcpus {
+            let mut vcpu = vm
+                .create_vcpu(u64::from(id))
+                .map_err(VmError::kvm("KVM_CREATE_VCPU"))?;
+            if let Some(t) = &mut trace {
+                t.call(call(
+                    vfd.clone(),
+                    "KVM_CREATE_VCPU",
+                    format!("id {id}"),
+                    vcpu.as_raw_fd().to_string(),
+                    "create a vCPU in its reset state",
+                ));
+                let kvm_run: *const kvm_bindings::kvm_run = vcpu.get_kvm_run();
+                t.call(Call {
+                    ioctl: false,
+                    target: String::new(),
+                    name: "mmap",
+                    args: format!(
+                        "{run_size:#x} bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu fd {}",
+                        vcpu.as_raw_fd()
+                    ),
+                    ret: format!("{kvm_run:p}"),
+                    purpose: "map the vCPU's kvm_run area (made by kvm-ioctls inside create_vcpu)",
+                    phase: Phase::Setup,
+                });
+            }
+            let cpuid = cpuid_for(&supported, id, cfg.vcpus);
+            vcpu.set_cpuid2(&cpuid)
+                .map_err(VmError::kvm("KVM_SET_CPUID2"))?;
+            if let Some(t) = &mut trace {
+                t.call(call(
+                    format!("vcpu {}", vcpu.as_raw_fd()),
+                    "KVM_SET_CPUID2",
+                    format!("{} entries, APIC id {id}", cpuid.as_slice().len()),
+                    "0".into(),
+                    "the features the guest sees (SYSCALL, NX, ...) and this vCPU's APIC id",
+                ));
+            }
+            vcpus.push(vcpu);
         }
 
         let mut this = Vm {
-            vcpu,
+            vcpus,
             vm,
             mem,
             _kvm: kvm,
             mem_size: size,
             mode: cfg.mode,
             flags: 0,
-            stats: ExitStats::default(),
+            stats: vec![ExitStats::default(); cfg.vcpus as usize],
             guest_errors: 0,
             timeout: None,
             signals_armed: false,
             seccomp: false,
             jailed: false,
             trace,
-            pin: None,
+            pin: Vec::new(),
             run_size,
         };
         this.setup_mode()?;
@@ -645,15 +747,25 @@ impl Vm {
     }
 
     fn trace_call(&mut self, name: &'static str, args: String, ret: String, purpose: &'static str) {
-        let target = format!("vcpu {}", self.vcpu.as_raw_fd());
+        self.trace_call_on(0, name, args, ret, purpose)
+    }
+
+    fn trace_call_on(
+        &mut self,
+        i: usize,
+        name: &'static str,
+        args: String,
+        ret: String,
+        purpose: &'static str,
+    ) {
+        let target = format!("vcpu {}", self.vcpus[i].as_raw_fd());
         if let Some(t) = &mut self.trace {
             t.call(call(target, name, args, ret, purpose));
         }
     }
 
     fn traced_sregs(&mut self, purpose: &'static str) -> Result<kvm_sregs, VmError> {
-        let s = self
-            .vcpu
+        let s = self.vcpus[0]
             .get_sregs()
             .map_err(VmError::kvm("KVM_GET_SREGS"))?;
         let ret = format!(
@@ -665,8 +777,7 @@ impl Vm {
     }
 
     fn setup_mode(&mut self) -> Result<(), VmError> {
-        let mut s: kvm_sregs = self
-            .vcpu
+        let mut s: kvm_sregs = self.vcpus[0]
             .get_sregs()
             .map_err(VmError::kvm("KVM_GET_SREGS"))?;
         self.trace_call(
@@ -683,7 +794,7 @@ impl Vm {
                 seg.selector = 0;
                 seg.base = 0;
             }
-            self.vcpu
+            self.vcpus[0]
                 .set_sregs(&s)
                 .map_err(VmError::kvm("KVM_SET_SREGS"))?;
             self.trace_call(
@@ -717,26 +828,31 @@ impl Vm {
         };
         let p = Paging::at_start(self.mode);
         (s.cr0, s.cr3, s.cr4, s.efer) = (p.cr0, p.cr3, p.cr4, p.efer);
-        self.vcpu
-            .set_sregs(&s)
-            .map_err(VmError::kvm("KVM_SET_SREGS"))?;
         let purpose = match self.mode {
             CpuMode::Long => "enter 64-bit long mode: GDT, 64-bit CS, paging on",
             CpuMode::Paged32 => "enter 32-bit protected mode with 2-level paging",
             _ => "enter 32-bit protected mode, flat segments, no paging",
         };
-        self.trace_call(
-            "KVM_SET_SREGS",
-            format!("CS {CODE_SELECTOR:#x} DS/SS {DATA_SELECTOR:#x}, GDT {:#x}, CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}", s.gdt.base, s.cr0, s.cr3, s.cr4, s.efer),
-            "0".into(),
-            purpose,
-        );
+        // Every vCPU starts in the same mode with the same tables.
+        for i in 0..self.vcpus.len() {
+            self.vcpus[i]
+                .set_sregs(&s)
+                .map_err(VmError::kvm("KVM_SET_SREGS"))?;
+            self.trace_call_on(
+                i,
+                "KVM_SET_SREGS",
+                format!("CS {CODE_SELECTOR:#x} DS/SS {DATA_SELECTOR:#x}, GDT {:#x}, CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}", s.gdt.base, s.cr0, s.cr3, s.cr4, s.efer),
+                "0".into(),
+                purpose,
+            );
+        }
         Ok(())
     }
 
     /// Copies a checked plan's segments into guest memory (bss is zero: the
-    /// memory is freshly mapped) and points the vCPU at its entry with RSP =
-    /// `layout::STACK_TOP`.
+    /// memory is freshly mapped) and points every vCPU at the entry: vCPU i
+    /// with RSP = `layout::STACK_TOP - i * layout::VCPU_STACK_SIZE`, RDI = i,
+    /// RSI = the number of vCPUs.
     pub fn load(&mut self, plan: &Plan, bytes: &[u8]) -> Result<(), VmError> {
         for s in &plan.segments {
             let data = bytes
@@ -747,24 +863,34 @@ impl Vm {
                 .map_err(|e| VmError::Write(e.to_string()))?;
         }
         self.flags = plan.flags;
-        let regs = kvm_regs {
-            rip: plan.entry,
-            rsp: match self.mode {
-                CpuMode::Real => layout::REAL_STACK_TOP,
-                _ => layout::STACK_TOP,
-            },
-            rflags: 0x2,
-            ..Default::default()
-        };
-        self.vcpu
-            .set_regs(&regs)
-            .map_err(VmError::kvm("KVM_SET_REGS"))?;
-        self.trace_call(
-            "KVM_SET_REGS",
-            format!("RIP {:#x} RSP {:#x} RFLAGS 0x2", regs.rip, regs.rsp),
-            "0".into(),
-            "point the vCPU at the guest's entry and stack",
-        );
+        let n = self.vcpus.len() as u64;
+        for i in 0..self.vcpus.len() {
+            let id = i as u64;
+            let regs = kvm_regs {
+                rip: plan.entry,
+                rsp: match self.mode {
+                    CpuMode::Real => layout::REAL_STACK_TOP,
+                    _ => layout::STACK_TOP - id * layout::VCPU_STACK_SIZE,
+                },
+                rdi: id,
+                rsi: n,
+                rflags: 0x2,
+                ..Default::default()
+            };
+            self.vcpus[i]
+                .set_regs(&regs)
+                .map_err(VmError::kvm("KVM_SET_REGS"))?;
+            self.trace_call_on(
+                i,
+                "KVM_SET_REGS",
+                format!(
+                    "RIP {:#x} RSP {:#x} RDI {id} RSI {n} RFLAGS 0x2",
+                    regs.rip, regs.rsp
+                ),
+                "0".into(),
+                "point the vCPU at the guest's entry and its stack; RDI = vCPU id, RSI = vCPUs",
+            );
+        }
         Ok(())
     }
 
@@ -777,10 +903,20 @@ impl Vm {
         }
     }
 
-    /// Pins the thread that runs the vCPU to host CPU `cpu` (from the start
-    /// of the next `run` on).
-    pub fn set_pin(&mut self, cpu: Option<usize>) {
-        self.pin = cpu;
+    /// Pins the thread that runs vCPU i to host CPU `cpus[i]` (from the
+    /// start of the next `run` on). Empty: no pinning.
+    pub fn set_pin(&mut self, cpus: &[usize]) -> Result<(), VmError> {
+        if !cpus.is_empty() && cpus.len() != self.vcpus.len() {
+            return Err(VmError::Vcpus(format!(
+                "--pin names {} CPU{}, but the VM has {} vCPU{}: give one CPU per vCPU",
+                cpus.len(),
+                if cpus.len() == 1 { "" } else { "s" },
+                self.vcpus.len(),
+                if self.vcpus.len() == 1 { "" } else { "s" },
+            )));
+        }
+        self.pin = cpus.to_vec();
+        Ok(())
     }
 
     /// Stops the run with `Stop::TimedOut` once `t` has passed.
@@ -810,7 +946,7 @@ impl Vm {
 
     /// Host address of the vCPU's kvm_run mapping.
     pub fn kvm_run_addr(&mut self) -> u64 {
-        let p: *const kvm_bindings::kvm_run = self.vcpu.get_kvm_run();
+        let p: *const kvm_bindings::kvm_run = self.vcpus[0].get_kvm_run();
         p as u64
     }
 
@@ -829,14 +965,19 @@ impl Vm {
         self.mem_size
     }
 
-    /// The vCPU.
+    /// vCPU 0.
     pub fn vcpu(&self) -> &VcpuFd {
-        &self.vcpu
+        &self.vcpus[0]
     }
 
-    /// The vCPU, to run it from outside `Vm::run` (`host matrix`).
+    /// vCPU 0, to run it from outside `Vm::run` (`host matrix`).
     pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
-        &mut self.vcpu
+        &mut self.vcpus[0]
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
     }
 
     /// The VM.
@@ -844,13 +985,18 @@ impl Vm {
         &self.vm
     }
 
-    /// Runs the vCPU until it halts or faults. Guest output goes to `out`,
-    /// the host's one-line diagnostics to `diag`.
+    /// Runs the VM until every vCPU has halted, or one faults, or the run
+    /// times out or is interrupted. Guest output goes to `out`, the host's
+    /// one-line diagnostics to `diag`. One vCPU runs on the calling thread;
+    /// several run on one thread each (see `run_smp`).
     pub fn run(
         &mut self,
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<RunOutcome, VmError> {
+        if self.vcpus.len() > 1 {
+            return self.run_smp(out, diag);
+        }
         if let Some(t) = &mut self.trace {
             // Mermaid collects everything and writes at the end; text would
             // have gone out as it happened if a sink had been attached.
@@ -873,7 +1019,7 @@ impl Vm {
             }
         }
         if !self.signals_armed {
-            crate::signals::arm_vcpu(&self.vcpu)?;
+            crate::signals::arm_vcpu(&self.vcpus[0])?;
             self.signals_armed = true;
             self.trace_call(
                 "KVM_SET_SIGNAL_MASK",
@@ -904,8 +1050,9 @@ impl Vm {
             }
         }
         let deadline = self.timeout.map(|t| start + t);
-        if let Some(cpu) = self.pin.take() {
+        if let Some(&cpu) = self.pin.first() {
             pin_this_thread(cpu)?;
+            self.pin.clear();
         }
         if self.seccomp && !self.jailed {
             // Everything the loop needs exists now; from here on the thread
@@ -924,303 +1071,379 @@ impl Vm {
                 });
             }
         }
-        let end = loop {
-            let exit = match self.vcpu.run() {
-                Ok(exit) => exit,
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                    self.stats.record(ExitReason::Intr);
-                    if let Some(t) = &mut self.trace {
-                        t.exit_errno(self.vcpu.as_raw_fd(), e.errno());
-                    }
-                    crate::signals::consume_kicks();
-                    if crate::signals::interrupted() {
-                        break End::Interrupt;
-                    }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break End::Timeout;
-                    }
-                    continue;
-                }
-                Err(e) => return Err(VmError::kvm("KVM_RUN")(e)),
-            };
-            // Borrows below are field by field: `exit` holds `self.vcpu`.
-            let pending = match exit {
-                VcpuExit::IoOut(port, data) => {
-                    let mut v = [0u8; 4];
-                    let n = data.len().min(4);
-                    v[..n].copy_from_slice(&data[..n]);
-                    let io = Io {
-                        dir: Dir::Out,
-                        size: data.len(),
-                        value: u32::from_le_bytes(v),
-                    };
-                    Some((port, io))
-                }
-                VcpuExit::IoIn(port, data) => {
-                    let seen = self.stats.record_io(Dir::In, port);
-                    let io = Io {
-                        dir: Dir::In,
-                        size: data.len(),
-                        value: 0,
-                    };
-                    let v = match Hypercall::from_port(port) {
-                        Some(hc) => {
-                            let mut env = Env {
-                                mem: &self.mem,
-                                stats: &self.stats,
-                                out: &mut *out,
-                                diag: &mut *diag,
-                                guest_errors: &mut self.guest_errors,
-                            };
-                            // `in` hypercalls never walk page tables (the
-                            // transport check stops an `in` on a block port).
-                            hypercall::dispatch(hc, io, &mut env, || {
-                                Err(HostError::Internal("page-table walk during an `in` exit"))
-                            })?
-                        }
-                        None => {
-                            if seen == 1 {
-                                hypercall::host_line(
-                                    out,
-                                    diag,
-                                    format_args!(
-                                        "guest read port {port:#x}, which has no device: it reads as all ones"
-                                    ),
-                                )?;
-                            }
-                            u32::MAX
-                        }
-                    };
-                    let bytes = v.to_le_bytes();
-                    for (i, d) in data.iter_mut().enumerate() {
-                        *d = bytes.get(i % 4).copied().unwrap_or(0xff);
-                    }
-                    None
-                }
-                VcpuExit::MmioRead(addr, data) => {
-                    if self.stats.record_mmio(Dir::In, addr) == 1 {
-                        hypercall::host_line(
-                            out,
-                            diag,
-                            format_args!(
-                                "guest read GPA {addr:#x}, which has no memory or device: it reads as all ones"
-                            ),
-                        )?;
-                    }
-                    data.fill(0xff);
-                    None
-                }
-                VcpuExit::MmioWrite(addr, _) => {
-                    if self.stats.record_mmio(Dir::Out, addr) == 1 {
-                        hypercall::host_line(
-                            out,
-                            diag,
-                            format_args!(
-                                "guest wrote GPA {addr:#x}, which has no memory or device: ignored"
-                            ),
-                        )?;
-                    }
-                    None
-                }
-                VcpuExit::Hlt => {
-                    self.stats.record(ExitReason::Hlt);
-                    break End::Halt;
-                }
-                VcpuExit::Shutdown => {
-                    self.stats.record(ExitReason::Shutdown);
-                    break End::Fault(Fault::TripleFault);
-                }
-                VcpuExit::FailEntry(reason, cpu) => {
-                    self.stats.record(ExitReason::FailEntry);
-                    break End::Fault(Fault::FailEntry { reason, cpu });
-                }
-                VcpuExit::InternalError => {
-                    self.stats.record(ExitReason::InternalError);
-                    break End::Fault(Fault::InternalError { suberror: 0 });
-                }
-                VcpuExit::MemoryFault { gpa, .. } => {
-                    self.stats.record(ExitReason::Other);
-                    break End::Fault(Fault::MemoryFault { gpa });
-                }
-                _ => {
-                    self.stats.record(ExitReason::Other);
-                    break End::Fault(Fault::Unhandled { exit_reason: 0 });
-                }
-            };
-            if let Some((port, io)) = pending {
-                let seen = self.stats.record_io(Dir::Out, port);
-                let mut env = Env {
-                    mem: &self.mem,
-                    stats: &self.stats,
-                    out: &mut *out,
-                    diag: &mut *diag,
-                    guest_errors: &mut self.guest_errors,
-                };
-                match Hypercall::from_port(port) {
-                    Some(hc) => {
-                        let vcpu = &self.vcpu;
-                        let trace = &mut self.trace;
-                        hypercall::dispatch(hc, io, &mut env, || {
-                            let s = vcpu.get_sregs().map_err(|source| HostError::Kvm {
-                                what: "KVM_GET_SREGS",
-                                source,
-                            })?;
-                            if let Some(t) = trace {
-                                t.defer(call(
-                                    format!("vcpu {}", vcpu.as_raw_fd()),
-                                    "KVM_GET_SREGS",
-                                    String::new(),
-                                    format!("0, CR3 {:#x}", s.cr3),
-                                    "gva_to_hva: the guest's CR0/CR3/CR4/EFER for the walk",
-                                ));
-                            }
-                            Ok(Paging::from_sregs(&s))
-                        })?;
-                    }
-                    None if seen == 1 => {
-                        hypercall::host_line(
-                            out,
-                            diag,
-                            format_args!(
-                                "guest wrote {:#x} to port {port:#x}, which has no device: ignored",
-                                io.value
-                            ),
-                        )?;
-                    }
-                    None => {}
-                }
-            }
-            if self.trace.is_some() {
-                self.trace_exit(false);
-            }
-        };
+        let end = lane::run_loop(
+            &mut Lane {
+                vcpu: &mut self.vcpus[0],
+                mem: &self.mem,
+                stats: &mut self.stats[0],
+                guest_errors: &mut self.guest_errors,
+                trace: &mut self.trace,
+                run_size: self.run_size,
+                deadline,
+                stop: None,
+            },
+            out,
+            diag,
+        )?;
         let elapsed = start.elapsed();
         drop(timer);
         out.flush().map_err(HostError::from)?;
-        self.finish(end, elapsed)
+        let (stop, regs) = stop_of(
+            &mut self.vcpus[0],
+            self.run_size,
+            end,
+            self.timeout,
+            &mut self.trace,
+        )?;
+        let per = vec![VcpuReport {
+            id: 0,
+            stop,
+            regs,
+            stats: self.stats[0].clone(),
+        }];
+        self.outcome(per, elapsed)
     }
 
-    /// Records the exit in kvm_run (after the host answered it, so an `in`
-    /// shows the value returned).
-    fn trace_exit(&mut self, last: bool) {
-        use kvm_bindings as k;
-        let fd = self.vcpu.as_raw_fd();
-        let run = self.vcpu.get_kvm_run();
-        let reason = run.exit_reason;
-        let (kind, detail) = match reason {
-            k::KVM_EXIT_IO => {
-                // SAFETY: exit_reason is KVM_EXIT_IO, so `io` is the union
-                // member the kernel filled.
-                let io = unsafe { run.__bindgen_anon_1.io };
-                let dir = if u32::from(io.direction) == k::KVM_EXIT_IO_OUT {
-                    "out"
-                } else {
-                    "in"
-                };
-                let base = run as *const k::kvm_run as *const u8;
-                let mut v = [0u8; 4];
-                let n = usize::from(io.size).min(4);
-                if (io.data_offset as usize) + n <= self.run_size {
-                    // SAFETY: data_offset + size lies inside the kvm_run
-                    // mapping of `run_size` bytes (checked just above).
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            base.add(io.data_offset as usize),
-                            v.as_mut_ptr(),
-                            n,
-                        )
-                    };
-                }
-                let hc = Hypercall::from_port(io.port)
-                    .map(|h| format!(" ({})", h.name()))
-                    .unwrap_or_default();
-                (
-                    format!("exit 2 KVM_EXIT_IO {dir} port {:#x}{hc}", io.port),
-                    format!("size {}, data {:#x}", io.size, u32::from_le_bytes(v)),
-                )
-            }
-            k::KVM_EXIT_MMIO => {
-                // SAFETY: exit_reason is KVM_EXIT_MMIO: `mmio` is filled.
-                let m = unsafe { run.__bindgen_anon_1.mmio };
-                let dir = if m.is_write != 0 { "write" } else { "read" };
-                (
-                    format!("exit 6 KVM_EXIT_MMIO {dir}"),
-                    format!("GPA {:#x}, {} bytes", m.phys_addr, m.len),
-                )
-            }
-            r => {
-                let name = ExitReason::ALL
-                    .iter()
-                    .find(|e| e.kvm_code() == Some(r))
-                    .map_or("(not handled)", |e| e.name());
-                (format!("exit {r} {name}"), String::new())
-            }
+    /// Several vCPUs: one thread each (named `vcpu<i>`), each set up like
+    /// the single-vCPU path (kick signal, timer, pin, seccomp) and running
+    /// the same loop. Their output comes to this thread line by line over a
+    /// channel, so lines from different vCPUs never mix. A vCPU that faults
+    /// stops the others; one that halts just ends its thread.
+    fn run_smp(
+        &mut self,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<RunOutcome, VmError> {
+        if self.trace.is_some() {
+            return Err(VmError::Vcpus(
+                "--trace-kvm follows a single vCPU: it cannot be combined with --vcpus".into(),
+            ));
+        }
+        let stop = AtomicBool::new(false);
+        let tids = Mutex::new(Vec::new());
+        let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
+        let start = Instant::now();
+        let job = VcpuJob {
+            mem: &self.mem,
+            run_size: self.run_size,
+            deadline: self.timeout.map(|t| start + t),
+            timeout: self.timeout,
+            seccomp: self.seccomp,
+            stop: &stop,
+            tids: &tids,
         };
-        if let Some(t) = &mut self.trace {
-            t.exit(fd, kind, &detail, last);
-        }
-    }
-
-    fn finish(&mut self, end: End, elapsed: Duration) -> Result<RunOutcome, VmError> {
-        if self.trace.is_some() && matches!(end, End::Halt | End::Fault(_)) {
-            self.trace_exit(true);
-        }
-        let regs = Regs::from(&self.vcpu.get_regs().map_err(VmError::kvm("KVM_GET_REGS"))?);
-        self.trace_call(
-            "KVM_GET_REGS",
-            String::new(),
-            format!("0, RIP {:#x} RAX {:#x}", regs.rip, regs.rax),
-            "read the registers the guest stopped with",
-        );
-        let stop = match end {
-            End::Halt => Stop::Halted,
-            End::Timeout => Stop::TimedOut {
-                after_ms: self.timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
-            },
-            End::Interrupt => Stop::Interrupted,
-            End::Fault(mut fault) => {
-                let run = self.vcpu.get_kvm_run();
-                match &mut fault {
-                    Fault::InternalError { suberror } => {
-                        // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so
-                        // `internal` is the union member the kernel filled.
-                        *suberror = unsafe { run.__bindgen_anon_1.internal.suberror };
+        let pins = std::mem::take(&mut self.pin);
+        let (results, pumped) = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            let mut spawn_error = None;
+            for (i, (vcpu, stats)) in self.vcpus.iter_mut().zip(self.stats.iter_mut()).enumerate() {
+                let tx = tx.clone();
+                let pin = pins.get(i).copied();
+                let job = &job;
+                let h = std::thread::Builder::new()
+                    .name(format!("vcpu{i}"))
+                    .spawn_scoped(s, move || {
+                        let mut out = ChanWriter::new(tx.clone(), Stream::Out);
+                        let mut diag = ChanWriter::new(tx, Stream::Diag);
+                        let r = job.run(vcpu, stats, pin, &mut out, &mut diag);
+                        let _ = out.flush();
+                        let _ = diag.flush();
+                        if !matches!(r, Ok((Stop::Halted, ..))) {
+                            // A fault, an error, a timeout or an interrupt
+                            // ends the whole VM.
+                            job.stop_all();
+                        }
+                        r
+                    });
+                match h {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        spawn_error = Some(e);
+                        job.stop_all();
+                        break;
                     }
-                    Fault::Unhandled { exit_reason } => *exit_reason = run.exit_reason,
-                    _ => {}
-                }
-                let s = self.traced_sregs("control registers for the fault report")?;
-                Stop::Faulted {
-                    fault,
-                    cr0: s.cr0,
-                    cr3: s.cr3,
-                    cr4: s.cr4,
-                    efer: s.efer,
                 }
             }
-        };
-        let check = (stop == Stop::Halted && self.flags & note::FLAG_CHECK_42 != 0).then(|| {
+            drop(tx);
+            // This thread writes what the vCPU threads print, in order.
+            let mut pumped: std::io::Result<()> = Ok(());
+            for (stream, bytes) in rx {
+                let w: &mut dyn Write = match stream {
+                    Stream::Out => &mut *out,
+                    Stream::Diag => {
+                        let _ = out.flush();
+                        &mut *diag
+                    }
+                };
+                if let Err(e) = w.write_all(&bytes).and_then(|()| w.flush())
+                    && pumped.is_ok()
+                {
+                    pumped = Err(e);
+                    job.stop_all();
+                }
+            }
+            let results: Vec<_> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or(Err(VmError::Host(HostError::Internal(
+                        "a vCPU thread panicked",
+                    ))))
+                })
+                .collect();
+            match spawn_error {
+                Some(e) => (Err(VmError::Host(HostError::from(e))), pumped),
+                None => (Ok(results), pumped),
+            }
+        });
+        let elapsed = start.elapsed();
+        pumped.map_err(HostError::from)?;
+        let mut per = Vec::new();
+        for (id, r) in results?.into_iter().enumerate() {
+            let (stop, regs, guest_errors) = r?;
+            self.guest_errors += guest_errors;
+            per.push(VcpuReport {
+                id,
+                stop,
+                regs,
+                stats: self.stats[id].clone(),
+            });
+        }
+        out.flush().map_err(HostError::from)?;
+        self.outcome(per, elapsed)
+    }
+
+    /// The run's outcome from each vCPU's: the VM's stop is the first
+    /// fault, else the first timeout or interrupt, else "halted"; the exit
+    /// counts are summed; the 42 check reads memory and vCPU 0's RAX.
+    fn outcome(&mut self, per: Vec<VcpuReport>, elapsed: Duration) -> Result<RunOutcome, VmError> {
+        let main = per
+            .iter()
+            .position(|v| matches!(v.stop, Stop::Faulted { .. }))
+            .or_else(|| {
+                per.iter()
+                    .position(|v| !matches!(v.stop, Stop::Halted | Stop::Stopped))
+            })
+            .unwrap_or(0);
+        let stop = per[main].stop.clone();
+        let regs = per[main].regs;
+        let all_halted = per.iter().all(|v| v.stop == Stop::Halted);
+        let check = (all_halted && self.flags & note::FLAG_CHECK_42 != 0).then(|| {
             let memory: u32 = self
                 .mem
                 .read_obj(GuestAddress(layout::CHECK_ADDR))
                 .unwrap_or(0);
             let want = layout::CHECK_VALUE;
+            let rax = per[0].regs.rax;
             Check42 {
                 memory,
-                rax: regs.rax,
-                pass: u64::from(memory) == want && regs.rax == want,
+                rax,
+                pass: u64::from(memory) == want && rax == want,
             }
         });
         if let Some(t) = &mut self.trace {
             t.finish().map_err(HostError::from)?;
         }
+        let mut stats = ExitStats::default();
+        for v in &per {
+            stats.merge(&v.stats);
+        }
         Ok(RunOutcome {
             stop,
             regs,
-            stats: self.stats.clone(),
+            vcpu: main,
+            stats,
             check,
             guest_errors: self.guest_errors,
             elapsed,
+            vcpus: per,
         })
     }
+}
+
+/// Which stream a vCPU thread's bytes are for.
+#[derive(Clone, Copy)]
+enum Stream {
+    Out,
+    Diag,
+}
+
+/// A vCPU thread's `out` or `diag`: sends whole lines to the thread that
+/// writes them.
+struct ChanWriter {
+    tx: mpsc::Sender<(Stream, Vec<u8>)>,
+    stream: Stream,
+    buf: Vec<u8>,
+}
+
+impl ChanWriter {
+    fn new(tx: mpsc::Sender<(Stream, Vec<u8>)>, stream: Stream) -> ChanWriter {
+        ChanWriter {
+            tx,
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, n: usize) -> std::io::Result<()> {
+        let rest = self.buf.split_off(n);
+        let line = std::mem::replace(&mut self.buf, rest);
+        self.tx
+            .send((self.stream, line))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl Write for ChanWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if let Some(p) = self.buf.iter().rposition(|&c| c == b'\n') {
+            self.send(p + 1)?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send(self.buf.len())
+    }
+}
+
+/// What every vCPU thread of one `run_smp` shares.
+struct VcpuJob<'a> {
+    mem: &'a GuestMemoryMmap,
+    run_size: usize,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    seccomp: bool,
+    /// Set by the first vCPU that ends the VM.
+    stop: &'a AtomicBool,
+    /// The vCPU threads' ids, to kick them out of KVM_RUN.
+    tids: &'a Mutex<Vec<libc::pid_t>>,
+}
+
+impl VcpuJob<'_> {
+    /// Sets up this thread for vCPU `id` and runs it to its end.
+    fn run(
+        &self,
+        vcpu: &mut VcpuFd,
+        stats: &mut ExitStats,
+        pin: Option<usize>,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(Stop, Regs, u64), VmError> {
+        crate::signals::arm_vcpu(vcpu)?;
+        // Registered before the first look at `stop`: a vCPU that ends the
+        // VM after that look kicks this thread out of its KVM_RUN.
+        if let Ok(mut t) = self.tids.lock() {
+            t.push(crate::signals::gettid());
+        }
+        let _timer = match self.timeout {
+            Some(t) => {
+                let tm = crate::signals::Timer::for_this_thread()?;
+                tm.arm(t)?;
+                Some(tm)
+            }
+            None => None,
+        };
+        if let Some(cpu) = pin {
+            pin_this_thread(cpu)?;
+        }
+        if self.seccomp {
+            crate::jail::apply()?;
+        }
+        let mut guest_errors = 0;
+        let mut no_trace = None;
+        let end = lane::run_loop(
+            &mut Lane {
+                vcpu,
+                mem: self.mem,
+                stats,
+                guest_errors: &mut guest_errors,
+                trace: &mut no_trace,
+                run_size: self.run_size,
+                deadline: self.deadline,
+                stop: Some(self.stop),
+            },
+            out,
+            diag,
+        );
+        let end = end?;
+        let (stop, regs) = stop_of(vcpu, self.run_size, end, self.timeout, &mut no_trace)?;
+        Ok((stop, regs, guest_errors))
+    }
+
+    /// Ends the VM: every vCPU thread leaves KVM_RUN and stops.
+    fn stop_all(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Ok(t) = self.tids.lock() {
+            crate::signals::kick(&t);
+        }
+    }
+}
+
+/// A vCPU's stop and registers once its loop ended with `end`.
+fn stop_of(
+    vcpu: &mut VcpuFd,
+    run_size: usize,
+    end: End,
+    timeout: Option<Duration>,
+    trace: &mut Option<Tracer>,
+) -> Result<(Stop, Regs), VmError> {
+    let target = format!("vcpu {}", vcpu.as_raw_fd());
+    if trace.is_some() && matches!(end, End::Halt | End::Fault(_)) {
+        lane::trace_exit(vcpu, run_size, trace, true);
+    }
+    let regs = Regs::from(&vcpu.get_regs().map_err(VmError::kvm("KVM_GET_REGS"))?);
+    if let Some(t) = trace {
+        t.call(call(
+            target.clone(),
+            "KVM_GET_REGS",
+            String::new(),
+            format!("0, RIP {:#x} RAX {:#x}", regs.rip, regs.rax),
+            "read the registers the guest stopped with",
+        ));
+    }
+    let stop = match end {
+        End::Halt => Stop::Halted,
+        End::Timeout => Stop::TimedOut {
+            after_ms: timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+        },
+        End::Interrupt => Stop::Interrupted,
+        End::Stopped => Stop::Stopped,
+        End::Fault(mut fault) => {
+            let run = vcpu.get_kvm_run();
+            match &mut fault {
+                Fault::InternalError { suberror } => {
+                    // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so
+                    // `internal` is the union member the kernel filled.
+                    *suberror = unsafe { run.__bindgen_anon_1.internal.suberror };
+                }
+                Fault::Unhandled { exit_reason } => *exit_reason = run.exit_reason,
+                _ => {}
+            }
+            let s = vcpu.get_sregs().map_err(VmError::kvm("KVM_GET_SREGS"))?;
+            if let Some(t) = trace {
+                t.call(call(
+                    target,
+                    "KVM_GET_SREGS",
+                    String::new(),
+                    format!(
+                        "0, CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}",
+                        s.cr0, s.cr3, s.cr4, s.efer
+                    ),
+                    "control registers for the fault report",
+                ));
+            }
+            Stop::Faulted {
+                fault,
+                cr0: s.cr0,
+                cr3: s.cr3,
+                cr4: s.cr4,
+                efer: s.efer,
+            }
+        }
+    };
+    Ok((stop, regs))
 }
