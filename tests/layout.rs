@@ -116,13 +116,27 @@ fn check_layout(mode: CpuMode, mem: u64) -> Layout {
 #[test]
 fn long_mode_layout_matches_the_vm() {
     let l = check_layout(CpuMode::Long, 6 << 20);
-    // the tree: PML4[0] -> PDPT[0] -> PD[0..=2] as three 2 MiB pages
+    // the tree: PML4[0] -> PDPT[0] -> PD[0..=2] as three 2 MiB pages, and
+    // PDPT[3] -> PD[128]: the SIMVIRTIO window at 0xd0000000
     let levels: Vec<_> = l
         .tables
         .iter()
         .map(|e| (e.level, e.index, e.count))
         .collect();
-    assert_eq!(levels, [("PML4", 0, 1), ("PDPT", 0, 1), ("PD", 0, 3)]);
+    assert_eq!(
+        levels,
+        [
+            ("PML4", 0, 1),
+            ("PDPT", 0, 1),
+            ("PD", 0, 3),
+            ("PDPT", 3, 1),
+            ("PD", 128, 1)
+        ]
+    );
+    assert_eq!(
+        l.tables[4].page_gpa,
+        Some(hypercall_abi::simvirtio::MMIO_BASE)
+    );
     let pd = &l.tables[2];
     assert_eq!(
         (pd.page_gpa, pd.page_size, pd.span),

@@ -16,6 +16,7 @@
 pub mod hc;
 pub mod kernel;
 mod print;
+pub mod simvirtio;
 pub mod user;
 
 pub use hypercall_abi as abi;

@@ -20,6 +20,8 @@ pub struct BenchOptions {
     pub process_iters: usize,
     /// Quanta of 10 ms for the preemption figures (0 to skip).
     pub preempt_quanta: u64,
+    /// Runs of the 4 KiB SIMVIRTIO transfer per mode (0 to skip).
+    pub simvirtio_runs: usize,
     /// The KVM device.
     pub kvm_path: std::path::PathBuf,
 }
@@ -42,6 +44,9 @@ pub enum BenchError {
     /// `host run hello` failed.
     #[error("`host run hello` exited with {0}")]
     Child(std::process::ExitStatus),
+    /// The SIMVIRTIO guest could not run.
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
 }
 
 /// `mov ecx, n; 1: out PORT_PRINT8BIT, al; dec ecx; jnz 1b; hlt`: the
@@ -188,6 +193,46 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         w2(out, "intr_preempt_quantum_err_us_p99", pct(&mut qerr, 0.99));
         let missed: u32 = r.ticks.iter().map(|t| t.missed).sum();
         let _ = writeln!(out, "intr_preempt_overruns {missed} count");
+    }
+
+    // (5) SIMVIRTIO: the 4 KiB message of `simvirtio_bulk` through TX, in
+    // exit mode (a notify per byte) and polling mode (1 ms timer)
+    for (mode, polling) in [
+        ("exit", None),
+        ("polling", Some(std::time::Duration::from_millis(1))),
+    ] {
+        if o.simvirtio_runs == 0 {
+            break;
+        }
+        let (mut rate, mut per_kib) = (vec![], vec![]);
+        for _ in 0..o.simvirtio_runs {
+            let opts = RunOptions {
+                guest: "simvirtio_bulk".into(),
+                vm: VmConfig {
+                    kvm_path: o.kvm_path.clone(),
+                    ..Default::default()
+                },
+                polling,
+                ..Default::default()
+            };
+            let r = run::run(&opts, &mut std::io::sink(), &mut std::io::sink())?;
+            let d = r.outcome.device;
+            if r.outcome.stop != Stop::Halted || d.tx_bytes == 0 {
+                return Err(BenchError::NoHalt("simvirtio_tx"));
+            }
+            rate.push(d.tx_bytes as f64 / r.outcome.elapsed.as_secs_f64());
+            per_kib.push(r.outcome.stats.total() as f64 * 1024.0 / d.tx_bytes as f64);
+        }
+        let _ = writeln!(
+            out,
+            "simvirtio_tx_{mode}_bytes_per_s {:.0} B/s",
+            pct(&mut rate, 0.5)
+        );
+        let _ = writeln!(
+            out,
+            "simvirtio_tx_{mode}_exits_per_kib {:.1} exits",
+            pct(&mut per_kib, 0.5)
+        );
     }
     Ok(())
 }

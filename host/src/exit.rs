@@ -101,6 +101,8 @@ pub struct PortCount {
     pub hypercall: Option<&'static str>,
     /// Exits.
     pub count: u64,
+    /// Host time handling them (`--stats`), ns.
+    pub handling_ns: u64,
 }
 
 /// Exits on one MMIO address in one direction.
@@ -110,8 +112,12 @@ pub struct AddrCount {
     pub dir: Dir,
     /// Guest-physical address.
     pub addr: u64,
+    /// The SIMVIRTIO register there (`sv.<register>`), if any.
+    pub device: Option<&'static str>,
     /// Exits.
     pub count: u64,
+    /// Host time handling them (`--stats`), ns.
+    pub handling_ns: u64,
 }
 
 /// Counts of one reason.
@@ -125,6 +131,8 @@ pub struct ReasonCount {
     pub kvm_code: Option<u32>,
     /// Exits.
     pub count: u64,
+    /// Host time handling them (`--stats`), ns.
+    pub handling_ns: u64,
 }
 
 /// All the counts of one VM.
@@ -136,6 +144,20 @@ pub struct ExitStats {
     io_out: u64,
     io: Vec<PortCount>,
     mmio: Vec<AddrCount>,
+    /// Handling time by reason, ns.
+    reason_ns: [u64; ExitReason::ALL.len()],
+    /// What the last exit was counted under, for `charge`.
+    last: Last,
+    /// Whether any time was charged (`--stats`).
+    timed: bool,
+}
+
+/// The entries the last recorded exit was counted under.
+#[derive(Debug, Clone, Copy, Default)]
+struct Last {
+    reason: usize,
+    io: Option<usize>,
+    mmio: Option<usize>,
 }
 
 impl ExitStats {
@@ -144,7 +166,31 @@ impl ExitStats {
     pub fn record(&mut self, r: ExitReason) -> u64 {
         self.total += 1;
         self.by_reason[r as usize] += 1;
+        self.last = Last {
+            reason: r as usize,
+            io: None,
+            mmio: None,
+        };
         self.total
+    }
+
+    /// Adds the host's handling time of the last recorded exit to its
+    /// reason and its port or address.
+    pub fn charge(&mut self, d: std::time::Duration) {
+        let ns = d.as_nanos() as u64;
+        self.timed = true;
+        self.reason_ns[self.last.reason] += ns;
+        if let Some(p) = self.last.io.and_then(|i| self.io.get_mut(i)) {
+            p.handling_ns += ns;
+        }
+        if let Some(a) = self.last.mmio.and_then(|i| self.mmio.get_mut(i)) {
+            a.handling_ns += ns;
+        }
+    }
+
+    /// Whether handling times were measured.
+    pub fn timed(&self) -> bool {
+        self.timed
     }
 
     /// Counts one I/O exit; returns how often (dir, port) has now been seen.
@@ -155,15 +201,18 @@ impl ExitStats {
             Dir::In => self.io_in += 1,
             Dir::Out => self.io_out += 1,
         }
-        if let Some(p) = self.io.iter_mut().find(|p| p.port == port && p.dir == dir) {
-            p.count += 1;
-            return p.count;
+        if let Some(i) = self.io.iter().position(|p| p.port == port && p.dir == dir) {
+            self.last.io = Some(i);
+            self.io[i].count += 1;
+            return self.io[i].count;
         }
+        self.last.io = Some(self.io.len());
         self.io.push(PortCount {
             dir,
             port,
             hypercall: Hypercall::from_port(port).map(Hypercall::name),
             count: 1,
+            handling_ns: 0,
         });
         1
     }
@@ -171,18 +220,25 @@ impl ExitStats {
     /// Counts one MMIO exit; returns how often (dir, addr) has now been seen.
     pub fn record_mmio(&mut self, dir: Dir, addr: u64) -> u64 {
         self.record(ExitReason::Mmio);
-        if let Some(a) = self
+        if let Some(i) = self
             .mmio
-            .iter_mut()
-            .find(|a| a.addr == addr && a.dir == dir)
+            .iter()
+            .position(|a| a.addr == addr && a.dir == dir)
         {
-            a.count += 1;
-            return a.count;
+            self.last.mmio = Some(i);
+            self.mmio[i].count += 1;
+            return self.mmio[i].count;
         }
+        self.last.mmio = Some(self.mmio.len());
+        let device = crate::simvirtio::SimVirtio::claims(addr).then(|| {
+            hypercall_abi::simvirtio::reg::ident(addr - hypercall_abi::simvirtio::MMIO_BASE)
+        });
         self.mmio.push(AddrCount {
             dir,
             addr,
+            device,
             count: 1,
+            handling_ns: 0,
         });
         1
     }
@@ -193,6 +249,10 @@ impl ExitStats {
         for (a, b) in self.by_reason.iter_mut().zip(other.by_reason) {
             *a += b;
         }
+        for (a, b) in self.reason_ns.iter_mut().zip(other.reason_ns) {
+            *a += b;
+        }
+        self.timed |= other.timed;
         self.io_in += other.io_in;
         self.io_out += other.io_out;
         for p in &other.io {
@@ -201,7 +261,10 @@ impl ExitStats {
                 .iter_mut()
                 .find(|q| q.port == p.port && q.dir == p.dir)
             {
-                Some(q) => q.count += p.count,
+                Some(q) => {
+                    q.count += p.count;
+                    q.handling_ns += p.handling_ns;
+                }
                 None => self.io.push(p.clone()),
             }
         }
@@ -211,7 +274,10 @@ impl ExitStats {
                 .iter_mut()
                 .find(|a| a.addr == m.addr && a.dir == m.dir)
             {
-                Some(a) => a.count += m.count,
+                Some(a) => {
+                    a.count += m.count;
+                    a.handling_ns += m.handling_ns;
+                }
                 None => self.mmio.push(m.clone()),
             }
         }
@@ -247,6 +313,7 @@ impl ExitStats {
                 name: r.name(),
                 kvm_code: r.kvm_code(),
                 count: self.count(r),
+                handling_ns: self.reason_ns[r as usize],
             })
             .collect()
     }
@@ -265,27 +332,69 @@ impl ExitStats {
         v
     }
 
-    /// The human-readable exit table.
+    /// The human-readable exit table; with measured handling times
+    /// (`--stats`), two more columns: total and mean host time per row.
     pub fn table(&self) -> String {
+        let timed = self.timed;
+        let time = |count: u64, ns: u64| -> String {
+            if !timed {
+                return String::new();
+            }
+            format!(
+                " {:>12.1} {:>10}",
+                ns as f64 / 1e3,
+                ns.checked_div(count).unwrap_or(0)
+            )
+        };
         let mut s = format!("exits: {} total\n", self.total);
+        if timed {
+            let all: u64 = self.reason_ns.iter().sum();
+            s = format!(
+                "exits: {} total, host handling {:.1} us\n  {:<36} {:>10} {:>12} {:>10}\n",
+                self.total,
+                all as f64 / 1e3,
+                "reason / port / address",
+                "count",
+                "total us",
+                "mean ns"
+            );
+        }
         for r in self.reasons() {
             let code = r.kvm_code.map(|c| format!("({c})")).unwrap_or_default();
-            let _ = writeln!(s, "  {:<31} {:>4} {:>10}", r.name, code, r.count);
+            let _ = writeln!(
+                s,
+                "  {:<31} {:>4} {:>10}{}",
+                r.name,
+                code,
+                r.count,
+                time(r.count, r.handling_ns)
+            );
             if r.reason == ExitReason::Io {
                 for p in self.ports() {
                     let hc = p.hypercall.map(|h| format!(" {h}")).unwrap_or_default();
                     let what = format!("{:<3} port {:#06x}{hc}", p.dir.name(), p.port);
-                    let _ = writeln!(s, "    {what:<34} {:>10}", p.count);
+                    let _ = writeln!(
+                        s,
+                        "    {what:<34} {:>10}{}",
+                        p.count,
+                        time(p.count, p.handling_ns)
+                    );
                 }
             }
             if r.reason == ExitReason::Mmio {
                 for a in self.mmio() {
+                    let dev = a.device.map(|d| format!(" {d}")).unwrap_or_default();
                     let what = format!(
-                        "{:<5} {:#x}",
+                        "{:<5} {:#x}{dev}",
                         if a.dir == Dir::In { "read" } else { "write" },
                         a.addr
                     );
-                    let _ = writeln!(s, "    {what:<34} {:>10}", a.count);
+                    let _ = writeln!(
+                        s,
+                        "    {what:<34} {:>10}{}",
+                        a.count,
+                        time(a.count, a.handling_ns)
+                    );
                 }
             }
         }
@@ -317,7 +426,7 @@ mod tests {
              \x20   in  port 0x0502 num_exits                   1\n\
              \x20   out port 0x00e9 print8bit                   3\n\
              \x20 KVM_EXIT_MMIO                    (6)          2\n\
-             \x20   write 0xd0000000                            2\n\
+             \x20   write 0xd0000000 sv.magic                   2\n\
              \x20 KVM_EXIT_HLT                     (5)          1\n"
         );
     }

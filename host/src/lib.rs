@@ -11,6 +11,7 @@ pub mod loader;
 pub mod matrix;
 pub mod run;
 pub mod signals;
+pub mod simvirtio;
 pub mod size;
 pub mod trace;
 pub mod translate;

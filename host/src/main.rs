@@ -130,6 +130,15 @@ enum Cmd {
         /// Pin vCPU threads to host CPUs, one per vCPU: --pin 1, --vcpus 2 --pin 0,1 (host_cpuid then stays fixed).
         #[arg(long, value_name = "CPU[,CPU...]", value_delimiter = ',')]
         pin: Vec<usize>,
+        /// SIMVIRTIO polling mode: the driver does not notify; the host drains TX at every exit and on a timer.
+        #[arg(long)]
+        polling: bool,
+        /// With --polling: the timer's period.
+        #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = size::parse_duration, requires = "polling")]
+        poll_interval: std::time::Duration,
+        /// Exit profiling: the exit table gets the host's handling time per reason, port and MMIO address (total and mean).
+        #[arg(long)]
+        stats: bool,
         /// Number of vCPUs, each on its own host thread (long mode; the guest must use guest_rt::smp_entry!).
         #[arg(long, value_name = "N", default_value_t = 1)]
         vcpus: u32,
@@ -210,6 +219,9 @@ enum Cmd {
         /// 10 ms quanta for intr_preempt_latency_us / intr_preempt_quantum_err_us (0 to skip).
         #[arg(long, default_value_t = 100)]
         preempt_quanta: u64,
+        /// Runs per mode of the 4 KiB SIMVIRTIO transfer for simvirtio_tx_* (0 to skip).
+        #[arg(long, default_value_t = 3)]
+        simvirtio_runs: usize,
         /// The KVM device.
         #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
         kvm_device: PathBuf,
@@ -239,6 +251,9 @@ fn main() -> ExitCode {
         trace_file: None,
         pin: Vec::new(),
         vcpus: 1,
+        polling: false,
+        poll_interval: std::time::Duration::from_millis(1),
+        stats: false,
     });
     match cmd {
         Cmd::Run {
@@ -251,6 +266,9 @@ fn main() -> ExitCode {
             trace_file,
             pin,
             vcpus,
+            polling,
+            poll_interval,
+            stats,
         } => {
             let trace = trace_kvm.map(|t| match t {
                 TraceArg::Text => TraceFormat::Text,
@@ -265,6 +283,8 @@ fn main() -> ExitCode {
                 ..g.options(trace)
             };
             opts.vm.vcpus = vcpus;
+            opts.polling = polling.then_some(poll_interval);
+            opts.stats = stats;
             cmd_run(&opts, json)
         }
         Cmd::Layout { g, translate, json } => {
@@ -340,6 +360,7 @@ fn main() -> ExitCode {
             vm_iters,
             process_iters,
             preempt_quanta,
+            simvirtio_runs,
             kvm_device,
         } => {
             let o = BenchOptions {
@@ -347,6 +368,7 @@ fn main() -> ExitCode {
                 vm_iters,
                 process_iters,
                 preempt_quanta,
+                simvirtio_runs,
                 kvm_path: kvm_device,
             };
             match bench::run(&o, &mut std::io::stdout().lock()) {

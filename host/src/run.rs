@@ -45,6 +45,10 @@ pub struct RunOptions {
     pub seccomp: bool,
     /// With `vm.trace`: write the trace here instead of standard error.
     pub trace_file: Option<PathBuf>,
+    /// SIMVIRTIO polling mode with this timer period (`--polling`).
+    pub polling: Option<std::time::Duration>,
+    /// Time the host's handling of every exit (`--stats`).
+    pub stats: bool,
     /// Pin vCPU i's thread to host CPU `pin[i]` (empty: no pinning; else
     /// one CPU per vCPU).
     pub pin: Vec<usize>,
@@ -61,6 +65,8 @@ impl Default for RunOptions {
             seccomp: false,
             trace_file: None,
             pin: Vec::new(),
+            polling: None,
+            stats: false,
         }
     }
 }
@@ -159,6 +165,9 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
             if vcpus == 1 { "" } else { "s" },
         )));
     }
+    if opts.polling.is_some_and(|d| d.is_zero()) {
+        return Err(RunError::Usage("--poll-interval must be above zero".into()));
+    }
     if vcpus > 1 && opts.vm.trace.is_some() {
         return Err(RunError::Usage(
             "--trace-kvm follows a single vCPU: it cannot be combined with --vcpus".into(),
@@ -194,6 +203,8 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     vm.set_timeout(opts.timeout);
     vm.set_seccomp(opts.seccomp);
     vm.set_pin(&opts.pin)?;
+    vm.set_polling(opts.polling);
+    vm.set_profile(opts.stats);
     Ok(Prepared {
         name: opts.guest.clone(),
         path,
@@ -302,6 +313,13 @@ impl Report {
         if let Some(c) = &o.check {
             s.push_str(&format!("host: {}\n", check_line(c)));
         }
+        let d = &o.device;
+        if d.used() {
+            s.push_str(&format!(
+                "simvirtio: {} bytes from TX ({} notifies, {} polls), {} bytes to RX, {} device errors\n",
+                d.tx_bytes, d.notifies, d.polls, d.rx_bytes, d.errors
+            ));
+        }
         if smp {
             for v in &o.vcpus {
                 let end = match &v.stop {
@@ -341,10 +359,12 @@ impl Report {
             "elapsed_us": o.elapsed.as_secs_f64() * 1e6,
             "exits": {
                 "total": o.stats.total(),
+                "timed": o.stats.timed(),
                 "by_reason": o.stats.reasons(),
                 "io": o.stats.ports(),
                 "mmio": o.stats.mmio(),
             },
+            "simvirtio": o.device,
             "vcpu": o.vcpu,
             "vcpus": o.vcpus.iter().map(|v| json!({
                 "id": v.id,

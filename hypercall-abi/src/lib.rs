@@ -12,6 +12,8 @@
 
 use core::mem::{align_of, offset_of, size_of};
 
+pub mod simvirtio;
+
 /// Bumped by hand on every incompatible change; the fingerprint below
 /// catches the changes a human forgets.
 pub const ABI_VERSION: u32 = 1;
@@ -392,7 +394,7 @@ pub const FINGERPRINT: u64 = {
         h = fnv(h, transport_code(hc.transport()));
         i += 1;
     }
-    let words: [u64; 33] = [
+    let words: [u64; 52] = [
         size_of::<PrintStrArgs>() as u64,
         offset_of!(PrintStrArgs, addr) as u64,
         offset_of!(PrintStrArgs, len) as u64,
@@ -426,6 +428,27 @@ pub const FINGERPRINT: u64 = {
         layout::VCPU_STACK_SIZE,
         layout::MAX_VCPUS,
         note::FLAG_SMP as u64,
+        simvirtio::MMIO_BASE,
+        simvirtio::MMIO_SIZE,
+        simvirtio::MAGIC_VALUE as u64,
+        simvirtio::QUEUE_LEN as u64,
+        simvirtio::DEVICE_CONFIG as u64,
+        simvirtio::DEVICE_READY as u64,
+        simvirtio::DEVICE_ERROR as u64,
+        simvirtio::DRIVER as u64,
+        simvirtio::DRIVER_OK as u64,
+        simvirtio::DRIVER_RESET_REG as u64,
+        simvirtio::CMD_RESET as u64,
+        simvirtio::CMD_CONFIG as u64,
+        simvirtio::CTL_NOTIFY as u64
+            | (simvirtio::CTL_POLLING as u64) << 8
+            | (simvirtio::CTL_ERROR as u64) << 16,
+        simvirtio::reg::END,
+        simvirtio::DEVICE_TABLE,
+        simvirtio::TX_CONTROL,
+        simvirtio::RX_CONTROL,
+        simvirtio::TX_BUFFER,
+        simvirtio::RX_BUFFER,
     ];
     let mut j = 0;
     while j < words.len() {

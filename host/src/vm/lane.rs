@@ -5,12 +5,14 @@
 use super::{End, Fault, VmError, call};
 use crate::exit::{Dir, ExitReason, ExitStats};
 use crate::hypercall::{self, Env, HostError, Io};
+use crate::simvirtio::SimVirtio;
 use crate::trace::Tracer;
 use crate::translate::Paging;
 use hypercall_abi::Hypercall;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use vm_memory::GuestMemoryMmap;
@@ -27,6 +29,17 @@ pub(super) struct Lane<'a> {
     /// Set when another vCPU ended the VM (checked before every KVM_RUN;
     /// the setter also kicks this thread out of KVM_RUN).
     pub stop: Option<&'a AtomicBool>,
+    /// The SIMVIRTIO device (shared by the VM's vCPUs).
+    pub device: &'a Mutex<SimVirtio>,
+    /// Polling mode: drain the device's TX queue at every exit.
+    pub polling: bool,
+    /// `--stats`: time the host's handling of each exit.
+    pub profile: bool,
+}
+
+fn device<'a>(d: &'a Mutex<SimVirtio>) -> std::sync::MutexGuard<'a, SimVirtio> {
+    // a vCPU thread that panicked while holding it left a usable device
+    d.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs the vCPU until it halts, faults, times out or is stopped.
@@ -39,7 +52,12 @@ pub(super) fn run_loop(
         if l.stop.is_some_and(|s| s.load(Ordering::Acquire)) {
             return Ok(End::Stopped);
         }
-        let exit = match l.vcpu.run() {
+        let exit = l.vcpu.run();
+        let t0 = l.profile.then(Instant::now);
+        if l.polling {
+            device(l.device).poll(l.mem, out, diag)?;
+        }
+        let exit = match exit {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 l.stats.record(ExitReason::Intr);
@@ -52,6 +70,9 @@ pub(super) fn run_loop(
                 }
                 if l.deadline.is_some_and(|d| Instant::now() >= d) {
                     return Ok(End::Timeout);
+                }
+                if let Some(t0) = t0 {
+                    l.stats.charge(t0.elapsed());
                 }
                 continue;
             }
@@ -109,6 +130,16 @@ pub(super) fn run_loop(
                 for (i, d) in data.iter_mut().enumerate() {
                     *d = bytes.get(i % 4).copied().unwrap_or(0xff);
                 }
+                None
+            }
+            VcpuExit::MmioRead(addr, data) if SimVirtio::claims(addr) => {
+                l.stats.record_mmio(Dir::In, addr);
+                device(l.device).read(l.mem, addr, data);
+                None
+            }
+            VcpuExit::MmioWrite(addr, data) if SimVirtio::claims(addr) => {
+                l.stats.record_mmio(Dir::Out, addr);
+                device(l.device).write(l.mem, addr, data, out, diag)?;
                 None
             }
             VcpuExit::MmioRead(addr, data) => {
@@ -206,6 +237,9 @@ pub(super) fn run_loop(
         }
         if l.trace.is_some() {
             trace_exit(l.vcpu, l.run_size, l.trace, false);
+        }
+        if let Some(t0) = t0 {
+            l.stats.charge(t0.elapsed());
         }
     }
 }

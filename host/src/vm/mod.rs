@@ -9,6 +9,7 @@ pub mod paging;
 use crate::exit::ExitStats;
 use crate::hypercall::HostError;
 use crate::loader::Plan;
+use crate::simvirtio::SimVirtio;
 use crate::trace::{Call, Phase, TraceFormat, Tracer};
 use crate::translate::Paging;
 use hypercall_abi::{layout, note};
@@ -433,6 +434,8 @@ pub struct RunOutcome {
     pub stats: ExitStats,
     /// Each vCPU's end and exits.
     pub vcpus: Vec<VcpuReport>,
+    /// What the SIMVIRTIO device did.
+    pub device: crate::simvirtio::DeviceStats,
     /// The 42 check, when the guest asked for it.
     pub check: Option<Check42>,
     /// Bad hypercall arguments reported.
@@ -464,6 +467,12 @@ pub struct Vm {
     pin: Vec<usize>,
     /// Size of the vCPU's kvm_run mapping (KVM_GET_VCPU_MMAP_SIZE).
     run_size: usize,
+    /// The SIMVIRTIO device at `simvirtio::MMIO_BASE`.
+    device: Mutex<SimVirtio>,
+    /// `--polling`: drain TX at every exit and on a timer of this period.
+    poll: Option<Duration>,
+    /// `--stats`: time the host's handling of each exit.
+    profile: bool,
 }
 
 /// How the run loop ended.
@@ -670,16 +679,28 @@ impl Vm {
         }
         // The CPUID the vCPUs report: what this KVM supports. Without it the
         // guest sees no features and, e.g., cannot set EFER.SCE for SYSCALL.
-        let supported = kvm
-            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-            .map_err(VmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
-        if let Some(t) = &mut trace {
+        // KVM's supported CPUID is a property of the module: asked once per
+        // process.
+        static SUPPORTED: std::sync::OnceLock<kvm_bindings::CpuId> = std::sync::OnceLock::new();
+        let cached = SUPPORTED.get().is_some();
+        let supported = match SUPPORTED.get() {
+            Some(c) => c.clone(),
+            None => {
+                let c = kvm
+                    .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+                    .map_err(VmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+                SUPPORTED.get_or_init(|| c).clone()
+            }
+        };
+        if let Some(t) = &mut trace
+            && !cached
+        {
             t.call(call(
                 format!("/dev/kvm {}", kvm.as_raw_fd()),
                 "KVM_GET_SUPPORTED_CPUID",
                 format!("{} entries max", kvm_bindings::KVM_MAX_CPUID_ENTRIES),
                 format!("0, {} entries", supported.as_slice().len()),
-                "the CPUID leaves this KVM can give a guest",
+                "the CPUID leaves this KVM can give a guest (asked once per process)",
             ));
         }
         let mut vcpus = Vec::with_capacity(cfg.vcpus as usize);
@@ -741,6 +762,9 @@ impl Vm {
             trace,
             pin: Vec::new(),
             run_size,
+            device: Mutex::new(SimVirtio::new(false)),
+            poll: None,
+            profile: false,
         };
         this.setup_mode()?;
         Ok(this)
@@ -919,6 +943,19 @@ impl Vm {
         Ok(())
     }
 
+    /// SIMVIRTIO polling mode: the host drains TX at every exit and every
+    /// `interval` (a timer kicks the vCPU); the driver sees CTL_POLLING and
+    /// does not notify. `None`: exit mode.
+    pub fn set_polling(&mut self, interval: Option<Duration>) {
+        self.poll = interval;
+        self.device = Mutex::new(SimVirtio::new(interval.is_some()));
+    }
+
+    /// Measures the host's handling time of every exit (`--stats`).
+    pub fn set_profile(&mut self, on: bool) {
+        self.profile = on;
+    }
+
     /// Stops the run with `Stop::TimedOut` once `t` has passed.
     pub fn set_timeout(&mut self, t: Option<Duration>) {
         self.timeout = t;
@@ -1050,6 +1087,7 @@ impl Vm {
             }
         }
         let deadline = self.timeout.map(|t| start + t);
+        let poll_timer = self.poll_timer()?;
         if let Some(&cpu) = self.pin.first() {
             pin_this_thread(cpu)?;
             self.pin.clear();
@@ -1081,12 +1119,17 @@ impl Vm {
                 run_size: self.run_size,
                 deadline,
                 stop: None,
+                device: &self.device,
+                polling: self.poll.is_some(),
+                profile: self.profile,
             },
             out,
             diag,
         )?;
         let elapsed = start.elapsed();
         drop(timer);
+        drop(poll_timer);
+        self.finish_device(out, diag)?;
         out.flush().map_err(HostError::from)?;
         let (stop, regs) = stop_of(
             &mut self.vcpus[0],
@@ -1102,6 +1145,27 @@ impl Vm {
             stats: self.stats[0].clone(),
         }];
         self.outcome(per, elapsed)
+    }
+
+    /// `--polling`: a periodic timer that kicks this thread, so the loop
+    /// drains TX even while the guest makes no exit.
+    fn poll_timer(&self) -> Result<Option<crate::signals::Timer>, VmError> {
+        let Some(period) = self.poll else {
+            return Ok(None);
+        };
+        let t = crate::signals::Timer::for_this_thread()?;
+        let first = crate::signals::monotonic_ns() + period.as_nanos() as u64;
+        t.arm_periodic(first, period)?;
+        Ok(Some(t))
+    }
+
+    /// After the run: the device takes what is left in TX (polling mode)
+    /// and ends an unfinished line.
+    fn finish_device(&mut self, out: &mut dyn Write, diag: &mut dyn Write) -> Result<(), VmError> {
+        let d = self.device.get_mut().unwrap_or_else(|p| p.into_inner());
+        d.finish(&self.mem, out, diag)?;
+        out.flush().map_err(HostError::from)?;
+        Ok(())
     }
 
     /// Several vCPUs: one thread each (named `vcpu<i>`), each set up like
@@ -1131,6 +1195,9 @@ impl Vm {
             seccomp: self.seccomp,
             stop: &stop,
             tids: &tids,
+            device: &self.device,
+            poll: self.poll,
+            profile: self.profile,
         };
         let pins = std::mem::take(&mut self.pin);
         let (results, pumped) = std::thread::scope(|s| {
@@ -1145,7 +1212,7 @@ impl Vm {
                     .spawn_scoped(s, move || {
                         let mut out = ChanWriter::new(tx.clone(), Stream::Out);
                         let mut diag = ChanWriter::new(tx, Stream::Diag);
-                        let r = job.run(vcpu, stats, pin, &mut out, &mut diag);
+                        let r = job.run(i == 0, vcpu, stats, pin, &mut out, &mut diag);
                         let _ = out.flush();
                         let _ = diag.flush();
                         if !matches!(r, Ok((Stop::Halted, ..))) {
@@ -1208,7 +1275,7 @@ impl Vm {
                 stats: self.stats[id].clone(),
             });
         }
-        out.flush().map_err(HostError::from)?;
+        self.finish_device(out, diag)?;
         self.outcome(per, elapsed)
     }
 
@@ -1256,6 +1323,7 @@ impl Vm {
             guest_errors: self.guest_errors,
             elapsed,
             vcpus: per,
+            device: self.device.get_mut().map(|d| d.stats()).unwrap_or_default(),
         })
     }
 }
@@ -1321,12 +1389,17 @@ struct VcpuJob<'a> {
     stop: &'a AtomicBool,
     /// The vCPU threads' ids, to kick them out of KVM_RUN.
     tids: &'a Mutex<Vec<libc::pid_t>>,
+    device: &'a Mutex<SimVirtio>,
+    /// Polling period (the timer runs on vCPU 0's thread).
+    poll: Option<Duration>,
+    profile: bool,
 }
 
 impl VcpuJob<'_> {
     /// Sets up this thread for vCPU `id` and runs it to its end.
     fn run(
         &self,
+        first: bool,
         vcpu: &mut VcpuFd,
         stats: &mut ExitStats,
         pin: Option<usize>,
@@ -1347,6 +1420,17 @@ impl VcpuJob<'_> {
             }
             None => None,
         };
+        let _poll_timer = match self.poll {
+            Some(period) if first => {
+                let t = crate::signals::Timer::for_this_thread()?;
+                t.arm_periodic(
+                    crate::signals::monotonic_ns() + period.as_nanos() as u64,
+                    period,
+                )?;
+                Some(t)
+            }
+            _ => None,
+        };
         if let Some(cpu) = pin {
             pin_this_thread(cpu)?;
         }
@@ -1365,6 +1449,9 @@ impl VcpuJob<'_> {
                 run_size: self.run_size,
                 deadline: self.deadline,
                 stop: Some(self.stop),
+                device: self.device,
+                polling: self.poll.is_some(),
+                profile: self.profile,
             },
             out,
             diag,

@@ -69,8 +69,31 @@ pub fn build_identity_map(mem: &GuestMemoryMmap, mem_size: u64) -> Result<Vec<Ta
             entries: n,
         });
     }
+    // The SIMVIRTIO window: one uncached 2 MiB page in the 4th GiB (above
+    // all RAM), in the page-table area's last PD.
+    let dev = hypercall_abi::simvirtio::MMIO_BASE;
+    let gib = dev >> 30;
+    let pd = pdpt + 0x1000 * (gib + 1);
+    w(pd | table.bits(), pdpt + gib * 8)?;
+    let mmio = page | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
+    w(
+        (dev & !0x1f_ffff) | mmio.bits(),
+        pd + ((dev >> 21) & 511) * 8,
+    )?;
+    tables.push(Table {
+        level: "PD",
+        gpa: pd,
+        entries: 1,
+    });
     Ok(tables)
 }
+
+// The device's PD fits in the page-table area, after the PDs for RAM.
+const _: () = {
+    let gib = hypercall_abi::simvirtio::MMIO_BASE >> 30;
+    assert!(gib == layout::MAX_MEM >> 30);
+    assert!(layout::PAGE_TABLES + 0x1000 * (gib + 2) + 0x1000 <= layout::PAGE_TABLES_END);
+};
 
 /// Largest memory the 32-bit paged map covers: one 4 MiB PSE page, then one
 /// 4 KiB-page table per further 4 MiB, in the page-table area.

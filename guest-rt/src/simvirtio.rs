@@ -1,0 +1,218 @@
+//! The SIMVIRTIO driver (hypercall_abi::simvirtio): probe, the protocol's
+//! handshake, sending on TX and receiving on RX.
+//!
+//! Register accesses are MMIO exits. Queue accesses are plain guest memory
+//! (no exit). In exit mode every pushed byte is followed by a notify (one
+//! exit per byte); when the device reports CTL_POLLING the driver never
+//! notifies and the host drains TX on its own.
+
+use core::ptr::{read_volatile, write_volatile};
+use hypercall_abi::simvirtio::{self as sv, QueueControl, QueueError, reg};
+
+/// Why a driver operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No device: the magic register read this value.
+    NoDevice(u32),
+    /// The device reports an error (device status with DEVICE_ERROR).
+    Device(u8),
+    /// The device did not reach this status (it reports the second).
+    State {
+        /// Expected device status.
+        want: u8,
+        /// What it reports.
+        got: u8,
+    },
+    /// A queue's indices are corrupt.
+    Queue(QueueError),
+}
+
+/// Polls of an empty RX or a full TX between two status reads.
+const SPINS: u32 = 1000;
+
+/// The device at `simvirtio::MMIO_BASE`.
+pub struct Device {
+    polling: bool,
+}
+
+fn reg_ptr(off: u64) -> *mut u8 {
+    (sv::MMIO_BASE + off) as *mut u8
+}
+
+/// Reads a configuration byte (one MMIO exit).
+pub fn read8(off: u64) -> u8 {
+    // SAFETY: the host maps the device window; the access is an MMIO exit
+    // that the host answers.
+    unsafe { read_volatile(reg_ptr(off)) }
+}
+
+/// Writes a configuration byte (one MMIO exit).
+pub fn write8(off: u64, v: u8) {
+    // SAFETY: as in `read8`.
+    unsafe { write_volatile(reg_ptr(off), v) }
+}
+
+fn read32(off: u64) -> u32 {
+    // SAFETY: as in `read8`; the offset is 4-byte aligned.
+    unsafe { read_volatile(reg_ptr(off).cast::<u32>()) }
+}
+
+fn control(at: u64) -> QueueControl {
+    // SAFETY: the queue control words are in identity-mapped RAM reserved
+    // by the ABI for the device.
+    unsafe { read_volatile(at as *const QueueControl) }
+}
+
+fn set_index(at: u64, v: u32) {
+    // SAFETY: as in `control`.
+    unsafe { write_volatile(at as *mut u32, v) }
+}
+
+/// Writes raw queue indices, for programs that test the device's checks.
+pub fn set_tx_control(c: QueueControl) {
+    set_index(sv::TX_CONTROL, c.head);
+    set_index(sv::TX_CONTROL + 4, c.tail);
+}
+
+impl Device {
+    /// Finds the device: checks the magic and reads the notification mode.
+    pub fn probe() -> Result<Device, Error> {
+        let magic = read32(reg::MAGIC);
+        if magic != sv::MAGIC_VALUE {
+            return Err(Error::NoDevice(magic));
+        }
+        Ok(Device {
+            polling: read8(reg::Q0_CTL) & sv::CTL_POLLING != 0,
+        })
+    }
+
+    /// Whether the host polls (the driver does not notify).
+    pub fn polling(&self) -> bool {
+        self.polling
+    }
+
+    /// The device status register.
+    pub fn status(&self) -> u8 {
+        read8(reg::DEVICE_STATUS)
+    }
+
+    /// Writes a driver status (`DRIVER_*`, DRIVER_RESET as its 8-bit form).
+    pub fn set_driver_status(&self, v: u16) {
+        write8(reg::DRIVER_STATUS, sv::driver_reg(v));
+    }
+
+    /// Tells the device TX has data (exit mode only).
+    pub fn notify(&self) {
+        if !self.polling {
+            write8(reg::Q0_CTL, sv::CTL_NOTIFY);
+        }
+    }
+
+    fn expect(&self, want: u8) -> Result<(), Error> {
+        match self.status() {
+            s if s & sv::DEVICE_ERROR != 0 => Err(Error::Device(s)),
+            s if s == want => Ok(()),
+            got => Err(Error::State { want, got }),
+        }
+    }
+
+    /// Pushes one byte on TX, waiting while the queue is full (in polling
+    /// mode the host drains it on its timer; a status read every `SPINS`
+    /// polls is an exit at which the host drains too). Notifies in exit mode.
+    pub fn push(&self, b: u8) -> Result<(), Error> {
+        let mut spins = 0;
+        loop {
+            match sv::push_slot(control(sv::TX_CONTROL)) {
+                Ok((slot, head)) => {
+                    // SAFETY: slot < QUEUE_LEN: inside the TX buffer.
+                    unsafe { write_volatile((sv::TX_BUFFER + u64::from(slot)) as *mut u8, b) };
+                    set_index(sv::TX_CONTROL, head);
+                    self.notify();
+                    return Ok(());
+                }
+                Err(QueueError::Full) => {
+                    spins += 1;
+                    if spins == SPINS {
+                        spins = 0;
+                        let s = self.status();
+                        if s & sv::DEVICE_ERROR != 0 {
+                            return Err(Error::Device(s));
+                        }
+                        self.notify();
+                    }
+                    core::hint::spin_loop();
+                }
+                Err(e) => return Err(Error::Queue(e)),
+            }
+        }
+    }
+
+    /// Sends `bytes` on TX.
+    pub fn send(&self, bytes: &[u8]) -> Result<(), Error> {
+        for &b in bytes {
+            self.push(b)?;
+        }
+        Ok(())
+    }
+
+    /// The handshake: 'R' (device resets), DRIVER_ACK, 'C' (device
+    /// configures and lists itself), DRIVER_OK (device ready).
+    pub fn init(&self) -> Result<(), Error> {
+        self.push(sv::CMD_RESET)?;
+        self.expect(sv::DEVICE_RESET)?;
+        self.set_driver_status(sv::DRIVER_ACK);
+        self.push(sv::CMD_CONFIG)?;
+        self.expect(sv::DEVICE_CONFIG)?;
+        self.set_driver_status(sv::DRIVER_OK);
+        self.expect(sv::DEVICE_READY)
+    }
+
+    /// Resets the device (DRIVER_RESET): clears an error and the queues.
+    pub fn reset(&self) {
+        self.set_driver_status(sv::DRIVER_RESET);
+    }
+
+    /// Devices listed in the device table.
+    pub fn table_count(&self) -> u16 {
+        // SAFETY: the device table is in identity-mapped RAM (ABI).
+        unsafe { read_volatile(sv::DEVICE_TABLE as *const u16) }
+    }
+
+    /// Receives one line from RX into `buf` (without the newline); waits
+    /// for data as `push` waits for room. Returns the length (bytes past
+    /// `buf` are dropped).
+    pub fn recv_line(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let mut n = 0;
+        let mut spins = 0;
+        loop {
+            let c = control(sv::RX_CONTROL);
+            match sv::pop_slot(c) {
+                Ok((slot, tail)) => {
+                    // SAFETY: slot < QUEUE_LEN: inside the RX buffer.
+                    let b =
+                        unsafe { read_volatile((sv::RX_BUFFER + u64::from(slot)) as *const u8) };
+                    set_index(sv::RX_CONTROL + 4, tail);
+                    if b == b'\n' {
+                        return Ok(n.min(buf.len()));
+                    }
+                    if let Some(d) = buf.get_mut(n) {
+                        *d = b;
+                    }
+                    n += 1;
+                }
+                Err(QueueError::Empty) => {
+                    spins += 1;
+                    if spins == SPINS {
+                        spins = 0;
+                        let s = self.status();
+                        if s & sv::DEVICE_ERROR != 0 {
+                            return Err(Error::Device(s));
+                        }
+                    }
+                    core::hint::spin_loop();
+                }
+                Err(e) => return Err(Error::Queue(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,684 @@
+//! The SIMVIRTIO device model (hypercall_abi::simvirtio): configuration
+//! space over MMIO exits, TX/RX queues in guest memory, the protocol state
+//! machine and the device table.
+//!
+//! The guest owns its memory, so every queue index the device reads is
+//! checked; a protocol or queue error prints one "host: simvirtio: device
+//! error: ..." line, sets DEVICE_ERROR (and CTL_ERROR on a corrupt queue) for
+//! the guest to see, and the device then ignores TX until DRIVER_RESET.
+
+use crate::hypercall::{HostError, host_line};
+use hypercall_abi::simvirtio::{self as sv, QueueControl, QueueError, reg};
+use std::io::Write;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Where the protocol is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for 'R'.
+    Start,
+    /// Reset done: waiting for DRIVER_ACK and 'C'.
+    Reset,
+    /// Configured: waiting for DRIVER_OK.
+    Config,
+    /// Ready: TX bytes are data.
+    Ready,
+}
+
+/// Counters for reports and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceStats {
+    /// Data bytes taken from TX (commands not counted).
+    pub tx_bytes: u64,
+    /// Bytes put on RX.
+    pub rx_bytes: u64,
+    /// Times the device drained TX because the driver notified.
+    pub notifies: u64,
+    /// Times the device drained TX by polling (timer or another exit).
+    pub polls: u64,
+    /// Device errors reported.
+    pub errors: u64,
+}
+
+impl DeviceStats {
+    /// Whether the guest used the device at all.
+    pub fn used(&self) -> bool {
+        self.tx_bytes + self.rx_bytes + self.notifies + self.errors > 0
+    }
+}
+
+/// One SIMVIRTIO device.
+#[derive(Debug)]
+pub struct SimVirtio {
+    polling: bool,
+    phase: Phase,
+    device_status: u8,
+    driver_status: u8,
+    queue_selector: u8,
+    q_ctl: [u8; 2],
+    /// Current TX line (data phase).
+    line: Vec<u8>,
+    stats: DeviceStats,
+}
+
+fn rd<T: vm_memory::ByteValued>(mem: &GuestMemoryMmap, at: u64) -> Option<T> {
+    mem.read_obj(GuestAddress(at)).ok()
+}
+
+/// A queue's indices from guest memory (field by field: the guest may
+/// change them at any time, each read is checked before use).
+fn queue(mem: &GuestMemoryMmap, at: u64) -> Option<QueueControl> {
+    Some(QueueControl {
+        head: rd(mem, at)?,
+        tail: rd(mem, at + 4)?,
+    })
+}
+
+fn set_queue(mem: &GuestMemoryMmap, at: u64, c: QueueControl) {
+    let _ = mem.write_obj(c.head, GuestAddress(at));
+    let _ = mem.write_obj(c.tail, GuestAddress(at + 4));
+}
+
+const TABLE_ADDRS: u64 = core::mem::offset_of!(sv::DeviceTable, device_addresses) as u64;
+
+/// The device table's count and entries (the count as the guest left it).
+fn table(mem: &GuestMemoryMmap) -> Option<(u16, [u64; 10])> {
+    let count: u16 = rd(mem, sv::DEVICE_TABLE)?;
+    let mut a = [0u64; 10];
+    for (i, e) in a.iter_mut().enumerate() {
+        *e = rd(mem, sv::DEVICE_TABLE + TABLE_ADDRS + 8 * i as u64)?;
+    }
+    Some((count, a))
+}
+
+fn set_table(mem: &GuestMemoryMmap, count: u16, a: &[u64; 10]) -> Result<(), String> {
+    mem.write_obj(count, GuestAddress(sv::DEVICE_TABLE))
+        .map_err(|e| e.to_string())?;
+    for (i, e) in a.iter().enumerate() {
+        mem.write_obj(
+            *e,
+            GuestAddress(sv::DEVICE_TABLE + TABLE_ADDRS + 8 * i as u64),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+impl SimVirtio {
+    /// A device in its power-on state; `polling`: the host drains TX on its
+    /// own (`--polling`) and tells the driver not to notify.
+    pub fn new(polling: bool) -> SimVirtio {
+        SimVirtio {
+            polling,
+            phase: Phase::Start,
+            device_status: sv::DEVICE_RESET,
+            driver_status: 0,
+            queue_selector: 0,
+            q_ctl: [0; 2],
+            line: Vec::new(),
+            stats: DeviceStats::default(),
+        }
+    }
+
+    /// Whether the host polls TX.
+    pub fn polling(&self) -> bool {
+        self.polling
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> DeviceStats {
+        self.stats
+    }
+
+    /// Whether `gpa` is in the device's MMIO window.
+    pub fn claims(gpa: u64) -> bool {
+        (sv::MMIO_BASE..sv::MMIO_BASE + sv::MMIO_SIZE).contains(&gpa)
+    }
+
+    fn config(&self) -> [u8; reg::END as usize] {
+        let mut c = [0u8; reg::END as usize];
+        c[0..4].copy_from_slice(&sv::MAGIC_VALUE.to_le_bytes());
+        c[4..6].copy_from_slice(&sv::QUEUE_LEN.to_le_bytes());
+        c[reg::DEVICE_STATUS as usize] = self.device_status;
+        c[reg::DRIVER_STATUS as usize] = self.driver_status;
+        c[reg::QUEUE_SELECTOR as usize] = self.queue_selector;
+        let mut q0 = self.q_ctl[0];
+        if self.polling {
+            q0 |= sv::CTL_POLLING;
+        }
+        c[reg::Q0_CTL as usize] = q0;
+        c[reg::Q1_CTL as usize] = self.q_ctl[1];
+        c
+    }
+
+    fn error(
+        &mut self,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+        msg: std::fmt::Arguments,
+    ) -> Result<(), HostError> {
+        self.stats.errors += 1;
+        self.device_status |= sv::DEVICE_ERROR;
+        host_line(out, diag, format_args!("simvirtio: device error: {msg}"))
+    }
+
+    /// An MMIO read at `gpa` (in the window): the configuration bytes
+    /// there, 0 past them. The RX control's data bit is refreshed from the
+    /// queue first.
+    pub fn read(&mut self, mem: &GuestMemoryMmap, gpa: u64, data: &mut [u8]) {
+        if let Some(rx) = queue(mem, sv::RX_CONTROL) {
+            let pending = sv::check(rx).is_ok() && rx.head != rx.tail;
+            self.q_ctl[1] = (self.q_ctl[1] & !sv::CTL_NOTIFY) | u8::from(pending);
+        }
+        let c = self.config();
+        let off = gpa - sv::MMIO_BASE;
+        for (i, d) in data.iter_mut().enumerate() {
+            *d = c.get(off as usize + i).copied().unwrap_or(0);
+        }
+    }
+
+    /// An MMIO write at `gpa` (in the window), byte by byte: read-only
+    /// bytes and bytes past the registers are ignored (reported once per
+    /// access), writable registers act as documented.
+    pub fn write(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        gpa: u64,
+        data: &[u8],
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        let off = gpa - sv::MMIO_BASE;
+        if let Some(bad) = (0..data.len() as u64)
+            .map(|i| off + i)
+            .find(|&o| !reg::writable(o))
+        {
+            host_line(
+                out,
+                diag,
+                format_args!(
+                    "simvirtio: write to read-only {} (offset {bad:#x}) ignored",
+                    reg::name(bad)
+                ),
+            )?;
+        }
+        for (i, &v) in data.iter().enumerate() {
+            match off + i as u64 {
+                reg::DRIVER_STATUS => self.driver_write(mem, v, out, diag)?,
+                reg::QUEUE_SELECTOR => {
+                    if v <= 1 {
+                        self.queue_selector = v;
+                    } else {
+                        self.error(
+                            out,
+                            diag,
+                            format_args!("queue selector {v} does not exist (0 = TX, 1 = RX)"),
+                        )?;
+                    }
+                }
+                reg::Q0_CTL => {
+                    if v & sv::CTL_NOTIFY != 0 {
+                        self.stats.notifies += 1;
+                        self.drain(mem, out, diag)?;
+                    }
+                }
+                reg::Q1_CTL => {
+                    // the driver acknowledges RX data: nothing to do, the
+                    // data bit follows the queue
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn driver_write(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        v: u8,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        if v == sv::DRIVER_RESET_REG {
+            self.reset(mem, true);
+            self.phase = Phase::Start;
+            return Ok(());
+        }
+        if self.device_status & sv::DEVICE_ERROR != 0 {
+            return Ok(());
+        }
+        match u16::from(v) {
+            sv::DRIVER_ACK | sv::DRIVER => self.driver_status = v,
+            sv::DRIVER_OK if self.phase == Phase::Config => {
+                self.driver_status = v;
+                self.phase = Phase::Ready;
+                self.device_status = sv::DEVICE_READY;
+            }
+            sv::DRIVER_OK => {
+                self.driver_status = v;
+                self.error(
+                    out,
+                    diag,
+                    format_args!("DRIVER_OK before the device was configured (send 'R', DRIVER_ACK, 'C' first)"),
+                )?;
+            }
+            _ => self.error(
+                out,
+                diag,
+                format_args!("driver status {v:#x} is not DRIVER_ACK, DRIVER, DRIVER_OK or DRIVER_RESET (0x80)"),
+            )?,
+        }
+        Ok(())
+    }
+
+    /// Back to DEVICE_RESET: queues emptied, error cleared, the device off
+    /// the table. `driver`: the driver asked (DRIVER_RESET), so TX is
+    /// emptied too.
+    fn reset(&mut self, mem: &GuestMemoryMmap, driver: bool) {
+        self.device_status = sv::DEVICE_RESET;
+        self.driver_status = 0;
+        self.queue_selector = 0;
+        self.q_ctl = [0; 2];
+        self.line.clear();
+        let zero = QueueControl::default();
+        set_queue(mem, sv::RX_CONTROL, zero);
+        if driver {
+            set_queue(mem, sv::TX_CONTROL, zero);
+        }
+        self.table_remove(mem);
+    }
+
+    fn table_remove(&self, mem: &GuestMemoryMmap) {
+        let Some((count, a)) = table(mem) else {
+            return;
+        };
+        let n = usize::from(count).min(a.len());
+        let kept: Vec<u64> = a[..n]
+            .iter()
+            .copied()
+            .filter(|&x| x != sv::MMIO_BASE)
+            .collect();
+        if kept.len() == n {
+            return;
+        }
+        let mut b = [0u64; 10];
+        b[..kept.len()].copy_from_slice(&kept);
+        let _ = set_table(mem, kept.len() as u16, &b);
+    }
+
+    fn table_add(&self, mem: &GuestMemoryMmap) -> Result<(), String> {
+        let (count, mut a) = table(mem).ok_or("the device table is outside guest memory")?;
+        let n = usize::from(count);
+        if n > a.len() {
+            return Err(format!(
+                "the device table's count is {n}, more than its 10 entries"
+            ));
+        }
+        if a[..n].contains(&sv::MMIO_BASE) {
+            return Ok(());
+        }
+        if n == a.len() {
+            return Err("the device table is full (10 devices)".into());
+        }
+        a[n] = sv::MMIO_BASE;
+        set_table(mem, count + 1, &a)
+    }
+
+    /// Polling mode: drain TX now (on a timer tick or another exit).
+    pub fn poll(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        if !self.polling {
+            return Ok(());
+        }
+        self.stats.polls += 1;
+        self.drain(mem, out, diag)
+    }
+
+    /// Takes every byte from TX and acts on it.
+    fn drain(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        if self.device_status & sv::DEVICE_ERROR != 0 {
+            return Ok(());
+        }
+        let Some(mut tx) = queue(mem, sv::TX_CONTROL) else {
+            return Ok(());
+        };
+        loop {
+            let (slot, tail) = match sv::pop_slot(tx) {
+                Ok(s) => s,
+                Err(QueueError::Empty | QueueError::Full) => break,
+                Err(QueueError::Corrupt) => {
+                    self.q_ctl[0] |= sv::CTL_ERROR;
+                    return self.error(
+                        out,
+                        diag,
+                        format_args!(
+                            "TX queue indices are corrupt: head {} tail {} (queue length {})",
+                            tx.head,
+                            tx.tail,
+                            sv::QUEUE_LEN
+                        ),
+                    );
+                }
+            };
+            let b: u8 = rd(mem, sv::TX_BUFFER + u64::from(slot)).unwrap_or(0);
+            tx.tail = tail;
+            let _ = mem.write_obj(tail, GuestAddress(sv::TX_CONTROL + 4));
+            self.byte(mem, b, out, diag)?;
+            if self.device_status & sv::DEVICE_ERROR != 0 {
+                break;
+            }
+            // a command may have reset the queues
+            if self.phase != Phase::Ready {
+                match queue(mem, sv::TX_CONTROL) {
+                    Some(t) => tx = t,
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn byte(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        b: u8,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        match (self.phase, b) {
+            (Phase::Ready, _) => {
+                self.stats.tx_bytes += 1;
+                out.write_all(&[b])?;
+                if b == b'\n' {
+                    let n = self.line.len();
+                    self.line.clear();
+                    self.reply(mem, format!("ack {n}\n").as_bytes(), out, diag)?;
+                } else {
+                    self.line.push(b);
+                }
+            }
+            (_, sv::CMD_RESET) => {
+                self.reset(mem, false);
+                self.phase = Phase::Reset;
+            }
+            (Phase::Reset, sv::CMD_CONFIG) if u16::from(self.driver_status) == sv::DRIVER_ACK => {
+                match self.table_add(mem) {
+                    Ok(()) => {
+                        self.phase = Phase::Config;
+                        self.device_status = sv::DEVICE_CONFIG;
+                    }
+                    Err(why) => {
+                        self.error(out, diag, format_args!("cannot list the device: {why}"))?
+                    }
+                }
+            }
+            (Phase::Reset, sv::CMD_CONFIG) => {
+                let st = self.driver_status;
+                self.error(
+                    out,
+                    diag,
+                    format_args!("'C' with driver status {st:#x}: set DRIVER_ACK first"),
+                )?
+            }
+            (Phase::Start, sv::CMD_CONFIG) => self.error(
+                out,
+                diag,
+                format_args!("'C' before 'R': the device must be reset first"),
+            )?,
+            (phase, b) => self.error(
+                out,
+                diag,
+                format_args!(
+                    "byte {b:#04x} in TX while the device is {} (data is accepted after DRIVER_OK)",
+                    match phase {
+                        Phase::Start => "waiting for 'R'",
+                        Phase::Reset => "waiting for DRIVER_ACK and 'C'",
+                        Phase::Config => "waiting for DRIVER_OK",
+                        Phase::Ready => "ready",
+                    }
+                ),
+            )?,
+        }
+        Ok(())
+    }
+
+    /// Puts `bytes` on RX (what does not fit is dropped and reported).
+    fn reply(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        bytes: &[u8],
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        let Some(mut rx) = queue(mem, sv::RX_CONTROL) else {
+            return Ok(());
+        };
+        for &b in bytes {
+            match sv::push_slot(rx) {
+                Ok((slot, head)) => {
+                    let _ = mem.write_obj(b, GuestAddress(sv::RX_BUFFER + u64::from(slot)));
+                    rx.head = head;
+                    self.stats.rx_bytes += 1;
+                }
+                Err(QueueError::Full) => {
+                    return host_line(
+                        out,
+                        diag,
+                        format_args!("simvirtio: RX queue full: reply dropped"),
+                    );
+                }
+                Err(_) => {
+                    self.q_ctl[1] |= sv::CTL_ERROR;
+                    return self.error(
+                        out,
+                        diag,
+                        format_args!(
+                            "RX queue indices are corrupt: head {} tail {}",
+                            rx.head, rx.tail
+                        ),
+                    );
+                }
+            }
+        }
+        // the head is published after the bytes
+        let _ = mem.write_obj(rx.head, GuestAddress(sv::RX_CONTROL));
+        self.q_ctl[1] |= sv::CTL_NOTIFY;
+        Ok(())
+    }
+
+    /// At the end of the run: drain what is left (polling mode) and end a
+    /// last line the guest did not end.
+    pub fn finish(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        self.poll(mem, out, diag)?;
+        if !self.line.is_empty() {
+            out.write_all(b"\n")?;
+            self.line.clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mem() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap()
+    }
+
+    fn push(mem: &GuestMemoryMmap, bytes: &[u8]) {
+        let mut c = queue(mem, sv::TX_CONTROL).unwrap();
+        for &b in bytes {
+            let (slot, head) = sv::push_slot(c).unwrap();
+            mem.write_obj(b, GuestAddress(sv::TX_BUFFER + u64::from(slot)))
+                .unwrap();
+            c.head = head;
+        }
+        mem.write_obj(c.head, GuestAddress(sv::TX_CONTROL)).unwrap();
+    }
+
+    fn notify(d: &mut SimVirtio, m: &GuestMemoryMmap, out: &mut Vec<u8>, diag: &mut Vec<u8>) {
+        d.write(m, sv::MMIO_BASE + reg::Q0_CTL, &[sv::CTL_NOTIFY], out, diag)
+            .unwrap();
+    }
+
+    fn status(d: &mut SimVirtio, m: &GuestMemoryMmap) -> u8 {
+        let mut b = [0u8];
+        d.read(m, sv::MMIO_BASE + reg::DEVICE_STATUS, &mut b);
+        b[0]
+    }
+
+    #[test]
+    fn the_protocol_end_to_end() {
+        let m = mem();
+        let mut d = SimVirtio::new(false);
+        let (mut out, mut diag) = (Vec::new(), Vec::new());
+        let mut magic = [0u8; 4];
+        d.read(&m, sv::MMIO_BASE, &mut magic);
+        assert_eq!(u32::from_le_bytes(magic), sv::MAGIC_VALUE);
+        push(&m, b"R");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert_eq!(status(&mut d, &m), sv::DEVICE_RESET);
+        d.write(
+            &m,
+            sv::MMIO_BASE + reg::DRIVER_STATUS,
+            &[0],
+            &mut out,
+            &mut diag,
+        )
+        .unwrap();
+        push(&m, b"C");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert_eq!(status(&mut d, &m), sv::DEVICE_CONFIG);
+        let (count, a) = table(&m).unwrap();
+        assert_eq!((count, a[0]), (1, sv::MMIO_BASE));
+        d.write(
+            &m,
+            sv::MMIO_BASE + reg::DRIVER_STATUS,
+            &[4],
+            &mut out,
+            &mut diag,
+        )
+        .unwrap();
+        assert_eq!(status(&mut d, &m), sv::DEVICE_READY);
+        push(&m, b"Ana are mere\n");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert_eq!(out, b"Ana are mere\n");
+        assert_eq!(diag, b"");
+        let rx = queue(&m, sv::RX_CONTROL).unwrap();
+        assert_eq!(sv::used(rx), 7);
+        let mut got = Vec::new();
+        for i in 0..7 {
+            got.push(rd::<u8>(&m, sv::RX_BUFFER + i).unwrap());
+        }
+        assert_eq!(got, b"ack 12\n");
+        let mut ctl = [0u8];
+        d.read(&m, sv::MMIO_BASE + reg::Q1_CTL, &mut ctl);
+        assert_eq!(ctl[0] & sv::CTL_NOTIFY, sv::CTL_NOTIFY);
+        // DRIVER_RESET takes the device off the table
+        d.write(
+            &m,
+            sv::MMIO_BASE + reg::DRIVER_STATUS,
+            &[0x80],
+            &mut out,
+            &mut diag,
+        )
+        .unwrap();
+        assert_eq!(table(&m).unwrap().0, 0);
+        assert_eq!(d.stats().errors, 0);
+    }
+
+    #[test]
+    fn out_of_order_steps_are_device_errors() {
+        let m = mem();
+        let mut d = SimVirtio::new(false);
+        let (mut out, mut diag) = (Vec::new(), Vec::new());
+        push(&m, b"C");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert_eq!(status(&mut d, &m), sv::DEVICE_ERROR);
+        let diag_s = String::from_utf8(diag.clone()).unwrap();
+        assert_eq!(
+            diag_s,
+            "host: simvirtio: device error: 'C' before 'R': the device must be reset first\n"
+        );
+        // ignored until DRIVER_RESET, then usable again
+        push(&m, b"R");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert_eq!(status(&mut d, &m), sv::DEVICE_ERROR);
+        d.write(
+            &m,
+            sv::MMIO_BASE + reg::DRIVER_STATUS,
+            &[0x80],
+            &mut out,
+            &mut diag,
+        )
+        .unwrap();
+        push(&m, b"R");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert_eq!(status(&mut d, &m), sv::DEVICE_RESET);
+    }
+
+    #[test]
+    fn corrupt_indices_and_bad_selectors_are_reported() {
+        let m = mem();
+        let mut d = SimVirtio::new(false);
+        let (mut out, mut diag) = (Vec::new(), Vec::new());
+        d.write(
+            &m,
+            sv::MMIO_BASE + reg::QUEUE_SELECTOR,
+            &[7],
+            &mut out,
+            &mut diag,
+        )
+        .unwrap();
+        assert!(String::from_utf8_lossy(&diag).contains("queue selector 7 does not exist"));
+        d.write(
+            &m,
+            sv::MMIO_BASE + reg::DRIVER_STATUS,
+            &[0x80],
+            &mut out,
+            &mut diag,
+        )
+        .unwrap();
+        set_queue(
+            &m,
+            sv::TX_CONTROL,
+            QueueControl {
+                head: 9999,
+                tail: 0,
+            },
+        );
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert!(
+            String::from_utf8_lossy(&diag)
+                .contains("TX queue indices are corrupt: head 9999 tail 0")
+        );
+        let mut ctl = [0u8];
+        d.read(&m, sv::MMIO_BASE + reg::Q0_CTL, &mut ctl);
+        assert_eq!(ctl[0] & sv::CTL_ERROR, sv::CTL_ERROR);
+        // writes to read-only registers are ignored and said so
+        d.write(&m, sv::MMIO_BASE, &[1, 2, 3, 4], &mut out, &mut diag)
+            .unwrap();
+        let mut magic = [0u8; 4];
+        d.read(&m, sv::MMIO_BASE, &mut magic);
+        assert_eq!(u32::from_le_bytes(magic), sv::MAGIC_VALUE);
+        assert!(
+            String::from_utf8_lossy(&diag)
+                .contains("write to read-only magic (offset 0x0) ignored")
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! SIMVIRTIO: a small virtio-like paravirtual device (long mode).
+//!
+//! - Configuration space: [`Config`], 11 bytes memory-mapped at
+//!   [`MMIO_BASE`]. The host emulates it: every access is an MMIO exit.
+//! - Two queues in guest memory at fixed addresses: TX (queue 0, guest to
+//!   host) and RX (queue 1, host to guest). Each is a circular buffer of
+//!   [`QUEUE_LEN`] bytes with a [`QueueControl`] {head, tail}: the producer
+//!   writes `head`, the consumer writes `tail`. Empty: head == tail; full:
+//!   the next head would equal tail (so a queue holds `QUEUE_LEN - 1` bytes).
+//! - The device table [`DeviceTable`] at [`DEVICE_TABLE`] lists configured
+//!   devices by their MMIO address.
+//!
+//! docs/abi.md describes the protocol and every register's read and write
+//! results.
+
+use core::mem::{offset_of, size_of};
+
+/// Guest-physical base of the configuration space (above the largest RAM,
+/// below KVM's TSS pages: always an MMIO exit).
+pub const MMIO_BASE: u64 = 0xd000_0000;
+/// The device's MMIO window; offsets past [`Config`] read 0, writes ignored.
+pub const MMIO_SIZE: u64 = 0x1000;
+/// `magic` register value ("virt").
+pub const MAGIC_VALUE: u32 = 0x7472_6976;
+/// Bytes in each queue's buffer (`max queue len`).
+pub const QUEUE_LEN: u16 = 256;
+
+/// Device status: reset (after 'R' or DRIVER_RESET).
+pub const DEVICE_RESET: u8 = 0x0;
+/// Device status: configured (after DRIVER_ACK and 'C'); listed in the table.
+pub const DEVICE_CONFIG: u8 = 0x2;
+/// Device status: ready for data (after DRIVER_OK).
+pub const DEVICE_READY: u8 = 0x4;
+/// Device status bit: the device saw a protocol error and ignores the TX
+/// queue until the driver writes DRIVER_RESET.
+pub const DEVICE_ERROR: u8 = 0x80;
+
+/// Driver status values (the assignment's 16-bit values).
+pub const DRIVER_ACK: u16 = 0x0;
+/// Driver status: driver loaded (optional step).
+pub const DRIVER: u16 = 0x2;
+/// Driver status: driver ready.
+pub const DRIVER_OK: u16 = 0x4;
+/// Driver status: reset the device. Wider than the 8-bit register: it is
+/// carried as [`DRIVER_RESET_REG`], its high byte (see [`driver_reg`]).
+pub const DRIVER_RESET: u16 = 0x8000;
+/// What the driver writes to the 8-bit `driver status` register for
+/// [`DRIVER_RESET`].
+pub const DRIVER_RESET_REG: u8 = (DRIVER_RESET >> 8) as u8;
+
+/// The 8-bit register value for a 16-bit driver status: the low byte, or
+/// the high byte for DRIVER_RESET (the only value with one).
+pub const fn driver_reg(status: u16) -> u8 {
+    if status > 0xff {
+        (status >> 8) as u8
+    } else {
+        status as u8
+    }
+}
+
+/// TX command byte (before the device is ready): reset the device.
+pub const CMD_RESET: u8 = b'R';
+/// TX command byte: configure the device (after DRIVER_ACK).
+pub const CMD_CONFIG: u8 = b'C';
+
+/// Queue control register bit, write: notify the device (exit mode);
+/// read: the queue holds data.
+pub const CTL_NOTIFY: u8 = 0x01;
+/// Queue control bit, read only: the host polls TX (`--polling`), the
+/// driver should not notify.
+pub const CTL_POLLING: u8 = 0x40;
+/// Queue control bit, read only: the queue's indices were corrupt.
+pub const CTL_ERROR: u8 = 0x80;
+
+/// The configuration space, as the table in the assignment.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, packed)]
+pub struct Config {
+    /// R: [`MAGIC_VALUE`].
+    pub magic: u32,
+    /// R: length of the queue the selector picks ([`QUEUE_LEN`]).
+    pub max_queue_len: u16,
+    /// R: `DEVICE_*`, plus [`DEVICE_ERROR`].
+    pub device_status: u8,
+    /// R/W: `DRIVER_*` ([`driver_reg`]).
+    pub driver_status: u8,
+    /// R/W: 0 (TX) or 1 (RX); other values are a device error.
+    pub queue_selector: u8,
+    /// R/W: TX control (`CTL_*`).
+    pub q0_ctl: u8,
+    /// R/W: RX control (`CTL_*`).
+    pub q1_ctl: u8,
+}
+
+/// Register offsets in [`Config`].
+pub mod reg {
+    /// magic (4 bytes).
+    pub const MAGIC: u64 = 0;
+    /// max queue len (2 bytes).
+    pub const MAX_QUEUE_LEN: u64 = 4;
+    /// device status.
+    pub const DEVICE_STATUS: u64 = 6;
+    /// driver status.
+    pub const DRIVER_STATUS: u64 = 7;
+    /// queue selector.
+    pub const QUEUE_SELECTOR: u64 = 8;
+    /// Q0 (TX) control.
+    pub const Q0_CTL: u64 = 9;
+    /// Q1 (RX) control.
+    pub const Q1_CTL: u64 = 10;
+    /// Size of the configuration space.
+    pub const END: u64 = 11;
+
+    /// The register at `offset` and its name, if any.
+    pub const fn name(offset: u64) -> &'static str {
+        match offset {
+            0..=3 => "magic",
+            4..=5 => "max queue len",
+            6 => "device status",
+            7 => "driver status",
+            8 => "queue selector",
+            9 => "Q0/TX control",
+            10 => "Q1/RX control",
+            _ => "(no register)",
+        }
+    }
+
+    /// A short name for tables: `sv.<register>`.
+    pub const fn ident(offset: u64) -> &'static str {
+        match offset {
+            0..=3 => "sv.magic",
+            4..=5 => "sv.max_queue_len",
+            6 => "sv.device_status",
+            7 => "sv.driver_status",
+            8 => "sv.queue_selector",
+            9 => "sv.q0_ctl",
+            10 => "sv.q1_ctl",
+            _ => "sv.(none)",
+        }
+    }
+
+    /// Whether the driver may write the byte at `offset`.
+    pub const fn writable(offset: u64) -> bool {
+        matches!(offset, 7..=10)
+    }
+}
+
+/// Producer and consumer indices of a queue, in guest memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct QueueControl {
+    /// Next slot the producer writes.
+    pub head: u32,
+    /// Next slot the consumer reads.
+    pub tail: u32,
+}
+
+/// The device table: configured devices by MMIO address.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct DeviceTable {
+    /// Entries used.
+    pub count: u16,
+    /// MMIO base of each device.
+    pub device_addresses: [u64; 10],
+}
+
+/// Guest-physical address of the device table.
+pub const DEVICE_TABLE: u64 = 0x9000;
+/// TX queue control.
+pub const TX_CONTROL: u64 = 0x9100;
+/// RX queue control.
+pub const RX_CONTROL: u64 = 0x9108;
+/// TX queue buffer ([`QUEUE_LEN`] bytes).
+pub const TX_BUFFER: u64 = 0x9200;
+/// RX queue buffer.
+pub const RX_BUFFER: u64 = TX_BUFFER + QUEUE_LEN as u64;
+
+/// Why a queue operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// Push on a full queue: nothing was written.
+    Full,
+    /// Pop on an empty queue.
+    Empty,
+    /// head or tail is not below the queue length.
+    Corrupt,
+}
+
+/// The slot after `i`.
+pub const fn next(i: u32) -> u32 {
+    (i + 1) % QUEUE_LEN as u32
+}
+
+/// Checks a queue's indices.
+pub const fn check(c: QueueControl) -> Result<(), QueueError> {
+    if c.head >= QUEUE_LEN as u32 || c.tail >= QUEUE_LEN as u32 {
+        Err(QueueError::Corrupt)
+    } else {
+        Ok(())
+    }
+}
+
+/// Bytes in the queue.
+pub const fn used(c: QueueControl) -> u32 {
+    (c.head + QUEUE_LEN as u32 - c.tail) % QUEUE_LEN as u32
+}
+
+/// Push: where to write the byte and the new head, or why not.
+pub const fn push_slot(c: QueueControl) -> Result<(u32, u32), QueueError> {
+    if let Err(e) = check(c) {
+        return Err(e);
+    }
+    if next(c.head) == c.tail {
+        return Err(QueueError::Full);
+    }
+    Ok((c.head, next(c.head)))
+}
+
+/// Pop: where to read the byte and the new tail, or why not.
+pub const fn pop_slot(c: QueueControl) -> Result<(u32, u32), QueueError> {
+    if let Err(e) = check(c) {
+        return Err(e);
+    }
+    if c.head == c.tail {
+        return Err(QueueError::Empty);
+    }
+    Ok((c.tail, next(c.tail)))
+}
+
+const _: () = {
+    assert!(size_of::<Config>() == reg::END as usize);
+    assert!(offset_of!(Config, magic) == reg::MAGIC as usize);
+    assert!(offset_of!(Config, max_queue_len) == reg::MAX_QUEUE_LEN as usize);
+    assert!(offset_of!(Config, device_status) == reg::DEVICE_STATUS as usize);
+    assert!(offset_of!(Config, driver_status) == reg::DRIVER_STATUS as usize);
+    assert!(offset_of!(Config, queue_selector) == reg::QUEUE_SELECTOR as usize);
+    assert!(offset_of!(Config, q0_ctl) == reg::Q0_CTL as usize);
+    assert!(offset_of!(Config, q1_ctl) == reg::Q1_CTL as usize);
+    assert!(size_of::<QueueControl>() == 8);
+    assert!(offset_of!(QueueControl, tail) == 4);
+    assert!(size_of::<DeviceTable>() == 88);
+    assert!(offset_of!(DeviceTable, device_addresses) == 8);
+    // the queue area sits in the free page range below the stack, after
+    // the page tables, and the buffers do not overlap
+    assert!(DEVICE_TABLE >= crate::layout::PAGE_TABLES_END);
+    assert!(DEVICE_TABLE + size_of::<DeviceTable>() as u64 <= TX_CONTROL);
+    assert!(RX_CONTROL + 8 <= TX_BUFFER);
+    assert!(RX_BUFFER + QUEUE_LEN as u64 <= crate::layout::STACK_BOTTOM);
+    assert!(MMIO_BASE >= crate::layout::MAX_MEM);
+    assert!(driver_reg(DRIVER_RESET) == 0x80);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_until_full_then_pop_until_empty_with_wrap_around() {
+        // start near the end so the indices wrap
+        let mut c = QueueControl {
+            head: QUEUE_LEN as u32 - 3,
+            tail: QUEUE_LEN as u32 - 3,
+        };
+        let mut pushed = 0;
+        while let Ok((slot, head)) = push_slot(c) {
+            assert_eq!(slot, c.head);
+            c.head = head;
+            pushed += 1;
+        }
+        assert_eq!(pushed, QUEUE_LEN as u32 - 1);
+        assert_eq!(push_slot(c), Err(QueueError::Full));
+        assert_eq!(used(c), QUEUE_LEN as u32 - 1);
+        assert!(c.head < c.tail, "head wrapped: {c:?}");
+        let mut popped = 0;
+        while let Ok((_, tail)) = pop_slot(c) {
+            c.tail = tail;
+            popped += 1;
+        }
+        assert_eq!(popped, pushed);
+        assert_eq!(pop_slot(c), Err(QueueError::Empty));
+    }
+
+    #[test]
+    fn corrupt_indices_are_refused() {
+        let c = QueueControl {
+            head: QUEUE_LEN as u32,
+            tail: 0,
+        };
+        assert_eq!(push_slot(c), Err(QueueError::Corrupt));
+        assert_eq!(pop_slot(c), Err(QueueError::Corrupt));
+        let c = QueueControl {
+            head: 0,
+            tail: u32::MAX,
+        };
+        assert_eq!(pop_slot(c), Err(QueueError::Corrupt));
+    }
+
+    #[test]
+    fn driver_reset_is_carried_in_the_high_byte() {
+        assert_eq!(driver_reg(DRIVER_RESET), DRIVER_RESET_REG);
+        assert_eq!(driver_reg(DRIVER_OK), 4);
+        assert_eq!(driver_reg(DRIVER_ACK), 0);
+    }
+}

@@ -1,0 +1,179 @@
+//! Issue 5: the SIMVIRTIO device end to end, through the CLI (jail on).
+
+mod common;
+
+use common::host;
+use std::process::Output;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let o = host(&a);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("JSON")
+}
+
+fn ok(o: &Output) -> (String, String) {
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    (text(&o.stdout), text(&o.stderr))
+}
+
+#[test]
+fn the_protocol_prints_the_message_and_gets_the_reply_in_both_modes() {
+    for polling in [false, true] {
+        let mut args = vec!["run", "simvirtio"];
+        if polling {
+            args.push("--polling");
+        }
+        let (out, err) = ok(&host(&args));
+        let mode = if polling { "polling" } else { "exit" };
+        assert_eq!(
+            out,
+            format!(
+                "guest: SIMVIRTIO device found, {mode} mode\n\
+                 guest: device ready, 1 device(s) in the table\n\
+                 Ana are mere\n\
+                 guest: rx: ack 12\n"
+            )
+        );
+        assert!(
+            err.contains("check 42: pass (memory[0x400] = 42, RAX = 42)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("simvirtio: 13 bytes from TX"),
+            "message and newline: {err}"
+        );
+        assert!(err.contains(", 0 device errors"), "{err}");
+        assert!(!err.contains("device error:"), "{err}");
+    }
+}
+
+#[test]
+fn each_malformed_sequence_is_reported_and_seen_by_the_guest() {
+    let (out, err) = ok(&host(&["run", "simvirtio_bad"]));
+    for case in [
+        "'C' before 'R'",
+        "DRIVER_OK before 'C'",
+        "data before DRIVER_OK",
+        "queue selector 5",
+        "TX head 9999",
+        "driver status 0x33",
+    ] {
+        assert!(
+            out.contains(&format!("guest: {case}: device status 0x80\n")),
+            "{case}: {out}"
+        );
+    }
+    assert!(out.contains("guest: Q0 control 0x80\n"), "{out}");
+    assert!(
+        out.contains("guest: magic still 0x74726976, device status 0x0\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("still works\nguest: device ready again\n"),
+        "{out}"
+    );
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("host: simvirtio: device error: "))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "host: simvirtio: device error: 'C' before 'R': the device must be reset first",
+            "host: simvirtio: device error: DRIVER_OK before the device was configured (send 'R', DRIVER_ACK, 'C' first)",
+            "host: simvirtio: device error: byte 0x78 in TX while the device is waiting for DRIVER_ACK and 'C' (data is accepted after DRIVER_OK)",
+            "host: simvirtio: device error: queue selector 5 does not exist (0 = TX, 1 = RX)",
+            "host: simvirtio: device error: TX queue indices are corrupt: head 9999 tail 0 (queue length 256)",
+            "host: simvirtio: device error: driver status 0x33 is not DRIVER_ACK, DRIVER, DRIVER_OK or DRIVER_RESET (0x80)",
+        ]
+    );
+    assert!(
+        err.contains("host: simvirtio: write to read-only magic (offset 0x0) ignored\n"),
+        "{err}"
+    );
+    assert!(err.contains("6 device errors"), "{err}");
+}
+
+fn bulk(polling: bool) -> serde_json::Value {
+    let mut args = vec!["run", "simvirtio_bulk"];
+    if polling {
+        args.push("--polling");
+    }
+    json(&args)
+}
+
+#[test]
+fn a_message_longer_than_the_queue_wraps_around_and_arrives_whole() {
+    let want: String = (0..4095).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    for polling in [false, true] {
+        let j = bulk(polling);
+        assert_eq!(
+            j["output"].as_str().unwrap(),
+            format!("{want}\nguest: rx: ack 4095\n"),
+            "polling {polling}"
+        );
+        assert_eq!(j["simvirtio"]["tx_bytes"], 4096);
+        assert_eq!(j["simvirtio"]["errors"], 0);
+    }
+}
+
+#[test]
+fn polling_takes_at_least_10x_fewer_exits_for_4_kib() {
+    let exits = |j: &serde_json::Value| j["exits"]["total"].as_u64().unwrap();
+    let (e, p) = (bulk(false), bulk(true));
+    assert!(e["simvirtio"]["notifies"].as_u64().unwrap() >= 4096);
+    assert_eq!(p["simvirtio"]["notifies"], 0);
+    let ratio = exits(&e) as f64 / exits(&p) as f64;
+    assert!(
+        ratio >= 10.0,
+        "exit mode {} exits, polling {} exits: ratio {ratio:.1}",
+        exits(&e),
+        exits(&p)
+    );
+}
+
+#[test]
+fn stats_time_every_kind_of_exit() {
+    let (_, err) = ok(&host(&["run", "simvirtio", "--stats"]));
+    assert!(err.contains("reason / port / address"), "{err}");
+    let row = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("write 0xd0000009 sv.q0_ctl"))
+        .unwrap_or_else(|| panic!("no q0_ctl row: {err}"));
+    // count, total us, mean ns
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[3], "15", "{row}");
+    assert!(cols[4].parse::<f64>().unwrap() > 0.0, "{row}");
+    assert!(cols[5].parse::<u64>().unwrap() > 0, "{row}");
+    let j = json(&["run", "simvirtio", "--stats"]);
+    assert_eq!(j["exits"]["timed"], true);
+    for r in j["exits"]["by_reason"].as_array().unwrap() {
+        if r["name"] != "KVM_EXIT_HLT" {
+            assert!(r["handling_ns"].as_u64().unwrap() > 0, "{r}");
+        }
+    }
+    let mmio = j["exits"]["mmio"].as_array().unwrap();
+    assert!(
+        mmio.iter()
+            .any(|a| a["device"] == "sv.magic" && a["dir"] == "in")
+    );
+    // without --stats nothing is timed
+    let j = json(&["run", "simvirtio"]);
+    assert_eq!(j["exits"]["timed"], false);
+}
+
+#[test]
+fn polling_options_are_checked() {
+    let o = host(&["run", "simvirtio", "--poll-interval", "2ms"]);
+    assert_eq!(o.status.code(), Some(2), "needs --polling");
+    let o = host(&["run", "simvirtio", "--polling", "--poll-interval", "0s"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("'0s' is not a duration"), "{err}");
+}
