@@ -131,19 +131,28 @@ impl Device {
                     return Ok(());
                 }
                 Err(QueueError::Full) => {
-                    spins += 1;
-                    if spins == SPINS {
-                        spins = 0;
-                        let s = self.status();
-                        if s & sv::DEVICE_ERROR != 0 {
-                            return Err(Error::Device(s));
-                        }
+                    if self.wait(&mut spins)? {
                         self.notify();
                     }
-                    core::hint::spin_loop();
                 }
                 Err(e) => return Err(Error::Queue(e)),
             }
+        }
+    }
+
+    /// One turn of waiting for the host (room in TX, data in RX): every
+    /// `SPINS` turns, a device status read, which is an exit at which the
+    /// host also polls. Returns whether it read the status.
+    fn wait(&self, spins: &mut u32) -> Result<bool, Error> {
+        *spins += 1;
+        core::hint::spin_loop();
+        if *spins < SPINS {
+            return Ok(false);
+        }
+        *spins = 0;
+        match self.status() {
+            s if s & sv::DEVICE_ERROR != 0 => Err(Error::Device(s)),
+            _ => Ok(true),
         }
     }
 
@@ -201,15 +210,7 @@ impl Device {
                     n += 1;
                 }
                 Err(QueueError::Empty) => {
-                    spins += 1;
-                    if spins == SPINS {
-                        spins = 0;
-                        let s = self.status();
-                        if s & sv::DEVICE_ERROR != 0 {
-                            return Err(Error::Device(s));
-                        }
-                    }
-                    core::hint::spin_loop();
+                    self.wait(&mut spins)?;
                 }
                 Err(e) => return Err(Error::Queue(e)),
             }

@@ -599,6 +599,30 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
             "ABI: num_exits_by_type result page".into(),
         );
     }
+    if vm.mode() == CpuMode::Long {
+        use hypercall_abi::simvirtio as sv;
+        let table = std::mem::size_of::<sv::DeviceTable>() as u64;
+        add(
+            sv::DEVICE_TABLE,
+            sv::DEVICE_TABLE + table,
+            "SIMVIRTIO: device table".into(),
+        );
+        add(
+            sv::TX_CONTROL,
+            sv::RX_CONTROL + 8,
+            "SIMVIRTIO: TX and RX queue control (head, tail)".into(),
+        );
+        add(
+            sv::TX_BUFFER,
+            sv::RX_BUFFER + u64::from(sv::QUEUE_LEN),
+            "SIMVIRTIO: TX and RX queue buffers".into(),
+        );
+        add(
+            sv::MMIO_BASE,
+            sv::MMIO_BASE + sv::MMIO_SIZE,
+            "SIMVIRTIO: configuration space (MMIO exits, no guest RAM)".into(),
+        );
+    }
     add(
         TSS_ADDR,
         TSS_ADDR + 3 * 4096,
