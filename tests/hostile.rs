@@ -163,6 +163,31 @@ fn cases() -> Vec<Case> {
             code: 3,
             lines: &["crashed: ", " at RIP 0xa00e", "guest2_silent"],
         },
+        Case {
+            name: "one vCPU of three crashes, the others spin",
+            args: s(&["run", "smp_crash", "--vcpus", "3", "--timeout", "20s"]),
+            code: 3,
+            lines: &[
+                "smp_crash (vcpu 2) stopped: triple fault",
+                "vcpu 0: stopped by another vCPU",
+                "vcpu 1: stopped by another vCPU",
+            ],
+        },
+        Case {
+            name: "user program does port I/O, hlt, writes kernel pages",
+            args: s(&["run", "user_faults"]),
+            code: 0,
+            lines: &["user_faults halted after"],
+        },
+        Case {
+            name: "SIMVIRTIO driver breaks the protocol",
+            args: s(&["run", "simvirtio_bad"]),
+            code: 0,
+            lines: &[
+                "simvirtio: device error: TX queue indices are corrupt: head 9999 tail 0",
+                "6 device errors",
+            ],
+        },
     ]
 }
 
