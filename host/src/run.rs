@@ -157,21 +157,8 @@ pub fn plan_guest(
 pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     opts.vm.validate()?;
     let vcpus = opts.vm.vcpus as usize;
-    if !opts.pin.is_empty() && opts.pin.len() != vcpus {
-        return Err(RunError::Usage(format!(
-            "--pin names {} CPU{}, but the VM has {vcpus} vCPU{}: give one CPU per vCPU",
-            opts.pin.len(),
-            if opts.pin.len() == 1 { "" } else { "s" },
-            if vcpus == 1 { "" } else { "s" },
-        )));
-    }
     if opts.polling.is_some_and(|d| d.is_zero()) {
         return Err(RunError::Usage("--poll-interval must be above zero".into()));
-    }
-    if vcpus > 1 && opts.vm.trace.is_some() {
-        return Err(RunError::Usage(
-            "--trace-kvm follows a single vCPU: it cannot be combined with --vcpus".into(),
-        ));
     }
     let (path, bytes) = read_guest(&opts.guest)?;
     let plan = plan_guest(&opts.guest, &bytes, opts.flat, &opts.vm)?;

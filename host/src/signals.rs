@@ -156,13 +156,7 @@ pub fn kick(tids: &[libc::pid_t]) {
 /// Kicks every registered vCPU thread out of KVM_RUN.
 pub fn kick_all() {
     let tids = VCPU_THREADS.lock().map(|v| v.clone()).unwrap_or_default();
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    for tid in tids {
-        // SAFETY: tgkill only sends a signal; a thread that has exited
-        // gives ESRCH, which is harmless.
-        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, kick_signal()) };
-    }
+    kick(&tids);
 }
 
 /// Blocks SIGINT/SIGTERM in this thread; once per process, installs the

@@ -531,9 +531,20 @@ mod tests {
         mem.write_obj(c.head, GuestAddress(sv::TX_CONTROL)).unwrap();
     }
 
+    /// A driver write of `bytes` at config offset `off`.
+    fn wr(
+        d: &mut SimVirtio,
+        m: &GuestMemoryMmap,
+        off: u64,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        diag: &mut Vec<u8>,
+    ) {
+        d.write(m, sv::MMIO_BASE + off, bytes, out, diag).unwrap();
+    }
+
     fn notify(d: &mut SimVirtio, m: &GuestMemoryMmap, out: &mut Vec<u8>, diag: &mut Vec<u8>) {
-        d.write(m, sv::MMIO_BASE + reg::Q0_CTL, &[sv::CTL_NOTIFY], out, diag)
-            .unwrap();
+        wr(d, m, reg::Q0_CTL, &[sv::CTL_NOTIFY], out, diag);
     }
 
     fn status(d: &mut SimVirtio, m: &GuestMemoryMmap) -> u8 {
@@ -553,27 +564,13 @@ mod tests {
         push(&m, b"R");
         notify(&mut d, &m, &mut out, &mut diag);
         assert_eq!(status(&mut d, &m), sv::DEVICE_RESET);
-        d.write(
-            &m,
-            sv::MMIO_BASE + reg::DRIVER_STATUS,
-            &[0],
-            &mut out,
-            &mut diag,
-        )
-        .unwrap();
+        wr(&mut d, &m, reg::DRIVER_STATUS, &[0], &mut out, &mut diag);
         push(&m, b"C");
         notify(&mut d, &m, &mut out, &mut diag);
         assert_eq!(status(&mut d, &m), sv::DEVICE_CONFIG);
         let (count, a) = table(&m).unwrap();
         assert_eq!((count, a[0]), (1, sv::MMIO_BASE));
-        d.write(
-            &m,
-            sv::MMIO_BASE + reg::DRIVER_STATUS,
-            &[4],
-            &mut out,
-            &mut diag,
-        )
-        .unwrap();
+        wr(&mut d, &m, reg::DRIVER_STATUS, &[4], &mut out, &mut diag);
         assert_eq!(status(&mut d, &m), sv::DEVICE_READY);
         push(&m, b"Ana are mere\n");
         notify(&mut d, &m, &mut out, &mut diag);
@@ -590,14 +587,7 @@ mod tests {
         d.read(&m, sv::MMIO_BASE + reg::Q1_CTL, &mut ctl);
         assert_eq!(ctl[0] & sv::CTL_NOTIFY, sv::CTL_NOTIFY);
         // DRIVER_RESET takes the device off the table
-        d.write(
-            &m,
-            sv::MMIO_BASE + reg::DRIVER_STATUS,
-            &[0x80],
-            &mut out,
-            &mut diag,
-        )
-        .unwrap();
+        wr(&mut d, &m, reg::DRIVER_STATUS, &[0x80], &mut out, &mut diag);
         assert_eq!(table(&m).unwrap().0, 0);
         assert_eq!(d.stats().errors, 0);
     }
@@ -619,14 +609,7 @@ mod tests {
         push(&m, b"R");
         notify(&mut d, &m, &mut out, &mut diag);
         assert_eq!(status(&mut d, &m), sv::DEVICE_ERROR);
-        d.write(
-            &m,
-            sv::MMIO_BASE + reg::DRIVER_STATUS,
-            &[0x80],
-            &mut out,
-            &mut diag,
-        )
-        .unwrap();
+        wr(&mut d, &m, reg::DRIVER_STATUS, &[0x80], &mut out, &mut diag);
         push(&m, b"R");
         notify(&mut d, &m, &mut out, &mut diag);
         assert_eq!(status(&mut d, &m), sv::DEVICE_RESET);
@@ -637,23 +620,9 @@ mod tests {
         let m = mem();
         let mut d = SimVirtio::new(false);
         let (mut out, mut diag) = (Vec::new(), Vec::new());
-        d.write(
-            &m,
-            sv::MMIO_BASE + reg::QUEUE_SELECTOR,
-            &[7],
-            &mut out,
-            &mut diag,
-        )
-        .unwrap();
+        wr(&mut d, &m, reg::QUEUE_SELECTOR, &[7], &mut out, &mut diag);
         assert!(String::from_utf8_lossy(&diag).contains("queue selector 7 does not exist"));
-        d.write(
-            &m,
-            sv::MMIO_BASE + reg::DRIVER_STATUS,
-            &[0x80],
-            &mut out,
-            &mut diag,
-        )
-        .unwrap();
+        wr(&mut d, &m, reg::DRIVER_STATUS, &[0x80], &mut out, &mut diag);
         set_queue(
             &m,
             sv::TX_CONTROL,
@@ -671,8 +640,7 @@ mod tests {
         d.read(&m, sv::MMIO_BASE + reg::Q0_CTL, &mut ctl);
         assert_eq!(ctl[0] & sv::CTL_ERROR, sv::CTL_ERROR);
         // writes to read-only registers are ignored and said so
-        d.write(&m, sv::MMIO_BASE, &[1, 2, 3, 4], &mut out, &mut diag)
-            .unwrap();
+        wr(&mut d, &m, 0, &[1, 2, 3, 4], &mut out, &mut diag);
         let mut magic = [0u8; 4];
         d.read(&m, sv::MMIO_BASE, &mut magic);
         assert_eq!(u32::from_le_bytes(magic), sv::MAGIC_VALUE);

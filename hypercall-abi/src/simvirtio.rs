@@ -111,32 +111,38 @@ pub mod reg {
     /// Size of the configuration space.
     pub const END: u64 = 11;
 
-    /// The register at `offset` and its name, if any.
-    pub const fn name(offset: u64) -> &'static str {
-        match offset {
-            0..=3 => "magic",
-            4..=5 => "max queue len",
-            6 => "device status",
-            7 => "driver status",
-            8 => "queue selector",
-            9 => "Q0/TX control",
-            10 => "Q1/RX control",
-            _ => "(no register)",
+    /// Each register's first offset, its name for messages and its short
+    /// name for tables (`sv.<register>`).
+    const NAMES: [(u64, &str, &str); 7] = [
+        (MAGIC, "magic", "sv.magic"),
+        (MAX_QUEUE_LEN, "max queue len", "sv.max_queue_len"),
+        (DEVICE_STATUS, "device status", "sv.device_status"),
+        (DRIVER_STATUS, "driver status", "sv.driver_status"),
+        (QUEUE_SELECTOR, "queue selector", "sv.queue_selector"),
+        (Q0_CTL, "Q0/TX control", "sv.q0_ctl"),
+        (Q1_CTL, "Q1/RX control", "sv.q1_ctl"),
+    ];
+
+    /// The names of the register that holds the byte at `offset`.
+    const fn names(offset: u64) -> (&'static str, &'static str) {
+        if offset >= END {
+            return ("(no register)", "sv.(none)");
         }
+        let mut i = NAMES.len() - 1;
+        while NAMES[i].0 > offset {
+            i -= 1;
+        }
+        (NAMES[i].1, NAMES[i].2)
+    }
+
+    /// The name of the register at `offset`, for messages.
+    pub const fn name(offset: u64) -> &'static str {
+        names(offset).0
     }
 
     /// A short name for tables: `sv.<register>`.
     pub const fn ident(offset: u64) -> &'static str {
-        match offset {
-            0..=3 => "sv.magic",
-            4..=5 => "sv.max_queue_len",
-            6 => "sv.device_status",
-            7 => "sv.driver_status",
-            8 => "sv.queue_selector",
-            9 => "sv.q0_ctl",
-            10 => "sv.q1_ctl",
-            _ => "sv.(none)",
-        }
+        names(offset).1
     }
 
     /// Whether the driver may write the byte at `offset`.
@@ -294,6 +300,30 @@ mod tests {
             tail: u32::MAX,
         };
         assert_eq!(pop_slot(c), Err(QueueError::Corrupt));
+    }
+
+    #[test]
+    fn every_config_byte_has_its_register_name() {
+        let names: [&str; 12] = core::array::from_fn(|o| reg::ident(o as u64));
+        assert_eq!(
+            names,
+            [
+                "sv.magic",
+                "sv.magic",
+                "sv.magic",
+                "sv.magic",
+                "sv.max_queue_len",
+                "sv.max_queue_len",
+                "sv.device_status",
+                "sv.driver_status",
+                "sv.queue_selector",
+                "sv.q0_ctl",
+                "sv.q1_ctl",
+                "sv.(none)",
+            ]
+        );
+        assert_eq!(reg::name(reg::Q0_CTL), "Q0/TX control");
+        assert_eq!(reg::name(reg::END), "(no register)");
     }
 
     #[test]

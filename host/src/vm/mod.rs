@@ -206,6 +206,11 @@ impl VmConfig {
                 self.vcpus
             )));
         }
+        if self.vcpus > 1 && self.trace.is_some() {
+            return Err(VmError::Vcpus(
+                "--trace-kvm follows a single vCPU: it cannot be combined with --vcpus".into(),
+            ));
+        }
         if self.vcpus > 1 && self.mode != CpuMode::Long {
             return Err(VmError::Vcpus(format!(
                 "several vCPUs need long mode (each gets its own stack in the long-mode layout), not {} mode",
@@ -1178,11 +1183,7 @@ impl Vm {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<RunOutcome, VmError> {
-        if self.trace.is_some() {
-            return Err(VmError::Vcpus(
-                "--trace-kvm follows a single vCPU: it cannot be combined with --vcpus".into(),
-            ));
-        }
+        // VmConfig::validate refused --trace-kvm with several vCPUs.
         let stop = AtomicBool::new(false);
         let tids = Mutex::new(Vec::new());
         let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
