@@ -2,9 +2,11 @@
 
 mod common;
 
+use host::config::{RunConfig, VmConfig};
+use host::kvm::Fault;
 use host::loader::LoadError;
 use host::run::{self, RunError, RunOptions};
-use host::vm::{Fault, Stop, VmConfig};
+use host::vcpu::Stop;
 use hypercall_abi::{FINGERPRINT, Hypercall, layout, note};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
@@ -283,7 +285,10 @@ fn flat_images_run_at_their_address() {
     let opts = RunOptions {
         guest: p.display().to_string(),
         flat: Some(0x20_0000),
-        check_42: true,
+        run: RunConfig {
+            check_42: true,
+            ..Default::default()
+        },
         vm: VmConfig {
             mem_size: 4 << 20,
             ..Default::default()
@@ -473,7 +478,10 @@ fn the_timeout_stops_guests_that_never_halt() {
         ("flood", &[0xe6, 0x10, 0xeb, 0xfc][..]),
     ] {
         let opts = RunOptions {
-            timeout: Some(Duration::from_millis(200)),
+            run: RunConfig {
+                timeout: Some(Duration::from_millis(200)),
+                ..Default::default()
+            },
             ..flat_opts(code, tag)
         };
         let t0 = Instant::now();
@@ -568,7 +576,7 @@ fn pointers_at_host_structures_and_huge_addresses_are_handled() {
     assert_eq!(r.report.outcome.stats.io_out(), 5);
 }
 
-fn in_mode(guest: &str, mode: host::vm::CpuMode) -> RunOptions {
+fn in_mode(guest: &str, mode: host::x86::CpuMode) -> RunOptions {
     RunOptions {
         vm: VmConfig {
             mode,
@@ -582,7 +590,7 @@ fn in_mode(guest: &str, mode: host::vm::CpuMode) -> RunOptions {
 /// in 32-bit mode num_exits (via print32bit) and print_str too.
 #[test]
 fn hello_runs_in_every_cpu_mode_kvm_pvm_can_run() {
-    use host::vm::CpuMode::*;
+    use host::x86::CpuMode::*;
     for (mode, out, exits) in [
         (Real, "Hello, world!\n", 15),
         (
@@ -618,14 +626,14 @@ fn hello_runs_in_paged32() {
         );
         return;
     }
-    let r = run_guest(&in_mode("hello", host::vm::CpuMode::Paged32));
+    let r = run_guest(&in_mode("hello", host::x86::CpuMode::Paged32));
     assert_eq!(r.out, "Hello, world!\n15\nprint_str from 32-bit code\n");
     assert!(r.report.outcome.check.expect("42 check").pass);
 }
 
 #[test]
 fn a_guest_without_code_for_a_mode_is_refused() {
-    let msg = run::prepare(&in_mode("hypercalls", host::vm::CpuMode::Real))
+    let msg = run::prepare(&in_mode("hypercalls", host::x86::CpuMode::Real))
         .err()
         .expect("refused")
         .to_string();
@@ -633,7 +641,7 @@ fn a_guest_without_code_for_a_mode_is_refused() {
     let opts = RunOptions {
         vm: VmConfig {
             mem_size: 64 << 20,
-            mode: host::vm::CpuMode::Paged32,
+            mode: host::x86::CpuMode::Paged32,
             ..Default::default()
         },
         ..named("hello")

@@ -16,7 +16,7 @@ fn a_syscall_outside_the_list_is_stopped() {
         // SAFETY: child: point stderr at the pipe, jail, write, then getpid.
         unsafe {
             libc::dup2(fds[1], 2);
-            if host::jail::apply().is_err() {
+            if host::seccomp::apply().is_err() {
                 libc::_exit(100);
             }
             let ok = b"allowed write\n";
@@ -44,7 +44,7 @@ fn a_syscall_outside_the_list_is_stopped() {
     assert!(libc::WIFEXITED(status), "child status {status:#x}: {text}");
     assert_eq!(
         libc::WEXITSTATUS(status),
-        host::jail::SECCOMP_EXIT,
+        host::seccomp::SECCOMP_EXIT,
         "{text}"
     );
     assert_eq!(

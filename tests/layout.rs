@@ -6,9 +6,10 @@ mod common;
 
 use common::host;
 
-use host::layout::{self, Layout};
+use host::config::VmConfig;
+use host::inspect::{self, Layout};
 use host::run::{self, RunOptions};
-use host::vm::{CpuMode, VmConfig};
+use host::x86::CpuMode;
 use std::process::Command;
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
@@ -48,7 +49,7 @@ fn check_layout(mode: CpuMode, mem: u64) -> Layout {
     let mut p = run::prepare(&opts("hello", mode, mem)).expect("prepare");
     let elf = std::fs::read(&p.path).unwrap();
     let entry = p.plan.entry;
-    let l = layout::describe(&mut p.vm, &p.plan, Some(entry)).expect("layout");
+    let l = inspect::describe(&mut p.vm, &p.plan, Some(entry)).expect("layout");
     // the memory region is the one KVM was given
     let base = p.vm.memory().get_host_address(GuestAddress(0)).unwrap() as u64;
     assert_eq!(l.mem_hva, base, "{mode}");
@@ -187,7 +188,7 @@ fn real_and_protected_layouts_match_the_vm() {
 #[test]
 fn paged32_layout_shows_the_pse_page_and_a_page_table() {
     let mut p = run::prepare(&opts("hello", CpuMode::Paged32, 8 << 20)).unwrap();
-    let l = layout::describe(&mut p.vm, &p.plan, None).unwrap();
+    let l = inspect::describe(&mut p.vm, &p.plan, None).unwrap();
     let t: Vec<_> = l
         .tables
         .iter()
@@ -208,7 +209,7 @@ fn paged32_layout_shows_the_pse_page_and_a_page_table() {
 #[test]
 fn translate_says_where_and_why_a_walk_fails() {
     let mut p = run::prepare(&opts("hello", CpuMode::Long, 2 << 20)).unwrap();
-    let l = layout::describe(&mut p.vm, &p.plan, Some(0x5ead_0000_0000)).unwrap();
+    let l = inspect::describe(&mut p.vm, &p.plan, Some(0x5ead_0000_0000)).unwrap();
     let t = l.translation.unwrap();
     assert_eq!((t.gpa, t.hva), (None, None));
     let e = t.error.unwrap();
@@ -219,7 +220,7 @@ fn translate_says_where_and_why_a_walk_fails() {
         )),
         "{e}"
     );
-    let l = layout::describe(&mut p.vm, &p.plan, Some(1 << 63)).unwrap();
+    let l = inspect::describe(&mut p.vm, &p.plan, Some(1 << 63)).unwrap();
     assert!(
         l.translation
             .unwrap()

@@ -98,7 +98,7 @@ fn preempt_lets_both_silent_guests_progress() {
     assert_eq!((a.quanta, b.quanta), (5, 5));
     // no I/O exits at all: every turn ended with KVM_EXIT_INTR
     assert_eq!(a.stats().total(), 5);
-    assert_eq!(a.stats().count(host::exit::ExitReason::Intr), 5);
+    assert_eq!(a.stats().count(host::stats::ExitReason::Intr), 5);
     assert_ne!(a.counter, 0, "guest1_silent made progress");
     assert_ne!(b.counter, 0, "guest2_silent made progress");
     assert_eq!(r.ticks.len(), 10);

@@ -5,10 +5,10 @@
 
 mod common;
 
-use host::exit::{Dir, ExitStats};
-use host::hypercall::{self, Env, Io};
+use host::devices::hypercall::{self, Env, Io};
 use host::loader::{self, Plan};
-use host::translate::{self, Paging};
+use host::stats::{Dir, ExitStats};
+use host::x86::translate::{self, Paging};
 use hypercall_abi::{Hypercall, layout};
 use proptest::prelude::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -91,7 +91,7 @@ proptest! {
         }
         let p = Paging {
             cr3: cr3 % (MEM + 0x10_0000),
-            ..Paging::at_start(host::vm::CpuMode::Long)
+            ..host::x86::CpuMode::Long.start_paging()
         };
         if let Ok((w, hva)) = translate::gva_to_hva(&m, &p, gva) {
             prop_assert!(w.gpa < MEM);
@@ -118,7 +118,7 @@ proptest! {
         let mut env = Env { mem: &m, stats: &stats, out: &mut o, diag: &mut d, guest_errors: &mut errs };
         let io = Io { dir: if out { Dir::Out } else { Dir::In }, size, value };
         let r = hypercall::dispatch(Hypercall::ALL[nr], io, &mut env, || {
-            Ok(Paging::at_start(host::vm::CpuMode::Long))
+            Ok(host::x86::CpuMode::Long.start_paging())
         });
         prop_assert!(r.is_ok());
         let diag = String::from_utf8_lossy(&d).into_owned();

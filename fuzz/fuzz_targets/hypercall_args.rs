@@ -2,9 +2,9 @@
 //! value, and fills guest memory (where argument blocks, strings and page
 //! tables live). Never a panic; one diagnostic line per guest error.
 #![no_main]
-use host::exit::{Dir, ExitStats};
-use host::hypercall::{Env, Io, dispatch};
-use host::translate::Paging;
+use host::stats::{Dir, ExitStats};
+use host::devices::hypercall::{Env, Io, dispatch};
+use host::x86::translate::Paging;
 use hypercall_abi::Hypercall;
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         guest_errors: &mut errs,
     };
     let r = dispatch(hc, Io { dir, size, value }, &mut env, || {
-        Ok(Paging::at_start(host::vm::CpuMode::Long))
+        Ok(host::x86::CpuMode::Long.start_paging())
     });
     assert!(r.is_ok());
     assert_eq!(String::from_utf8_lossy(&diag).lines().count() as u64, errs);

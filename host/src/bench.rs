@@ -2,9 +2,11 @@
 //! so the two can run side by side:
 //! `CANDIDATE="target/release/host bench" make -C <copy of bench-floor> run`.
 
+use crate::config::{RunConfig, VmConfig};
 use crate::loader;
 use crate::run::{self, RunOptions};
-use crate::vm::{Stop, Vm, VmConfig, VmError};
+use crate::vcpu::Stop;
+use crate::vm::{Vm, VmError};
 use hypercall_abi::{PORT_PRINT8BIT, layout};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -32,6 +34,9 @@ pub enum BenchError {
     /// VM set-up or run failed.
     #[error(transparent)]
     Vm(#[from] VmError),
+    /// The benchmark's own image was refused.
+    #[error("benchmark image: {0}")]
+    Plan(#[from] crate::loader::LoadError),
     /// The guest did not halt.
     #[error("{0}: the benchmark guest did not halt")]
     NoHalt(&'static str),
@@ -64,9 +69,8 @@ fn vm_with(code: &[u8], kvm_path: &std::path::Path) -> Result<Vm, BenchError> {
         kvm_path: kvm_path.to_path_buf(),
         ..Default::default()
     };
-    let mut vm = Vm::new(&cfg)?;
-    let plan = loader::plan_flat(code.len(), layout::IMAGE_MIN, cfg.mem_size)
-        .map_err(|e| BenchError::Vm(VmError::Write(e.to_string())))?;
+    let plan = loader::plan_flat(code.len(), layout::IMAGE_MIN, cfg.mem_size)?;
+    let mut vm = Vm::new(&cfg, RunConfig::default())?;
     vm.load(&plan, code)?;
     Ok(vm)
 }
@@ -212,7 +216,10 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
                     kvm_path: o.kvm_path.clone(),
                     ..Default::default()
                 },
-                polling,
+                run: crate::config::RunConfig {
+                    polling,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let r = run::run(&opts, &mut std::io::sink(), &mut std::io::sink())?;

@@ -1,18 +1,35 @@
 //! The KVM hypervisor workbench host: a VMM library that the CLI and the
 //! integration tests share.
+//!
+//! Layers, lowest first; a module imports only from its own layer or below
+//! (docs/architecture.md; `tests/layers.rs` checks it):
+//!
+//! | layer | modules |
+//! | --- | --- |
+//! | leaves | `stats`, `trace`, `size` (and the hypercall-abi crate) |
+//! | x86 facts | `x86` |
+//! | plumbing | `diag`, `config`, `loader`, `guests`, `signals`, `seccomp` |
+//! | KVM objects | `kvm` |
+//! | devices | `devices` |
+//! | one vCPU | `vcpu` |
+//! | the VM | `vm` |
+//! | commands | `run`, `inspect`, `matrix`, `bench` |
 
 pub mod bench;
-pub mod exit;
+pub mod config;
+pub mod devices;
+pub mod diag;
 pub mod guests;
-pub mod hypercall;
-pub mod jail;
-pub mod layout;
+pub mod inspect;
+pub mod kvm;
 pub mod loader;
 pub mod matrix;
 pub mod run;
+pub mod seccomp;
 pub mod signals;
-pub mod simvirtio;
 pub mod size;
+pub mod stats;
 pub mod trace;
-pub mod translate;
+pub mod vcpu;
 pub mod vm;
+pub mod x86;

@@ -201,14 +201,6 @@ impl Plan {
     }
 }
 
-/// Where images may go in `mode` with `mem` bytes of memory.
-pub fn image_area(mode: crate::vm::CpuMode, mem: u64) -> Range<u64> {
-    match mode {
-        crate::vm::CpuMode::Real => layout::REAL_LOAD..layout::REAL_END.min(mem),
-        _ => layout::IMAGE_MIN..mem,
-    }
-}
-
 fn check_place_in(
     what: &str,
     start: u64,
@@ -264,7 +256,7 @@ pub fn plan_flat(len: usize, addr: u64, mem: u64) -> Result<Plan, LoadError> {
     plan_flat_in(len, addr, &(layout::IMAGE_MIN..mem), mem)
 }
 
-/// `plan_flat` for an image area of a given CPU mode ([`image_area`]).
+/// `plan_flat` for an image area of a given CPU mode (`CpuMode::image_area`).
 pub fn plan_flat_in(len: usize, addr: u64, area: &Range<u64>, mem: u64) -> Result<Plan, LoadError> {
     if len == 0 {
         return Err(LoadError::Empty);

@@ -2,9 +2,10 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use host::bench::{self, BenchOptions};
+use host::config::{RunConfig, VmConfig};
 use host::run::{self, RunOptions, code};
 use host::trace::TraceFormat;
-use host::{guests, size, vm::VmConfig};
+use host::{guests, size};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,13 +34,13 @@ enum Mode {
     Long,
 }
 
-impl From<Mode> for host::vm::CpuMode {
+impl From<Mode> for host::x86::CpuMode {
     fn from(m: Mode) -> Self {
         match m {
-            Mode::Real => host::vm::CpuMode::Real,
-            Mode::Protected => host::vm::CpuMode::Protected,
-            Mode::Paged32 => host::vm::CpuMode::Paged32,
-            Mode::Long => host::vm::CpuMode::Long,
+            Mode::Real => host::x86::CpuMode::Real,
+            Mode::Protected => host::x86::CpuMode::Protected,
+            Mode::Paged32 => host::x86::CpuMode::Paged32,
+            Mode::Long => host::x86::CpuMode::Long,
         }
     }
 }
@@ -275,16 +276,18 @@ fn main() -> ExitCode {
                 TraceArg::Mermaid => TraceFormat::Mermaid,
             });
             let mut opts = RunOptions {
-                check_42,
-                timeout,
-                seccomp: !no_seccomp,
+                run: RunConfig {
+                    timeout,
+                    seccomp: !no_seccomp,
+                    pin,
+                    polling: polling.then_some(poll_interval),
+                    profile: stats,
+                    check_42,
+                },
                 trace_file,
-                pin,
                 ..g.options(trace)
             };
             opts.vm.vcpus = vcpus;
-            opts.polling = polling.then_some(poll_interval);
-            opts.stats = stats;
             cmd_run(&opts, json)
         }
         Cmd::Layout { g, translate, json } => {
@@ -292,7 +295,8 @@ fn main() -> ExitCode {
             let l = run::prepare(&opts)
                 .map_err(|e| e.to_string())
                 .and_then(|mut p| {
-                    host::layout::describe(&mut p.vm, &p.plan, translate).map_err(|e| e.to_string())
+                    host::inspect::describe(&mut p.vm, &p.plan, translate)
+                        .map_err(|e| e.to_string())
                 });
             match l {
                 Ok(l) if json => {

@@ -1,9 +1,11 @@
 //! `host run`: resolve a guest, check and load it, run it, report.
 //! The CLI and the integration tests both go through here.
 
+use crate::config::{RunConfig, VmConfig};
 use crate::guests::{self, GuestError};
 use crate::loader::{self, LoadError, Plan};
-use crate::vm::{Check42, RunOutcome, Stop, Vm, VmConfig, VmError};
+use crate::vcpu::Stop;
+use crate::vm::{Check42, RunOutcome, Vm, VmError};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ pub mod code {
     /// Stopped by SIGINT/SIGTERM (Ctrl-C): 128 + SIGINT, as shells do.
     pub const INTERRUPTED: i32 = 130;
     /// The vCPU thread made a system call the seccomp filter blocks.
-    pub const SECCOMP: i32 = crate::jail::SECCOMP_EXIT;
+    pub const SECCOMP: i32 = crate::seccomp::SECCOMP_EXIT;
 }
 
 /// What to run.
@@ -35,23 +37,13 @@ pub struct RunOptions {
     pub guest: String,
     /// VM configuration.
     pub vm: VmConfig,
+    /// How it runs (timeout, seccomp, pinning, polling, profiling, 42
+    /// check).
+    pub run: RunConfig,
     /// Load the file as a flat image at this address (entry there too).
     pub flat: Option<u64>,
-    /// Force the 42 check on.
-    pub check_42: bool,
-    /// Stop the guest after this long.
-    pub timeout: Option<std::time::Duration>,
-    /// Run the vCPU thread under the seccomp filter (the CLI's default).
-    pub seccomp: bool,
     /// With `vm.trace`: write the trace here instead of standard error.
     pub trace_file: Option<PathBuf>,
-    /// SIMVIRTIO polling mode with this timer period (`--polling`).
-    pub polling: Option<std::time::Duration>,
-    /// Time the host's handling of every exit (`--stats`).
-    pub stats: bool,
-    /// Pin vCPU i's thread to host CPU `pin[i]` (empty: no pinning; else
-    /// one CPU per vCPU).
-    pub pin: Vec<usize>,
 }
 
 impl Default for RunOptions {
@@ -59,14 +51,9 @@ impl Default for RunOptions {
         RunOptions {
             guest: "hello".into(),
             vm: VmConfig::default(),
+            run: RunConfig::default(),
             flat: None,
-            check_42: false,
-            timeout: None,
-            seccomp: false,
             trace_file: None,
-            pin: Vec::new(),
-            polling: None,
-            stats: false,
         }
     }
 }
@@ -141,7 +128,7 @@ pub fn plan_guest(
     vm: &VmConfig,
 ) -> Result<Plan, RunError> {
     let mem = vm.mem_size;
-    let area = loader::image_area(vm.mode, mem);
+    let area = vm.mode.image_area(mem);
     match (flat, vm.mode.section()) {
         (Some(addr), _) => loader::plan_flat_in(bytes.len(), addr, &area, mem),
         (None, Some(section)) => loader::plan_section(bytes, section, &area, mem),
@@ -155,9 +142,9 @@ pub fn plan_guest(
 
 /// Resolves, reads, checks and loads a guest into a new VM.
 pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
-    opts.vm.validate()?;
+    opts.vm.validate().map_err(VmError::from)?;
     let vcpus = opts.vm.vcpus as usize;
-    if opts.polling.is_some_and(|d| d.is_zero()) {
+    if opts.run.polling.is_some_and(|d| d.is_zero()) {
         return Err(RunError::Usage("--poll-interval must be above zero".into()));
     }
     let (path, bytes) = read_guest(&opts.guest)?;
@@ -179,19 +166,11 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         (Some(_), None) => Some(Box::new(std::io::stderr())),
         (None, _) => None,
     };
-    let mut vm = Vm::new(&opts.vm)?;
+    let mut vm = Vm::new(&opts.vm, opts.run.clone())?;
     if let Some(s) = sink {
         vm.trace_to(s)?;
     }
     vm.load(&plan, &bytes)?;
-    if opts.check_42 {
-        vm.set_check_42(true);
-    }
-    vm.set_timeout(opts.timeout);
-    vm.set_seccomp(opts.seccomp);
-    vm.set_pin(&opts.pin)?;
-    vm.set_polling(opts.polling);
-    vm.set_profile(opts.stats);
     Ok(Prepared {
         name: opts.guest.clone(),
         path,
@@ -237,7 +216,7 @@ impl Report {
     /// The process exit code for this outcome.
     pub fn exit_code(&self) -> i32 {
         match (&self.outcome.stop, &self.outcome.check) {
-            (Stop::Faulted { .. } | Stop::Stopped, _) => code::GUEST_FAULT,
+            (Stop::Faulted { .. } | Stop::Cancelled, _) => code::GUEST_FAULT,
             (Stop::TimedOut { .. }, _) => code::TIMEOUT,
             (Stop::Interrupted, _) => code::INTERRUPTED,
             (Stop::Halted, Some(c)) if !c.pass => code::CHECK_FAILED,
@@ -295,7 +274,7 @@ impl Report {
                 o.regs.rip,
                 o.regs.dump()
             ),
-            Stop::Stopped => format!("host: {who} stopped: another vCPU ended the VM\n"),
+            Stop::Cancelled => format!("host: {who} stopped: another vCPU ended the VM\n"),
         };
         if let Some(c) = &o.check {
             s.push_str(&format!("host: {}\n", check_line(c)));
@@ -313,7 +292,7 @@ impl Report {
                     Stop::Halted => "halted".to_string(),
                     Stop::TimedOut { .. } => "timed out".to_string(),
                     Stop::Interrupted => "interrupted".to_string(),
-                    Stop::Stopped => "stopped by another vCPU".to_string(),
+                    Stop::Cancelled => "stopped by another vCPU".to_string(),
                     Stop::Faulted { fault, .. } => fault.to_string(),
                 };
                 s.push_str(&format!(

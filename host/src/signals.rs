@@ -12,13 +12,8 @@
 //! set), so they stay blocked in every thread. A forwarder thread `sigwait`s
 //! for them, sets the interrupted flag and kicks every vCPU thread.
 
-use kvm_ioctls::VcpuFd;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-/// `_IOW(KVMIO, 0x8b, struct kvm_signal_mask)`; kvm-ioctls has no wrapper.
-const KVM_SET_SIGNAL_MASK: libc::c_ulong = 0x4004_ae8b;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static VCPU_THREADS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
@@ -144,7 +139,7 @@ pub fn gettid() -> libc::pid_t {
 /// signal stays pending if a thread is not in KVM_RUN, so its next KVM_RUN
 /// returns at once).
 pub fn kick(tids: &[libc::pid_t]) {
-    // The process id was read in `arm_vcpu`, before any seccomp filter.
+    // The process id was read in `arm_thread`, before any seccomp filter.
     let pid = *PID.get_or_init(|| std::process::id() as libc::pid_t);
     for &tid in tids {
         // SAFETY: tgkill only sends a signal; a thread that has exited
@@ -204,10 +199,12 @@ fn start_forwarder() -> Result<(), SignalError> {
     result
 }
 
-/// Prepares the calling thread (a vCPU thread) and `vcpu`: the kick signal
-/// gets a no-op handler and is blocked except inside KVM_RUN; SIGINT/SIGTERM
-/// go to the forwarder; the thread is registered for `kick_all`.
-pub fn arm_vcpu(vcpu: &VcpuFd) -> Result<(), SignalError> {
+/// Prepares the calling thread (a vCPU thread): the kick signal gets a
+/// no-op handler and is blocked; SIGINT/SIGTERM go to the forwarder; the
+/// thread is registered for `kick_all`. Returns the signal mask to give KVM
+/// for the time inside KVM_RUN (the thread's, with the kick unblocked), as
+/// the kernel's 64-bit sigset: `crate::kvm::Vcpu::set_signal_mask` takes it.
+pub fn arm_thread() -> Result<u64, SignalError> {
     start_forwarder()?;
     PID.get_or_init(|| std::process::id() as libc::pid_t);
     let set = set_of(&[kick_signal()]);
@@ -218,31 +215,19 @@ pub fn arm_vcpu(vcpu: &VcpuFd) -> Result<(), SignalError> {
     check("pthread_sigmask", unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old)
     })?;
-    // The mask during KVM_RUN: the thread's, with the kick unblocked.
     let mut during = old;
     // SAFETY: sigdelset only writes the local set.
     unsafe { libc::sigdelset(&mut during, kick_signal()) };
     // The kernel's sigset is 64 bits; glibc's sigset_t starts with them.
     // SAFETY: sigset_t is at least 8 bytes; reading its first u64 is in bounds.
     let bits: u64 = unsafe { std::ptr::read_unaligned((&during as *const libc::sigset_t).cast()) };
-    let arg: [u32; 3] = [8, bits as u32, (bits >> 32) as u32]; // struct kvm_signal_mask { u32 len; u8 sigset[8]; }
-    // SAFETY: KVM_SET_SIGNAL_MASK reads `len` (8) and then 8 bytes of mask
-    // from `arg`, which is 12 bytes long and lives across the call.
-    let rc = unsafe { libc::ioctl(vcpu.as_raw_fd(), KVM_SET_SIGNAL_MASK, arg.as_ptr()) };
-    if rc < 0 {
-        return Err(SignalError {
-            what: "KVM_SET_SIGNAL_MASK",
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let tid = gettid();
     if let Ok(mut v) = VCPU_THREADS.lock()
         && !v.contains(&tid)
     {
         v.push(tid);
     }
-    Ok(())
+    Ok(bits)
 }
 
 /// A one-shot POSIX timer that sends the kick signal to one thread.

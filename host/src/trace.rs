@@ -1,6 +1,6 @@
 //! `--trace-kvm`: every KVM ioctl the host makes, in order, with its key
 //! arguments, result and purpose, then every exit. The VM records each call
-//! where it makes it (`Vm::new`, `Vm::load`, `Vm::run`), so the trace is the
+//! where it makes it (each KVM object in `crate::kvm` records its own ioctls), so the trace is the
 //! program's real sequence (a test checks it against strace).
 //!
 //! Text goes out line by line as it happens. Mermaid collects the set-up
@@ -35,6 +35,48 @@ pub struct Call {
     pub purpose: &'static str,
     /// Set-up, exit handling, or after the run.
     pub phase: Phase,
+}
+
+impl Call {
+    /// An ioctl on `target` (`/dev/kvm 3`, `vm 4`, `vcpu 5`), made during set-up.
+    pub fn ioctl(
+        target: String,
+        name: &'static str,
+        args: String,
+        ret: String,
+        purpose: &'static str,
+    ) -> Call {
+        Call {
+            ioctl: true,
+            target,
+            name,
+            args,
+            ret,
+            purpose,
+            phase: Phase::Setup,
+        }
+    }
+
+    /// Another system call the KVM flow needs (open, mmap, seccomp, timers).
+    pub fn syscall(name: &'static str, args: String, ret: String, purpose: &'static str) -> Call {
+        Call {
+            ioctl: false,
+            target: String::new(),
+            name,
+            args,
+            ret,
+            purpose,
+            phase: Phase::Setup,
+        }
+    }
+}
+
+/// Records the call `c` builds, when there is a trace (no formatting
+/// otherwise).
+pub fn record(trace: &mut Option<Tracer>, c: impl FnOnce() -> Call) {
+    if let Some(t) = trace {
+        t.call(c());
+    }
 }
 
 /// When a call was made.

@@ -20,6 +20,11 @@ use core::mem::{offset_of, size_of};
 pub const MMIO_BASE: u64 = 0xd000_0000;
 /// The device's MMIO window; offsets past [`Config`] read 0, writes ignored.
 pub const MMIO_SIZE: u64 = 0x1000;
+
+/// Whether guest-physical address `gpa` is in the device's MMIO window.
+pub const fn in_window(gpa: u64) -> bool {
+    gpa >= MMIO_BASE && gpa < MMIO_BASE + MMIO_SIZE
+}
 /// `magic` register value ("virt").
 pub const MAGIC_VALUE: u32 = 0x7472_6976;
 /// Bytes in each queue's buffer (`max queue len`).

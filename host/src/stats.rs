@@ -3,6 +3,7 @@
 //! time a port or address is seen.
 
 use hypercall_abi::Hypercall;
+use hypercall_abi::simvirtio as sv;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -230,9 +231,7 @@ impl ExitStats {
             return self.mmio[i].count;
         }
         self.last.mmio = Some(self.mmio.len());
-        let device = crate::simvirtio::SimVirtio::claims(addr).then(|| {
-            hypercall_abi::simvirtio::reg::ident(addr - hypercall_abi::simvirtio::MMIO_BASE)
-        });
+        let device = sv::in_window(addr).then(|| sv::reg::ident(addr - sv::MMIO_BASE));
         self.mmio.push(AddrCount {
             dir,
             addr,

@@ -51,7 +51,7 @@ pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 21] = [
 
 /// Why the filter could not be installed.
 #[derive(Debug, thiserror::Error)]
-pub enum JailError {
+pub enum SeccompError {
     /// Building the BPF program failed.
     #[error("cannot build the seccomp filter: {0}")]
     Build(#[from] seccompiler::BackendError),
@@ -64,7 +64,7 @@ pub enum JailError {
 }
 
 /// The filter as a BPF program.
-pub fn program() -> Result<BpfProgram, JailError> {
+pub fn program() -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED_SYSCALLS
         .iter()
         .map(|&(nr, _)| (nr, vec![]))
@@ -153,8 +153,17 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     }
 }
 
-/// Installs the SIGSYS reporter and the filter on the calling thread.
-pub fn apply() -> Result<(), JailError> {
+thread_local! {
+    /// Whether the filter is on this thread already (it cannot come off).
+    static APPLIED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs the SIGSYS reporter and the filter on the calling thread, once:
+/// a thread that has it already keeps it, and this returns `Ok(false)`.
+pub fn apply() -> Result<bool, SeccompError> {
+    if APPLIED.get() {
+        return Ok(false);
+    }
     let prog = program()?;
     // SAFETY: a zeroed sigaction is valid; the handler only uses
     // async-signal-safe calls (write, _exit).
@@ -166,10 +175,11 @@ pub fn apply() -> Result<(), JailError> {
         libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut())
     };
     if rc != 0 {
-        return Err(JailError::Handler(std::io::Error::last_os_error()));
+        return Err(SeccompError::Handler(std::io::Error::last_os_error()));
     }
     seccompiler::apply_filter(&prog)?;
-    Ok(())
+    APPLIED.set(true);
+    Ok(true)
 }
 
 #[cfg(test)]

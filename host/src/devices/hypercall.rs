@@ -6,33 +6,15 @@
 //! diagnostic stream in one line, the guest gets an error status, and the
 //! VM goes on.
 
-use crate::exit::{Dir, ExitStats};
-use crate::translate::{self, Paging};
+use crate::diag::{HostError, host_line};
+use crate::stats::{Dir, ExitStats};
+use crate::x86::translate::{self, Paging};
 use hypercall_abi::{
     GvaToHvaArgs, HcStatus, Hypercall, MAX_STR_LEN, PrintStrArgs, Transport, layout,
 };
 use std::io::Write;
 use std::mem::{offset_of, size_of};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
-
-/// The host could not carry on (the guest is not at fault).
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    /// Writing the guest's output failed (e.g. a closed pipe).
-    #[error("cannot write guest output: {0}")]
-    Output(#[from] std::io::Error),
-    /// A vCPU ioctl needed by the hypercall failed.
-    #[error("{what} failed: {source}")]
-    Kvm {
-        /// The ioctl.
-        what: &'static str,
-        /// errno.
-        source: kvm_ioctls::Error,
-    },
-    /// A host bug caught without a panic.
-    #[error("internal error: {0}")]
-    Internal(&'static str),
-}
 
 /// One port access, copied out of `kvm_run`.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +25,32 @@ pub struct Io {
     pub size: usize,
     /// The value written (`out`), zero-extended.
     pub value: u32,
+}
+
+impl Io {
+    /// An `out` of `data` (1, 2 or 4 bytes, little-endian; longer data is
+    /// cut to its first 4 bytes).
+    #[inline]
+    pub fn out(data: &[u8]) -> Io {
+        let mut v = [0u8; 4];
+        let n = data.len().min(4);
+        v[..n].copy_from_slice(&data[..n]);
+        Io {
+            dir: Dir::Out,
+            size: data.len(),
+            value: u32::from_le_bytes(v),
+        }
+    }
+
+    /// An `in` of `size` bytes.
+    #[inline]
+    pub fn input(size: usize) -> Io {
+        Io {
+            dir: Dir::In,
+            size,
+            value: 0,
+        }
+    }
 }
 
 /// What a hypercall handler may use.
@@ -57,18 +65,6 @@ pub struct Env<'a> {
     pub diag: &'a mut dyn Write,
     /// Guest errors reported so far.
     pub guest_errors: &'a mut u64,
-}
-
-/// Writes one "host: ..." line on `diag`, after flushing the guest's output
-/// so far, so the two streams stay in order on a terminal.
-pub fn host_line(
-    out: &mut dyn Write,
-    diag: &mut dyn Write,
-    msg: std::fmt::Arguments,
-) -> Result<(), HostError> {
-    out.flush()?;
-    writeln!(diag, "host: {msg}")?;
-    Ok(())
 }
 
 impl Env<'_> {
@@ -309,7 +305,7 @@ fn gva_to_hva(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::paging;
+    use crate::x86::paging;
 
     fn mem() -> GuestMemoryMmap {
         GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap()
@@ -330,7 +326,7 @@ mod tests {
             guest_errors: &mut errs,
         };
         let v = dispatch(hc, io, &mut env, || {
-            Ok(Paging::at_start(crate::vm::CpuMode::Long))
+            Ok(crate::x86::CpuMode::Long.start_paging())
         })
         .unwrap();
         (

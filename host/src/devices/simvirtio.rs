@@ -7,7 +7,7 @@
 //! error: ..." line, sets DEVICE_ERROR (and CTL_ERROR on a corrupt queue) for
 //! the guest to see, and the device then ignores TX until DRIVER_RESET.
 
-use crate::hypercall::{HostError, host_line};
+use crate::diag::{HostError, host_line};
 use hypercall_abi::simvirtio::{self as sv, QueueControl, QueueError, reg};
 use std::io::Write;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -132,7 +132,7 @@ impl SimVirtio {
 
     /// Whether `gpa` is in the device's MMIO window.
     pub fn claims(gpa: u64) -> bool {
-        (sv::MMIO_BASE..sv::MMIO_BASE + sv::MMIO_SIZE).contains(&gpa)
+        sv::in_window(gpa)
     }
 
     fn config(&self) -> [u8; reg::END as usize] {

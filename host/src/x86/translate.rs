@@ -39,39 +39,6 @@ impl Paging {
         }
     }
 
-    /// The control registers the host gives a vCPU that starts in `mode`
-    /// (`Vm::new` sets exactly these; real mode keeps the reset state, with
-    /// PE and PG clear). DS base is 0 in every mode.
-    pub fn at_start(mode: crate::vm::CpuMode) -> Paging {
-        use crate::vm::CpuMode;
-        use hypercall_abi::layout;
-        let base = Cr0Flags::PROTECTED_MODE_ENABLE
-            | Cr0Flags::MONITOR_COPROCESSOR
-            | Cr0Flags::EXTENSION_TYPE
-            | Cr0Flags::NUMERIC_ERROR
-            | Cr0Flags::WRITE_PROTECT;
-        match mode {
-            CpuMode::Real => Paging::default(),
-            CpuMode::Protected => Paging {
-                cr0: base.bits(),
-                ..Paging::default()
-            },
-            CpuMode::Paged32 => Paging {
-                cr0: (base | Cr0Flags::PAGING).bits(),
-                cr3: layout::PAGE_TABLES,
-                cr4: Cr4Flags::PAGE_SIZE_EXTENSION.bits(),
-                ..Paging::default()
-            },
-            CpuMode::Long => Paging {
-                cr0: (base | Cr0Flags::PAGING).bits(),
-                cr3: layout::PAGE_TABLES,
-                cr4: Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits(),
-                efer: (EferFlags::LONG_MODE_ENABLE | EferFlags::LONG_MODE_ACTIVE).bits(),
-                ds_base: 0,
-            },
-        }
-    }
-
     /// Which translation applies.
     pub fn mode(&self) -> PagingMode {
         let pg = Cr0Flags::from_bits_truncate(self.cr0).contains(Cr0Flags::PAGING);
@@ -388,7 +355,7 @@ fn walk_long(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::paging;
+    use crate::x86::paging;
     use hypercall_abi::layout;
 
     fn mem(size: u64) -> GuestMemoryMmap {
@@ -396,7 +363,7 @@ mod tests {
     }
 
     fn long_paging() -> Paging {
-        Paging::at_start(crate::vm::CpuMode::Long)
+        crate::x86::CpuMode::Long.start_paging()
     }
 
     #[test]
@@ -474,7 +441,7 @@ mod tests {
     }
 
     fn paged32() -> Paging {
-        Paging::at_start(crate::vm::CpuMode::Paged32)
+        crate::x86::CpuMode::Paged32.start_paging()
     }
 
     /// kvm-hello-world's paged mode: one 4 MiB PSE page at GPA 0, and here
@@ -587,7 +554,7 @@ mod tests {
             Err(TranslateError::NotAnOffset(0x1_0000))
         );
         // flat protected mode: DS base + offset, bounded by memory
-        let prot = Paging::at_start(crate::vm::CpuMode::Protected);
+        let prot = crate::x86::CpuMode::Protected.start_paging();
         assert_eq!(gva_to_gpa(&m, &prot, 0x1234).unwrap().gpa, 0x1234);
         assert_eq!(
             gva_to_gpa(&m, &prot, 2 << 20),

@@ -1,0 +1,118 @@
+//! What a VM is built with ([`VmConfig`]) and how it runs ([`RunConfig`]),
+//! each given once and checked before anything is created.
+
+use crate::trace::TraceFormat;
+use crate::x86::CpuMode;
+use hypercall_abi::layout;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration that cannot work; the message says why and what would.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// --mem out of range.
+    #[error("guest memory of {size} is not usable: it must be a multiple of 4 KiB between {min} and {max}", size = crate::size::human(*.0), min = crate::size::human(layout::MIN_MEM), max = crate::size::human(layout::MAX_MEM))]
+    MemSize(u64),
+    /// Too much memory for the CPU mode.
+    #[error("{mode} mode maps at most {max} of guest memory", mode = .0, max = crate::size::human(*.1))]
+    ModeMem(CpuMode, u64),
+    /// A vCPU count this VM cannot have, or options that do not go with it.
+    #[error("{0}")]
+    Vcpus(String),
+}
+
+/// How to build a VM.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Guest memory in bytes.
+    pub mem_size: u64,
+    /// The KVM device.
+    pub kvm_path: PathBuf,
+    /// The CPU mode the vCPUs start in.
+    pub mode: CpuMode,
+    /// Record every KVM call and exit (`--trace-kvm`).
+    pub trace: Option<TraceFormat>,
+    /// vCPUs (1..=layout::MAX_VCPUS); more than one needs long mode.
+    pub vcpus: u32,
+}
+
+impl VmConfig {
+    /// Checks the memory size (a 4 KiB multiple in `MIN_MEM..=MAX_MEM`, and
+    /// what the mode can map) and the vCPU count.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let size = self.mem_size;
+        if !size.is_multiple_of(4096) || !(layout::MIN_MEM..=layout::MAX_MEM).contains(&size) {
+            return Err(ConfigError::MemSize(size));
+        }
+        if size > self.mode.max_mem() {
+            return Err(ConfigError::ModeMem(self.mode, self.mode.max_mem()));
+        }
+        if self.vcpus == 0 || u64::from(self.vcpus) > layout::MAX_VCPUS {
+            return Err(ConfigError::Vcpus(format!(
+                "a VM has 1 to {} vCPUs, not {}",
+                layout::MAX_VCPUS,
+                self.vcpus
+            )));
+        }
+        if self.vcpus > 1 && self.trace.is_some() {
+            return Err(ConfigError::Vcpus(
+                "--trace-kvm follows a single vCPU: it cannot be combined with --vcpus".into(),
+            ));
+        }
+        if self.vcpus > 1 && self.mode != CpuMode::Long {
+            return Err(ConfigError::Vcpus(format!(
+                "several vCPUs need long mode (each gets its own stack in the long-mode layout), not {} mode",
+                self.mode
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig {
+            mem_size: 2 << 20,
+            kvm_path: PathBuf::from("/dev/kvm"),
+            mode: CpuMode::Long,
+            vcpus: 1,
+            trace: None,
+        }
+    }
+}
+
+/// How a VM runs: given once when the VM is made.
+#[derive(Debug, Clone, Default)]
+pub struct RunConfig {
+    /// Stop the guest after this long (`--timeout`).
+    pub timeout: Option<Duration>,
+    /// Run each vCPU thread under the seccomp filter (`crate::seccomp`).
+    pub seccomp: bool,
+    /// Pin vCPU i's thread to host CPU `pin[i]` (empty: no pinning; else
+    /// one CPU per vCPU).
+    pub pin: Vec<usize>,
+    /// SIMVIRTIO polling mode: the host drains TX at every exit and on a
+    /// timer of this period (`--polling`); `None`: exit mode.
+    pub polling: Option<Duration>,
+    /// Time the host's handling of every exit (`--stats`).
+    pub profile: bool,
+    /// Do the 42 check at HLT even if the guest's note does not ask for it.
+    pub check_42: bool,
+}
+
+impl RunConfig {
+    /// Checks the settings against a VM with `vcpus` vCPUs.
+    pub fn validate(&self, vcpus: u32) -> Result<(), ConfigError> {
+        let n = vcpus as usize;
+        if !self.pin.is_empty() && self.pin.len() != n {
+            return Err(ConfigError::Vcpus(format!(
+                "--pin names {} CPU{}, but the VM has {} vCPU{}: give one CPU per vCPU",
+                self.pin.len(),
+                if self.pin.len() == 1 { "" } else { "s" },
+                n,
+                if n == 1 { "" } else { "s" },
+            )));
+        }
+        Ok(())
+    }
+}

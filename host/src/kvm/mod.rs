@@ -1,0 +1,16 @@
+//! One file per KVM object, in the manner of rust-vmm kvm-ioctls and
+//! Firecracker's `vstate/`: [`system`] (/dev/kvm), [`vm`] (the VM and its
+//! memory), [`vcpu`] (one vCPU). Each ioctl sits beside its `--trace-kvm`
+//! record, so the trace is the program's real sequence.
+
+pub mod error;
+pub mod fault;
+pub mod system;
+pub mod vcpu;
+pub mod vm;
+
+pub use error::KvmError;
+pub use fault::Fault;
+pub use system::System;
+pub use vcpu::Vcpu;
+pub use vm::VmObject;

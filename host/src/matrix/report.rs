@@ -1,0 +1,188 @@
+//! What a matrix run produced, and its text summary.
+
+use super::options::Policy;
+use crate::stats::{ExitStats, ReasonCount};
+use serde::Serialize;
+use std::time::Duration;
+
+/// One turn: a VM from switch-in to switch-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Turn {
+    /// Index into the VMs.
+    pub vm: usize,
+    /// ns since the start.
+    pub start_ns: u64,
+    /// ns since the start.
+    pub end_ns: u64,
+}
+
+/// One quantum-timer expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Tick {
+    /// When the timer expired (CLOCK_MONOTONIC ns).
+    pub expected_ns: u64,
+    /// When KVM_RUN returned EINTR for it.
+    pub returned_ns: u64,
+    /// Expiries that were folded into this signal (overruns).
+    pub missed: u32,
+}
+
+/// How a VM ended up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum VmState {
+    /// Still runnable when the matrix stopped.
+    Running,
+    /// It executed HLT.
+    Halted,
+    /// It crashed.
+    Faulted {
+        /// What happened.
+        what: String,
+    },
+}
+
+/// Per-VM results.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmReport {
+    /// Guest name or path.
+    pub name: String,
+    /// The VM's file descriptor (the assignment's VMFD).
+    pub vmfd: i32,
+    /// Weight.
+    pub weight: u32,
+    /// Image size in bytes.
+    pub size: u64,
+    /// Turns received.
+    pub quanta: u64,
+    /// Time inside KVM_RUN.
+    pub run_ns: u64,
+    /// run_ns / all VMs' run_ns.
+    pub share: f64,
+    /// Exits by reason.
+    pub exits: Vec<ReasonCount>,
+    /// AX at the end (the guest's progress counter).
+    pub counter: u16,
+    /// How it ended.
+    #[serde(flatten)]
+    pub state: VmState,
+    #[serde(skip)]
+    pub(super) stats: ExitStats,
+}
+
+impl VmReport {
+    /// Exit counts.
+    pub fn stats(&self) -> &ExitStats {
+        &self.stats
+    }
+}
+
+/// Why the matrix stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatrixStop {
+    /// `--duration` passed.
+    Duration,
+    /// `--quanta` turns were handed out.
+    Quanta,
+    /// Every VM halted or faulted.
+    AllStopped,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+/// What a matrix run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixReport {
+    /// The policy.
+    pub policy: Policy,
+    /// The quantum.
+    pub quantum_ns: u64,
+    /// Wall time of the run loop.
+    pub elapsed_ns: u64,
+    /// Why it stopped.
+    pub stop: MatrixStop,
+    /// Per VM.
+    pub vms: Vec<VmReport>,
+    /// Every turn (with `record_turns`).
+    #[serde(skip)]
+    pub turns: Vec<Turn>,
+    /// Every quantum-timer expiry that ended a KVM_RUN.
+    #[serde(skip)]
+    pub ticks: Vec<Tick>,
+}
+
+impl MatrixReport {
+    /// The text summary.
+    pub fn human(&self) -> String {
+        use std::fmt::Write as _;
+        let mut o = String::new();
+        let weights: Vec<String> = self.vms.iter().map(|v| v.weight.to_string()).collect();
+        let _ = writeln!(
+            o,
+            "host: matrix ran {} VMs for {:.3} s on one thread, policy {}, {}weights {} (stopped: {})",
+            self.vms.len(),
+            self.elapsed_ns as f64 / 1e9,
+            match self.policy {
+                Policy::OnExit => "on-exit",
+                Policy::Preempt => "preempt",
+            },
+            match self.policy {
+                Policy::Preempt => format!("quantum {:?}, ", Duration::from_nanos(self.quantum_ns)),
+                Policy::OnExit => String::new(),
+            },
+            weights.join(":"),
+            match self.stop {
+                MatrixStop::Duration => "--duration",
+                MatrixStop::Quanta => "--quanta",
+                MatrixStop::AllStopped => "every VM halted or crashed",
+                MatrixStop::Interrupted => "interrupted",
+            }
+        );
+        let _ = writeln!(
+            o,
+            "  {:<16} {:>5} {:>6} {:>8} {:>11} {:>7} {:>15}  state",
+            "VM", "VMFD", "weight", "quanta", "run time", "share", "counter (AX)"
+        );
+        for v in &self.vms {
+            let state = match &v.state {
+                VmState::Running => "running".to_string(),
+                VmState::Halted => "halted".to_string(),
+                VmState::Faulted { what } => format!("crashed: {what}"),
+            };
+            let _ = writeln!(
+                o,
+                "  {:<16} {:>5} {:>6} {:>8} {:>9.3} s {:>6.1}% {:>15}  {state}",
+                v.name,
+                v.vmfd,
+                v.weight,
+                v.quanta,
+                v.run_ns as f64 / 1e9,
+                v.share * 100.0,
+                format!("{:#06x} ({})", v.counter, v.counter),
+            );
+        }
+        for v in &self.vms {
+            let _ = writeln!(o, "exits of {} (VMFD {}):", v.name, v.vmfd);
+            for l in v.stats.table().lines().skip(1) {
+                let _ = writeln!(o, "{l}");
+            }
+        }
+        o
+    }
+
+    /// The exit code: 130 after Ctrl-C, 3 if a VM crashed, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if self.stop == MatrixStop::Interrupted {
+            crate::run::code::INTERRUPTED
+        } else if self
+            .vms
+            .iter()
+            .any(|v| matches!(v.state, VmState::Faulted { .. }))
+        {
+            crate::run::code::GUEST_FAULT
+        } else {
+            crate::run::code::OK
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The hot path of one vCPU, top to bottom: KVM_RUN returns -> count and
+//! serve the exit where it arrives (the device bus for I/O and MMIO, the
+//! end of the run for HLT and fatal exits, the stop requests for a kick)
+//! -> write the answer back -> KVM_RUN again. No allocation and no extra
+//! vCPU ioctl on this path unless a hypercall needs one (`gva_to_hva` reads
+//! the special registers).
+
+use super::outcome::{Stop, VcpuError};
+use crate::devices::hypercall::Io;
+use crate::devices::{Bus, Ctx};
+use crate::kvm::{KvmError, Vcpu, vcpu::is_kick};
+use crate::stats::{ExitReason, ExitStats};
+use crate::trace::Tracer;
+use crate::x86::Regs;
+use kvm_ioctls::VcpuExit;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use vm_memory::GuestMemoryMmap;
+
+/// What one vCPU's loop works with.
+pub struct Lane<'a> {
+    /// The vCPU.
+    pub vcpu: &'a mut Vcpu,
+    /// Guest memory.
+    pub mem: &'a GuestMemoryMmap,
+    /// The VM's devices (shared by its vCPUs).
+    pub bus: &'a Bus,
+    /// This vCPU's exit counts.
+    pub stats: &'a mut ExitStats,
+    /// Bad hypercall arguments reported by this vCPU.
+    pub guest_errors: &'a mut u64,
+    /// `--trace-kvm` (one vCPU only).
+    pub trace: &'a mut Option<Tracer>,
+    /// `--timeout`: when, and how long it was.
+    pub deadline: Option<(Instant, Duration)>,
+    /// Set when another vCPU ended the VM (checked before every KVM_RUN;
+    /// the setter also kicks this thread out of KVM_RUN).
+    pub cancel: Option<&'a AtomicBool>,
+    /// `--stats`: time the host's handling of each exit.
+    pub profile: bool,
+}
+
+impl Lane<'_> {
+    /// Runs the vCPU until it halts, faults, times out, is interrupted or
+    /// cancelled; returns how it ended and its registers then.
+    pub fn run(
+        &mut self,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(Stop, Regs), VcpuError> {
+        loop {
+            if self.cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+                return self.end(Stop::Cancelled);
+            }
+            let exit = self.vcpu.run();
+            let t0 = self.profile.then(Instant::now);
+            self.bus.poll(self.mem, out, diag)?;
+            let mut cx = Ctx {
+                mem: self.mem,
+                stats: &mut *self.stats,
+                out: &mut *out,
+                diag: &mut *diag,
+                guest_errors: &mut *self.guest_errors,
+            };
+            match exit {
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    // the data bytes are copied: the vCPU is free again
+                    let io = Io::out(data);
+                    let (vcpu, trace) = (&*self.vcpu, &mut *self.trace);
+                    self.bus
+                        .io_out(&mut cx, port, io, || vcpu.paging_now(trace))?;
+                }
+                Ok(VcpuExit::IoIn(port, data)) => self.bus.io_in(&mut cx, port, data)?,
+                Ok(VcpuExit::MmioRead(addr, data)) => self.bus.mmio_read(&mut cx, addr, data)?,
+                Ok(VcpuExit::MmioWrite(addr, data)) => self.bus.mmio_write(&mut cx, addr, data)?,
+                Ok(VcpuExit::Hlt) => {
+                    self.stats.record(ExitReason::Hlt);
+                    return self.end(Stop::Halted);
+                }
+                Ok(_) => {
+                    // Every other exit is fatal: shutdown (triple fault),
+                    // failed entry, internal error, memory fault, or one
+                    // this host does not handle.
+                    let (reason, fault) = self.vcpu.fault();
+                    self.stats.record(reason);
+                    self.vcpu.trace_exit(self.trace, true);
+                    let regs = self.vcpu.regs(self.trace)?;
+                    let s = self
+                        .vcpu
+                        .sregs("control registers for the fault report", self.trace)?;
+                    let stop = Stop::Faulted {
+                        fault,
+                        cr0: s.cr0,
+                        cr3: s.cr3,
+                        cr4: s.cr4,
+                        efer: s.efer,
+                    };
+                    return Ok((stop, regs));
+                }
+                Err(e) if is_kick(&e) => {
+                    self.stats.record(ExitReason::Intr);
+                    if let Some(t) = &mut *self.trace {
+                        t.exit_errno(self.vcpu.fd_raw(), e.errno());
+                    }
+                    crate::signals::consume_kicks();
+                    if crate::signals::interrupted() {
+                        return self.end(Stop::Interrupted);
+                    }
+                    if let Some((at, after)) = self.deadline
+                        && Instant::now() >= at
+                    {
+                        let after_ms = after.as_millis() as u64;
+                        return self.end(Stop::TimedOut { after_ms });
+                    }
+                    if let Some(t0) = t0 {
+                        self.stats.charge(t0.elapsed());
+                    }
+                    continue;
+                }
+                Err(e) => return Err(KvmError::ioctl("KVM_RUN")(e).into()),
+            }
+            self.vcpu.trace_exit(self.trace, false);
+            if let Some(t0) = t0 {
+                self.stats.charge(t0.elapsed());
+            }
+        }
+    }
+
+    /// Ends a run that did not fault: records a final HLT exit and reads
+    /// the registers the guest stopped with.
+    fn end(&mut self, stop: Stop) -> Result<(Stop, Regs), VcpuError> {
+        if stop == Stop::Halted {
+            self.vcpu.trace_exit(self.trace, true);
+        }
+        Ok((stop, self.vcpu.regs(self.trace)?))
+    }
+}

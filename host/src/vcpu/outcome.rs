@@ -1,0 +1,61 @@
+//! How a vCPU's run ended, and what can stop the host from running it.
+
+use crate::diag::HostError;
+use crate::kvm::{Fault, KvmError};
+use serde::Serialize;
+
+/// How a run ended: one vCPU's, or the VM's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Stop {
+    /// The guest executed `hlt`.
+    Halted,
+    /// `--timeout` expired with the guest still running.
+    TimedOut {
+        /// The limit.
+        after_ms: u64,
+    },
+    /// SIGINT or SIGTERM (Ctrl-C) stopped the run.
+    Interrupted,
+    /// Another vCPU ended the VM (it faulted or failed); this one was
+    /// cancelled where it was.
+    Cancelled,
+    /// A fatal exit.
+    Faulted {
+        /// What.
+        fault: Fault,
+        /// CR0 at the time.
+        cr0: u64,
+        /// CR3.
+        cr3: u64,
+        /// CR4.
+        cr4: u64,
+        /// EFER.
+        efer: u64,
+    },
+}
+
+/// Why the host could not set up or go on running a vCPU.
+#[derive(Debug, thiserror::Error)]
+pub enum VcpuError {
+    /// A KVM call failed.
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    /// Serving an exit failed on the host's side.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// Signal or timer set-up failed.
+    #[error(transparent)]
+    Signal(#[from] crate::signals::SignalError),
+    /// The seccomp filter could not be installed.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    /// `--pin` names a CPU this host does not have, or pinning failed.
+    #[error("cannot pin the vCPU thread to CPU {cpu}: {why}")]
+    Pin {
+        /// The CPU asked for.
+        cpu: usize,
+        /// Why not.
+        why: String,
+    },
+}

@@ -1,0 +1,280 @@
+//! A VM: its KVM objects, the configuration it was built and runs with,
+//! its run state and its device bus. `Vm::new` is the list of KVM calls
+//! that set a VM up; `Vm::run` sets up the calling thread and runs the
+//! exit loop of vCPU 0 (or hands several vCPUs to `super::smp`).
+
+use super::outcome::RunOutcome;
+use crate::config::{ConfigError, RunConfig, VmConfig};
+use crate::devices::Bus;
+use crate::diag::HostError;
+use crate::kvm::{KvmError, System, Vcpu, VmObject};
+use crate::loader::Plan;
+use crate::stats::ExitStats;
+use crate::trace::Tracer;
+use crate::vcpu::thread::ThreadSetup;
+use crate::vcpu::{Lane, VcpuError};
+use crate::x86::{CpuMode, cpuid, gdt, paging};
+use hypercall_abi::{layout, note};
+use std::io::Write;
+use std::time::Instant;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Why a VM could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A KVM object could not be made or set.
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    /// A vCPU could not be set up or run.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    /// The host could not go on (output, trace).
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// KVM dropped part of the mode the host set (kvm-pvm clears CR0.PG
+    /// without EFER.LME: it cannot run 32-bit paging).
+    #[error("this KVM did not take {mode} mode: the host set CR0 {want:#x}, KVM reports CR0 {got:#x}{hint}", hint = if std::path::Path::new("/sys/module/kvm_pvm").exists() { " (this /dev/kvm is kvm-pvm, which cannot run 32-bit paging; the other modes work)" } else { "" })]
+    ModeRefused {
+        /// The mode.
+        mode: CpuMode,
+        /// CR0 set.
+        want: u64,
+        /// CR0 read back.
+        got: u64,
+    },
+}
+
+/// What changes as a VM runs.
+pub(super) struct RunState {
+    /// ABI note flags of the loaded image (and `RunConfig::check_42`).
+    pub flags: u32,
+    /// Exit counts, per vCPU.
+    pub stats: Vec<ExitStats>,
+    /// Bad hypercall arguments reported.
+    pub guest_errors: u64,
+    /// The calling thread was set up for vCPU 0 (signal mask, pinning).
+    pub started: bool,
+    /// `--trace-kvm`.
+    pub trace: Option<Tracer>,
+}
+
+/// A VM with its vCPUs and memory.
+pub struct Vm {
+    // Field order is drop order: vCPUs, then the VM and its memory, then
+    // /dev/kvm.
+    /// vCPU i at index i.
+    pub(super) vcpus: Vec<Vcpu>,
+    pub(super) vm: VmObject,
+    _sys: System,
+    pub(super) config: VmConfig,
+    pub(super) run: RunConfig,
+    pub(super) state: RunState,
+    pub(super) bus: Bus,
+}
+
+impl Vm {
+    /// Opens KVM, creates the VM, its memory and its vCPUs, and puts every
+    /// vCPU in `cfg.mode` with the host's GDT and page tables.
+    pub fn new(cfg: &VmConfig, run: RunConfig) -> Result<Vm, VmError> {
+        cfg.validate()?;
+        run.validate(cfg.vcpus)?;
+        let t = &mut cfg.trace.map(Tracer::new);
+        let sys = System::open(&cfg.kvm_path, t)?;
+        let vm = VmObject::create(&sys, cfg.mem_size, t)?;
+        // Without the supported CPUID the guest sees no features and, e.g.,
+        // cannot set EFER.SCE for SYSCALL.
+        let supported = sys.supported_cpuid(t)?;
+        let mut vcpus = Vec::with_capacity(cfg.vcpus as usize);
+        for id in 0..cfg.vcpus {
+            let vcpu = Vcpu::create(&vm, id, t)?;
+            vcpu.set_cpuid(&cpuid::for_vcpu(&supported, id, cfg.vcpus), id, t)?;
+            vcpus.push(vcpu);
+        }
+        let sregs = cfg.mode.start_sregs(&vcpus[0].reset_sregs(t)?);
+        write_start_tables(vm.memory(), cfg.mode, cfg.mem_size)?;
+        // Every vCPU starts in the same mode with the same tables.
+        for vcpu in &vcpus {
+            vcpu.set_start_sregs(cfg.mode, &sregs, t)?;
+        }
+        Ok(Vm {
+            vcpus,
+            vm,
+            _sys: sys,
+            config: cfg.clone(),
+            bus: Bus::new(run.polling.is_some()),
+            state: RunState {
+                flags: if run.check_42 { note::FLAG_CHECK_42 } else { 0 },
+                stats: vec![ExitStats::default(); cfg.vcpus as usize],
+                guest_errors: 0,
+                started: false,
+                trace: t.take(),
+            },
+            run,
+        })
+    }
+
+    /// Copies a checked plan's segments into guest memory (bss is zero: the
+    /// memory is freshly mapped) and points every vCPU at the entry: vCPU i
+    /// with RSP = `CpuMode::start_rsp(i)`, RDI = i, RSI = the number of vCPUs.
+    pub fn load(&mut self, plan: &Plan, bytes: &[u8]) -> Result<(), VmError> {
+        for s in &plan.segments {
+            let data = bytes
+                .get(s.file.clone())
+                .ok_or_else(|| KvmError::Write("segment outside the file".into()))?;
+            self.vm
+                .memory()
+                .write_slice(data, GuestAddress(s.gpa))
+                .map_err(|e| KvmError::Write(e.to_string()))?;
+        }
+        self.state.flags |= plan.flags;
+        let n = self.vcpus.len() as u64;
+        for (id, vcpu) in (0..).zip(&self.vcpus) {
+            let rsp = self.config.mode.start_rsp(id);
+            vcpu.set_entry(plan.entry, rsp, id, n, &mut self.state.trace)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the `--trace-kvm` output to `sink` (what was recorded so far
+    /// first). Without a call, `run` sends it to standard error.
+    pub fn trace_to(&mut self, sink: Box<dyn Write + Send>) -> Result<(), VmError> {
+        if let Some(t) = &mut self.state.trace {
+            t.attach(sink).map_err(HostError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the VM until every vCPU has halted, or one faults, or the run
+    /// times out or is interrupted. Guest output goes to `out`, the host's
+    /// one-line diagnostics to `diag`. One vCPU runs on the calling thread;
+    /// several run on one thread each (see `super::smp`).
+    pub fn run(
+        &mut self,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<RunOutcome, VmError> {
+        if self.vcpus.len() > 1 {
+            return self.run_smp(out, diag);
+        }
+        let Vm {
+            vcpus,
+            vm,
+            run,
+            state,
+            bus,
+            ..
+        } = self;
+        let trace = &mut state.trace;
+        if let Some(t) = trace
+            && !t.attached()
+        {
+            // Mermaid collects everything and writes at the end; text would
+            // have gone out as it happened if a sink had been attached.
+            t.attach(Box::new(std::io::stderr()))
+                .map_err(HostError::from)?;
+        }
+        let vcpu = &mut vcpus[0];
+        if self.config.mode == CpuMode::Paged32 {
+            // Check that KVM kept CR0.PG: kvm-pvm silently clears it, and
+            // the guest would then die at its first instruction.
+            let s = vcpu.sregs("check that KVM kept CR0.PG for 32-bit paging", trace)?;
+            let want = self.config.mode.start_paging().cr0;
+            if s.cr0 != want {
+                return Err(VmError::ModeRefused {
+                    mode: self.config.mode,
+                    want,
+                    got: s.cr0,
+                });
+            }
+        }
+        let first = !state.started;
+        state.started = true;
+        let start = Instant::now();
+        let armed = ThreadSetup {
+            arm: first,
+            timeout: run.timeout,
+            poll: run.polling,
+            pin: run.pin.first().copied().filter(|_| first),
+            seccomp: run.seccomp,
+        }
+        .apply(vcpu, trace, || {})?;
+        let (stop, regs) = Lane {
+            vcpu,
+            mem: vm.memory(),
+            bus,
+            stats: &mut state.stats[0],
+            guest_errors: &mut state.guest_errors,
+            trace,
+            deadline: run.timeout.map(|t| (start + t, t)),
+            cancel: None,
+            profile: run.profile,
+        }
+        .run(out, diag)?;
+        let elapsed = start.elapsed();
+        drop(armed);
+        let report = super::VcpuReport {
+            id: 0,
+            stop,
+            regs,
+            stats: self.state.stats[0].clone(),
+        };
+        self.outcome(vec![report], elapsed, out, diag)
+    }
+
+    /// Guest memory.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        self.vm.memory()
+    }
+
+    /// The CPU mode the vCPUs started in.
+    pub fn mode(&self) -> CpuMode {
+        self.config.mode
+    }
+
+    /// Guest memory size.
+    pub fn mem_size(&self) -> u64 {
+        self.config.mem_size
+    }
+
+    /// vCPU 0.
+    pub fn vcpu(&self) -> &Vcpu {
+        &self.vcpus[0]
+    }
+
+    /// vCPU 0, to run it from outside `Vm::run` (`host matrix`).
+    pub fn vcpu_mut(&mut self) -> &mut Vcpu {
+        &mut self.vcpus[0]
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// The VM object.
+    pub fn vm_object(&self) -> &VmObject {
+        &self.vm
+    }
+}
+
+/// Writes what a vCPU starting in `mode` needs in guest memory: the GDT
+/// and, with paging, the host's page tables (nothing in real mode).
+fn write_start_tables(mem: &GuestMemoryMmap, mode: CpuMode, size: u64) -> Result<(), KvmError> {
+    let werr = |e: paging::PagingError| KvmError::Write(e.to_string());
+    if mode == CpuMode::Real {
+        return Ok(());
+    }
+    for (i, d) in gdt::entries(mode == CpuMode::Long).iter().enumerate() {
+        mem.write_obj(*d, GuestAddress(layout::GDT + 8 * i as u64))
+            .map_err(|e| KvmError::Write(e.to_string()))?;
+    }
+    match mode {
+        CpuMode::Long => paging::build_identity_map(mem, size).map_err(werr)?,
+        CpuMode::Paged32 => paging::build_paged32(mem, size).map_err(werr)?,
+        CpuMode::Protected | CpuMode::Real => Vec::new(),
+    };
+    Ok(())
+}

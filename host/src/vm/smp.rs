@@ -1,0 +1,241 @@
+//! Several vCPUs: one thread each (named `vcpu<i>`), each set up like the
+//! single-vCPU path (`ThreadSetup`) and running the same exit loop. Their
+//! output comes to the calling thread line by line over a channel, so lines
+//! from different vCPUs never mix. A vCPU that faults cancels the others;
+//! one that halts just ends its thread.
+
+use super::machine::{Vm, VmError};
+use super::outcome::{RunOutcome, VcpuReport};
+use crate::devices::Bus;
+use crate::diag::HostError;
+use crate::kvm::Vcpu;
+use crate::stats::ExitStats;
+use crate::vcpu::thread::ThreadSetup;
+use crate::vcpu::{Lane, Stop, VcpuError};
+use crate::x86::Regs;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+use vm_memory::GuestMemoryMmap;
+
+impl Vm {
+    /// Runs every vCPU on a thread of its own; see the module comment.
+    pub(super) fn run_smp(
+        &mut self,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<RunOutcome, VmError> {
+        // VmConfig::validate refused --trace-kvm with several vCPUs.
+        let cancel = AtomicBool::new(false);
+        let tids = Mutex::new(Vec::new());
+        let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
+        let start = Instant::now();
+        let job = VcpuJob {
+            mem: self.vm.memory(),
+            bus: &self.bus,
+            deadline: self.run.timeout.map(|t| (start + t, t)),
+            cancel: &cancel,
+            tids: &tids,
+            profile: self.run.profile,
+        };
+        let first = !self.state.started;
+        self.state.started = true;
+        let run = &self.run;
+        let (results, pumped) = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            let mut spawn_error = None;
+            for (i, (vcpu, stats)) in self
+                .vcpus
+                .iter_mut()
+                .zip(self.state.stats.iter_mut())
+                .enumerate()
+            {
+                let tx = tx.clone();
+                let setup = ThreadSetup {
+                    arm: true,
+                    timeout: run.timeout,
+                    // the polling timer runs on vCPU 0's thread
+                    poll: run.polling.filter(|_| i == 0),
+                    pin: run.pin.get(i).copied().filter(|_| first),
+                    seccomp: run.seccomp,
+                };
+                let job = &job;
+                let h = std::thread::Builder::new()
+                    .name(format!("vcpu{i}"))
+                    .spawn_scoped(s, move || {
+                        let mut out = ChanWriter::new(tx.clone(), Stream::Out);
+                        let mut diag = ChanWriter::new(tx, Stream::Diag);
+                        let r = job.run(&setup, vcpu, stats, &mut out, &mut diag);
+                        let _ = out.flush();
+                        let _ = diag.flush();
+                        if !matches!(r, Ok((Stop::Halted, ..))) {
+                            // A fault, an error, a timeout or an interrupt
+                            // ends the whole VM.
+                            job.cancel_all();
+                        }
+                        r
+                    });
+                match h {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        spawn_error = Some(e);
+                        job.cancel_all();
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            // This thread writes what the vCPU threads print, in order.
+            let mut pumped: std::io::Result<()> = Ok(());
+            for (stream, bytes) in rx {
+                let w: &mut dyn Write = match stream {
+                    Stream::Out => &mut *out,
+                    Stream::Diag => {
+                        let _ = out.flush();
+                        &mut *diag
+                    }
+                };
+                if let Err(e) = w.write_all(&bytes).and_then(|()| w.flush())
+                    && pumped.is_ok()
+                {
+                    pumped = Err(e);
+                    job.cancel_all();
+                }
+            }
+            let results: Vec<_> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or(Err(VcpuError::Host(HostError::Internal(
+                        "a vCPU thread panicked",
+                    ))))
+                })
+                .collect();
+            match spawn_error {
+                Some(e) => (Err(VmError::Host(HostError::from(e))), pumped),
+                None => (Ok(results), pumped),
+            }
+        });
+        let elapsed = start.elapsed();
+        pumped.map_err(HostError::from)?;
+        let mut per = Vec::new();
+        for (id, r) in results?.into_iter().enumerate() {
+            let (stop, regs, guest_errors) = r?;
+            self.state.guest_errors += guest_errors;
+            per.push(VcpuReport {
+                id,
+                stop,
+                regs,
+                stats: self.state.stats[id].clone(),
+            });
+        }
+        self.outcome(per, elapsed, out, diag)
+    }
+}
+
+/// Which stream a vCPU thread's bytes are for.
+#[derive(Clone, Copy)]
+enum Stream {
+    Out,
+    Diag,
+}
+
+/// A vCPU thread's `out` or `diag`: sends whole lines to the thread that
+/// writes them.
+struct ChanWriter {
+    tx: mpsc::Sender<(Stream, Vec<u8>)>,
+    stream: Stream,
+    buf: Vec<u8>,
+}
+
+impl ChanWriter {
+    fn new(tx: mpsc::Sender<(Stream, Vec<u8>)>, stream: Stream) -> ChanWriter {
+        ChanWriter {
+            tx,
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, n: usize) -> std::io::Result<()> {
+        let rest = self.buf.split_off(n);
+        let line = std::mem::replace(&mut self.buf, rest);
+        self.tx
+            .send((self.stream, line))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl Write for ChanWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if let Some(p) = self.buf.iter().rposition(|&c| c == b'\n') {
+            self.send(p + 1)?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send(self.buf.len())
+    }
+}
+
+/// What every vCPU thread of one run shares.
+struct VcpuJob<'a> {
+    mem: &'a GuestMemoryMmap,
+    bus: &'a Bus,
+    deadline: Option<(Instant, Duration)>,
+    /// Set by the first vCPU that ends the VM.
+    cancel: &'a AtomicBool,
+    /// The vCPU threads' ids, to kick them out of KVM_RUN.
+    tids: &'a Mutex<Vec<libc::pid_t>>,
+    profile: bool,
+}
+
+impl VcpuJob<'_> {
+    /// Sets up this thread for `vcpu` and runs it to its end; returns how
+    /// it ended, its registers and the guest errors it reported.
+    fn run(
+        &self,
+        setup: &ThreadSetup,
+        vcpu: &mut Vcpu,
+        stats: &mut ExitStats,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(Stop, Regs, u64), VcpuError> {
+        let mut no_trace = None;
+        // Registered before the first look at `cancel`: a vCPU that ends
+        // the VM after that look kicks this thread out of its KVM_RUN.
+        let register = || {
+            if let Ok(mut t) = self.tids.lock() {
+                t.push(crate::signals::gettid());
+            }
+        };
+        let _armed = setup.apply(vcpu, &mut no_trace, register)?;
+        let mut guest_errors = 0;
+        let (stop, regs) = Lane {
+            vcpu,
+            mem: self.mem,
+            bus: self.bus,
+            stats,
+            guest_errors: &mut guest_errors,
+            trace: &mut no_trace,
+            deadline: self.deadline,
+            cancel: Some(self.cancel),
+            profile: self.profile,
+        }
+        .run(out, diag)?;
+        Ok((stop, regs, guest_errors))
+    }
+
+    /// Ends the VM: every vCPU thread leaves KVM_RUN and stops.
+    fn cancel_all(&self) {
+        self.cancel.store(true, Ordering::Release);
+        if let Ok(t) = self.tids.lock() {
+            crate::signals::kick(&t);
+        }
+    }
+}

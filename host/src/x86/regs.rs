@@ -1,0 +1,85 @@
+//! The general-purpose register file as reports show it.
+
+use kvm_bindings::kvm_regs;
+use serde::Serialize;
+
+/// General-purpose registers, for reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)]
+pub struct Regs {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rsp: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rflags: u64,
+}
+
+impl From<&kvm_regs> for Regs {
+    fn from(r: &kvm_regs) -> Regs {
+        Regs {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rsp: r.rsp,
+            rbp: r.rbp,
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+            rip: r.rip,
+            rflags: r.rflags,
+        }
+    }
+}
+
+impl Regs {
+    /// Four lines of `name=value`.
+    pub fn dump(&self) -> String {
+        let r = self;
+        format!(
+            "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}\n  \
+             rsi={:#018x} rdi={:#018x} rsp={:#018x} rbp={:#018x}\n  \
+             r8 ={:#018x} r9 ={:#018x} r10={:#018x} r11={:#018x}\n  \
+             r12={:#018x} r13={:#018x} r14={:#018x} r15={:#018x}\n  \
+             rip={:#018x} rflags={:#x}",
+            r.rax,
+            r.rbx,
+            r.rcx,
+            r.rdx,
+            r.rsi,
+            r.rdi,
+            r.rsp,
+            r.rbp,
+            r.r8,
+            r.r9,
+            r.r10,
+            r.r11,
+            r.r12,
+            r.r13,
+            r.r14,
+            r.r15,
+            r.rip,
+            r.rflags
+        )
+    }
+}
