@@ -13,10 +13,12 @@
 //! calls `main`, then halts with `main`'s return value in RAX.
 #![no_std]
 
+mod cpu;
 pub mod hc;
 pub mod kernel;
 mod print;
 pub mod simvirtio;
+pub mod sys;
 pub mod user;
 
 pub use hypercall_abi as abi;

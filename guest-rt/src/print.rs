@@ -46,7 +46,7 @@ impl Console {
         if self.len == 0 {
             return;
         }
-        if crate::kernel::cpl() == 3 {
+        if crate::cpu::cpl() == 3 {
             let _ = crate::user::write(1, &self.buf[..self.len]);
             self.len = 0;
             return;

@@ -1,8 +1,8 @@
 //! The user-side runtime: system call wrappers for programs that run at
-//! CPL3 under [`crate::kernel`]. `print!`/`println!` work unchanged in user
+//! CPL3 under the guest kernel (`crate::kernel`). `print!`/`println!` work unchanged in user
 //! mode: they detect CPL3 and use `write` instead of a hypercall.
 
-use crate::kernel::nr;
+use crate::sys::nr;
 
 #[inline(always)]
 fn syscall3(n: u64, a1: u64, a2: u64, a3: u64) -> i64 {

@@ -197,52 +197,7 @@ const _: () = {
 };
 
 /// Guest-physical memory map shared by the host and guests (long mode).
-pub mod layout {
-    /// The "42 check": `hello` writes 42 here (and to RAX) before halting.
-    pub const CHECK_ADDR: u64 = 0x400;
-    /// The value the 42 check expects.
-    pub const CHECK_VALUE: u64 = 42;
-    /// The host's GDT.
-    pub const GDT: u64 = 0x1000;
-    /// The host result page: `num_exits_by_type` writes its string here.
-    pub const RESULT_PAGE: u64 = 0x2000;
-    /// First page table (PML4); PDPT follows, then one PD per GiB of memory.
-    pub const PAGE_TABLES: u64 = 0x3000;
-    /// End of the page-table area (room for PML4, PDPT and 4 PDs).
-    pub const PAGE_TABLES_END: u64 = 0x9000;
-    /// Lowest address of the initial stack.
-    pub const STACK_BOTTOM: u64 = 0x10000;
-    /// Initial RSP: the stack grows down from here.
-    pub const STACK_TOP: u64 = 0x80000;
-    /// Everything below this belongs to the host's structures and the stack;
-    /// guest images (ELF segments, flat images) are loaded at or above it.
-    pub const IMAGE_MIN: u64 = STACK_TOP;
-    /// Where the guest linker script places guest programs.
-    pub const LOAD_BASE: u64 = 0x10_0000;
-    /// Largest guest memory (3 GiB): RAM stays below the 32-bit hole where
-    /// the host puts KVM's TSS pages (0xfffbd000), and pointers fit in 32 bits.
-    pub const MAX_MEM: u64 = 3 << 30;
-    /// Smallest guest memory: the host area plus 512 KiB for an image.
-    pub const MIN_MEM: u64 = 1 << 20;
-
-    /// Real mode: where the host loads a guest's `.kvmwb.real` code and
-    /// starts it (CS = DS = SS = 0, so IP = this address).
-    pub const REAL_LOAD: u64 = 0xA000;
-    /// Real mode: end of the room for 16-bit code.
-    pub const REAL_END: u64 = 0xF000;
-    /// Real mode: initial SP (the stack grows down inside the first 64 KiB).
-    pub const REAL_STACK_TOP: u64 = 0xFFF0;
-    /// 32-bit modes: where the host loads a guest's `.kvmwb.prot32` code and
-    /// starts it; ESP = STACK_TOP as in long mode.
-    pub const PROT32_LOAD: u64 = IMAGE_MIN;
-
-    /// Several vCPUs (`host run --vcpus N`): every vCPU starts at the ELF
-    /// entry with RDI = its id (0..N), RSI = N and its own stack, RSP =
-    /// `STACK_TOP - id * VCPU_STACK_SIZE`.
-    pub const VCPU_STACK_SIZE: u64 = 0x10000;
-    /// Most vCPUs a VM may have: the stacks share the stack area.
-    pub const MAX_VCPUS: u64 = (STACK_TOP - STACK_BOTTOM) / VCPU_STACK_SIZE;
-}
+pub mod layout;
 
 /// ELF sections holding a guest program's code for the non-long modes. The
 /// code must be position-independent; the host loads the section's bytes at
@@ -272,82 +227,7 @@ macro_rules! prot32_section {
 
 /// The ELF note every guest carries so the host can refuse a guest built
 /// against another ABI. Section `.note.kvmwb.abi`, owner "KVMWB", type 1.
-pub mod note {
-    /// Section name.
-    pub const SECTION: &str = ".note.kvmwb.abi";
-    /// Note owner name (NUL included in `namesz`).
-    pub const NAME: &[u8; 6] = b"KVMWB\0";
-    /// Note type.
-    pub const TYPE: u32 = 1;
-    /// Flag: the host checks 42 at [`super::layout::CHECK_ADDR`] and in RAX at HLT.
-    pub const FLAG_CHECK_42: u32 = 1;
-    /// The program runs on several vCPUs (`guest_rt::smp_entry!`): its
-    /// entry reads the vCPU id from RDI. Without it the host refuses
-    /// `--vcpus` above 1.
-    pub const FLAG_SMP: u32 = 2;
-
-    /// The note's descriptor.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    #[repr(C)]
-    pub struct Desc {
-        /// [`super::ABI_VERSION`] the guest was built with.
-        pub version: u32,
-        /// `FLAG_*` bits.
-        pub flags: u32,
-        /// Low 32 bits of [`super::FINGERPRINT`] the guest was built with.
-        pub fingerprint_lo: u32,
-        /// High 32 bits of it (two words keep the note 4-byte aligned, as ELF notes are).
-        pub fingerprint_hi: u32,
-    }
-
-    impl Desc {
-        /// The fingerprint as one value.
-        pub const fn fingerprint(&self) -> u64 {
-            (self.fingerprint_hi as u64) << 32 | self.fingerprint_lo as u64
-        }
-    }
-
-    /// A whole ELF note (header, padded name, descriptor), as placed in the section.
-    #[derive(Clone, Copy, Debug)]
-    #[repr(C, align(4))]
-    pub struct Note {
-        /// Length of the name, NUL included.
-        pub namesz: u32,
-        /// Length of the descriptor.
-        pub descsz: u32,
-        /// [`TYPE`].
-        pub ntype: u32,
-        /// [`NAME`], padded to 4 bytes.
-        pub name: [u8; 8],
-        /// The descriptor.
-        pub desc: Desc,
-    }
-
-    impl Note {
-        /// The note for this ABI with `flags`.
-        pub const fn new(flags: u32) -> Note {
-            Note {
-                namesz: NAME.len() as u32,
-                descsz: core::mem::size_of::<Desc>() as u32,
-                ntype: TYPE,
-                name: *b"KVMWB\0\0\0",
-                desc: Desc {
-                    version: super::ABI_VERSION,
-                    flags,
-                    fingerprint_lo: super::FINGERPRINT as u32,
-                    fingerprint_hi: (super::FINGERPRINT >> 32) as u32,
-                },
-            }
-        }
-    }
-
-    const _: () = {
-        assert!(core::mem::size_of::<Desc>() == 16);
-        assert!(core::mem::size_of::<Note>() == 12 + 8 + 16);
-        assert!(core::mem::align_of::<Note>() == 4);
-        assert!(core::mem::offset_of!(Note, desc) == 20);
-    };
-}
+pub mod note;
 
 // The memory map is ordered and the page-table area holds PML4 + PDPT + one
 // PD per GiB of the largest memory.

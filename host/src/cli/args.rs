@@ -1,14 +1,11 @@
-//! `host`: the command line. Parsing and printing only; the work is in the library.
+//! The command line's words: subcommands, flags and their values (clap).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use host::bench::{self, BenchOptions};
-use host::config::{RunConfig, VmConfig};
-use host::run::{self, RunOptions, code};
+use host::config::VmConfig;
+use host::run::RunOptions;
+use host::size;
 use host::trace::TraceFormat;
-use host::{guests, size};
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -16,14 +13,14 @@ use std::process::ExitCode;
     version,
     about = "Run Rust guest programs in KVM virtual machines and watch every exit."
 )]
-struct Cli {
+pub struct Cli {
     /// Without a command: `run hello`.
     #[command(subcommand)]
-    cmd: Option<Cmd>,
+    pub cmd: Option<Cmd>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Mode {
+pub enum Mode {
     /// 16-bit real mode, CS = DS = SS = 0 (the guest's .kvmwb.real code).
     Real,
     /// 32-bit protected mode, flat segments, no paging (.kvmwb.prot32).
@@ -46,7 +43,7 @@ impl From<Mode> for host::x86::CpuMode {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum TraceArg {
+pub enum TraceArg {
     /// A line per call and per exit, as they happen.
     Text,
     /// A Mermaid flowchart of the whole run, written at the end.
@@ -55,26 +52,26 @@ enum TraceArg {
 
 /// What to load and how: shared by `run` and `layout`.
 #[derive(Args)]
-struct GuestArgs {
+pub struct GuestArgs {
     /// A built guest's name (see `host list`) or the path of an ELF or flat file.
     #[arg(default_value = "hello")]
-    guest: String,
+    pub guest: String,
     /// CPU mode the guest starts in.
     #[arg(long, value_enum, default_value = "long")]
-    mode: Mode,
+    pub mode: Mode,
     /// Guest memory size, e.g. 2M, 512K, 1G (4 KiB multiple, 1 MiB to 3 GiB).
     #[arg(long, default_value = "2M", value_parser = size::parse_size)]
-    mem: u64,
+    pub mem: u64,
     /// Load GUEST as a flat binary at this guest-physical address and enter it there.
     #[arg(long, value_name = "ADDR", value_parser = size::parse_addr)]
-    flat: Option<u64>,
+    pub flat: Option<u64>,
     /// The KVM device.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
-    kvm_device: PathBuf,
+    pub kvm_device: PathBuf,
 }
 
 impl GuestArgs {
-    fn options(self, trace: Option<TraceFormat>) -> RunOptions {
+    pub fn options(self, trace: Option<TraceFormat>) -> RunOptions {
         RunOptions {
             guest: self.guest,
             vm: VmConfig {
@@ -92,14 +89,14 @@ impl GuestArgs {
 
 /// `--weights 7:3` (a newtype: clap reads a bare Vec as repeated values).
 #[derive(Clone)]
-struct Weights(Vec<u32>);
+pub struct Weights(pub Vec<u32>);
 
-fn parse_weights(s: &str) -> Result<Weights, String> {
+pub fn parse_weights(s: &str) -> Result<Weights, String> {
     host::matrix::parse_weights(s).map(Weights)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum PolicyArg {
+pub enum PolicyArg {
     /// Switch VMs at every I/O exit (a VM that never exits keeps the CPU).
     OnExit,
     /// Switch VMs when the quantum timer fires; exits do not switch.
@@ -107,7 +104,7 @@ enum PolicyArg {
 }
 
 #[derive(Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Run a guest until it halts or crashes; print its output, then the exit table.
     Run {
         #[command(flatten)]
@@ -227,243 +224,4 @@ enum Cmd {
         #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
         kvm_device: PathBuf,
     },
-}
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("host: error: {msg}");
-    ExitCode::from(code::HOST_ERROR as u8)
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let cmd = cli.cmd.unwrap_or_else(|| Cmd::Run {
-        g: GuestArgs {
-            guest: RunOptions::default().guest,
-            mode: Mode::Long,
-            mem: VmConfig::default().mem_size,
-            flat: None,
-            kvm_device: VmConfig::default().kvm_path,
-        },
-        check_42: false,
-        json: false,
-        timeout: None,
-        no_seccomp: false,
-        trace_kvm: None,
-        trace_file: None,
-        pin: Vec::new(),
-        vcpus: 1,
-        polling: false,
-        poll_interval: std::time::Duration::from_millis(1),
-        stats: false,
-    });
-    match cmd {
-        Cmd::Run {
-            g,
-            check_42,
-            json,
-            timeout,
-            no_seccomp,
-            trace_kvm,
-            trace_file,
-            pin,
-            vcpus,
-            polling,
-            poll_interval,
-            stats,
-        } => {
-            let trace = trace_kvm.map(|t| match t {
-                TraceArg::Text => TraceFormat::Text,
-                TraceArg::Mermaid => TraceFormat::Mermaid,
-            });
-            let mut opts = RunOptions {
-                run: RunConfig {
-                    timeout,
-                    seccomp: !no_seccomp,
-                    pin,
-                    polling: polling.then_some(poll_interval),
-                    profile: stats,
-                    check_42,
-                },
-                trace_file,
-                ..g.options(trace)
-            };
-            opts.vm.vcpus = vcpus;
-            cmd_run(&opts, json)
-        }
-        Cmd::Layout { g, translate, json } => {
-            let opts = g.options(None);
-            let l = run::prepare(&opts)
-                .map_err(|e| e.to_string())
-                .and_then(|mut p| {
-                    host::inspect::describe(&mut p.vm, &p.plan, translate)
-                        .map_err(|e| e.to_string())
-                });
-            match l {
-                Ok(l) if json => {
-                    println!("{}", serde_json::to_string_pretty(&l).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Ok(l) => {
-                    print!("{}", l.text());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
-        }
-        Cmd::Matrix {
-            vms,
-            policy,
-            weights,
-            quantum,
-            duration,
-            quanta,
-            quiet,
-            json,
-            timeline,
-            mem,
-            no_seccomp,
-            kvm_device,
-        } => {
-            let defaults = host::matrix::MatrixOptions::default();
-            let opts = host::matrix::MatrixOptions {
-                vms: if vms.is_empty() { defaults.vms } else { vms },
-                weights: weights.map(|w| w.0).unwrap_or_default(),
-                policy: match policy {
-                    PolicyArg::OnExit => host::matrix::Policy::OnExit,
-                    PolicyArg::Preempt => host::matrix::Policy::Preempt,
-                },
-                quantum,
-                duration,
-                quanta,
-                mem_size: mem,
-                kvm_path: kvm_device,
-                events: !quiet && !json,
-                record_turns: timeline.is_some(),
-                seccomp: !no_seccomp,
-            };
-            cmd_matrix(&opts, json, timeline)
-        }
-        Cmd::List => {
-            let mut out = std::io::stdout().lock();
-            for (name, path) in guests::list() {
-                let state = if path.is_file() {
-                    ""
-                } else {
-                    "  (missing: rebuild)"
-                };
-                let _ = writeln!(out, "{name:<16} {}{state}", path.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Cmd::Abi => {
-            print!("{}", abi_table());
-            ExitCode::SUCCESS
-        }
-        Cmd::Bench {
-            exits,
-            vm_iters,
-            process_iters,
-            preempt_quanta,
-            simvirtio_runs,
-            kvm_device,
-        } => {
-            let o = BenchOptions {
-                exits,
-                vm_iters,
-                process_iters,
-                preempt_quanta,
-                simvirtio_runs,
-                kvm_path: kvm_device,
-            };
-            match bench::run(&o, &mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
-            }
-        }
-    }
-}
-
-fn cmd_run(opts: &RunOptions, json: bool) -> ExitCode {
-    let mut diag = std::io::stderr().lock();
-    let result = if json {
-        let mut captured = Vec::new();
-        run::run(opts, &mut captured, &mut diag).inspect(|r| {
-            let v = r.json(&captured);
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        })
-    } else {
-        let stdout = std::io::stdout();
-        let r = if stdout.is_terminal() {
-            run::run(
-                opts,
-                &mut std::io::LineWriter::new(stdout.lock()),
-                &mut diag,
-            )
-        } else {
-            run::run(opts, &mut std::io::BufWriter::new(stdout.lock()), &mut diag)
-        };
-        r.inspect(|r| {
-            let _ = write!(diag, "{}", r.human());
-        })
-    };
-    match result {
-        Ok(r) => ExitCode::from(r.exit_code() as u8),
-        Err(e) => fail(e),
-    }
-}
-
-fn cmd_matrix(
-    opts: &host::matrix::MatrixOptions,
-    json: bool,
-    timeline: Option<PathBuf>,
-) -> ExitCode {
-    // Created before the run: the scheduler thread may not open files once jailed.
-    let mut svg = match &timeline {
-        Some(p) => match std::fs::File::create(p) {
-            Ok(f) => Some(f),
-            Err(e) => return fail(format!("cannot create {}: {e}", p.display())),
-        },
-        None => None,
-    };
-    let stdout = std::io::stdout();
-    let r = host::matrix::run(
-        opts,
-        &mut std::io::BufWriter::with_capacity(1 << 16, stdout.lock()),
-    );
-    let r = match r {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    if let (Some(f), Some(p)) = (&mut svg, &timeline)
-        && let Err(e) = f.write_all(r.timeline_svg().as_bytes())
-    {
-        return fail(format!("cannot write {}: {e}", p.display()));
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-    } else {
-        eprint!("{}", r.human());
-    }
-    ExitCode::from(r.exit_code() as u8)
-}
-
-fn abi_table() -> String {
-    use hypercall_abi::{ABI_VERSION, FINGERPRINT, Hypercall, Transport};
-    let mut s = format!("hypercall ABI v{ABI_VERSION}, fingerprint {FINGERPRINT:#018x}\n");
-    s.push_str("nr  name               port    instruction   carries\n");
-    for hc in Hypercall::ALL {
-        let (insn, carries) = match hc.transport() {
-            Transport::Out8 => ("out dx, al", "the byte"),
-            Transport::Out32 => ("out dx, eax", "the value"),
-            Transport::In32 => ("in eax, dx", "the result"),
-            Transport::OutBlock => ("out dx, eax", "GPA of the argument block"),
-        };
-        s.push_str(&format!(
-            "{:<3} {:<18} {:#06x}  {insn:<13} {carries}\n",
-            hc.nr(),
-            hc.name(),
-            hc.port()
-        ));
-    }
-    s
 }

@@ -1,0 +1,91 @@
+//! System calls: how each came in, and what each does.
+
+use super::boot::*;
+use crate::hc;
+use crate::sys::{errno, nr};
+
+/// `write`: copies the user buffer in chunks into a kernel buffer and
+/// prints each with one `print_str`.
+pub(super) fn sys_write(fd: u64, ptr: u64, len: u64) -> i64 {
+    if fd != 1 && fd != 2 {
+        return -errno::EBADF;
+    }
+    if !check_user(ptr, len) {
+        return -errno::EFAULT;
+    }
+    // SAFETY: [ptr, ptr + len) lies in the user-accessible image (checked),
+    // which is identity mapped and readable at ring 0.
+    let bytes = unsafe { core::slice::from_raw_parts(ptr as *const u8, len as usize) };
+    let mut c = crate::Console::new();
+    for &b in bytes {
+        c.push(b);
+    }
+    c.flush();
+    len as i64
+}
+
+/// Ways a system call enters the kernel (indexes of [`syscall_entries`]).
+/// SYSCALL, straight to LSTAR at ring 0.
+pub const VIA_SYSCALL: u64 = 0;
+/// `int 0x80` through its DPL-3 gate.
+pub const VIA_INT80: u64 = 1;
+/// SYSCALL that stayed at CPL3, forwarded by the entry through `int 0x81`.
+pub const VIA_FORWARD: u64 = 2;
+/// `int 0x80` that raised #UD (kvm-pvm), served by the #UD handler.
+pub const VIA_INT80_UD: u64 = 3;
+/// SYSCALL forwarded through `int 0x81` that raised #UD (kvm-pvm).
+pub const VIA_FORWARD_UD: u64 = 4;
+
+#[unsafe(link_section = ".kvmwb.kernel")]
+pub(super) static ENTRIES: Global<[u64; 5]> = Global::new([0; 5]);
+
+/// System calls so far, by the way they entered (`VIA_*`).
+pub fn syscall_entries() -> [u64; 5] {
+    // SAFETY: one vCPU; read at ring 0 between user programs.
+    unsafe { *ENTRIES.get() }
+}
+
+/// One line on how system calls entered, when any did not come straight
+/// in through SYSCALL: on kvm-pvm SYSCALL stays at CPL3 and `int n` at
+/// CPL3 raises #UD, so every call arrives through the #UD handler.
+pub fn report_entries() {
+    let e = syscall_entries();
+    let total: u64 = e.iter().sum();
+    if total == e[VIA_SYSCALL as usize] {
+        return;
+    }
+    const WAYS: [&str; 5] = [
+        "SYSCALL",
+        "int 0x80",
+        "SYSCALL forwarded to int 0x81 (SYSCALL stayed at CPL3)",
+        "int 0x80 served from #UD (int n at CPL3 raised #UD)",
+        "SYSCALL forwarded to int 0x81, served from #UD (SYSCALL stayed at CPL3, int n raised #UD)",
+    ];
+    crate::print!("kernel: {total} system calls:");
+    let mut sep = " ";
+    for (n, way) in e.iter().zip(WAYS) {
+        if *n > 0 {
+            crate::print!("{sep}{n} by {way}");
+            sep = ", ";
+        }
+    }
+    crate::println!();
+}
+
+/// Called by the syscall entries with the user's RAX, RDI, RSI, RDX and
+/// the way in (`VIA_*`).
+#[unsafe(no_mangle)]
+pub(super) extern "C" fn kvmwb_syscall(nr: u64, a1: u64, a2: u64, a3: u64, via: u64) -> i64 {
+    // SAFETY: one vCPU, ring 0.
+    unsafe { (*ENTRIES.get())[(via as usize).min(4)] += 1 };
+    match nr {
+        nr::WRITE => sys_write(a1, a2, a3),
+        nr::EXIT => {
+            // SAFETY: called from the syscall path, on the kernel stack below
+            // KVMWB_KERNEL_RSP, which kvmwb_end_user returns to.
+            unsafe { kvmwb_end_user(a1 as i32 as i64) }
+        }
+        nr::HOST_CPUID => i64::from(hc::host_cpuid()),
+        _ => -errno::ENOSYS,
+    }
+}

@@ -1,0 +1,276 @@
+//! The device's queues and table in guest memory: TX drained, RX filled,
+//! the device table kept, every index the guest wrote checked first.
+
+use super::device::{Phase, SimVirtio};
+use crate::diag::{HostError, host_line};
+use hypercall_abi::simvirtio::{self as sv, QueueControl, QueueError};
+use std::io::Write;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+pub(super) fn rd<T: vm_memory::ByteValued>(mem: &GuestMemoryMmap, at: u64) -> Option<T> {
+    mem.read_obj(GuestAddress(at)).ok()
+}
+
+/// A queue's indices from guest memory (field by field: the guest may
+/// change them at any time, each read is checked before use).
+pub(super) fn queue(mem: &GuestMemoryMmap, at: u64) -> Option<QueueControl> {
+    Some(QueueControl {
+        head: rd(mem, at)?,
+        tail: rd(mem, at + 4)?,
+    })
+}
+
+pub(super) fn set_queue(mem: &GuestMemoryMmap, at: u64, c: QueueControl) {
+    let _ = mem.write_obj(c.head, GuestAddress(at));
+    let _ = mem.write_obj(c.tail, GuestAddress(at + 4));
+}
+
+pub(super) const TABLE_ADDRS: u64 = core::mem::offset_of!(sv::DeviceTable, device_addresses) as u64;
+
+/// The device table's count and entries (the count as the guest left it).
+pub(super) fn table(mem: &GuestMemoryMmap) -> Option<(u16, [u64; 10])> {
+    let count: u16 = rd(mem, sv::DEVICE_TABLE)?;
+    let mut a = [0u64; 10];
+    for (i, e) in a.iter_mut().enumerate() {
+        *e = rd(mem, sv::DEVICE_TABLE + TABLE_ADDRS + 8 * i as u64)?;
+    }
+    Some((count, a))
+}
+
+pub(super) fn set_table(mem: &GuestMemoryMmap, count: u16, a: &[u64; 10]) -> Result<(), String> {
+    mem.write_obj(count, GuestAddress(sv::DEVICE_TABLE))
+        .map_err(|e| e.to_string())?;
+    for (i, e) in a.iter().enumerate() {
+        mem.write_obj(
+            *e,
+            GuestAddress(sv::DEVICE_TABLE + TABLE_ADDRS + 8 * i as u64),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+impl SimVirtio {
+    pub(super) fn table_remove(&self, mem: &GuestMemoryMmap) {
+        let Some((count, a)) = table(mem) else {
+            return;
+        };
+        let n = usize::from(count).min(a.len());
+        let kept: Vec<u64> = a[..n]
+            .iter()
+            .copied()
+            .filter(|&x| x != sv::MMIO_BASE)
+            .collect();
+        if kept.len() == n {
+            return;
+        }
+        let mut b = [0u64; 10];
+        b[..kept.len()].copy_from_slice(&kept);
+        let _ = set_table(mem, kept.len() as u16, &b);
+    }
+
+    pub(super) fn table_add(&self, mem: &GuestMemoryMmap) -> Result<(), String> {
+        let (count, mut a) = table(mem).ok_or("the device table is outside guest memory")?;
+        let n = usize::from(count);
+        if n > a.len() {
+            return Err(format!(
+                "the device table's count is {n}, more than its 10 entries"
+            ));
+        }
+        if a[..n].contains(&sv::MMIO_BASE) {
+            return Ok(());
+        }
+        if n == a.len() {
+            return Err("the device table is full (10 devices)".into());
+        }
+        a[n] = sv::MMIO_BASE;
+        set_table(mem, count + 1, &a)
+    }
+
+    /// Polling mode: drain TX now (on a timer tick or another exit).
+    pub fn poll(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        if !self.polling {
+            return Ok(());
+        }
+        self.stats.polls += 1;
+        self.drain(mem, out, diag)
+    }
+
+    /// Takes every byte from TX and acts on it.
+    pub(super) fn drain(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        if self.device_status & sv::DEVICE_ERROR != 0 {
+            return Ok(());
+        }
+        let Some(mut tx) = queue(mem, sv::TX_CONTROL) else {
+            return Ok(());
+        };
+        loop {
+            let (slot, tail) = match sv::pop_slot(tx) {
+                Ok(s) => s,
+                Err(QueueError::Empty | QueueError::Full) => break,
+                Err(QueueError::Corrupt) => {
+                    self.q_ctl[0] |= sv::CTL_ERROR;
+                    return self.error(
+                        out,
+                        diag,
+                        format_args!(
+                            "TX queue indices are corrupt: head {} tail {} (queue length {})",
+                            tx.head,
+                            tx.tail,
+                            sv::QUEUE_LEN
+                        ),
+                    );
+                }
+            };
+            let b: u8 = rd(mem, sv::TX_BUFFER + u64::from(slot)).unwrap_or(0);
+            tx.tail = tail;
+            let _ = mem.write_obj(tail, GuestAddress(sv::TX_CONTROL + 4));
+            self.byte(mem, b, out, diag)?;
+            if self.device_status & sv::DEVICE_ERROR != 0 {
+                break;
+            }
+            // a command may have reset the queues
+            if self.phase != Phase::Ready {
+                match queue(mem, sv::TX_CONTROL) {
+                    Some(t) => tx = t,
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn byte(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        b: u8,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        match (self.phase, b) {
+            (Phase::Ready, _) => {
+                self.stats.tx_bytes += 1;
+                out.write_all(&[b])?;
+                if b == b'\n' {
+                    let n = self.line.len();
+                    self.line.clear();
+                    self.reply(mem, format!("ack {n}\n").as_bytes(), out, diag)?;
+                } else {
+                    self.line.push(b);
+                }
+            }
+            (_, sv::CMD_RESET) => {
+                self.reset(mem, false);
+                self.phase = Phase::Reset;
+            }
+            (Phase::Reset, sv::CMD_CONFIG) if u16::from(self.driver_status) == sv::DRIVER_ACK => {
+                match self.table_add(mem) {
+                    Ok(()) => {
+                        self.phase = Phase::Config;
+                        self.device_status = sv::DEVICE_CONFIG;
+                    }
+                    Err(why) => {
+                        self.error(out, diag, format_args!("cannot list the device: {why}"))?
+                    }
+                }
+            }
+            (Phase::Reset, sv::CMD_CONFIG) => {
+                let st = self.driver_status;
+                self.error(
+                    out,
+                    diag,
+                    format_args!("'C' with driver status {st:#x}: set DRIVER_ACK first"),
+                )?
+            }
+            (Phase::Start, sv::CMD_CONFIG) => self.error(
+                out,
+                diag,
+                format_args!("'C' before 'R': the device must be reset first"),
+            )?,
+            (phase, b) => self.error(
+                out,
+                diag,
+                format_args!(
+                    "byte {b:#04x} in TX while the device is {} (data is accepted after DRIVER_OK)",
+                    match phase {
+                        Phase::Start => "waiting for 'R'",
+                        Phase::Reset => "waiting for DRIVER_ACK and 'C'",
+                        Phase::Config => "waiting for DRIVER_OK",
+                        Phase::Ready => "ready",
+                    }
+                ),
+            )?,
+        }
+        Ok(())
+    }
+
+    /// Puts `bytes` on RX (what does not fit is dropped and reported).
+    pub(super) fn reply(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        bytes: &[u8],
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        let Some(mut rx) = queue(mem, sv::RX_CONTROL) else {
+            return Ok(());
+        };
+        for &b in bytes {
+            match sv::push_slot(rx) {
+                Ok((slot, head)) => {
+                    let _ = mem.write_obj(b, GuestAddress(sv::RX_BUFFER + u64::from(slot)));
+                    rx.head = head;
+                    self.stats.rx_bytes += 1;
+                }
+                Err(QueueError::Full) => {
+                    return host_line(
+                        out,
+                        diag,
+                        format_args!("simvirtio: RX queue full: reply dropped"),
+                    );
+                }
+                Err(_) => {
+                    self.q_ctl[1] |= sv::CTL_ERROR;
+                    return self.error(
+                        out,
+                        diag,
+                        format_args!(
+                            "RX queue indices are corrupt: head {} tail {}",
+                            rx.head, rx.tail
+                        ),
+                    );
+                }
+            }
+        }
+        // the head is published after the bytes
+        let _ = mem.write_obj(rx.head, GuestAddress(sv::RX_CONTROL));
+        self.q_ctl[1] |= sv::CTL_NOTIFY;
+        Ok(())
+    }
+
+    /// At the end of the run: drain what is left (polling mode) and end a
+    /// last line the guest did not end.
+    pub fn finish(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        self.poll(mem, out, diag)?;
+        if !self.line.is_empty() {
+            out.write_all(b"\n")?;
+            self.line.clear();
+        }
+        Ok(())
+    }
+}
