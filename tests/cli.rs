@@ -238,7 +238,7 @@ fn timeout_exits_5() {
     assert!(text(&o.stderr).contains("'soon' is not a duration"));
 }
 
-/// Every other CLI test runs under the seccomp jail (the default); this one
+/// Every other CLI test runs under the seccomp filter (the default); this one
 /// checks the switch that turns it off.
 #[test]
 fn no_seccomp_runs_the_same() {

@@ -1,4 +1,4 @@
-//! Issue 5: the SIMVIRTIO device end to end, through the CLI (jail on).
+//! Issue 5: the SIMVIRTIO device end to end, through the CLI (seccomp on).
 
 mod common;
 

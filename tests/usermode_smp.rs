@@ -1,6 +1,6 @@
 //! Issue 6: user programs under the guest kernel (system call 436, faults
 //! caught at CPL3) and several vCPUs per VM. Through the CLI, so the
-//! seccomp jail is on as for users.
+//! seccomp filter is on as for users.
 
 mod common;
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static VCPU_THREADS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
 static FORWARDER: std::sync::Once = std::sync::Once::new();
-/// This process's id, read once (a jailed vCPU thread may not call getpid).
+/// This process's id, read once (a vCPU thread under seccomp may not call getpid).
 static PID: std::sync::OnceLock<libc::pid_t> = std::sync::OnceLock::new();
 
 /// Why signal set-up failed.

@@ -202,7 +202,7 @@ fn cmd_matrix(
     json: bool,
     timeline: Option<PathBuf>,
 ) -> ExitCode {
-    // Created before the run: the scheduler thread may not open files once jailed.
+    // Created before the run: the scheduler thread may not open files once under seccomp.
     let mut svg = match &timeline {
         Some(p) => match std::fs::File::create(p) {
             Ok(f) => Some(f),

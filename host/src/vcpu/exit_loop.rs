@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use vm_memory::GuestMemoryMmap;
 
 /// What one vCPU's loop works with.
-pub struct Lane<'a> {
+pub struct ExitLoop<'a> {
     /// The vCPU.
     pub vcpu: &'a mut Vcpu,
     /// Guest memory.
@@ -41,7 +41,7 @@ pub struct Lane<'a> {
     pub profile: bool,
 }
 
-impl Lane<'_> {
+impl ExitLoop<'_> {
     /// Runs the vCPU until it halts, faults, times out, is interrupted or
     /// cancelled; returns how it ended and its registers then.
     pub fn run(

@@ -6,5 +6,5 @@ pub mod exit_loop;
 pub mod outcome;
 pub mod thread;
 
-pub use exit_loop::Lane;
+pub use exit_loop::ExitLoop;
 pub use outcome::{Stop, VcpuError};

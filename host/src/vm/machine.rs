@@ -3,7 +3,7 @@
 //! that set a VM up; `Vm::run` sets up the calling thread and runs the
 //! exit loop of vCPU 0 (or hands several vCPUs to `super::smp`).
 
-use super::outcome::RunOutcome;
+use super::outcome::{Check42, RunOutcome, VcpuReport};
 use crate::config::{ConfigError, RunConfig, VmConfig};
 use crate::devices::Bus;
 use crate::diag::HostError;
@@ -12,11 +12,11 @@ use crate::loader::Plan;
 use crate::stats::ExitStats;
 use crate::trace::Tracer;
 use crate::vcpu::thread::ThreadSetup;
-use crate::vcpu::{Lane, VcpuError};
+use crate::vcpu::{ExitLoop, Stop, VcpuError};
 use crate::x86::{CpuMode, cpuid, gdt, paging};
 use hypercall_abi::{layout, note};
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Why a VM could not be set up or run.
@@ -201,7 +201,7 @@ impl Vm {
             seccomp: run.seccomp,
         }
         .apply(vcpu, trace, || {})?;
-        let (stop, regs) = Lane {
+        let (stop, regs) = ExitLoop {
             vcpu,
             mem: vm.memory(),
             bus,
@@ -215,7 +215,7 @@ impl Vm {
         .run(out, diag)?;
         let elapsed = start.elapsed();
         drop(armed);
-        let report = super::VcpuReport {
+        let report = VcpuReport {
             id: 0,
             stop,
             regs,
@@ -257,6 +257,65 @@ impl Vm {
     /// The VM object.
     pub fn vm_object(&self) -> &VmObject {
         &self.vm
+    }
+}
+
+impl Vm {
+    /// The run's outcome from each vCPU's: the device finishes its output,
+    /// the VM's stop is the first fault, else the first timeout or
+    /// interrupt, else "halted"; the exit counts are summed; the 42 check
+    /// reads memory and vCPU 0's RAX.
+    pub(super) fn outcome(
+        &mut self,
+        per: Vec<VcpuReport>,
+        elapsed: Duration,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<RunOutcome, VmError> {
+        self.bus.finish(self.vm.memory(), out, diag)?;
+        let main = per
+            .iter()
+            .position(|v| matches!(v.stop, Stop::Faulted { .. }))
+            .or_else(|| {
+                per.iter()
+                    .position(|v| !matches!(v.stop, Stop::Halted | Stop::Cancelled))
+            })
+            .unwrap_or(0);
+        let stop = per[main].stop.clone();
+        let regs = per[main].regs;
+        let all_halted = per.iter().all(|v| v.stop == Stop::Halted);
+        let check = (all_halted && self.state.flags & note::FLAG_CHECK_42 != 0).then(|| {
+            let memory: u32 = self
+                .vm
+                .memory()
+                .read_obj(GuestAddress(layout::CHECK_ADDR))
+                .unwrap_or(0);
+            let want = layout::CHECK_VALUE;
+            let rax = per[0].regs.rax;
+            Check42 {
+                memory,
+                rax,
+                pass: u64::from(memory) == want && rax == want,
+            }
+        });
+        if let Some(t) = &mut self.state.trace {
+            t.finish().map_err(HostError::from)?;
+        }
+        let mut stats = ExitStats::default();
+        for v in &per {
+            stats.merge(&v.stats);
+        }
+        Ok(RunOutcome {
+            stop,
+            regs,
+            vcpu: main,
+            stats,
+            check,
+            guest_errors: self.state.guest_errors,
+            elapsed,
+            vcpus: per,
+            device: self.bus.device_stats(),
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use crate::diag::HostError;
 use crate::kvm::Vcpu;
 use crate::stats::ExitStats;
 use crate::vcpu::thread::ThreadSetup;
-use crate::vcpu::{Lane, Stop, VcpuError};
+use crate::vcpu::{ExitLoop, Stop, VcpuError};
 use crate::x86::Regs;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -216,7 +216,7 @@ impl VcpuJob<'_> {
         };
         let _armed = setup.apply(vcpu, &mut no_trace, register)?;
         let mut guest_errors = 0;
-        let (stop, regs) = Lane {
+        let (stop, regs) = ExitLoop {
             vcpu,
             mem: self.mem,
             bus: self.bus,

@@ -7,7 +7,7 @@
 //! error: ..." line, sets DEVICE_ERROR (and CTL_ERROR on a corrupt queue) for
 //! the guest to see, and the device then ignores TX until DRIVER_RESET.
 
-use super::queues::{queue, set_queue};
+use super::memory::{queue, set_queue};
 use crate::diag::{HostError, host_line};
 use hypercall_abi::simvirtio::{self as sv, QueueControl, reg};
 use std::io::Write;
@@ -250,7 +250,7 @@ impl SimVirtio {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::simvirtio::queues::{rd, table};
+    use crate::devices::simvirtio::memory::{rd, table};
     use vm_memory::{Bytes, GuestAddress};
 
     fn mem() -> GuestMemoryMmap {

@@ -8,6 +8,7 @@
 //! the guest to see, and the device then ignores TX until DRIVER_RESET.
 
 mod device;
-mod queues;
+mod memory;
+mod transfer;
 
 pub use device::{DeviceStats, SimVirtio};

@@ -1,7 +1,7 @@
-//! The seccomp jail really stops a system call outside its list.
+//! The seccomp filter really stops a system call outside its list.
 
-/// A child process installs the jail, makes an allowed call (write), then a
-/// forbidden one (getpid): it must die with the jail's exit code and one
+/// A child process installs the filter, makes an allowed call (write), then a
+/// forbidden one (getpid): it must die with the filter's exit code and one
 /// line on stderr, and never reach the code after the forbidden call.
 #[test]
 fn a_syscall_outside_the_list_is_stopped() {
@@ -13,7 +13,7 @@ fn a_syscall_outside_the_list_is_stopped() {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        // SAFETY: child: point stderr at the pipe, jail, write, then getpid.
+        // SAFETY: child: point stderr at the pipe, filter on, write, then getpid.
         unsafe {
             libc::dup2(fds[1], 2);
             if host::seccomp::apply().is_err() {
