@@ -8,6 +8,7 @@
 use super::outcome::{Stop, VcpuError};
 use crate::devices::hypercall::Io;
 use crate::devices::{Bus, Ctx};
+use crate::diag::HostError;
 use crate::kvm::{KvmError, Vcpu, vcpu::is_kick};
 use crate::stats::{ExitReason, ExitStats};
 use crate::trace::Tracer;
@@ -51,7 +52,7 @@ impl ExitLoop<'_> {
     ) -> Result<(Stop, Regs), VcpuError> {
         loop {
             if self.cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
-                return self.end(Stop::Cancelled);
+                return self.end(Stop::Cancelled, out);
             }
             let exit = self.vcpu.run();
             let t0 = self.profile.then(Instant::now);
@@ -76,7 +77,7 @@ impl ExitLoop<'_> {
                 Ok(VcpuExit::MmioWrite(addr, data)) => self.bus.mmio_write(&mut cx, addr, data)?,
                 Ok(VcpuExit::Hlt) => {
                     self.stats.record(ExitReason::Hlt);
-                    return self.end(Stop::Halted);
+                    return self.end(Stop::Halted, out);
                 }
                 Ok(_) => {
                     // Every other exit is fatal: shutdown (triple fault),
@@ -84,6 +85,7 @@ impl ExitLoop<'_> {
                     // this host does not handle.
                     let (reason, fault) = self.vcpu.fault();
                     self.stats.record(reason);
+                    out.flush().map_err(HostError::from)?;
                     self.vcpu.trace_exit(self.trace, true);
                     let regs = self.vcpu.regs(self.trace)?;
                     let s = self
@@ -105,13 +107,13 @@ impl ExitLoop<'_> {
                     }
                     crate::signals::consume_kicks();
                     if crate::signals::interrupted() {
-                        return self.end(Stop::Interrupted);
+                        return self.end(Stop::Interrupted, out);
                     }
                     if let Some((at, after)) = self.deadline
                         && Instant::now() >= at
                     {
                         let after_ms = after.as_millis() as u64;
-                        return self.end(Stop::TimedOut { after_ms });
+                        return self.end(Stop::TimedOut { after_ms }, out);
                     }
                     if let Some(t0) = t0 {
                         self.stats.charge(t0.elapsed());
@@ -127,9 +129,11 @@ impl ExitLoop<'_> {
         }
     }
 
-    /// Ends a run that did not fault: records a final HLT exit and reads
-    /// the registers the guest stopped with.
-    fn end(&mut self, stop: Stop) -> Result<(Stop, Regs), VcpuError> {
+    /// Ends a run that did not fault: the guest's output so far goes out
+    /// (before the trace's last lines), a final HLT exit is recorded, and
+    /// the registers the guest stopped with are read.
+    fn end(&mut self, stop: Stop, out: &mut dyn Write) -> Result<(Stop, Regs), VcpuError> {
+        out.flush().map_err(HostError::from)?;
         if stop == Stop::Halted {
             self.vcpu.trace_exit(self.trace, true);
         }
