@@ -2,7 +2,7 @@
 # (rustup here does not install rust-toolchain.toml's toolchain on its own).
 CARGO ?= cargo
 
-.PHONY: all toolchain demo guests run list test lint fmt bench clean
+.PHONY: all toolchain demo guests run list test lint fmt bench clean abi-doc
 
 all: demo
 
@@ -47,3 +47,8 @@ bench: toolchain
 
 clean:
 	$(CARGO) clean
+
+# Rewrites the generated tables of docs/abi.md from hypercall-abi (a test
+# fails when they differ: "docs/abi.md is stale: run `make abi-doc`").
+abi-doc: toolchain
+	$(CARGO) run -q -p host -- abi --update-doc docs/abi.md

@@ -48,15 +48,37 @@ fn no_command_runs_hello() {
 fn abi_prints_this_hosts_contract() {
     let out = text(&host(&["abi"]).stdout);
     let first = format!(
-        "hypercall ABI v{}, fingerprint {:#018x}",
+        "hypercall ABI v{}: {} hypercalls, fingerprint {:#018x} (base {:#018x})",
         hypercall_abi::ABI_VERSION,
-        hypercall_abi::FINGERPRINT
+        hypercall_abi::Hypercall::COUNT,
+        hypercall_abi::FINGERPRINT,
+        hypercall_abi::BASE_FINGERPRINT
     );
     assert_eq!(out.lines().next(), Some(first.as_str()));
     for hc in hypercall_abi::Hypercall::ALL {
         let row = format!("{:<3} {:<18} {:#06x}", hc.nr(), hc.name(), hc.port());
         assert!(out.contains(&row), "{row} in {out}");
     }
+}
+
+/// docs/abi.md's tables are generated from hypercall-abi (`make abi-doc`);
+/// this fails with one clear line when someone changes the ABI and not the
+/// document, or edits a generated table by hand.
+#[test]
+fn the_abi_doc_is_generated_from_the_crate() {
+    let doc = include_str!("../docs/abi.md");
+    if let Err(e) = host::abi::check_doc(doc) {
+        panic!("{e}");
+    }
+    let o = host(&["abi", "--check-doc", "../docs/abi.md"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let stale = common::temp_file("abi.md", doc.replace("0x0503", "0x0504").as_bytes());
+    let o = host(&["abi", "--check-doc", stale.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        text(&o.stderr),
+        "host: error: docs/abi.md is stale: run `make abi-doc`\n"
+    );
 }
 
 /// The assembly guest in docs/abi.md, assembled and run: the document

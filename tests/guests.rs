@@ -4,10 +4,9 @@ mod common;
 
 use host::config::{RunConfig, VmConfig};
 use host::kvm::Fault;
-use host::loader::LoadError;
-use host::run::{self, RunError, RunOptions};
+use host::run::{self, RunOptions};
 use host::vcpu::Stop;
-use hypercall_abi::{FINGERPRINT, Hypercall, layout, note};
+use hypercall_abi::{BASE_FINGERPRINT, Hypercall, layout};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 struct Ran {
@@ -161,63 +160,84 @@ fn bad_pointers_get_an_error_and_one_host_line_each() {
     assert_eq!(r.report.outcome.stop, Stop::Halted);
 }
 
-fn patched_note(f: impl Fn(&mut note::Desc)) -> std::path::PathBuf {
+/// `hello`'s ELF with its ABI note patched: `f` gets the note's descriptor
+/// (header, then one 32-byte entry per hypercall) and the offset of
+/// `descsz` before it.
+fn patched_note(tag: &str, f: impl Fn(&mut [u8])) -> std::path::PathBuf {
     let mut elf = common::guest_elf("hello");
-    let name = b"KVMWB\0\0\0";
     let at = elf
         .windows(8)
-        .position(|w| w == name)
+        .position(|w| w == b"KVMWB\0\0\0")
         .expect("note in hello")
-        + 8;
-    let w = |b: &[u8], o: usize| u32::from_le_bytes(b[at + o..at + o + 4].try_into().unwrap());
-    let mut d = note::Desc {
-        version: w(&elf, 0),
-        flags: w(&elf, 4),
-        fingerprint_lo: w(&elf, 8),
-        fingerprint_hi: w(&elf, 12),
-    };
-    assert_eq!(d.fingerprint(), FINGERPRINT);
-    f(&mut d);
-    for (o, v) in [
-        (0, d.version),
-        (4, d.flags),
-        (8, d.fingerprint_lo),
-        (12, d.fingerprint_hi),
-    ] {
-        elf[at + o..at + o + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    common::temp_file("patched", &elf)
+        - 12;
+    let desc = at + 20;
+    let len = 20 + 32 * Hypercall::COUNT;
+    assert_eq!(elf[at + 4..at + 8], (len as u32).to_le_bytes());
+    f(&mut elf[at + 4..desc + len]);
+    common::temp_file(tag, &elf)
 }
 
-#[test]
-fn a_guest_built_against_another_abi_is_refused() {
-    let p = patched_note(|d| d.fingerprint_lo ^= 1);
-    let opts = RunOptions {
-        guest: p.display().to_string(),
-        ..Default::default()
-    };
-    let e = run::prepare(&opts).err().expect("refused");
-    match &e {
-        RunError::Load {
-            source: LoadError::AbiMismatch { guest_fp, .. },
-            ..
-        } => {
-            assert_eq!(*guest_fp, FINGERPRINT ^ 1)
-        }
-        other => panic!("{other}"),
-    }
-    let msg = e.to_string();
-    assert!(msg.contains(&format!("{:#018x}", FINGERPRINT)), "{msg}");
-    assert!(msg.contains(&format!("{:#018x}", FINGERPRINT ^ 1)), "{msg}");
-    assert!(!msg.contains('\n'));
+/// Byte `o` of the descriptor in what `patched_note` hands its closure.
+const D: usize = 16;
 
-    let p = patched_note(|d| d.version += 1);
+fn refusal(p: &std::path::Path) -> String {
     let opts = RunOptions {
         guest: p.display().to_string(),
         ..Default::default()
     };
     let msg = run::prepare(&opts).err().expect("refused").to_string();
-    assert!(msg.contains("hypercall ABI v2"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+    msg
+}
+
+#[test]
+fn a_guest_built_against_another_abi_is_refused_naming_what_differs() {
+    let base = patched_note("base", |d| d[D + 8] ^= 1);
+    let msg = refusal(&base);
+    assert!(
+        msg.contains(&format!("{:#018x}", BASE_FINGERPRINT)),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{:#018x}", BASE_FINGERPRINT ^ 1)),
+        "{msg}"
+    );
+
+    let v = patched_note("version", |d| d[D] = 3);
+    let msg = refusal(&v);
+    assert!(
+        msg.contains("note is version 3, this host reads version 2"),
+        "{msg}"
+    );
+
+    // print_str (entry 3) built against a 24-byte block
+    let blk = patched_note("block", |d| d[D + 20 + 32 * 3 + 26] = 24);
+    assert_eq!(
+        refusal(&blk),
+        format!(
+            "{}: the guest's hypercall ABI differs from this host's: hypercall print_str: guest expects port 0x503 block of 24 bytes, host has 16 bytes",
+            blk.display()
+        )
+    );
+
+    let flags = patched_note("flags", |d| d[D + 7] = 0x80);
+    assert!(refusal(&flags).contains("flag bits 0x80000000"));
+}
+
+#[test]
+fn a_guest_built_before_a_hypercall_was_added_still_runs() {
+    // the note of a guest whose ABI had only the first 6 hypercalls
+    let old = patched_note("old", |d| {
+        let n = Hypercall::COUNT - 1;
+        d[..4].copy_from_slice(&((20 + 32 * n) as u32).to_le_bytes());
+        d[D + 16..D + 20].copy_from_slice(&(n as u32).to_le_bytes());
+    });
+    let r = run_guest(&RunOptions {
+        guest: old.display().to_string(),
+        ..Default::default()
+    });
+    assert_eq!(r.out, "Hello, world!\n");
+    assert_eq!(r.report.outcome.stop, Stop::Halted);
 }
 
 #[test]

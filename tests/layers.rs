@@ -22,7 +22,7 @@ const HOST_LAYERS: &[(&str, &[&str])] = &[
     ("devices", &["devices"]),
     ("one vCPU", &["vcpu"]),
     ("the VM", &["vm"]),
-    ("commands", &["run", "inspect", "matrix", "bench"]),
+    ("commands", &["run", "inspect", "matrix", "bench", "abi"]),
 ];
 
 /// Most lines of non-test code in one file.

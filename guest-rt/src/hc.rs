@@ -2,7 +2,6 @@
 //! Ports, layouts and status codes come from `hypercall-abi`.
 
 use core::ffi::CStr;
-use core::ptr::addr_of_mut;
 use hypercall_abi::{GvaToHvaArgs, HcStatus, Hypercall, PrintStrArgs};
 
 #[inline(always)]
@@ -48,25 +47,53 @@ fn status(raw: i32) -> Result<(), HcStatus> {
     }
 }
 
-/// `print8bit`: one byte to the host's stdout.
-pub fn print8bit(b: u8) {
-    out8(Hypercall::Print8bit.port(), b)
+/// One wrapper per hypercall, generated from the ABI's one declaration
+/// (`hypercall_abi::hypercalls!`), typed by its transport: `Out8` takes a
+/// `u8`, `Out32` a `u32`, `In32` returns a `u32`, `OutBlock(T)` takes
+/// `&mut T` (the host writes the results into it during the exit). A call
+/// with the wrong argument type does not compile.
+pub mod raw {
+    use super::{gpa, in32, out8, out32};
+    use hypercall_abi::Hypercall;
+
+    macro_rules! raw_wrappers {
+        ($( $(#[doc = $doc:literal])* $nr:literal $v:ident $name:ident = $port:literal : $t:ident $(($b:ty))? ; )*) => {
+            $( raw_wrappers!(@one [$($doc)*] $v $name $t $(($b))?); )*
+        };
+        (@one [$($doc:literal)*] $v:ident $name:ident Out8) => {
+            $(#[doc = $doc])*
+            #[inline(always)]
+            pub fn $name(v: u8) {
+                out8(Hypercall::$v.port(), v)
+            }
+        };
+        (@one [$($doc:literal)*] $v:ident $name:ident Out32) => {
+            $(#[doc = $doc])*
+            #[inline(always)]
+            pub fn $name(v: u32) {
+                out32(Hypercall::$v.port(), v)
+            }
+        };
+        (@one [$($doc:literal)*] $v:ident $name:ident In32) => {
+            $(#[doc = $doc])*
+            #[inline(always)]
+            pub fn $name() -> u32 {
+                in32(Hypercall::$v.port())
+            }
+        };
+        (@one [$($doc:literal)*] $v:ident $name:ident OutBlock($b:ty)) => {
+            $(#[doc = $doc])*
+            #[inline(always)]
+            pub fn $name(block: &mut $b) {
+                out32(Hypercall::$v.port(), gpa(block as *mut $b))
+            }
+        };
+    }
+
+    hypercall_abi::hypercalls!(raw_wrappers);
 }
 
-/// `print32bit`: the host prints `v` in decimal and one "\n".
-pub fn print32bit(v: u32) {
-    out32(Hypercall::Print32bit.port(), v)
-}
-
-/// `host_cpuid`: the host CPU running this vCPU at the moment of the call.
-pub fn host_cpuid() -> u32 {
-    in32(Hypercall::HostCpuid.port())
-}
-
-/// `num_exits`: VM exits so far, this one included.
-pub fn num_exits() -> u32 {
-    in32(Hypercall::NumExits.port())
-}
+pub use raw::{host_cpuid, num_exits, print8bit, print32bit};
 
 /// `print_str` on a guest-physical address: returns the bytes printed.
 /// For programs that need to pass an arbitrary (even bad) address.
@@ -76,9 +103,7 @@ pub fn print_str_at(addr: u64) -> Result<u32, HcStatus> {
         len: 0,
         status: HcStatus::BadPointer as i32,
     };
-    out32(Hypercall::PrintStr.port(), gpa(addr_of_mut!(args)));
-    // SAFETY: `args` is a live local; the host wrote it during the exit.
-    let args = unsafe { core::ptr::read_volatile(&args) };
+    raw::print_str(&mut args);
     status(args.status).map(|()| args.len)
 }
 
@@ -90,7 +115,7 @@ pub fn print_str(s: &CStr) -> Result<u32, HcStatus> {
 /// `num_exits_by_type`: guest-physical address of the NUL-terminated
 /// "IO in: x\nIO out: y\n" the host wrote into its result page.
 pub fn num_exits_by_type() -> u64 {
-    u64::from(in32(Hypercall::NumExitsByType.port()))
+    u64::from(raw::num_exits_by_type())
 }
 
 /// `gva_to_hva`: the host virtual address behind `gva`, or
@@ -102,9 +127,7 @@ pub fn gva_to_hva(gva: u64) -> Result<u64, HcStatus> {
         status: HcStatus::BadPointer as i32,
         reserved: 0,
     };
-    out32(Hypercall::GvaToHva.port(), gpa(addr_of_mut!(args)));
-    // SAFETY: as in `print_str_at`.
-    let args = unsafe { core::ptr::read_volatile(&args) };
+    raw::gva_to_hva(&mut args);
     status(args.status).map(|()| args.hva)
 }
 

@@ -13,8 +13,9 @@
 //! | devices | `devices` |
 //! | one vCPU | `vcpu` |
 //! | the VM | `vm` |
-//! | commands | `run`, `inspect`, `matrix`, `bench` |
+//! | commands | `run`, `inspect`, `matrix`, `bench`, `abi` |
 
+pub mod abi;
 pub mod bench;
 pub mod config;
 pub mod devices;

@@ -10,21 +10,57 @@
 //! registers, so the host never needs a register ioctl to serve a hypercall.
 #![no_std]
 
-use core::mem::{align_of, offset_of, size_of};
-
+pub mod block;
+pub mod fingerprint;
 pub mod simvirtio;
 
-/// Bumped by hand on every incompatible change; the fingerprint below
-/// catches the changes a human forgets.
-pub const ABI_VERSION: u32 = 1;
+pub use fingerprint::{BASE_FINGERPRINT, FINGERPRINT};
 
-/// The classic debug port: `out dx, al` writes one byte to the host's stdout.
-pub const PORT_PRINT8BIT: u16 = 0xE9;
-/// Hypercall `n` (other than print8bit) lives on port `HC_PORT_BASE + n`.
-pub const HC_PORT_BASE: u16 = 0x0500;
+/// The ABI note's format and the contract's generation. Additive changes (a
+/// new hypercall) do not change it: each guest's note lists the hypercalls
+/// it was built against, and the host checks those one by one.
+pub const ABI_VERSION: u32 = 2;
 
 /// Longest string `print_str` reads, NUL excluded. A longer one is an error.
 pub const MAX_STR_LEN: u32 = 4096;
+
+/// The one declaration of every hypercall. Each row is
+///
+/// ```text
+/// NR Variant name = PORT: Transport;            // Out8, Out32 or In32
+/// NR Variant name = PORT: OutBlock(BlockType);  // an argument block
+/// ```
+///
+/// and everything else is derived from this table: the [`Hypercall`] enum,
+/// [`Hypercall::ALL`], names, ports, transports, port lookup, the argument
+/// block of each, the fingerprint and the ELF note (here); the guest's
+/// typed wrappers (`guest_rt::hc::raw`); `host abi` and the tables in
+/// docs/abi.md. `hypercalls!(m)` hands the table to the macro `m!`.
+///
+/// docs/abi.md, "Adding a hypercall", walks through adding a row.
+#[macro_export]
+macro_rules! hypercalls {
+    ($then:ident) => {
+        $then! {
+            /// `print8bit(u8)`: the byte goes to the host's stdout as is.
+            0 Print8bit print8bit = 0x00e9: Out8;
+            /// `print32bit(u32)`: printed in decimal followed by exactly one "\n".
+            1 Print32bit print32bit = 0x0501: Out32;
+            /// `num_exits() -> u32`: VM exits of this VM so far, this one included.
+            2 NumExits num_exits = 0x0502: In32;
+            /// `print_str(ptr)`: a NUL-terminated string, printed as is.
+            3 PrintStr print_str = 0x0503: OutBlock($crate::PrintStrArgs);
+            /// `num_exits_by_type() -> ptr`: guest-physical address of
+            /// "IO in: x\nIO out: y\n" (NUL-terminated) in the host result page.
+            4 NumExitsByType num_exits_by_type = 0x0504: In32;
+            /// `gva_to_hva(gva) -> u64`: walk the guest's page tables.
+            5 GvaToHva gva_to_hva = 0x0505: OutBlock($crate::GvaToHvaArgs);
+            /// `host_cpuid() -> u32`: the host CPU running the calling vCPU's
+            /// thread at the moment of the exit (sched_getcpu).
+            6 HostCpuid host_cpuid = 0x0506: In32;
+        }
+    };
+}
 
 /// How a hypercall's data moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,73 +76,110 @@ pub enum Transport {
     OutBlock,
 }
 
-/// Every hypercall. The host dispatches with an exhaustive `match` on this
-/// enum, so adding a variant without a host handler does not compile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u16)]
-pub enum Hypercall {
-    /// `print8bit(u8)`: the byte goes to the host's stdout as is.
-    Print8bit = 0,
-    /// `print32bit(u32)`: printed in decimal followed by exactly one "\n".
-    Print32bit = 1,
-    /// `num_exits() -> u32`: VM exits of this VM so far, this one included.
-    NumExits = 2,
-    /// `print_str(ptr)`: a NUL-terminated string, printed as is. Block: [`PrintStrArgs`].
-    PrintStr = 3,
-    /// `num_exits_by_type() -> ptr`: guest-physical address of
-    /// "IO in: x\nIO out: y\n" (NUL-terminated) in the host result page.
-    NumExitsByType = 4,
-    /// `gva_to_hva(gva) -> u64`: walk the guest's page tables. Block: [`GvaToHvaArgs`].
-    GvaToHva = 5,
-    /// `host_cpuid() -> u32`: the host CPU running the calling vCPU's thread
-    /// at the moment of the exit (sched_getcpu).
-    HostCpuid = 6,
+impl Transport {
+    /// The instruction the guest executes.
+    pub const fn instruction(self) -> &'static str {
+        match self {
+            Transport::Out8 => "out dx, al",
+            Transport::Out32 | Transport::OutBlock => "out dx, eax",
+            Transport::In32 => "in eax, dx",
+        }
+    }
+
+    /// What the I/O data carries.
+    pub const fn carries(self) -> &'static str {
+        match self {
+            Transport::Out8 => "the byte",
+            Transport::Out32 => "the value",
+            Transport::In32 => "the result",
+            Transport::OutBlock => "GPA of the argument block",
+        }
+    }
+
+    /// Whether an access (`out`: direction, `size`: bytes) is this transport.
+    pub const fn accepts(self, out: bool, size: usize) -> bool {
+        match self {
+            Transport::Out8 => out && size == 1,
+            Transport::Out32 | Transport::OutBlock => out && size == 4,
+            Transport::In32 => !out && size == 4,
+        }
+    }
+
+    /// The number the fingerprint and the ELF note use.
+    pub const fn code(self) -> u8 {
+        match self {
+            Transport::Out8 => 1,
+            Transport::Out32 => 2,
+            Transport::In32 => 3,
+            Transport::OutBlock => 4,
+        }
+    }
 }
 
-impl Hypercall {
-    /// All hypercalls, in number order.
-    pub const ALL: [Hypercall; 7] = [
-        Hypercall::Print8bit,
-        Hypercall::Print32bit,
-        Hypercall::NumExits,
-        Hypercall::PrintStr,
-        Hypercall::NumExitsByType,
-        Hypercall::GvaToHva,
-        Hypercall::HostCpuid,
-    ];
+/// Expands the table into the enum and its tables (see [`hypercalls!`]).
+macro_rules! define_hypercalls {
+    ($( $(#[doc = $doc:literal])* $nr:literal $v:ident $name:ident = $port:literal : $t:ident $(($b:ty))? ; )*) => {
+        /// Every hypercall, from [`hypercalls!`]. The host dispatches with an
+        /// exhaustive `match` on this enum, so a hypercall declared without
+        /// a host handler does not compile.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u16)]
+        pub enum Hypercall {
+            $( $(#[doc = $doc])* $v = $nr, )*
+        }
 
+        impl Hypercall {
+            /// How many hypercalls there are.
+            pub const COUNT: usize = [$(stringify!($v)),*].len();
+
+            /// All hypercalls, in table order.
+            pub const ALL: [Hypercall; Self::COUNT] = [$(Hypercall::$v),*];
+
+            /// The name used in the assignment, documentation and host output.
+            pub const fn name(self) -> &'static str {
+                match self { $(Hypercall::$v => stringify!($name),)* }
+            }
+
+            /// The I/O port the guest uses for this hypercall.
+            pub const fn port(self) -> u16 {
+                match self { $(Hypercall::$v => $port,)* }
+            }
+
+            /// Which instruction and data width carry it.
+            pub const fn transport(self) -> Transport {
+                match self { $(Hypercall::$v => Transport::$t,)* }
+            }
+
+            /// Its documentation, from the table.
+            pub const fn doc(self) -> &'static str {
+                match self { $(Hypercall::$v => concat!($($doc),*),)* }
+            }
+
+            /// Its argument block's layout (`OutBlock` hypercalls only).
+            pub const fn block(self) -> Option<&'static $crate::block::BlockLayout> {
+                match self { $(Hypercall::$v => define_hypercalls!(@block $($b)?),)* }
+            }
+        }
+    };
+    (@block) => { None };
+    (@block $b:ty) => { Some(&<$b as $crate::block::Block>::LAYOUT) };
+}
+
+hypercalls!(define_hypercalls);
+
+/// The classic debug port: `out dx, al` writes one byte to the host's stdout.
+pub const PORT_PRINT8BIT: u16 = Hypercall::Print8bit.port();
+
+impl Hypercall {
     /// The hypercall's number.
     pub const fn nr(self) -> u16 {
         self as u16
     }
 
-    /// The I/O port the guest uses for this hypercall.
-    pub const fn port(self) -> u16 {
-        match self {
-            Hypercall::Print8bit => PORT_PRINT8BIT,
-            other => HC_PORT_BASE + other.nr(),
-        }
-    }
-
-    /// Which instruction and data width carry it.
-    pub const fn transport(self) -> Transport {
-        match self {
-            Hypercall::Print8bit => Transport::Out8,
-            Hypercall::Print32bit => Transport::Out32,
-            Hypercall::NumExits | Hypercall::NumExitsByType | Hypercall::HostCpuid => {
-                Transport::In32
-            }
-            Hypercall::PrintStr | Hypercall::GvaToHva => Transport::OutBlock,
-        }
-    }
-
     /// The hypercall on `port`, if any.
     pub const fn from_port(port: u16) -> Option<Hypercall> {
-        if port == PORT_PRINT8BIT {
-            return Some(Hypercall::Print8bit);
-        }
-        let mut i = 1;
-        while i < Self::ALL.len() {
+        let mut i = 0;
+        while i < Self::COUNT {
             if Self::ALL[i].port() == port {
                 return Some(Self::ALL[i]);
             }
@@ -114,20 +187,32 @@ impl Hypercall {
         }
         None
     }
-
-    /// The name used in the assignment, documentation and host output.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Hypercall::Print8bit => "print8bit",
-            Hypercall::Print32bit => "print32bit",
-            Hypercall::NumExits => "num_exits",
-            Hypercall::PrintStr => "print_str",
-            Hypercall::NumExitsByType => "num_exits_by_type",
-            Hypercall::GvaToHva => "gva_to_hva",
-            Hypercall::HostCpuid => "host_cpuid",
-        }
-    }
 }
+
+// The table is consistent: numbers, names and ports are unique, names fit
+// the ELF note, and a hypercall has a block exactly when it is `OutBlock`.
+const _: () = {
+    let all = Hypercall::ALL;
+    let mut i = 0;
+    while i < all.len() {
+        let h = all[i];
+        assert!(
+            h.name().len() < note::NAME_LEN,
+            "a hypercall name must fit the ELF note"
+        );
+        assert!(
+            matches!(h.transport(), Transport::OutBlock) == h.block().is_some(),
+            "an OutBlock hypercall names its block, and only it"
+        );
+        let mut j = i + 1;
+        while j < all.len() {
+            assert!(all[j].nr() != h.nr(), "two hypercalls with one number");
+            assert!(all[j].port() != h.port(), "two hypercalls on one port");
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 /// Result of a block hypercall, written by the host into the block's `status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +229,14 @@ pub enum HcStatus {
 }
 
 impl HcStatus {
+    /// Every status.
+    pub const ALL: [HcStatus; 4] = [
+        HcStatus::Ok,
+        HcStatus::BadPointer,
+        HcStatus::Unterminated,
+        HcStatus::InvalidGva,
+    ];
+
     /// The status for a raw value; unknown values are `None`.
     pub const fn from_raw(raw: i32) -> Option<HcStatus> {
         match raw {
@@ -156,45 +249,31 @@ impl HcStatus {
     }
 }
 
-/// Argument block of `print_str`.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub struct PrintStrArgs {
-    /// In: guest-physical address of the NUL-terminated string.
-    pub addr: u64,
-    /// Out: bytes printed (NUL excluded).
-    pub len: u32,
-    /// Out: an [`HcStatus`] value.
-    pub status: i32,
+abi_block! {
+    /// Argument block of `print_str`.
+    pub struct PrintStrArgs {
+        /// In: guest-physical address of the NUL-terminated string.
+        pub addr: u64,
+        /// Out: bytes printed (NUL excluded).
+        pub len: u32,
+        /// Out: an [`HcStatus`] value.
+        pub status: i32,
+    }
 }
 
-/// Argument block of `gva_to_hva`.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub struct GvaToHvaArgs {
-    /// In: the guest virtual address to translate.
-    pub gva: u64,
-    /// Out: the host virtual address, 0 when invalid.
-    pub hva: u64,
-    /// Out: an [`HcStatus`] value.
-    pub status: i32,
-    /// Zero.
-    pub reserved: u32,
+abi_block! {
+    /// Argument block of `gva_to_hva`.
+    pub struct GvaToHvaArgs {
+        /// In: the guest virtual address to translate.
+        pub gva: u64,
+        /// Out: the host virtual address, 0 when invalid.
+        pub hva: u64,
+        /// Out: an [`HcStatus`] value.
+        pub status: i32,
+        /// Zero.
+        pub reserved: u32,
+    }
 }
-
-const _: () = {
-    assert!(size_of::<PrintStrArgs>() == 16);
-    assert!(align_of::<PrintStrArgs>() == 8);
-    assert!(offset_of!(PrintStrArgs, addr) == 0);
-    assert!(offset_of!(PrintStrArgs, len) == 8);
-    assert!(offset_of!(PrintStrArgs, status) == 12);
-    assert!(size_of::<GvaToHvaArgs>() == 24);
-    assert!(align_of::<GvaToHvaArgs>() == 8);
-    assert!(offset_of!(GvaToHvaArgs, gva) == 0);
-    assert!(offset_of!(GvaToHvaArgs, hva) == 8);
-    assert!(offset_of!(GvaToHvaArgs, status) == 16);
-    assert!(offset_of!(GvaToHvaArgs, reserved) == 20);
-};
 
 /// Guest-physical memory map shared by the host and guests (long mode).
 pub mod layout;
@@ -242,105 +321,12 @@ const _: () = {
     assert!(REAL_STACK_TOP <= 0xFFFF);
 };
 
-const fn fnv(mut h: u64, v: u64) -> u64 {
-    let mut i = 0;
-    while i < 8 {
-        h ^= (v >> (i * 8)) & 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        i += 1;
-    }
-    h
-}
-
-const fn transport_code(t: Transport) -> u64 {
-    match t {
-        Transport::Out8 => 1,
-        Transport::Out32 => 2,
-        Transport::In32 => 3,
-        Transport::OutBlock => 4,
-    }
-}
-
-/// A hash of everything a guest and the host must agree on: every
-/// hypercall's number, port and transport, every layout's size and field
-/// offsets, the status codes, the string limit and the memory map.
-pub const FINGERPRINT: u64 = {
-    let mut h = fnv(0xcbf2_9ce4_8422_2325, ABI_VERSION as u64);
-    let mut i = 0;
-    while i < Hypercall::ALL.len() {
-        let hc = Hypercall::ALL[i];
-        h = fnv(h, hc.nr() as u64);
-        h = fnv(h, hc.port() as u64);
-        h = fnv(h, transport_code(hc.transport()));
-        i += 1;
-    }
-    let words: [u64; 52] = [
-        size_of::<PrintStrArgs>() as u64,
-        offset_of!(PrintStrArgs, addr) as u64,
-        offset_of!(PrintStrArgs, len) as u64,
-        offset_of!(PrintStrArgs, status) as u64,
-        size_of::<GvaToHvaArgs>() as u64,
-        offset_of!(GvaToHvaArgs, gva) as u64,
-        offset_of!(GvaToHvaArgs, hva) as u64,
-        offset_of!(GvaToHvaArgs, status) as u64,
-        HcStatus::Ok as i32 as u64,
-        HcStatus::BadPointer as i32 as u64,
-        HcStatus::Unterminated as i32 as u64,
-        HcStatus::InvalidGva as i32 as u64,
-        MAX_STR_LEN as u64,
-        layout::CHECK_ADDR,
-        layout::CHECK_VALUE,
-        layout::GDT,
-        layout::RESULT_PAGE,
-        layout::PAGE_TABLES,
-        layout::PAGE_TABLES_END,
-        layout::STACK_BOTTOM,
-        layout::STACK_TOP,
-        layout::IMAGE_MIN,
-        layout::LOAD_BASE,
-        layout::MAX_MEM,
-        note::TYPE as u64,
-        layout::MIN_MEM,
-        layout::REAL_LOAD,
-        layout::REAL_END,
-        layout::REAL_STACK_TOP,
-        layout::PROT32_LOAD,
-        layout::VCPU_STACK_SIZE,
-        layout::MAX_VCPUS,
-        note::FLAG_SMP as u64,
-        simvirtio::MMIO_BASE,
-        simvirtio::MMIO_SIZE,
-        simvirtio::MAGIC_VALUE as u64,
-        simvirtio::QUEUE_LEN as u64,
-        simvirtio::DEVICE_CONFIG as u64,
-        simvirtio::DEVICE_READY as u64,
-        simvirtio::DEVICE_ERROR as u64,
-        simvirtio::DRIVER as u64,
-        simvirtio::DRIVER_OK as u64,
-        simvirtio::DRIVER_RESET_REG as u64,
-        simvirtio::CMD_RESET as u64,
-        simvirtio::CMD_CONFIG as u64,
-        simvirtio::CTL_NOTIFY as u64
-            | (simvirtio::CTL_POLLING as u64) << 8
-            | (simvirtio::CTL_ERROR as u64) << 16,
-        simvirtio::reg::END,
-        simvirtio::DEVICE_TABLE,
-        simvirtio::TX_CONTROL,
-        simvirtio::RX_CONTROL,
-        simvirtio::TX_BUFFER,
-        simvirtio::RX_BUFFER,
-    ];
-    let mut j = 0;
-    while j < words.len() {
-        h = fnv(h, words[j]);
-        j += 1;
-    }
-    h
-};
-
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use block::Block;
+    use std::{boxed::Box, vec::Vec};
 
     #[test]
     fn ports_round_trip_and_are_distinct() {
@@ -353,35 +339,107 @@ mod tests {
             }
         }
         assert_eq!(Hypercall::from_port(0x10), None);
-        assert_eq!(Hypercall::from_port(HC_PORT_BASE), None);
+        assert_eq!(Hypercall::from_port(0x500), None);
     }
 
     #[test]
-    fn all_is_in_number_order() {
+    fn all_is_in_number_order_and_counts_the_table() {
         for (i, hc) in Hypercall::ALL.iter().enumerate() {
             assert_eq!(hc.nr() as usize, i);
         }
+        assert_eq!(Hypercall::COUNT, 7);
+        assert_eq!(PORT_PRINT8BIT, 0xe9);
     }
 
     #[test]
     fn status_round_trip() {
-        for s in [
-            HcStatus::Ok,
-            HcStatus::BadPointer,
-            HcStatus::Unterminated,
-            HcStatus::InvalidGva,
-        ] {
+        for s in HcStatus::ALL {
             assert_eq!(HcStatus::from_raw(s as i32), Some(s));
         }
         assert_eq!(HcStatus::from_raw(7), None);
     }
 
     #[test]
-    fn note_carries_version_and_fingerprint() {
+    fn blocks_record_every_field() {
+        let p = PrintStrArgs::LAYOUT;
+        assert_eq!((p.size, p.align), (16, 8));
+        let offsets: Vec<_> = p
+            .fields
+            .iter()
+            .map(|f| (f.name, f.offset, f.size))
+            .collect();
+        assert_eq!(offsets, [("addr", 0, 8), ("len", 8, 4), ("status", 12, 4)]);
+        assert_eq!(
+            p.fields[0].doc,
+            " In: guest-physical address of the NUL-terminated string."
+        );
+        let g = GvaToHvaArgs::LAYOUT;
+        assert_eq!((g.size, g.fields[3].offset), (24, 20));
+        assert_eq!(Hypercall::PrintStr.block(), Some(&PrintStrArgs::LAYOUT));
+        assert_eq!(Hypercall::NumExits.block(), None);
+    }
+
+    #[test]
+    fn a_moved_field_changes_the_layout_hash() {
+        abi_block! {
+            /// Like PrintStrArgs with two fields swapped.
+            pub struct Swapped {
+                /// a
+                pub addr: u64,
+                /// b
+                pub status: i32,
+                /// c
+                pub len: u32,
+            }
+        }
+        abi_block! {
+            /// Like PrintStrArgs with one more field.
+            pub struct Longer {
+                /// a
+                pub addr: u64,
+                /// b
+                pub len: u32,
+                /// c
+                pub status: i32,
+                /// d
+                pub extra: u64,
+            }
+        }
+        let base = PrintStrArgs::LAYOUT.hash();
+        // the block's own name is not part of the ABI
+        let mut same = PrintStrArgs::LAYOUT;
+        same.name = "Other";
+        assert_eq!(same.hash(), base);
+        // two fields of one size swapped: same size, different layout
+        assert_eq!(Swapped::LAYOUT.size, PrintStrArgs::LAYOUT.size);
+        assert_ne!(Swapped::LAYOUT.hash(), base);
+        let mut moved = PrintStrArgs::LAYOUT;
+        let mut fields = [PrintStrArgs::LAYOUT.fields[0]; 3];
+        fields.copy_from_slice(PrintStrArgs::LAYOUT.fields);
+        fields[1].offset = 12;
+        fields[2].offset = 8;
+        fields[2].size = 2;
+        let fields: &'static [block::Field] = Box::leak(Box::new(fields));
+        moved.fields = fields;
+        assert_ne!(moved.hash(), base);
+        assert_ne!(Longer::LAYOUT.hash(), base);
+    }
+
+    #[test]
+    fn note_carries_every_hypercall() {
         let n = note::Note::new(note::FLAG_CHECK_42);
-        assert_eq!(n.desc.version, ABI_VERSION);
-        assert_eq!(n.desc.fingerprint(), FINGERPRINT);
+        assert_eq!(n.header.version, ABI_VERSION);
+        assert_eq!(n.header.base(), BASE_FINGERPRINT);
+        assert_eq!(n.header.count as usize, Hypercall::COUNT);
         assert_eq!(&n.name[..6], note::NAME);
-        assert_ne!(FINGERPRINT, 0);
+        assert_eq!(n.descsz as usize, 20 + 32 * Hypercall::COUNT);
+        let ps = n.entries[3];
+        assert_eq!((ps.name_str(), ps.nr, ps.port), ("print_str", 3, 0x503));
+        assert_eq!(
+            (ps.transport(), ps.block_size),
+            (Some(Transport::OutBlock), 16)
+        );
+        assert_eq!(ps.block_layout, PrintStrArgs::LAYOUT.hash());
+        assert_ne!(FINGERPRINT, BASE_FINGERPRINT);
     }
 }

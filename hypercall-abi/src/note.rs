@@ -1,5 +1,9 @@
-//! The ELF note every guest carries so the host can refuse a guest built
-//! against another ABI. Section `.note.kvmwb.abi`, owner "KVMWB", type 1.
+//! The ELF note every guest carries so the host can check what the guest
+//! was built against, hypercall by hypercall. Section `.note.kvmwb.abi`,
+//! owner "KVMWB", type 1. Descriptor: a [`Header`] then `count`
+//! [`Entry`]s, one per hypercall the guest was built with.
+
+use crate::{Hypercall, Transport};
 
 /// Section name.
 pub const SECTION: &str = ".note.kvmwb.abi";
@@ -13,29 +17,104 @@ pub const FLAG_CHECK_42: u32 = 1;
 /// entry reads the vCPU id from RDI. Without it the host refuses
 /// `--vcpus` above 1.
 pub const FLAG_SMP: u32 = 2;
+/// Every flag this ABI defines.
+pub const FLAGS_KNOWN: u32 = FLAG_CHECK_42 | FLAG_SMP;
+/// Bytes for a hypercall's name in an [`Entry`], NUL included.
+pub const NAME_LEN: usize = 20;
 
-/// The note's descriptor.
+/// The start of the descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
-pub struct Desc {
-    /// [`super::ABI_VERSION`] the guest was built with.
+pub struct Header {
+    /// [`super::ABI_VERSION`] the guest was built with: the note's format.
     pub version: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
-    /// Low 32 bits of [`super::FINGERPRINT`] the guest was built with.
-    pub fingerprint_lo: u32,
-    /// High 32 bits of it (two words keep the note 4-byte aligned, as ELF notes are).
-    pub fingerprint_hi: u32,
+    /// Low 32 bits of [`super::BASE_FINGERPRINT`] the guest was built with.
+    pub base_lo: u32,
+    /// High 32 bits of it (two words keep the note 4-byte aligned).
+    pub base_hi: u32,
+    /// How many [`Entry`]s follow.
+    pub count: u32,
 }
 
-impl Desc {
-    /// The fingerprint as one value.
-    pub const fn fingerprint(&self) -> u64 {
-        (self.fingerprint_hi as u64) << 32 | self.fingerprint_lo as u64
+impl Header {
+    /// The base fingerprint as one value.
+    pub const fn base(&self) -> u64 {
+        (self.base_hi as u64) << 32 | self.base_lo as u64
     }
 }
 
-/// A whole ELF note (header, padded name, descriptor), as placed in the section.
+/// One hypercall as the guest was built to call it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Entry {
+    /// The name, NUL-padded.
+    pub name: [u8; NAME_LEN],
+    /// The number.
+    pub nr: u16,
+    /// The port.
+    pub port: u16,
+    /// [`Transport::code`].
+    pub transport: u8,
+    /// Zero.
+    pub reserved: u8,
+    /// The argument block's size (0: none).
+    pub block_size: u16,
+    /// [`crate::block::BlockLayout::hash`] of the block (0: none).
+    pub block_layout: u32,
+}
+
+impl Entry {
+    /// This ABI's entry for `hc`.
+    pub const fn of(hc: Hypercall) -> Entry {
+        let mut name = [0u8; NAME_LEN];
+        let n = hc.name().as_bytes();
+        let mut i = 0;
+        while i < n.len() && i < NAME_LEN - 1 {
+            name[i] = n[i];
+            i += 1;
+        }
+        let (block_size, block_layout) = match hc.block() {
+            Some(b) => (b.size as u16, b.hash()),
+            None => (0, 0),
+        };
+        Entry {
+            name,
+            nr: hc.nr(),
+            port: hc.port(),
+            transport: hc.transport().code(),
+            reserved: 0,
+            block_size,
+            block_layout,
+        }
+    }
+
+    /// The name up to its NUL ("?" if it is not UTF-8).
+    pub fn name_str(&self) -> &str {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        core::str::from_utf8(&self.name[..end]).unwrap_or("?")
+    }
+
+    /// The transport this entry names, if it is one.
+    pub const fn transport(&self) -> Option<Transport> {
+        match self.transport {
+            1 => Some(Transport::Out8),
+            2 => Some(Transport::Out32),
+            3 => Some(Transport::In32),
+            4 => Some(Transport::OutBlock),
+            _ => None,
+        }
+    }
+}
+
+/// Size of a descriptor with `count` entries.
+pub const fn desc_size(count: usize) -> usize {
+    core::mem::size_of::<Header>() + count * core::mem::size_of::<Entry>()
+}
+
+/// A whole ELF note (header, padded name, descriptor) for every hypercall
+/// of this ABI, as placed in the section.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(4))]
 pub struct Note {
@@ -47,31 +126,45 @@ pub struct Note {
     pub ntype: u32,
     /// [`NAME`], padded to 4 bytes.
     pub name: [u8; 8],
-    /// The descriptor.
-    pub desc: Desc,
+    /// The descriptor's header.
+    pub header: Header,
+    /// One entry per hypercall.
+    pub entries: [Entry; Hypercall::COUNT],
 }
 
 impl Note {
     /// The note for this ABI with `flags`.
     pub const fn new(flags: u32) -> Note {
+        let mut entries = [Entry::of(Hypercall::ALL[0]); Hypercall::COUNT];
+        let mut i = 0;
+        while i < Hypercall::COUNT {
+            entries[i] = Entry::of(Hypercall::ALL[i]);
+            i += 1;
+        }
         Note {
             namesz: NAME.len() as u32,
-            descsz: core::mem::size_of::<Desc>() as u32,
+            descsz: desc_size(Hypercall::COUNT) as u32,
             ntype: TYPE,
             name: *b"KVMWB\0\0\0",
-            desc: Desc {
+            header: Header {
                 version: super::ABI_VERSION,
                 flags,
-                fingerprint_lo: super::FINGERPRINT as u32,
-                fingerprint_hi: (super::FINGERPRINT >> 32) as u32,
+                base_lo: super::BASE_FINGERPRINT as u32,
+                base_hi: (super::BASE_FINGERPRINT >> 32) as u32,
+                count: Hypercall::COUNT as u32,
             },
+            entries,
         }
     }
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<Desc>() == 16);
-    assert!(core::mem::size_of::<Note>() == 12 + 8 + 16);
+    assert!(core::mem::size_of::<Header>() == 20);
+    assert!(core::mem::size_of::<Entry>() == 32);
+    assert!(core::mem::offset_of!(Entry, nr) == 20);
+    assert!(core::mem::offset_of!(Entry, block_layout) == 28);
     assert!(core::mem::align_of::<Note>() == 4);
-    assert!(core::mem::offset_of!(Note, desc) == 20);
+    assert!(core::mem::offset_of!(Note, header) == 20);
+    assert!(core::mem::offset_of!(Note, entries) == 40);
+    assert!(core::mem::size_of::<Note>() == 20 + desc_size(Hypercall::COUNT));
 };

@@ -201,8 +201,19 @@ pub enum Cmd {
     },
     /// List the guest programs built from guest-kernel/src/bin.
     List,
-    /// Print the hypercall ABI this host speaks: version, fingerprint, ports.
-    Abi,
+    /// Print the hypercall ABI this host speaks: version, fingerprint, ports,
+    /// transports, argument blocks.
+    Abi {
+        /// Print the generated parts of docs/abi.md (Markdown) instead.
+        #[arg(long)]
+        markdown: bool,
+        /// Rewrite the generated parts of FILE (docs/abi.md) from this host's ABI.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["markdown", "check_doc"])]
+        update_doc: Option<PathBuf>,
+        /// Exit 1 with one line if FILE's generated parts differ from this host's ABI.
+        #[arg(long, value_name = "FILE", conflicts_with = "markdown")]
+        check_doc: Option<PathBuf>,
+    },
     /// Measure exit round trips, VM creation and `host run hello` (build with --release).
     Bench {
         /// Exits for long_pio_exit_ns.

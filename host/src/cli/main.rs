@@ -140,10 +140,11 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Abi => {
-            print!("{}", abi_table());
-            ExitCode::SUCCESS
-        }
+        Cmd::Abi {
+            markdown,
+            update_doc,
+            check_doc,
+        } => cmd_abi(markdown, update_doc, check_doc),
         Cmd::Bench {
             exits,
             vm_iters,
@@ -232,23 +233,32 @@ fn cmd_matrix(
     ExitCode::from(r.exit_code() as u8)
 }
 
-fn abi_table() -> String {
-    use hypercall_abi::{ABI_VERSION, FINGERPRINT, Hypercall, Transport};
-    let mut s = format!("hypercall ABI v{ABI_VERSION}, fingerprint {FINGERPRINT:#018x}\n");
-    s.push_str("nr  name               port    instruction   carries\n");
-    for hc in Hypercall::ALL {
-        let (insn, carries) = match hc.transport() {
-            Transport::Out8 => ("out dx, al", "the byte"),
-            Transport::Out32 => ("out dx, eax", "the value"),
-            Transport::In32 => ("in eax, dx", "the result"),
-            Transport::OutBlock => ("out dx, eax", "GPA of the argument block"),
+fn cmd_abi(markdown: bool, update: Option<PathBuf>, check: Option<PathBuf>) -> ExitCode {
+    use host::abi;
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    if let Some(p) = update {
+        let r = read(&p).and_then(|doc| abi::splice(&doc)).and_then(|new| {
+            std::fs::write(&p, new).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        });
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
         };
-        s.push_str(&format!(
-            "{:<3} {:<18} {:#06x}  {insn:<13} {carries}\n",
-            hc.nr(),
-            hc.name(),
-            hc.port()
-        ));
     }
-    s
+    if let Some(p) = check {
+        return match read(&p).and_then(|doc| abi::check_doc(&doc)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
+    if markdown {
+        for (name, text) in abi::regions() {
+            print!("<!-- abi:{name}:begin -->\n{text}<!-- abi:{name}:end -->\n");
+        }
+    } else {
+        print!("{}", abi::table());
+    }
+    ExitCode::SUCCESS
 }

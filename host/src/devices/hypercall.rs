@@ -9,9 +9,7 @@
 use crate::diag::{HostError, host_line};
 use crate::stats::{Dir, ExitStats};
 use crate::x86::translate::{self, Paging};
-use hypercall_abi::{
-    GvaToHvaArgs, HcStatus, Hypercall, MAX_STR_LEN, PrintStrArgs, Transport, layout,
-};
+use hypercall_abi::{GvaToHvaArgs, HcStatus, Hypercall, MAX_STR_LEN, PrintStrArgs, layout};
 use std::io::Write;
 use std::mem::{offset_of, size_of};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -79,22 +77,6 @@ impl Env<'_> {
     }
 }
 
-fn transport_matches(t: Transport, io: &Io) -> bool {
-    match t {
-        Transport::Out8 => io.dir == Dir::Out && io.size == 1,
-        Transport::Out32 | Transport::OutBlock => io.dir == Dir::Out && io.size == 4,
-        Transport::In32 => io.dir == Dir::In && io.size == 4,
-    }
-}
-
-fn transport_name(t: Transport) -> &'static str {
-    match t {
-        Transport::Out8 => "out dx, al",
-        Transport::Out32 | Transport::OutBlock => "out dx, eax",
-        Transport::In32 => "in eax, dx",
-    }
-}
-
 /// Serves one hypercall. `paging` is asked for the guest's control
 /// registers only by hypercalls that walk page tables. Returns the value for
 /// an `in` (all ones when there is none).
@@ -104,14 +86,14 @@ pub fn dispatch(
     env: &mut Env,
     paging: impl FnOnce() -> Result<Paging, HostError>,
 ) -> Result<u32, HostError> {
-    if !transport_matches(hc.transport(), &io) {
+    if !hc.transport().accepts(io.dir == Dir::Out, io.size) {
         let dir = if io.dir == Dir::In { "in" } else { "out" };
         env.guest_error(
             hc,
             format_args!(
                 "port {:#x} takes `{}`, got a {}-byte {dir}: ignored",
                 hc.port(),
-                transport_name(hc.transport()),
+                hc.transport().instruction(),
                 io.size
             ),
         )?;

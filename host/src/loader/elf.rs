@@ -2,7 +2,7 @@
 
 use super::error::{LoadError, MAX_SEGMENTS};
 use super::plan::*;
-use hypercall_abi::{ABI_VERSION, FINGERPRINT, note};
+use hypercall_abi::note;
 use object::elf;
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSection};
@@ -150,55 +150,7 @@ fn abi_note(file: &ElfFile64<Endianness>) -> Result<u32, LoadError> {
     let data = sec
         .data()
         .map_err(|_| LoadError::BadAbiNote("section data lies outside the file"))?;
-    let desc = parse_note(data)?;
-    if desc.version != ABI_VERSION || desc.fingerprint() != FINGERPRINT {
-        return Err(LoadError::AbiMismatch {
-            guest_version: desc.version,
-            guest_fp: desc.fingerprint(),
-        });
-    }
-    Ok(desc.flags)
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-/// Finds the KVMWB note among the notes in `data` and decodes its descriptor.
-pub fn parse_note(data: &[u8]) -> Result<note::Desc, LoadError> {
-    let mut at = 0usize;
-    while at < data.len() {
-        let hdr = |o| u32_at(data, at + o).ok_or(LoadError::BadAbiNote("truncated note header"));
-        let (namesz, descsz, ntype) = (hdr(0)? as usize, hdr(4)? as usize, hdr(8)?);
-        let name_at = at + 12;
-        let desc_at = name_at
-            .checked_add(namesz.next_multiple_of(4))
-            .ok_or(LoadError::BadAbiNote("name size overflows"))?;
-        let next = desc_at
-            .checked_add(descsz.next_multiple_of(4))
-            .ok_or(LoadError::BadAbiNote("descriptor size overflows"))?;
-        let name = data
-            .get(name_at..name_at + namesz)
-            .ok_or(LoadError::BadAbiNote("name runs past the section"))?;
-        let desc = data
-            .get(desc_at..desc_at + descsz)
-            .ok_or(LoadError::BadAbiNote("descriptor runs past the section"))?;
-        if name == note::NAME && ntype == note::TYPE {
-            if descsz != core::mem::size_of::<note::Desc>() {
-                return Err(LoadError::BadAbiNote("descriptor has the wrong size"));
-            }
-            let w = |o| u32_at(desc, o).unwrap_or(0);
-            return Ok(note::Desc {
-                version: w(0),
-                flags: w(4),
-                fingerprint_lo: w(8),
-                fingerprint_hi: w(12),
-            });
-        }
-        at = next;
-    }
-    Err(LoadError::NoAbiNote)
+    super::note::check(&super::note::parse_note(data)?)
 }
 
 #[cfg(test)]
@@ -235,34 +187,5 @@ mod tests {
             Err(LoadError::NotElf(_))
         ));
         assert_eq!(plan_elf(b"", MEM), Err(LoadError::Empty));
-    }
-
-    #[test]
-    fn note_parsing() {
-        let n = note::Note::new(note::FLAG_CHECK_42);
-        // SAFETY: Note is repr(C), 4-byte aligned, with no padding (asserted
-        // in hypercall-abi); viewing it as bytes is sound.
-        let bytes = unsafe {
-            core::slice::from_raw_parts(
-                (&n as *const note::Note).cast::<u8>(),
-                core::mem::size_of::<note::Note>(),
-            )
-        };
-        let d = parse_note(bytes).unwrap();
-        assert_eq!(d.version, ABI_VERSION);
-        assert_eq!(d.fingerprint(), FINGERPRINT);
-        assert_eq!(d.flags, note::FLAG_CHECK_42);
-        // another note first, then ours
-        let mut two = vec![4, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, b'G', b'N', b'U', 0];
-        two.extend_from_slice(bytes);
-        assert_eq!(parse_note(&two).unwrap(), d);
-        // truncations never panic
-        for cut in 0..bytes.len() {
-            assert!(parse_note(&bytes[..cut]).is_err());
-        }
-        // absurd sizes
-        let mut huge = bytes.to_vec();
-        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(parse_note(&huge).is_err());
     }
 }

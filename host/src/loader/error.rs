@@ -1,6 +1,6 @@
 //! Why an image cannot be loaded.
 
-use hypercall_abi::{ABI_VERSION, FINGERPRINT, layout, note};
+use hypercall_abi::{ABI_VERSION, BASE_FINGERPRINT, layout, note};
 
 /// Most PT_LOAD segments a guest may have.
 pub const MAX_SEGMENTS: usize = 64;
@@ -126,14 +126,22 @@ pub enum LoadError {
     /// The note is malformed.
     #[error("the hypercall ABI note is malformed: {0}")]
     BadAbiNote(&'static str),
-    /// Built against another ABI.
+    /// A note of another format.
     #[error(
-        "guest built against hypercall ABI v{guest_version} (fingerprint {guest_fp:#018x}), but this host speaks v{ABI_VERSION} (fingerprint {FINGERPRINT:#018x}): rebuild the guest against this host's hypercall-abi"
+        "the guest's hypercall ABI note is version {0}, this host reads version {ABI_VERSION}: rebuild the guest with this workspace's guest-rt (or write the note as docs/abi.md section 6 shows)"
     )]
-    AbiMismatch {
-        /// Guest's version.
-        guest_version: u32,
-        /// Guest's fingerprint.
-        guest_fp: u64,
-    },
+    AbiVersion(u32),
+    /// Flag bits this ABI does not define.
+    #[error(
+        "the guest's ABI note sets flag bits {0:#x}, which this host does not know (it knows {known:#x}): rebuild the guest", known = note::FLAGS_KNOWN
+    )]
+    AbiFlags(u32),
+    /// Built against another memory map or device ABI.
+    #[error(
+        "the guest was built against another memory map or device ABI (base fingerprint {0:#018x}, this host's is {BASE_FINGERPRINT:#018x}): rebuild the guest"
+    )]
+    AbiBase(u64),
+    /// A hypercall the guest was built to call differs from this host's.
+    #[error("the guest's hypercall ABI differs from this host's: {0}")]
+    AbiHypercall(String),
 }

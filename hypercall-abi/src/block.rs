@@ -1,0 +1,114 @@
+//! Argument blocks: `#[repr(C)]` structs a guest passes by address. Each is
+//! declared with [`abi_block!`](crate::abi_block), which also records its
+//! layout (size, alignment, every field's offset and size) as
+//! [`Block::LAYOUT`], so the fingerprint and the ELF note cover every field
+//! without anyone listing them.
+
+/// One field of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The Rust field name.
+    pub name: &'static str,
+    /// The Rust type, as written (`u64`, `i32`, ...).
+    pub ty: &'static str,
+    /// Offset in bytes.
+    pub offset: usize,
+    /// Size in bytes.
+    pub size: usize,
+    /// The field's documentation (`In: ...` / `Out: ...`).
+    pub doc: &'static str,
+}
+
+/// The layout of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockLayout {
+    /// The type's name.
+    pub name: &'static str,
+    /// Size in bytes.
+    pub size: usize,
+    /// Alignment in bytes.
+    pub align: usize,
+    /// Every field, in declaration order.
+    pub fields: &'static [Field],
+}
+
+impl BlockLayout {
+    /// A hash of the size, the alignment and every field's name, type,
+    /// offset and size: two fields of one size swapped, a field renamed or
+    /// retyped, all change it. The block's own name and the documentation
+    /// do not.
+    pub const fn hash(&self) -> u32 {
+        use crate::fingerprint::{FNV_BASIS, fnv, fnv_str};
+        let mut h = fnv(FNV_BASIS, self.size as u64);
+        h = fnv(h, self.align as u64);
+        let mut i = 0;
+        while i < self.fields.len() {
+            let f = &self.fields[i];
+            h = fnv_str(h, f.name);
+            h = fnv_str(h, f.ty);
+            h = fnv(h, f.offset as u64);
+            h = fnv(h, f.size as u64);
+            i += 1;
+        }
+        (h ^ (h >> 32)) as u32
+    }
+}
+
+/// A type that is an argument block.
+pub trait Block: Sized {
+    /// Its layout, from its declaration.
+    const LAYOUT: BlockLayout;
+}
+
+/// Declares an argument block: a `#[repr(C)]` struct whose layout is
+/// recorded in [`Block::LAYOUT`].
+///
+/// ```
+/// hypercall_abi::abi_block! {
+///     /// Argument block of `add`.
+///     pub struct AddArgs {
+///         /// In: the first addend.
+///         pub a: u32,
+///         /// In: the second addend.
+///         pub b: u32,
+///         /// Out: the sum.
+///         pub sum: u32,
+///         /// Out: a status.
+///         pub status: i32,
+///     }
+/// }
+/// use hypercall_abi::block::Block;
+/// assert_eq!(AddArgs::LAYOUT.size, 16);
+/// assert_eq!(AddArgs::LAYOUT.fields[2].offset, 8);
+/// ```
+#[macro_export]
+macro_rules! abi_block {
+    (
+        $(#[doc = $doc:literal])*
+        pub struct $name:ident {
+            $( $(#[doc = $fdoc:literal])* pub $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[doc = $doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[repr(C)]
+        pub struct $name {
+            $( $(#[doc = $fdoc])* pub $field: $ty, )*
+        }
+
+        impl $crate::block::Block for $name {
+            const LAYOUT: $crate::block::BlockLayout = $crate::block::BlockLayout {
+                name: stringify!($name),
+                size: ::core::mem::size_of::<$name>(),
+                align: ::core::mem::align_of::<$name>(),
+                fields: &[ $( $crate::block::Field {
+                    name: stringify!($field),
+                    ty: stringify!($ty),
+                    offset: ::core::mem::offset_of!($name, $field),
+                    size: ::core::mem::size_of::<$ty>(),
+                    doc: concat!($($fdoc),*),
+                }, )* ],
+            };
+        }
+    };
+}
