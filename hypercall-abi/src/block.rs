@@ -54,8 +54,21 @@ impl BlockLayout {
     }
 }
 
+/// The field types a block may have: fixed-size integers, for which every
+/// bit pattern is a valid value.
+pub trait Int: Copy {}
+macro_rules! ints {
+    ($($t:ty)*) => { $(impl Int for $t {})* };
+}
+ints!(u8 u16 u32 u64 i8 i16 i32 i64);
+
 /// A type that is an argument block.
-pub trait Block: Sized {
+///
+/// # Safety
+/// The type is `#[repr(C)]` with only [`Int`] fields, so every bit pattern
+/// of its size is a valid value: the host may fill one from guest bytes.
+/// `abi_block!` checks both and is the only intended implementor.
+pub unsafe trait Block: Copy + Default {
     /// Its layout, from its declaration.
     const LAYOUT: BlockLayout;
 }
@@ -96,7 +109,20 @@ macro_rules! abi_block {
             $( $(#[doc = $fdoc])* pub $field: $ty, )*
         }
 
-        impl $crate::block::Block for $name {
+        // Every field is an integer (`Int`) and there is no padding (add
+        // explicit `reserved` fields): checked here at compile time.
+        const _: () = {
+            const fn is_int<T: $crate::block::Int>() {}
+            $( is_int::<$ty>(); )*
+            assert!(
+                0 $( + ::core::mem::size_of::<$ty>() )* == ::core::mem::size_of::<$name>(),
+                "an ABI block has no padding: add explicit reserved fields"
+            );
+        };
+
+        // SAFETY: `#[repr(C)]` with only `Int` fields (checked just above):
+        // every bit pattern of the struct's size is a valid value.
+        unsafe impl $crate::block::Block for $name {
             const LAYOUT: $crate::block::BlockLayout = $crate::block::BlockLayout {
                 name: stringify!($name),
                 size: ::core::mem::size_of::<$name>(),

@@ -11,7 +11,8 @@ use crate::stats::{Dir, ExitStats};
 use crate::x86::translate::{self, Paging};
 use hypercall_abi::{GvaToHvaArgs, HcStatus, Hypercall, MAX_STR_LEN, PrintStrArgs, layout};
 use std::io::Write;
-use std::mem::{offset_of, size_of};
+use hypercall_abi::block::Block;
+use std::mem::size_of;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// One port access, copied out of `kvm_run`.
@@ -107,9 +108,24 @@ pub fn dispatch(
             writeln!(env.out, "{}", io.value)?;
         }
         Hypercall::NumExits => return Ok(env.stats.total() as u32),
-        Hypercall::PrintStr => print_str(env, u64::from(io.value))?,
+        Hypercall::PrintStr => block_call(env, hc, io.value, |env, b: &mut PrintStrArgs| {
+            (b.status, b.len) = match print_guest_str(env, b.addr)? {
+                Ok(len) => (HcStatus::Ok as i32, len),
+                Err(status) => (status as i32, 0),
+            };
+            Ok(())
+        })?,
         Hypercall::NumExitsByType => return num_exits_by_type(env),
-        Hypercall::GvaToHva => gva_to_hva(env, u64::from(io.value), paging)?,
+        Hypercall::GvaToHva => block_call(env, hc, io.value, |env, b: &mut GvaToHvaArgs| {
+            (b.status, b.hva) = match translate::gva_to_hva(env.mem, &paging()?, b.gva) {
+                Ok((_, hva)) => (HcStatus::Ok as i32, hva),
+                Err(_) => {
+                    env.out.write_all(b"Invalid GVA\n")?;
+                    (HcStatus::InvalidGva as i32, 0)
+                }
+            };
+            Ok(())
+        })?,
         Hypercall::HostCpuid => {
             // SAFETY: sched_getcpu has no preconditions (glibc reads it from
             // rseq or the vDSO, or makes the getcpu system call).
@@ -120,34 +136,38 @@ pub fn dispatch(
     Ok(u32::MAX)
 }
 
-/// Reads an argument block of `N` bytes, or reports why not.
-fn read_block<const N: usize>(
+/// Serves a block hypercall: reads its argument block `B` from guest
+/// memory at `at` (or reports in one line that it lies outside), lets `f`
+/// fill in the results, and writes the block back. `B`'s layout is its
+/// `abi_block!` declaration in hypercall-abi.
+pub fn block_call<B: Block>(
     env: &mut Env,
     hc: Hypercall,
-    at: u64,
-) -> Result<Option<[u8; N]>, HostError> {
-    let mut b = [0u8; N];
-    match env.mem.read_slice(&mut b, GuestAddress(at)) {
-        Ok(()) => Ok(Some(b)),
-        Err(_) => {
-            env.guest_error(
-                hc,
-                format_args!("argument block at {at:#x} ({N} bytes) is outside guest memory"),
-            )?;
-            Ok(None)
-        }
+    at: u32,
+    f: impl FnOnce(&mut Env, &mut B) -> Result<(), HostError>,
+) -> Result<(), HostError> {
+    let at = GuestAddress(u64::from(at));
+    let mut b = B::default();
+    // SAFETY: `B: Block` is `#[repr(C)]` with only integer fields and no
+    // padding (checked by `abi_block!`), so any bytes are a valid `B`; the
+    // slice covers exactly `b` and ends before `b` is used again.
+    let bytes = unsafe { std::slice::from_raw_parts_mut((&raw mut b).cast::<u8>(), size_of::<B>()) };
+    if env.mem.read_slice(bytes, at).is_err() {
+        return env.guest_error(
+            hc,
+            format_args!(
+                "argument block at {:#x} ({} bytes) is outside guest memory",
+                at.0,
+                size_of::<B>()
+            ),
+        );
     }
-}
-
-fn field_u64(b: &[u8], off: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(w)
-}
-
-/// Writes a block field; the block was read successfully, so it fits.
-fn put(env: &Env, at: u64, off: usize, bytes: &[u8]) {
-    let _ = env.mem.write_slice(bytes, GuestAddress(at + off as u64));
+    f(env, &mut b)?;
+    // SAFETY: as above (no padding: every byte is initialised); read-only.
+    let bytes = unsafe { std::slice::from_raw_parts((&raw const b).cast::<u8>(), size_of::<B>()) };
+    // It was read from there, so it fits.
+    let _ = env.mem.write_slice(bytes, at);
+    Ok(())
 }
 
 /// Where a guest string ends: `Ok(len)` or the status and reason it fails.
@@ -188,15 +208,12 @@ fn find_nul(mem: &GuestMemoryMmap, addr: u64) -> Result<u32, (HcStatus, String)>
     ))
 }
 
-fn print_str(env: &mut Env, block: u64) -> Result<(), HostError> {
-    const N: usize = size_of::<PrintStrArgs>();
-    let Some(b) = read_block::<N>(env, Hypercall::PrintStr, block)? else {
-        return Ok(());
-    };
-    let addr = field_u64(&b, offset_of!(PrintStrArgs, addr));
-    let (status, len) = match find_nul(env.mem, addr) {
+/// Copies the NUL-terminated guest string at `addr` to the guest's output
+/// (in chunks, straight from guest memory); `Ok(Err(status))` when the
+/// string is bad, after one report line.
+fn print_guest_str(env: &mut Env, addr: u64) -> Result<Result<u32, HcStatus>, HostError> {
+    match find_nul(env.mem, addr) {
         Ok(len) => {
-            // Copy straight from guest memory to the output, in chunks.
             let mut buf = [0u8; 512];
             let mut off = 0u64;
             while off < u64::from(len) {
@@ -211,26 +228,13 @@ fn print_str(env: &mut Env, block: u64) -> Result<(), HostError> {
                 env.out.write_all(&buf[..n])?;
                 off += n as u64;
             }
-            (HcStatus::Ok, len)
+            Ok(Ok(len))
         }
         Err((status, why)) => {
             env.guest_error(Hypercall::PrintStr, format_args!("{why}"))?;
-            (status, 0)
+            Ok(Err(status))
         }
-    };
-    put(
-        env,
-        block,
-        offset_of!(PrintStrArgs, len),
-        &len.to_le_bytes(),
-    );
-    put(
-        env,
-        block,
-        offset_of!(PrintStrArgs, status),
-        &(status as i32).to_le_bytes(),
-    );
-    Ok(())
+    }
 }
 
 fn num_exits_by_type(env: &mut Env) -> Result<u32, HostError> {
@@ -249,39 +253,6 @@ fn num_exits_by_type(env: &mut Env) -> Result<u32, HostError> {
         .mem
         .write_slice(&text[..n], GuestAddress(layout::RESULT_PAGE));
     Ok(layout::RESULT_PAGE as u32)
-}
-
-fn gva_to_hva(
-    env: &mut Env,
-    block: u64,
-    paging: impl FnOnce() -> Result<Paging, HostError>,
-) -> Result<(), HostError> {
-    const N: usize = size_of::<GvaToHvaArgs>();
-    let Some(b) = read_block::<N>(env, Hypercall::GvaToHva, block)? else {
-        return Ok(());
-    };
-    let gva = field_u64(&b, offset_of!(GvaToHvaArgs, gva));
-    let p = paging()?;
-    let (status, hva) = match translate::gva_to_hva(env.mem, &p, gva) {
-        Ok((_, hva)) => (HcStatus::Ok, hva),
-        Err(_) => {
-            env.out.write_all(b"Invalid GVA\n")?;
-            (HcStatus::InvalidGva, 0)
-        }
-    };
-    put(
-        env,
-        block,
-        offset_of!(GvaToHvaArgs, hva),
-        &hva.to_le_bytes(),
-    );
-    put(
-        env,
-        block,
-        offset_of!(GvaToHvaArgs, status),
-        &(status as i32).to_le_bytes(),
-    );
-    Ok(())
 }
 
 #[cfg(test)]
