@@ -9,9 +9,9 @@
 use crate::diag::{HostError, host_line};
 use crate::stats::{Dir, ExitStats};
 use crate::x86::translate::{self, Paging};
+use hypercall_abi::block::Block;
 use hypercall_abi::{GvaToHvaArgs, HcStatus, Hypercall, MAX_STR_LEN, PrintStrArgs, layout};
 use std::io::Write;
-use hypercall_abi::block::Block;
 use std::mem::size_of;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -151,7 +151,8 @@ pub fn block_call<B: Block>(
     // SAFETY: `B: Block` is `#[repr(C)]` with only integer fields and no
     // padding (checked by `abi_block!`), so any bytes are a valid `B`; the
     // slice covers exactly `b` and ends before `b` is used again.
-    let bytes = unsafe { std::slice::from_raw_parts_mut((&raw mut b).cast::<u8>(), size_of::<B>()) };
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut((&raw mut b).cast::<u8>(), size_of::<B>()) };
     if env.mem.read_slice(bytes, at).is_err() {
         return env.guest_error(
             hc,
