@@ -10,10 +10,16 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// One line on stderr, starting with "host: error: ", containing `want`.
+/// One line on stderr, starting with "host: error: ", containing `want`,
+/// and exit code 1 (a host error).
 fn one_line_error(o: &Output, want: &str) {
+    one_line_error_code(o, want, 1)
+}
+
+/// The same with exit code `code` (2: a usage error).
+fn one_line_error_code(o: &Output, want: &str, code: i32) {
     let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("host: error: "), "{err}");
     assert!(err.contains(want), "want {want:?} in {err}");
@@ -167,11 +173,11 @@ fn errors_are_one_line_and_exit_1() {
         "unknown guest 'no-such-guest'",
     );
     one_line_error(&host(&["run", "hello", "--mem", "1M"]), "too little memory");
-    one_line_error(&host(&["run", "hello", "--mem", "64G"]), "is not usable");
+    one_line_error_code(&host(&["run", "hello", "--mem", "64G"]), "is not usable", 2);
     let junk = common::temp_file("junk", b"junk");
     one_line_error(
         &host(&["run", junk.to_str().unwrap()]),
-        "not a loadable ELF file",
+        "is not an ELF file (it does not start with 0x7f 'E' 'L' 'F'): for a raw binary, give the address it is linked to run at with --flat ADDR",
     );
 }
 
@@ -294,8 +300,9 @@ fn host_cpuid_reports_the_cpu_and_follows_pin() {
         &host(&["run", "cpuid", "--pin", "4096"]),
         "cannot pin the vCPU thread to CPU 4096",
     );
-    one_line_error(
+    one_line_error_code(
         &host(&["run", "cpuid", "--pin", "0,1"]),
         "--pin names 2 CPUs, but the VM has 1 vCPU",
+        2,
     );
 }

@@ -1,14 +1,37 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A fresh path in the temp dir for this test process.
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_dir() {
+    if let Some(d) = DIR.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// This test process's own folder in the temp dir, removed when the
+/// process exits (the test harness ends with `exit`, which runs atexit
+/// handlers), so no test leaves files behind.
+pub fn temp_dir() -> &'static Path {
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("kvmwb-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("create the test folder");
+        // SAFETY: registers a plain function with no arguments; it only
+        // reads a static that is set before it can run.
+        unsafe { libc::atexit(remove_dir) };
+        d
+    })
+}
+
+/// A fresh file with `bytes` in this process's temp folder.
 pub fn temp_file(tag: &str, bytes: &[u8]) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let p = std::env::temp_dir().join(format!("kvmwb-{}-{n}-{tag}", std::process::id()));
+    let p = temp_dir().join(format!("{n}-{tag}"));
     std::fs::write(&p, bytes).expect("write temp file");
     p
 }

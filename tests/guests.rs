@@ -248,7 +248,7 @@ fn corrupt_elves_are_refused() {
         (
             "garbage",
             b"this is not an ELF".to_vec(),
-            "not a loadable ELF file",
+            "is not an ELF file (it does not start with 0x7f 'E' 'L' 'F')",
         ),
         ("empty", Vec::new(), "the file is empty"),
     ] {

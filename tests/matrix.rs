@@ -316,7 +316,7 @@ fn json_timeline_and_errors() {
     assert!(s.matches("fill=\"#e8743b\"").count() >= 3, "{s}");
 
     let o = host(&["matrix", "--weights", "7:3:1"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("3 weights for 2 VMs"));
     let o = host(&["matrix", "--weights", "7:x"]);
     assert_eq!(o.status.code(), Some(2));

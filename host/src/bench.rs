@@ -34,6 +34,9 @@ pub enum BenchError {
     /// VM set-up or run failed.
     #[error(transparent)]
     Vm(#[from] VmError),
+    /// The figures could not be written.
+    #[error("cannot write the figures: {0}")]
+    Output(#[from] std::io::Error),
     /// The benchmark's own image was refused.
     #[error("benchmark image: {0}")]
     Plan(#[from] crate::loader::LoadError),
@@ -85,28 +88,25 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 /// Runs every benchmark, printing each line as soon as it is measured.
 pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchError> {
     let w = |out: &mut dyn std::io::Write, m: &str, v: f64, unit: &str| {
-        let _ = writeln!(out, "{m} {v:.1} {unit}");
-        let _ = out.flush();
+        writeln!(out, "{m} {v:.1} {unit}").and_then(|()| out.flush())
     };
-    let _ = writeln!(
+    writeln!(
         out,
         "# host bench: {} exits, {} VM cycles, {} processes",
         o.exits, o.vm_iters, o.process_iters
-    );
+    )?;
 
     // (1) hypercall round trip: a print8bit exit, output discarded
-    let mut vm = vm_with(&pio_loop(o.exits), &o.kvm_path)?;
-    let r = vm.run(&mut std::io::sink(), &mut std::io::sink())?;
-    if r.stop != Stop::Halted {
-        return Err(BenchError::NoHalt("long_pio_exit_ns"));
+    // (`--exits 0` skips it: the loop's counter would wrap to 2^32)
+    if o.exits > 0 {
+        let mut vm = vm_with(&pio_loop(o.exits), &o.kvm_path)?;
+        let r = vm.run(&mut std::io::sink(), &mut std::io::sink())?;
+        if r.stop != Stop::Halted {
+            return Err(BenchError::NoHalt("long_pio_exit_ns"));
+        }
+        let per_exit = r.elapsed.as_nanos() as f64 / f64::from(o.exits);
+        w(out, "long_pio_exit_ns", per_exit, "ns")?;
     }
-    w(
-        out,
-        "long_pio_exit_ns",
-        r.elapsed.as_nanos() as f64 / f64::from(o.exits.max(1)),
-        "ns",
-    );
-    drop(vm);
 
     // (2) create VM + memory + vCPU + long mode, run to HLT, tear down
     let n = o.vm_iters.max(1);
@@ -128,11 +128,11 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         first.push(us(t1, t2));
         down.push(us(t2, t3));
     }
-    w(out, "vm_create_us", pct(&mut tot, 0.5), "us");
-    w(out, "vm_create_us_p99", pct(&mut tot, 0.99), "us");
-    w(out, "vm_create_setup_us", pct(&mut setup, 0.5), "us");
-    w(out, "vm_create_first_run_us", pct(&mut first, 0.5), "us");
-    w(out, "vm_create_teardown_us", pct(&mut down, 0.5), "us");
+    w(out, "vm_create_us", pct(&mut tot, 0.5), "us")?;
+    w(out, "vm_create_us_p99", pct(&mut tot, 0.99), "us")?;
+    w(out, "vm_create_setup_us", pct(&mut setup, 0.5), "us")?;
+    w(out, "vm_create_first_run_us", pct(&mut first, 0.5), "us")?;
+    w(out, "vm_create_teardown_us", pct(&mut down, 0.5), "us")?;
 
     // (3) whole process: `host run hello`, start to exit
     if o.process_iters > 0 {
@@ -153,7 +153,7 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
                 return Err(BenchError::Child(st));
             }
         }
-        let _ = writeln!(out, "run_hello_process_ms {:.2} ms", pct(&mut ms, 0.5));
+        writeln!(out, "run_hello_process_ms {:.2} ms", pct(&mut ms, 0.5))?;
     }
 
     // (4) preemption, as bench-floor's intr_preempt: two silent real-mode
@@ -187,16 +187,14 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
             })
             .collect();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        let w2 = |out: &mut dyn std::io::Write, m: &str, v: f64| {
-            let _ = writeln!(out, "{m} {v:.2} us");
-        };
-        w2(out, "intr_preempt_latency_us_mean", mean(&lat));
-        w2(out, "intr_preempt_latency_us_p50", pct(&mut lat, 0.5));
-        w2(out, "intr_preempt_latency_us_p99", pct(&mut lat, 0.99));
-        w2(out, "intr_preempt_quantum_err_us_mean", mean(&qerr));
-        w2(out, "intr_preempt_quantum_err_us_p99", pct(&mut qerr, 0.99));
+        let w2 = |out: &mut dyn std::io::Write, m: &str, v: f64| writeln!(out, "{m} {v:.2} us");
+        w2(out, "intr_preempt_latency_us_mean", mean(&lat))?;
+        w2(out, "intr_preempt_latency_us_p50", pct(&mut lat, 0.5))?;
+        w2(out, "intr_preempt_latency_us_p99", pct(&mut lat, 0.99))?;
+        w2(out, "intr_preempt_quantum_err_us_mean", mean(&qerr))?;
+        w2(out, "intr_preempt_quantum_err_us_p99", pct(&mut qerr, 0.99))?;
         let missed: u32 = r.ticks.iter().map(|t| t.missed).sum();
-        let _ = writeln!(out, "intr_preempt_overruns {missed} count");
+        writeln!(out, "intr_preempt_overruns {missed} count")?;
     }
 
     // (5) SIMVIRTIO: the 4 KiB message of `simvirtio_bulk` through TX, in
@@ -230,16 +228,16 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
             rate.push(d.tx_bytes as f64 / r.outcome.elapsed.as_secs_f64());
             per_kib.push(r.outcome.stats.total() as f64 * 1024.0 / d.tx_bytes as f64);
         }
-        let _ = writeln!(
+        writeln!(
             out,
             "simvirtio_tx_{mode}_bytes_per_s {:.0} B/s",
             pct(&mut rate, 0.5)
-        );
-        let _ = writeln!(
+        )?;
+        writeln!(
             out,
             "simvirtio_tx_{mode}_exits_per_kib {:.1} exits",
             pct(&mut per_kib, 0.5)
-        );
+        )?;
     }
     Ok(())
 }

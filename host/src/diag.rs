@@ -37,3 +37,56 @@ pub fn host_line(
     writeln!(diag, "host: {msg}")?;
     Ok(())
 }
+
+/// Process exit code after a panic anywhere in the host (EX_SOFTWARE).
+pub const INTERNAL_ERROR_EXIT: i32 = 70;
+
+/// A `fmt::Write` into a fixed buffer: formatting never allocates, and
+/// what does not fit is cut.
+struct Fixed<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl std::fmt::Write for Fixed<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Makes every panic, on any thread, print one line
+/// `host: internal error: <message> at <file:line>` on standard error and
+/// end the process with [`INTERNAL_ERROR_EXIT`]. The hook formats into a
+/// stack buffer and makes only `write` and `exit_group`, which the seccomp
+/// filter allows, so a panic on a vCPU thread is reported as what it is.
+/// Install it before any thread is put under seccomp.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        use std::fmt::Write as _;
+        let mut buf = [0u8; 1024];
+        let mut w = Fixed {
+            buf: &mut buf,
+            len: 0,
+        };
+        let _ = write!(
+            w,
+            "host: internal error: {}",
+            info.payload_as_str().unwrap_or("a panic")
+        );
+        if let Some(l) = info.location() {
+            let _ = write!(w, " at {}:{}", l.file(), l.line());
+        }
+        let n = w.len.min(buf.len() - 1);
+        buf[n] = b'\n';
+        // SAFETY: write(2) reads `n + 1` initialised bytes of `buf`; _exit
+        // ends the process without running anything else (no unwinding,
+        // no allocation, no other system call).
+        unsafe {
+            libc::write(2, buf.as_ptr().cast(), n + 1);
+            libc::_exit(INTERNAL_ERROR_EXIT);
+        }
+    }));
+}

@@ -10,12 +10,15 @@ include!(concat!(env!("OUT_DIR"), "/built_guests.rs"));
 pub enum GuestError {
     /// Neither a built guest's name nor an existing file.
     #[error(
-        "unknown guest '{name}': not a file, and the built guests are {}",
+        "unknown guest '{name}': {}not a file, and the built guests are {}",
+        closest.map(|c| format!("did you mean '{c}'? It is ")).unwrap_or_default(),
         names()
     )]
     Unknown {
         /// What the user gave.
         name: String,
+        /// The built guest whose name is closest, if one is close.
+        closest: Option<&'static str>,
     },
     /// The build recorded a path that is gone.
     #[error(
@@ -46,7 +49,9 @@ pub fn list() -> impl Iterator<Item = (&'static str, &'static Path)> {
 /// else as the name of a built guest.
 pub fn resolve(arg: &str) -> Result<PathBuf, GuestError> {
     let as_path = Path::new(arg);
-    if arg.contains('/') || as_path.is_file() {
+    // Anything that exists is a path (a FIFO or a folder too: reading
+    // refuses those with a clear line instead of taking them for a name).
+    if arg.contains('/') || as_path.exists() {
         return Ok(as_path.to_path_buf());
     }
     match BUILT_GUESTS.iter().find(|(n, _)| *n == arg) {
@@ -57,13 +62,53 @@ pub fn resolve(arg: &str) -> Result<PathBuf, GuestError> {
         }),
         None => Err(GuestError::Unknown {
             name: arg.to_string(),
+            closest: closest(arg),
         }),
     }
+}
+
+/// Edit distance (insertions, deletions, substitutions) between two names.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The built guest closest to `name`: at most 2 edits away, or one that
+/// starts with it.
+fn closest(name: &str) -> Option<&'static str> {
+    BUILT_GUESTS
+        .iter()
+        .map(|(n, _)| (distance(name, n), *n))
+        .filter(|&(d, n)| d <= 2.min(name.len().saturating_sub(1)) || n.starts_with(name))
+        .min()
+        .map(|(_, n)| n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_names_are_suggested() {
+        assert_eq!(distance("helo", "hello"), 1);
+        assert_eq!(distance("", "ab"), 2);
+        assert_eq!(distance("kitten", "sitting"), 3);
+        if BUILT_GUESTS.iter().any(|(n, _)| *n == "hello") {
+            assert_eq!(closest("helo"), Some("hello"));
+            assert_eq!(closest("hypercall"), Some("hypercalls"));
+            assert_eq!(closest("zzzzzz"), None);
+        }
+    }
 
     #[test]
     fn the_default_guests_are_built() {

@@ -9,9 +9,15 @@ pub enum ParseError {
     /// Not a decimal or 0x-hex number.
     #[error("'{0}' is not an address: use e.g. 0x100000 or 1048576")]
     BadAddr(String),
-    /// Not a positive duration with a unit.
+    /// Not a duration with a unit.
     #[error("'{0}' is not a duration: use e.g. 500ms, 2s, 1.5s, 1m")]
     BadDuration(String),
+    /// A duration of zero (or less).
+    #[error("'{0}' is too short: a duration must be longer than zero, e.g. 10ms")]
+    NotPositive(String),
+    /// A duration longer than 31 years.
+    #[error("'{0}' is too long: at most 1000000000s")]
+    TooLong(String),
 }
 
 /// Parses "2M", "2MiB", "512k", "1G", "4096" (bytes) or "0x200000".
@@ -48,8 +54,14 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, ParseError> {
         .ok_or_else(bad)?;
     let v: f64 = num.trim().parse().map_err(|_| bad())?;
     let secs = v * scale;
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+    if !secs.is_finite() {
         return Err(bad());
+    }
+    if secs <= 0.0 {
+        return Err(ParseError::NotPositive(s.to_string()));
+    }
+    if secs > 1e9 {
+        return Err(ParseError::TooLong(s.to_string()));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }

@@ -53,9 +53,9 @@ pub enum TraceArg {
 /// What to load and how: shared by `run` and `layout`.
 #[derive(Args)]
 pub struct GuestArgs {
-    /// A built guest's name (see `host list`) or the path of an ELF or flat file.
-    #[arg(default_value = "hello")]
-    pub guest: String,
+    /// A built guest's name (see `host list`) or the path of an ELF or flat
+    /// file (default: hello).
+    pub guest: Option<String>,
     /// CPU mode the guest starts in.
     #[arg(long, value_enum, default_value = "long")]
     pub mode: Mode,
@@ -71,9 +71,16 @@ pub struct GuestArgs {
 }
 
 impl GuestArgs {
-    pub fn options(self, trace: Option<TraceFormat>) -> RunOptions {
-        RunOptions {
-            guest: self.guest,
+    /// The run options these arguments give; `--flat` needs a file.
+    pub fn options(self, trace: Option<TraceFormat>) -> Result<RunOptions, String> {
+        if self.flat.is_some() && self.guest.is_none() {
+            return Err(
+                "--flat loads a raw binary: name the file, e.g. host run ./guest.bin --flat 0x100000"
+                    .into(),
+            );
+        }
+        Ok(RunOptions {
+            guest: self.guest.unwrap_or_else(|| RunOptions::default().guest),
             vm: VmConfig {
                 mem_size: self.mem,
                 kvm_path: self.kvm_device,
@@ -83,7 +90,7 @@ impl GuestArgs {
             },
             flat: self.flat,
             ..RunOptions::default()
-        }
+        })
     }
 }
 
@@ -216,7 +223,7 @@ pub enum Cmd {
     },
     /// Measure exit round trips, VM creation and `host run hello` (build with --release).
     Bench {
-        /// Exits for long_pio_exit_ns.
+        /// Exits for long_pio_exit_ns (0 to skip).
         #[arg(long, default_value_t = 200_000)]
         exits: u32,
         /// VM create/run/destroy cycles for vm_create_us.

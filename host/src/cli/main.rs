@@ -14,16 +14,78 @@ mod args;
 
 use args::*;
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("host: error: {msg}");
-    ExitCode::from(code::HOST_ERROR as u8)
+/// A command that could not finish: one line on standard error and an
+/// exit code (README, "Exit codes").
+struct Failure {
+    code: i32,
+    msg: String,
+}
+
+type Done = Result<i32, Failure>;
+
+fn host_error(msg: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: code::HOST_ERROR,
+        msg: msg.to_string(),
+    }
+}
+
+fn usage(msg: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: code::USAGE,
+        msg: msg.to_string(),
+    }
+}
+
+/// The exit code of a `host run`/`layout` error: bad values on the command
+/// line are usage errors (2), the rest host errors (1).
+fn run_failure(e: run::RunError) -> Failure {
+    use host::vm::VmError;
+    match e {
+        run::RunError::Usage(_) | run::RunError::Vm(VmError::Config(_)) => usage(e),
+        e => host_error(e),
+    }
+}
+
+/// Writes `text` to `w` and flushes it; a write that fails (a closed pipe,
+/// a full disk) ends the command with one line and exit code 1.
+fn emit(w: &mut dyn Write, text: &str, stream: &str) -> Result<(), Failure> {
+    w.write_all(text.as_bytes())
+        .and_then(|()| w.flush())
+        .map_err(|e| host_error(format!("cannot write to {stream}: {e}")))
+}
+
+fn stdout(text: &str) -> Result<(), Failure> {
+    emit(&mut std::io::stdout().lock(), text, "standard output")
+}
+
+fn stderr(text: &str) -> Result<(), Failure> {
+    emit(&mut std::io::stderr().lock(), text, "standard error")
+}
+
+fn json(v: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(v).map_err(host_error)?;
+    stdout(&(text + "\n"))
 }
 
 fn main() -> ExitCode {
+    host::diag::install_panic_hook();
     let cli = Cli::parse();
+    let code = match dispatch(cli) {
+        Ok(c) => c,
+        Err(f) => {
+            // if standard error is closed too, the exit code is all there is
+            let _ = writeln!(std::io::stderr(), "host: error: {}", f.msg);
+            f.code
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn dispatch(cli: Cli) -> Done {
     let cmd = cli.cmd.unwrap_or_else(|| Cmd::Run {
         g: GuestArgs {
-            guest: RunOptions::default().guest,
+            guest: None,
             mode: Mode::Long,
             mem: VmConfig::default().mem_size,
             flat: None,
@@ -70,30 +132,25 @@ fn main() -> ExitCode {
                     check_42,
                 },
                 trace_file,
-                ..g.options(trace)
+                ..g.options(trace).map_err(usage)?
             };
             opts.vm.vcpus = vcpus;
             cmd_run(&opts, json)
         }
-        Cmd::Layout { g, translate, json } => {
-            let opts = g.options(None);
-            let l = run::prepare(&opts)
-                .map_err(|e| e.to_string())
-                .and_then(|mut p| {
-                    host::inspect::describe(&mut p.vm, &p.plan, translate)
-                        .map_err(|e| e.to_string())
-                });
-            match l {
-                Ok(l) if json => {
-                    println!("{}", serde_json::to_string_pretty(&l).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Ok(l) => {
-                    print!("{}", l.text());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
+        Cmd::Layout {
+            g,
+            translate,
+            json: as_json,
+        } => {
+            let opts = g.options(None).map_err(usage)?;
+            let mut p = run::prepare(&opts).map_err(run_failure)?;
+            let l = host::inspect::describe(&mut p.vm, &p.plan, translate).map_err(host_error)?;
+            if as_json {
+                json(&l)?;
+            } else {
+                stdout(&l.text())?;
             }
+            Ok(code::OK)
         }
         Cmd::Matrix {
             vms,
@@ -129,16 +186,17 @@ fn main() -> ExitCode {
             cmd_matrix(&opts, json, timeline)
         }
         Cmd::List => {
-            let mut out = std::io::stdout().lock();
+            let mut text = String::new();
             for (name, path) in guests::list() {
                 let state = if path.is_file() {
                     ""
                 } else {
                     "  (missing: rebuild)"
                 };
-                let _ = writeln!(out, "{name:<16} {}{state}", path.display());
+                text.push_str(&format!("{name:<16} {}{state}\n", path.display()));
             }
-            ExitCode::SUCCESS
+            stdout(&text)?;
+            Ok(code::OK)
         }
         Cmd::Abi {
             markdown,
@@ -161,22 +219,62 @@ fn main() -> ExitCode {
                 simvirtio_runs,
                 kvm_path: kvm_device,
             };
-            match bench::run(&o, &mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
-            }
+            let mut out = Checked::new(std::io::stdout().lock());
+            let r = bench::run(&o, &mut out);
+            out.result("standard output")?;
+            r.map_err(host_error)?;
+            Ok(code::OK)
         }
     }
 }
 
-fn cmd_run(opts: &RunOptions, json: bool) -> ExitCode {
-    let mut diag = std::io::stderr().lock();
-    let result = if json {
-        let mut captured = Vec::new();
-        run::run(opts, &mut captured, &mut diag).inspect(|r| {
-            let v = r.json(&captured);
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+/// A writer that remembers its first error (for library code that writes
+/// line by line and ignores failures), so the command can end with it.
+struct Checked<W: Write> {
+    w: W,
+    err: Option<std::io::Error>,
+}
+
+impl<W: Write> Checked<W> {
+    fn new(w: W) -> Self {
+        Checked { w, err: None }
+    }
+
+    fn result(mut self, stream: &str) -> Result<(), Failure> {
+        if self.err.is_none()
+            && let Err(e) = self.w.flush()
+        {
+            self.err = Some(e);
+        }
+        match self.err {
+            Some(e) => Err(host_error(format!("cannot write to {stream}: {e}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<W: Write> Write for Checked<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Some(e) = &self.err {
+            return Err(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        self.w.write(b).inspect_err(|e| {
+            self.err = Some(std::io::Error::new(e.kind(), e.to_string()));
         })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
+fn cmd_run(opts: &RunOptions, as_json: bool) -> Done {
+    let mut diag = std::io::stderr().lock();
+    let r = if as_json {
+        let mut captured = Vec::new();
+        let r = run::run(opts, &mut captured, &mut diag).map_err(run_failure)?;
+        json(&r.json(&captured))?;
+        r
     } else {
         let stdout = std::io::stdout();
         let r = if stdout.is_terminal() {
@@ -187,78 +285,72 @@ fn cmd_run(opts: &RunOptions, json: bool) -> ExitCode {
             )
         } else {
             run::run(opts, &mut std::io::BufWriter::new(stdout.lock()), &mut diag)
-        };
-        r.inspect(|r| {
-            let _ = write!(diag, "{}", r.human());
-        })
+        }
+        .map_err(run_failure)?;
+        emit(&mut diag, &r.human(), "standard error")?;
+        r
     };
-    match result {
-        Ok(r) => ExitCode::from(r.exit_code() as u8),
-        Err(e) => fail(e),
-    }
+    Ok(r.exit_code())
 }
 
 fn cmd_matrix(
     opts: &host::matrix::MatrixOptions,
-    json: bool,
+    as_json: bool,
     timeline: Option<PathBuf>,
-) -> ExitCode {
+) -> Done {
+    use host::matrix::MatrixError;
     // Created before the run: the scheduler thread may not open files once under seccomp.
     let mut svg = match &timeline {
-        Some(p) => match std::fs::File::create(p) {
-            Ok(f) => Some(f),
-            Err(e) => return fail(format!("cannot create {}: {e}", p.display())),
-        },
+        Some(p) => Some(
+            std::fs::File::create(p)
+                .map_err(|e| host_error(format!("cannot create {}: {e}", p.display())))?,
+        ),
         None => None,
     };
     let stdout = std::io::stdout();
     let r = host::matrix::run(
         opts,
         &mut std::io::BufWriter::with_capacity(1 << 16, stdout.lock()),
-    );
-    let r = match r {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    if let (Some(f), Some(p)) = (&mut svg, &timeline)
-        && let Err(e) = f.write_all(r.timeline_svg().as_bytes())
-    {
-        return fail(format!("cannot write {}: {e}", p.display()));
+    )
+    .map_err(|e| match e {
+        MatrixError::Weights(_) => usage(e),
+        MatrixError::Guest(e) => run_failure(e),
+        MatrixError::Vm(host::vm::VmError::Config(_)) => usage(e),
+        e => host_error(e),
+    })?;
+    if let (Some(f), Some(p)) = (&mut svg, &timeline) {
+        emit(f, &r.timeline_svg(), &p.display().to_string())?;
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    if as_json {
+        json(&r)?;
     } else {
-        eprint!("{}", r.human());
+        stderr(&r.human())?;
     }
-    ExitCode::from(r.exit_code() as u8)
+    Ok(r.exit_code())
 }
 
-fn cmd_abi(markdown: bool, update: Option<PathBuf>, check: Option<PathBuf>) -> ExitCode {
+fn cmd_abi(markdown: bool, update: Option<PathBuf>, check: Option<PathBuf>) -> Done {
     use host::abi;
     let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        std::fs::read_to_string(p)
+            .map_err(|e| host_error(format!("cannot read {}: {e}", p.display())))
     };
     if let Some(p) = update {
-        let r = read(&p).and_then(|doc| abi::splice(&doc)).and_then(|new| {
-            std::fs::write(&p, new).map_err(|e| format!("cannot write {}: {e}", p.display()))
-        });
-        return match r {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(e),
-        };
-    }
-    if let Some(p) = check {
-        return match read(&p).and_then(|doc| abi::check_doc(&doc)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(e),
-        };
-    }
-    if markdown {
-        for (name, text) in abi::regions() {
-            print!("<!-- abi:{name}:begin -->\n{text}<!-- abi:{name}:end -->\n");
+        let new = abi::splice(&read(&p)?).map_err(host_error)?;
+        std::fs::write(&p, new)
+            .map_err(|e| host_error(format!("cannot write {}: {e}", p.display())))?;
+    } else if let Some(p) = check {
+        abi::check_doc(&read(&p)?).map_err(host_error)?;
+    } else if markdown {
+        let mut text = String::new();
+        for (name, body) in abi::regions() {
+            text.push_str(&format!(
+                "<!-- abi:{name}:begin -->\n{body}<!-- abi:{name}:end -->\n"
+            ));
         }
+        stdout(&text)?;
     } else {
-        print!("{}", abi::table());
+        stdout(&abi::table())?;
     }
-    ExitCode::SUCCESS
+    Ok(code::OK)
 }

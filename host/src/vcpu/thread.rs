@@ -85,6 +85,12 @@ impl ThreadSetup {
                 )
             });
         }
+        // Tests check that a panic here, under seccomp, is reported as a
+        // panic (`host: internal error: ...`, exit 70). Debug builds only.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("KVMWB_TEST_PANIC").is_some_and(|v| v == "vcpu") {
+            panic!("injected by KVMWB_TEST_PANIC=vcpu");
+        }
         Ok(Armed {
             _timeout: timeout,
             _poll: poll,

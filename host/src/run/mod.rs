@@ -1,0 +1,9 @@
+//! `host run`: resolve a guest, check and load it, run it, report.
+//! The CLI and the integration tests both go through here.
+
+pub mod code;
+mod prepare;
+mod report;
+
+pub use prepare::{Prepared, RunError, RunOptions, plan_guest, prepare, read_guest, run};
+pub use report::Report;

@@ -1,0 +1,253 @@
+//! Resolving, reading, checking and loading a guest into a VM.
+
+use super::report::Report;
+use crate::config::{RunConfig, VmConfig};
+use crate::guests::{self, GuestError};
+use crate::loader::{self, LoadError, Plan};
+use crate::vm::{Vm, VmError};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// A built guest's name or a file path.
+    pub guest: String,
+    /// VM configuration.
+    pub vm: VmConfig,
+    /// How it runs (timeout, seccomp, pinning, polling, profiling, 42
+    /// check).
+    pub run: RunConfig,
+    /// Load the file as a flat image at this address (entry there too).
+    pub flat: Option<u64>,
+    /// With `vm.trace`: write the trace here instead of standard error.
+    pub trace_file: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            guest: "hello".into(),
+            vm: VmConfig::default(),
+            run: RunConfig::default(),
+            flat: None,
+            trace_file: None,
+        }
+    }
+}
+
+/// Why a guest could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Unknown guest name.
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A command-line value that does not fit this VM.
+    #[error("{0}")]
+    Usage(String),
+    /// The guest path is not a regular file.
+    #[error(
+        "{path} is {kind}, not a regular file: give an ELF file, or a raw binary with --flat ADDR"
+    )]
+    NotAFile {
+        /// The path as given.
+        path: String,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// The file is larger than any guest memory (or, flat, than this one).
+    #[error("{path} is {size}, more than the {max} it could be loaded into", size = crate::size::human(*size), max = crate::size::human(*max))]
+    TooLarge {
+        /// The path as given.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// Not an ELF, and no `--flat` address.
+    #[error(
+        "{path} is not an ELF file (it does not start with 0x7f 'E' 'L' 'F'): for a raw binary, give the address it is linked to run at with --flat ADDR (docs/cpu-modes.md says where each mode loads)"
+    )]
+    NotElf {
+        /// The path as given.
+        path: String,
+    },
+    /// An output file could not be created.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The image was refused.
+    #[error("{path}: {source}")]
+    Load {
+        /// The file.
+        path: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// KVM or the run loop failed.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+}
+
+/// A guest ready to run.
+pub struct Prepared {
+    /// Display name (the guest name or the path).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The checked plan.
+    pub plan: Plan,
+    /// The VM, loaded.
+    pub vm: Vm,
+}
+
+/// Resolves a guest name (or path) and reads the file: only a regular
+/// file of at most `max_len` bytes, and, with `require_elf`, only once its
+/// first four bytes say ELF (so a FIFO never blocks, /dev/zero is never
+/// read, and a huge raw file is refused before it is read). Errors name
+/// the guest as the user gave it, not the artifact path.
+pub fn read_guest(
+    guest: &str,
+    max_len: u64,
+    require_elf: bool,
+) -> Result<(PathBuf, Vec<u8>), RunError> {
+    use std::io::Read as _;
+    let path = guests::resolve(guest)?;
+    let read_err = |source| RunError::Read {
+        path: guest.into(),
+        source,
+    };
+    let meta = std::fs::metadata(&path).map_err(read_err)?;
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let t = meta.file_type();
+        let kind = if t.is_dir() {
+            "a folder"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(RunError::NotAFile {
+            path: guest.into(),
+            kind,
+        });
+    }
+    if meta.len() > max_len {
+        return Err(RunError::TooLarge {
+            path: guest.into(),
+            size: meta.len(),
+            max: max_len,
+        });
+    }
+    let mut f = std::fs::File::open(&path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    std::io::Read::by_ref(&mut f)
+        .take(4)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    // (an empty file goes on to the loader, which says it is empty)
+    if require_elf && !bytes.is_empty() && !bytes.starts_with(b"\x7fELF") {
+        return Err(RunError::NotElf { path: guest.into() });
+    }
+    // the file may have grown since it was measured: never read past the cap
+    f.take(max_len - bytes.len() as u64)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    Ok((path, bytes))
+}
+
+/// Checks an image for `vm`: flat at `flat`, else the ELF's code for the
+/// VM's mode (its mode section, or its own segments in long mode).
+pub fn plan_guest(
+    guest: &str,
+    bytes: &[u8],
+    flat: Option<u64>,
+    vm: &VmConfig,
+) -> Result<Plan, RunError> {
+    let mem = vm.mem_size;
+    let area = vm.mode.image_area(mem);
+    match (flat, vm.mode.section()) {
+        (Some(addr), _) => loader::plan_flat_in(bytes.len(), addr, &area, mem),
+        (None, Some(section)) => loader::plan_section(bytes, section, &area, mem),
+        (None, None) => loader::plan_elf(bytes, mem),
+    }
+    .map_err(|source| RunError::Load {
+        path: guest.into(),
+        source,
+    })
+}
+
+/// Resolves, reads, checks and loads a guest into a new VM.
+pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
+    opts.vm.validate().map_err(VmError::from)?;
+    let vcpus = opts.vm.vcpus as usize;
+    if opts.run.polling.is_some_and(|d| d.is_zero()) {
+        return Err(RunError::Usage("--poll-interval must be above zero".into()));
+    }
+    let max = match opts.flat {
+        Some(_) => opts.vm.mem_size,
+        None => hypercall_abi::layout::MAX_MEM,
+    };
+    let (path, bytes) = read_guest(&opts.guest, max, opts.flat.is_none())?;
+    let plan = plan_guest(&opts.guest, &bytes, opts.flat, &opts.vm)?;
+    if vcpus > 1 && plan.flags & hypercall_abi::note::FLAG_SMP == 0 {
+        return Err(RunError::Usage(format!(
+            "{} does not run on several vCPUs: only a guest whose main is declared with guest_rt::smp_entry! (ABI note flag SMP) may get --vcpus {vcpus}",
+            opts.guest
+        )));
+    }
+    // The trace file is opened before the VM so that a bad path costs nothing.
+    let sink: Option<Box<dyn Write + Send>> = match (&opts.vm.trace, &opts.trace_file) {
+        (Some(_), Some(f)) => Some(Box::new(std::fs::File::create(f).map_err(|source| {
+            RunError::Create {
+                path: f.display().to_string(),
+                source,
+            }
+        })?)),
+        (Some(_), None) => Some(Box::new(std::io::stderr())),
+        (None, _) => None,
+    };
+    let mut vm = Vm::new(&opts.vm, opts.run.clone())?;
+    if let Some(s) = sink {
+        vm.trace_to(s)?;
+    }
+    vm.load(&plan, &bytes)?;
+    Ok(Prepared {
+        name: opts.guest.clone(),
+        path,
+        plan,
+        vm,
+    })
+}
+
+/// Prepares and runs a guest.
+pub fn run(
+    opts: &RunOptions,
+    out: &mut dyn Write,
+    diag: &mut dyn Write,
+) -> Result<Report, RunError> {
+    let mut p = prepare(opts)?;
+    let outcome = p.vm.run(out, diag)?;
+    Ok(Report {
+        name: p.name,
+        outcome,
+    })
+}

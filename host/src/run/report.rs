@@ -1,0 +1,160 @@
+//! What `host run` reports: the text summary, the JSON object, the exit code.
+
+use super::code;
+use crate::vcpu::Stop;
+use crate::vm::{Check42, RunOutcome};
+use serde_json::json;
+
+/// The result of `host run`.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Guest name or path.
+    pub name: String,
+    /// What the run produced.
+    pub outcome: RunOutcome,
+}
+
+fn check_line(c: &Check42) -> String {
+    format!(
+        "check 42: {} (memory[{:#x}] = {}, RAX = {})",
+        if c.pass { "pass" } else { "FAIL" },
+        hypercall_abi::layout::CHECK_ADDR,
+        c.memory,
+        c.rax
+    )
+}
+
+impl Report {
+    /// The process exit code for this outcome.
+    pub fn exit_code(&self) -> i32 {
+        match (&self.outcome.stop, &self.outcome.check) {
+            (Stop::Faulted { .. } | Stop::Cancelled, _) => code::GUEST_FAULT,
+            (Stop::TimedOut { .. }, _) => code::TIMEOUT,
+            (Stop::Interrupted, _) => code::INTERRUPTED,
+            (Stop::Halted, Some(c)) if !c.pass => code::CHECK_FAILED,
+            (Stop::Halted, _) => code::OK,
+        }
+    }
+
+    /// The human summary: outcome line, check, register dump on a fault,
+    /// then the exit table.
+    pub fn human(&self) -> String {
+        let o = &self.outcome;
+        let smp = o.vcpus.len() > 1;
+        let who = if smp {
+            format!("{} (vcpu {})", self.name, o.vcpu)
+        } else {
+            self.name.clone()
+        };
+        let mut s = match &o.stop {
+            Stop::Halted if smp => format!(
+                "host: {} halted: all {} vCPUs, {} exits in {:.3} ms\n",
+                self.name,
+                o.vcpus.len(),
+                o.stats.total(),
+                o.elapsed.as_secs_f64() * 1e3
+            ),
+            Stop::Halted => format!(
+                "host: {} halted after {} exits in {:.3} ms\n",
+                self.name,
+                o.stats.total(),
+                o.elapsed.as_secs_f64() * 1e3
+            ),
+            Stop::TimedOut { after_ms } => format!(
+                "host: {} stopped: timeout after {:.3} s, guest still running at RIP {:#x} ({} exits)\n",
+                who,
+                *after_ms as f64 / 1e3,
+                o.regs.rip,
+                o.stats.total()
+            ),
+            Stop::Interrupted => format!(
+                "host: {} stopped: interrupted (SIGINT/SIGTERM) at RIP {:#x} after {:.3} s ({} exits)\n",
+                who,
+                o.regs.rip,
+                o.elapsed.as_secs_f64(),
+                o.stats.total()
+            ),
+            Stop::Faulted {
+                fault,
+                cr0,
+                cr3,
+                cr4,
+                efer,
+            } => format!(
+                "host: {} stopped: {fault} at RIP {:#x}\n{}\n  cr0={cr0:#x} cr3={cr3:#x} cr4={cr4:#x} efer={efer:#x}\n",
+                who,
+                o.regs.rip,
+                o.regs.dump()
+            ),
+            Stop::Cancelled => format!("host: {who} stopped: another vCPU ended the VM\n"),
+        };
+        if let Some(c) = &o.check {
+            s.push_str(&format!("host: {}\n", check_line(c)));
+        }
+        let d = &o.device;
+        if d.used() {
+            s.push_str(&format!(
+                "simvirtio: {} bytes from TX ({} notifies, {} polls), {} bytes to RX, {} device errors\n",
+                d.tx_bytes, d.notifies, d.polls, d.rx_bytes, d.errors
+            ));
+        }
+        if smp {
+            for v in &o.vcpus {
+                let end = match &v.stop {
+                    Stop::Halted => "halted".to_string(),
+                    Stop::TimedOut { .. } => "timed out".to_string(),
+                    Stop::Interrupted => "interrupted".to_string(),
+                    Stop::Cancelled => "stopped by another vCPU".to_string(),
+                    Stop::Faulted { fault, .. } => fault.to_string(),
+                };
+                s.push_str(&format!(
+                    "vcpu {}: {end} at RIP {:#x}, {} exits\n",
+                    v.id,
+                    v.regs.rip,
+                    v.stats.total()
+                ));
+                for line in v.stats.table().lines().skip(1) {
+                    s.push_str(&format!("  {line}\n"));
+                }
+            }
+            s.push_str("all vCPUs:\n");
+        }
+        s.push_str(&o.stats.table());
+        s
+    }
+
+    /// The same as JSON, with the guest's output as a string.
+    pub fn json(&self, output: &[u8]) -> serde_json::Value {
+        let o = &self.outcome;
+        json!({
+            "guest": self.name,
+            "output": String::from_utf8_lossy(output),
+            "stop": o.stop,
+            "exit_code": self.exit_code(),
+            "check_42": o.check,
+            "regs": o.regs,
+            "guest_errors": o.guest_errors,
+            "elapsed_us": o.elapsed.as_secs_f64() * 1e6,
+            "exits": {
+                "total": o.stats.total(),
+                "timed": o.stats.timed(),
+                "by_reason": o.stats.reasons(),
+                "io": o.stats.ports(),
+                "mmio": o.stats.mmio(),
+            },
+            "simvirtio": o.device,
+            "vcpu": o.vcpu,
+            "vcpus": o.vcpus.iter().map(|v| json!({
+                "id": v.id,
+                "stop": v.stop,
+                "regs": v.regs,
+                "exits": {
+                    "total": v.stats.total(),
+                    "by_reason": v.stats.reasons(),
+                    "io": v.stats.ports(),
+                    "mmio": v.stats.mmio(),
+                },
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
