@@ -328,3 +328,55 @@ fn a_raw_binary_without_flat_gets_a_hint() {
     );
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn layout_and_the_trace_state_what_is_true() {
+    let (code, out, err) = run(
+        &["layout", "hello", "--translate", "0x100000"],
+        Sink::Read,
+        Sink::Read,
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    // the long-mode map stops at 2 MiB pages: no PT level is claimed or indexed
+    assert!(
+        out.contains("page tables: 4-level paging, 48-bit GVAs: 1 PML4, 1 PDPT, 2 PD (4 table pages), mapping 2 MiB pages"),
+        "{out}"
+    );
+    assert!(
+        out.contains("splits into PML4 0 | PDPT 0 | PD 0 | offset 0x100000 (a 2 MiB page)"),
+        "{out}"
+    );
+    assert!(!out.contains("PT 256") && !out.contains("-> PT"), "{out}");
+    // a walk that fails shows only the levels it reached
+    let (_, out, _) = run(
+        &["layout", "hello", "--translate", "0x40000000"],
+        Sink::Read,
+        Sink::Read,
+        &[],
+    );
+    assert!(
+        out.contains("splits into PML4 0 | PDPT 1 | (the walk stops there)"),
+        "{out}"
+    );
+    // JSON uses the text's notation for addresses
+    let (_, out, _) = run(&["layout", "hello", "--json"], Sink::Read, Sink::Read, &[]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["regs"]["rip"], "0x100000");
+    assert_eq!(v["sregs"]["cr3"], "0x3000");
+    // the trace says where an I/O exit's data is in kvm_run
+    let (_, _, err) = run(
+        &["run", "hello_str", "--trace-kvm"],
+        Sink::Read,
+        Sink::Read,
+        &[],
+    );
+    let io = err
+        .lines()
+        .find(|l| l.contains("KVM_EXIT_IO out port 0x503"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        io.contains(" at kvm_run + 0x") && io.ends_with("(data_offset)"),
+        "{io}"
+    );
+}

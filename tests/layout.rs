@@ -249,7 +249,10 @@ fn layout_command_prints_text_and_json() {
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["mode"], "real");
-    assert_eq!(v["regs"]["rip"], 0xa000);
+    assert_eq!(
+        v["regs"]["rip"], "0xa000",
+        "addresses are hex strings in JSON, as in the text"
+    );
     let o = host(&["layout", "nosuch"]);
     assert_eq!(o.status.code(), Some(1));
     let o = host(&["layout", "hello", "--translate", "zz"]);

@@ -175,5 +175,8 @@ fn polling_options_are_checked() {
     let o = host(&["run", "simvirtio", "--polling", "--poll-interval", "0s"]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("'0s' is too short: a duration must be longer than zero"), "{err}");
+    assert!(
+        err.contains("'0s' is too short: a duration must be longer than zero"),
+        "{err}"
+    );
 }

@@ -20,9 +20,10 @@ fn ok(o: &Output) -> String {
     text(&o.stdout)
 }
 
+/// A usage error: one line, exit code 2.
 fn one_line_error(o: &Output, want: &str) {
     let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(want), "want {want:?} in {err}");
 }

@@ -89,6 +89,21 @@ pub fn human(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
+/// `--json` writes addresses (GPAs, GVAs, HVAs, register and table-entry
+/// values) as "0x..." strings, as the text output does; counts, sizes and
+/// ports stay numbers. `#[serde(serialize_with = "crate::size::hex")]`.
+pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{v:#x}"))
+}
+
+/// [`hex`] for an optional address (`null` when absent).
+pub fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => hex(v, s),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

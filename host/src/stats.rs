@@ -112,6 +112,7 @@ pub struct AddrCount {
     /// Read (in) or write (out).
     pub dir: Dir,
     /// Guest-physical address.
+    #[serde(serialize_with = "crate::size::hex")]
     pub addr: u64,
     /// The SIMVIRTIO register there (`sv.<register>`), if any.
     pub device: Option<&'static str>,

@@ -7,7 +7,7 @@ use crate::kvm::vm::TSS_ADDR;
 use crate::loader::Plan;
 use crate::vm::{Vm, VmError};
 use crate::x86::CpuMode;
-use crate::x86::translate::{self, Paging, PagingMode};
+use crate::x86::translate::{self, Level, Paging, PagingMode};
 use hypercall_abi::layout;
 use std::collections::BTreeSet;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
@@ -39,10 +39,13 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
         seen: BTreeSet::new(),
     };
     let mode_name = match paging.mode() {
+        PagingMode::Off if vm.mode() == CpuMode::Paged32 => {
+            "none in effect (KVM did not take CR0.PG: see the warning); the host wrote 2-level 32-bit tables"
+        }
         PagingMode::Off if !protected => "none: real mode, GPA = segment base + 16-bit offset",
         PagingMode::Off => "none: protected mode without paging, GPA = segment base + offset",
-        PagingMode::Long4 => "4-level (PML4 -> PDPT -> PD -> PT), 48-bit GVAs",
-        PagingMode::Bits32 => "2-level 32-bit (PD -> PT), PSE 4 MiB pages",
+        PagingMode::Long4 => "4-level paging, 48-bit GVAs",
+        PagingMode::Bits32 => "2-level 32-bit paging, PSE 4 MiB pages",
         PagingMode::Pae => "PAE (not shown)",
     };
     let mut warnings = Vec::new();
@@ -214,9 +217,42 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
             gdt_limit: s.gdt.limit,
             gdt,
         },
-        paging: mode_name,
+        paging: format!("{mode_name}{}", tables_used(&tw.tables, &tw.out)),
         tables: tw.out,
         warnings,
         translation,
     })
+}
+
+/// What the walk found: the tables per level, and the page sizes mapped
+/// (`: 1 PML4, 1 PDPT, 2 PD (4 table pages), mapping 2 MiB pages`).
+fn tables_used(tables: &[(Level, u64)], entries: &[Entry]) -> String {
+    if tables.is_empty() {
+        return String::new();
+    }
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for (level, _) in tables {
+        match counts.iter_mut().find(|(n, _)| *n == level.name()) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((level.name(), 1)),
+        }
+    }
+    let mut sizes: Vec<u64> = entries.iter().filter_map(|e| e.page_size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let levels = counts
+        .iter()
+        .map(|(n, c)| format!("{c} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pages = sizes
+        .iter()
+        .map(|&b| crate::size::human(b))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    format!(
+        ": {levels} ({} table page{}), mapping {pages} pages",
+        tables.len(),
+        if tables.len() == 1 { "" } else { "s" }
+    )
 }

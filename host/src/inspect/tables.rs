@@ -201,6 +201,25 @@ impl TreeWalk<'_> {
     }
 }
 
+/// How `gva` splits over the levels the walk really used: an index for each
+/// table walked, then the offset into the page it ended at.
+fn split(walk: &Walk, found: bool, gva: u64) -> String {
+    let mut parts: Vec<String> = walk
+        .steps()
+        .map(|s| format!("{} {}", s.level.name(), s.index))
+        .collect();
+    if found && walk.page_size > 0 {
+        parts.push(format!(
+            "offset {:#x} (a {} page)",
+            gva & (walk.page_size - 1),
+            crate::size::human(walk.page_size)
+        ));
+    } else {
+        parts.push("(the walk stops there)".into());
+    }
+    parts.join(" | ")
+}
+
 pub(super) fn explain(mem: &GuestMemoryMmap, p: &Paging, gva: u64) -> Translation {
     let (walk, r): (Walk, Result<(), TranslateError>) = translate::explain(mem, p, gva);
     let mut steps = Vec::new();
@@ -220,21 +239,15 @@ pub(super) fn explain(mem: &GuestMemoryMmap, p: &Paging, gva: u64) -> Translatio
             ));
         }
         PagingMode::Long4 => say(format!(
-            "4-level paging (CR0.PG, EFER.LMA): CR3 = {:#x}; GVA {gva:#x} splits into PML4 {} | PDPT {} | PD {} | PT {} | offset {:#x}",
+            "4-level paging (CR0.PG, EFER.LMA): CR3 = {:#x}; GVA {gva:#x} splits into {}",
             p.cr3,
-            (gva >> 39) & 0x1ff,
-            (gva >> 30) & 0x1ff,
-            (gva >> 21) & 0x1ff,
-            (gva >> 12) & 0x1ff,
-            gva & 0xfff
+            split(&walk, r.is_ok(), gva)
         )),
         PagingMode::Bits32 => say(format!(
-            "32-bit paging (CR0.PG, no PAE), PSE {}: CR3 = {:#x}; GVA {gva:#x} splits into PD {} | PT {} | offset {:#x}",
+            "32-bit paging (CR0.PG, no PAE), PSE {}: CR3 = {:#x}; GVA {gva:#x} splits into {}",
             if p.cr4 & (1 << 4) != 0 { "on" } else { "off" },
             p.cr3,
-            (gva >> 22) & 0x3ff,
-            (gva >> 12) & 0x3ff,
-            gva & 0xfff
+            split(&walk, r.is_ok(), gva)
         )),
         PagingMode::Pae => say("PAE paging: not walked by this host".into()),
     }

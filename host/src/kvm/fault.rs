@@ -13,6 +13,7 @@ pub enum Fault {
     /// KVM_EXIT_FAIL_ENTRY.
     FailEntry {
         /// hardware_entry_failure_reason.
+        #[serde(serialize_with = "crate::size::hex")]
         reason: u64,
         /// The physical CPU.
         cpu: u32,
@@ -25,6 +26,7 @@ pub enum Fault {
     /// KVM could not reach guest memory (KVM_EXIT_MEMORY_FAULT).
     MemoryFault {
         /// The address.
+        #[serde(serialize_with = "crate::size::hex")]
         gpa: u64,
     },
     /// An exit this host does not handle.

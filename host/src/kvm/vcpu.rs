@@ -345,7 +345,12 @@ fn describe_exit(run: &k::kvm_run, run_size: usize) -> (String, String) {
                 .unwrap_or_default();
             (
                 format!("exit 2 KVM_EXIT_IO {dir} port {:#x}{hc}", io.port),
-                format!("size {}, data {:#x}", io.size, u32::from_le_bytes(v)),
+                format!(
+                    "size {}, data {:#x} at kvm_run + {:#x} (data_offset)",
+                    io.size,
+                    u32::from_le_bytes(v),
+                    io.data_offset
+                ),
             )
         }
         k::KVM_EXIT_MMIO => {

@@ -25,12 +25,16 @@ pub enum Stop {
         /// What.
         fault: Fault,
         /// CR0 at the time.
+        #[serde(serialize_with = "crate::size::hex")]
         cr0: u64,
         /// CR3.
+        #[serde(serialize_with = "crate::size::hex")]
         cr3: u64,
         /// CR4.
+        #[serde(serialize_with = "crate::size::hex")]
         cr4: u64,
         /// EFER.
+        #[serde(serialize_with = "crate::size::hex")]
         efer: u64,
     },
 }

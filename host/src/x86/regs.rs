@@ -7,23 +7,41 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[allow(missing_docs)]
 pub struct Regs {
+    #[serde(serialize_with = "crate::size::hex")]
     pub rax: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub rbx: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub rcx: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub rdx: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub rsi: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub rdi: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub rsp: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub rbp: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub r8: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub r9: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub r10: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub r11: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub r12: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub r13: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub r14: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub r15: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub rip: u64,
+    #[serde(serialize_with = "crate::size::hex")]
     pub rflags: u64,
 }
 
