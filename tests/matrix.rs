@@ -355,3 +355,118 @@ fn ctrl_c_stops_the_matrix_with_the_summary() {
     assert!(err.contains("(stopped: interrupted)"), "{err}");
     assert!(err.contains("guest1_silent"), "{err}");
 }
+
+#[test]
+fn on_exit_alternates_1_1_unless_weights_are_given() {
+    let o = MatrixOptions {
+        quanta: Some(6),
+        ..opts(&["guest1", "guest2"], Policy::OnExit)
+    };
+    let (r, ev) = run(&o);
+    let (a, b) = (r.vms[0].vmfd, r.vms[1].vmfd);
+    assert_eq!(started(&ev), [a, b, a, b, a, b], "{ev}");
+    assert_eq!((r.vms[0].weight, r.vms[1].weight), (1, 1));
+    assert_eq!(r.vms[0].target_share, 0.5);
+}
+
+#[test]
+fn the_summary_shows_the_target_and_warns_about_a_short_run() {
+    let o = MatrixOptions {
+        quanta: Some(5),
+        events: false,
+        ..opts(&["guest1_silent", "guest2_silent"], Policy::Preempt)
+    };
+    let (r, _) = run(&o);
+    assert_eq!((r.vms[0].target_share, r.vms[1].target_share), (0.7, 0.3));
+    let h = r.human();
+    assert!(
+        h.contains("host: note: 5 turns were handed out, fewer than one weight cycle (10 turns): the shares cannot match the weights 7:3 yet; run 10 quanta or more"),
+        "{h}"
+    );
+    assert!(h.contains(" share  target "), "{h}");
+    assert!(h.contains("  70.0% "), "{h}");
+    let full = MatrixOptions {
+        quanta: Some(10),
+        ..o
+    };
+    let (r, _) = run(&full);
+    assert!(!r.human().contains("host: note:"), "{}", r.human());
+}
+
+/// The timeline: labels fit, one bar per turn, one unit on the axis from
+/// "0", singular "1 turn"; and a real SVG renderer (rsvg-convert, from
+/// Debian's librsvg2-bin, which .ci/run installs) draws it at its size.
+#[test]
+fn the_timeline_renders_with_every_turn_and_its_labels() {
+    let o = MatrixOptions {
+        quanta: Some(3),
+        quantum: Duration::from_millis(10),
+        events: false,
+        record_turns: true,
+        weights: vec![2, 1],
+        ..opts(&["guest1_silent", "guest2_silent"], Policy::Preempt)
+    };
+    let (r, _) = run(&o);
+    let svg = r.timeline_svg();
+    assert_eq!(r.turns.len(), 3, "{:?}", r.turns);
+    // VM 0 runs two turns in a row (2:1 gives 0 0 1): two bars, not one
+    assert_eq!(
+        svg.matches(r##"fill="#2b7bb9" stroke="white""##).count(),
+        2,
+        "{svg}"
+    );
+    assert_eq!(
+        svg.matches(r##"fill="#e8743b" stroke="white""##).count(),
+        1,
+        "{svg}"
+    );
+    assert!(svg.contains(">0 ms</text>"), "{svg}");
+    assert!(
+        !svg.contains(" s</text>") && !svg.contains("µs</text>"),
+        "one unit: {svg}"
+    );
+    assert!(svg.contains("guest2_silent: weight 1, 1 turn, "), "{svg}");
+    // the label's right edge is at left - 8; about 7 px a character must fit
+    let label = format!("guest1_silent (VMFD {})", r.vms[0].vmfd);
+    let x: f64 = svg
+        .split(&format!(">{label}</text>"))
+        .next()
+        .and_then(|s| s.rsplit("<text x=\"").next())
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{svg}"));
+    assert!(
+        x >= label.len() as f64 * 7.0,
+        "label of {} chars ends at x {x}",
+        label.len()
+    );
+
+    let have = Command::new("rsvg-convert").arg("--version").output();
+    if !have.is_ok_and(|o| o.status.success()) {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED rendering: rsvg-convert (Debian librsvg2-bin) is not installed"
+        );
+        return;
+    }
+    let src = common::temp_file("timeline.svg", svg.as_bytes());
+    let png = src.with_extension("png");
+    let st = Command::new("rsvg-convert")
+        .arg(&src)
+        .arg("-o")
+        .arg(&png)
+        .status()
+        .expect("rsvg-convert");
+    assert!(st.success());
+    let b = std::fs::read(&png).expect("png");
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
+    let w = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
+    let want: f64 = svg
+        .split("width=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .expect("svg width");
+    assert_eq!(f64::from(w), want.ceil());
+}

@@ -89,11 +89,15 @@ pub enum MatrixError {
     Io(#[from] std::io::Error),
 }
 
-/// The weights to use: as given (one per VM), or 7:3 for two VMs, 1 each
-/// otherwise.
-pub fn weights_for(n: usize, given: &[u32]) -> Result<Vec<u32>, MatrixError> {
+/// The weights to use: as given (one per VM); else, under `preempt`, 7:3
+/// for two VMs (the assignment's 70/30), and 1 each otherwise; under
+/// `on-exit`, 1 each (the assignment's strict alternation).
+pub fn weights_for(n: usize, given: &[u32], policy: Policy) -> Result<Vec<u32>, MatrixError> {
     if given.is_empty() {
-        return Ok(if n == 2 { vec![7, 3] } else { vec![1; n] });
+        return Ok(match (policy, n) {
+            (Policy::Preempt, 2) => vec![7, 3],
+            _ => vec![1; n],
+        });
     }
     if given.len() != n {
         return Err(MatrixError::Weights(format!(
@@ -132,10 +136,12 @@ mod tests {
         assert_eq!(parse_weights("7:3"), Ok(vec![7, 3]));
         assert!(parse_weights("7:x").is_err());
         assert!(parse_weights("0:1").is_err());
-        assert_eq!(weights_for(2, &[]).unwrap(), [7, 3]);
-        assert_eq!(weights_for(3, &[]).unwrap(), [1, 1, 1]);
+        assert_eq!(weights_for(2, &[], Policy::Preempt).unwrap(), [7, 3]);
+        assert_eq!(weights_for(2, &[], Policy::OnExit).unwrap(), [1, 1]);
+        assert_eq!(weights_for(2, &[2, 1], Policy::OnExit).unwrap(), [2, 1]);
+        assert_eq!(weights_for(3, &[], Policy::Preempt).unwrap(), [1, 1, 1]);
         assert!(
-            weights_for(3, &[7, 3])
+            weights_for(3, &[7, 3], Policy::Preempt)
                 .unwrap_err()
                 .to_string()
                 .contains("2 weights for 3 VMs")

@@ -59,6 +59,8 @@ pub struct VmReport {
     pub run_ns: u64,
     /// run_ns / all VMs' run_ns.
     pub share: f64,
+    /// weight / all VMs' weights: the share the weights ask for.
+    pub target_share: f64,
     /// Exits by reason.
     pub exits: Vec<ReasonCount>,
     /// AX at the end (the guest's progress counter).
@@ -139,10 +141,20 @@ impl MatrixReport {
                 MatrixStop::Interrupted => "interrupted",
             }
         );
+        let cycle: u64 = self.vms.iter().map(|v| u64::from(v.weight)).sum();
+        let handed: u64 = self.vms.iter().map(|v| v.quanta).sum();
+        if handed < cycle {
+            let _ = writeln!(
+                o,
+                "host: note: {handed} turn{} handed out, fewer than one weight cycle ({cycle} turns): the shares cannot match the weights {} yet; run {cycle} quanta or more",
+                if handed == 1 { " was" } else { "s were" },
+                weights.join(":")
+            );
+        }
         let _ = writeln!(
             o,
-            "  {:<16} {:>5} {:>6} {:>8} {:>11} {:>7} {:>15}  state",
-            "VM", "VMFD", "weight", "quanta", "run time", "share", "counter (AX)"
+            "  {:<16} {:>5} {:>6} {:>8} {:>11} {:>7} {:>7} {:>15}  state",
+            "VM", "VMFD", "weight", "quanta", "run time", "share", "target", "counter (AX)"
         );
         for v in &self.vms {
             let state = match &v.state {
@@ -152,13 +164,14 @@ impl MatrixReport {
             };
             let _ = writeln!(
                 o,
-                "  {:<16} {:>5} {:>6} {:>8} {:>9.3} s {:>6.1}% {:>15}  {state}",
+                "  {:<16} {:>5} {:>6} {:>8} {:>9.3} s {:>6.1}% {:>6.1}% {:>15}  {state}",
                 v.name,
                 v.vmfd,
                 v.weight,
                 v.quanta,
                 v.run_ns as f64 / 1e9,
                 v.share * 100.0,
+                v.target_share * 100.0,
                 format!("{:#06x} ({})", v.counter, v.counter),
             );
         }

@@ -52,7 +52,8 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
     if opts.vms.is_empty() {
         return Err(MatrixError::Weights("no VMs to run".into()));
     }
-    let weights = weights_for(opts.vms.len(), &opts.weights)?;
+    let weights = weights_for(opts.vms.len(), &opts.weights, opts.policy)?;
+    let weight_sum: u32 = weights.iter().sum();
     if opts.policy == Policy::Preempt && opts.quantum.is_zero() {
         return Err(MatrixError::Weights(
             "the quantum must be longer than 0".into(),
@@ -123,6 +124,8 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         .ok_or_else(|| MatrixError::Weights("no VMs to run".into()))?;
     gs[cur].quanta = 1;
     let mut turn_start = 0;
+    // whether the running turn is still to be recorded when the loop ends
+    let mut turn_open = true;
     let since = |t: u64| t.saturating_sub(start);
 
     let stop = loop {
@@ -230,15 +233,13 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
             continue;
         }
         if opts.record_turns {
-            let (s, e) = (turn_start, since(t1));
-            match turns.last_mut() {
-                Some(l) if l.vm == cur && l.end_ns == s => l.end_ns = e,
-                _ => turns.push(Turn {
-                    vm: cur,
-                    start_ns: s,
-                    end_ns: e,
-                }),
-            }
+            // every turn on its own, also when one VM gets two in a row
+            turns.push(Turn {
+                vm: cur,
+                start_ns: turn_start,
+                end_ns: since(t1),
+            });
+            turn_open = false;
         }
         if opts.quanta.is_some_and(|q| handed >= q) {
             break MatrixStop::Quanta;
@@ -259,11 +260,12 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         gs[cur].quanta += 1;
         handed += 1;
         turn_start = since(signals::monotonic_ns());
+        turn_open = true;
     };
     let end = signals::monotonic_ns();
     drop(qtimer);
     drop(dtimer);
-    if opts.record_turns {
+    if opts.record_turns && turn_open {
         turns.push(Turn {
             vm: cur,
             start_ns: turn_start,
@@ -287,6 +289,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
             } else {
                 g.run_ns as f64 / total_run as f64
             },
+            target_share: f64::from(g.weight) / f64::from(weight_sum),
             exits: g.stats.reasons(),
             counter: regs.rax as u16,
             state: g.state,

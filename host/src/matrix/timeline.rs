@@ -10,7 +10,20 @@ impl MatrixReport {
         const COLORS: [&str; 6] = [
             "#2b7bb9", "#e8743b", "#19a979", "#945ecf", "#ed4a7b", "#13a4b4",
         ];
-        let (left, width, row, top) = (130.0, 900.0, 28.0, 40.0);
+        let labels: Vec<String> = self
+            .vms
+            .iter()
+            .map(|v| format!("{} (VMFD {})", xml(&v.name), v.vmfd))
+            .collect();
+        // wide enough for the longest label (about 7 px a character at 12 px)
+        let longest = self
+            .vms
+            .iter()
+            .map(|v| v.name.chars().count() + 11)
+            .max()
+            .unwrap_or(0);
+        let left = (longest as f64 * 7.0 + 24.0).max(130.0).round();
+        let (width, row, top) = (900.0, 28.0, 40.0);
         let n = self.vms.len();
         let total = self.elapsed_ns.max(1) as f64;
         let height = top + row * n as f64 + 40.0 + 20.0 * n as f64;
@@ -27,15 +40,13 @@ impl MatrixReport {
             self.turns.len(),
             total / 1e9
         );
-        for (i, v) in self.vms.iter().enumerate() {
+        for (i, label) in labels.iter().enumerate() {
             let y = top + row * i as f64;
             let _ = writeln!(
                 s,
-                r#"<text x="{}" y="{}" text-anchor="end">{} (VMFD {})</text>"#,
+                r#"<text x="{}" y="{}" text-anchor="end">{label}</text>"#,
                 left - 8.0,
                 y + row / 2.0 + 4.0,
-                xml(&v.name),
-                v.vmfd
             );
             let _ = writeln!(
                 s,
@@ -44,34 +55,19 @@ impl MatrixReport {
                 row - 6.0
             );
         }
-        // one rect per turn, turns closer than a pixel merged
+        // one rect per turn; a white edge keeps back-to-back turns of one
+        // VM apart
         let px = |ns: u64| left + ns as f64 / total * width;
-        let mut open: Vec<Option<(f64, f64)>> = vec![None; n];
-        let flush = |s: &mut String, vm: usize, (a, b): (f64, f64)| {
-            let y = top + row * vm as f64 + 3.0;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{a:.2}" y="{y}" width="{:.2}" height="{}" fill="{}"/>"#,
-                (b - a).max(0.5),
-                row - 6.0,
-                COLORS[vm % COLORS.len()]
-            );
-        };
         for t in &self.turns {
             let (a, b) = (px(t.start_ns), px(t.end_ns));
-            match open[t.vm] {
-                Some((oa, ob)) if a - ob < 1.0 => open[t.vm] = Some((oa, b.max(ob))),
-                Some(r) => {
-                    flush(&mut s, t.vm, r);
-                    open[t.vm] = Some((a, b));
-                }
-                None => open[t.vm] = Some((a, b)),
-            }
-        }
-        for (vm, r) in open.into_iter().enumerate() {
-            if let Some(r) = r {
-                flush(&mut s, vm, r);
-            }
+            let _ = writeln!(
+                s,
+                r#"<rect x="{a:.2}" y="{}" width="{:.2}" height="{}" fill="{}" stroke="white" stroke-width="0.5"/>"#,
+                top + row * t.vm as f64 + 3.0,
+                (b - a).max(0.5),
+                row - 6.0,
+                COLORS[t.vm % COLORS.len()]
+            );
         }
         // time axis
         let axis_y = top + row * n as f64 + 6.0;
@@ -81,6 +77,8 @@ impl MatrixReport {
             left + width
         );
         let step = nice_step(total / 10.0);
+        // one unit for the whole axis, from the run's length: 0 s, 0.2 s...
+        let unit = Unit::for_span(total);
         let mut t = 0.0;
         while t <= total {
             let x = left + t / total * width;
@@ -89,7 +87,7 @@ impl MatrixReport {
                 r#"<line x1="{x:.2}" y1="{axis_y}" x2="{x:.2}" y2="{}" stroke="black"/><text x="{x:.2}" y="{}" text-anchor="middle">{}</text>"#,
                 axis_y + 5.0,
                 axis_y + 18.0,
-                time_label(t)
+                unit.label(t)
             );
             t += step;
         }
@@ -97,14 +95,16 @@ impl MatrixReport {
             let y = axis_y + 40.0 + 20.0 * i as f64;
             let _ = writeln!(
                 s,
-                r#"<rect x="{left}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{}: weight {}, {} turns, {:.1}% of guest run time</text>"#,
+                r#"<rect x="{left}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{}: weight {}, {} turn{}, {:.1}% of guest run time (target {:.1}%)</text>"#,
                 y - 10.0,
                 COLORS[i % COLORS.len()],
                 left + 18.0,
                 xml(&v.name),
                 v.weight,
                 v.quanta,
-                v.share * 100.0
+                if v.quanta == 1 { "" } else { "s" },
+                v.share * 100.0,
+                v.target_share * 100.0
             );
         }
         s.push_str("</svg>\n");
@@ -129,11 +129,34 @@ fn nice_step(raw: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
-fn time_label(ns: f64) -> String {
-    match ns {
-        n if n >= 1e9 => format!("{:.3} s", n / 1e9).replace(".000 s", " s"),
-        n if n >= 1e6 => format!("{} ms", (n / 1e6 * 1000.0).round() / 1000.0),
-        n => format!("{} µs", (n / 1e3).round()),
+/// The axis's unit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Unit {
+    ns: f64,
+    name: &'static str,
+}
+
+impl Unit {
+    /// Seconds for a run of a second or more, else ms, else µs.
+    fn for_span(span: f64) -> Unit {
+        match span {
+            s if s >= 1e9 => Unit { ns: 1e9, name: "s" },
+            s if s >= 1e6 => Unit {
+                ns: 1e6,
+                name: "ms",
+            },
+            _ => Unit {
+                ns: 1e3,
+                name: "µs",
+            },
+        }
+    }
+
+    /// `ns` in this unit, without trailing zeros: "0 s", "1.5 s", "200 ms".
+    fn label(self, ns: f64) -> String {
+        let v = format!("{:.3}", ns / self.ns);
+        let v = v.trim_end_matches('0').trim_end_matches('.');
+        format!("{v} {}", self.name)
     }
 }
 
@@ -145,7 +168,20 @@ mod tests {
     fn axis_steps_are_round() {
         assert_eq!(nice_step(1.3e8), 2e8);
         assert_eq!(nice_step(4e6), 5e6);
-        assert_eq!(time_label(2e9), "2 s");
-        assert_eq!(time_label(5e6), "5 ms");
+        let s = Unit::for_span(4e8);
+        assert_eq!(
+            s,
+            Unit {
+                ns: 1e6,
+                name: "ms"
+            }
+        );
+        assert_eq!(s.label(0.0), "0 ms");
+        assert_eq!(s.label(4e8), "400 ms");
+        let s = Unit::for_span(5e9);
+        assert_eq!(
+            (s.label(0.0), s.label(1.5e9)),
+            ("0 s".into(), "1.5 s".into())
+        );
     }
 }
