@@ -380,3 +380,50 @@ fn layout_and_the_trace_state_what_is_true() {
         "{io}"
     );
 }
+
+#[test]
+fn the_matrix_through_the_cli_alternates_warns_and_draws() {
+    let (code, out, err) = run(&["matrix", "--policy", "on-exit", "--quanta", "4"], Sink::Read, Sink::Read, &[]);
+    assert_eq!(code, 0, "{err}");
+    let fds: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_suffix(" started running"))
+        .collect();
+    assert_eq!(fds.len(), 4, "{out}");
+    assert!(fds[0] != fds[1] && fds[0] == fds[2] && fds[1] == fds[3], "{out}");
+    assert!(err.contains("weights 1:1"), "{err}");
+    let svg = common::temp_dir().join("cli-timeline.svg");
+    let s = svg.to_str().unwrap();
+    let (code, _, err) = run(
+        &["matrix", "--quanta", "5", "--quantum", "10ms", "--quiet", "--timeline", s],
+        Sink::Read,
+        Sink::Read,
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("host: note: 5 turns were handed out, fewer than one weight cycle (10 turns)"), "{err}");
+    assert!(err.contains("  70.0% "), "{err}");
+    let text = std::fs::read_to_string(&svg).expect("timeline");
+    assert!(text.contains("(5 turns, "), "{text}");
+    assert!(text.contains(">0 ms</text>"), "{text}");
+}
+
+/// Tests leave nothing behind: a test process's temp folder is gone when
+/// it exits (this runs one test of this binary as a child and looks).
+#[test]
+fn a_test_process_removes_its_temp_folder() {
+    if std::env::var_os("KVMWB_CHILD_TEST").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("this test binary");
+    let mut child = Command::new(exe)
+        .args(["a_raw_binary_without_flat_gets_a_hint", "--exact", "--quiet"])
+        .env("KVMWB_CHILD_TEST", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the child test");
+    let dir = std::env::temp_dir().join(format!("kvmwb-test-{}", child.id()));
+    assert!(child.wait().expect("wait").success());
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+}
