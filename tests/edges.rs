@@ -383,25 +383,45 @@ fn layout_and_the_trace_state_what_is_true() {
 
 #[test]
 fn the_matrix_through_the_cli_alternates_warns_and_draws() {
-    let (code, out, err) = run(&["matrix", "--policy", "on-exit", "--quanta", "4"], Sink::Read, Sink::Read, &[]);
+    let (code, out, err) = run(
+        &["matrix", "--policy", "on-exit", "--quanta", "4"],
+        Sink::Read,
+        Sink::Read,
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     let fds: Vec<&str> = out
         .lines()
         .filter_map(|l| l.strip_suffix(" started running"))
         .collect();
     assert_eq!(fds.len(), 4, "{out}");
-    assert!(fds[0] != fds[1] && fds[0] == fds[2] && fds[1] == fds[3], "{out}");
+    assert!(
+        fds[0] != fds[1] && fds[0] == fds[2] && fds[1] == fds[3],
+        "{out}"
+    );
     assert!(err.contains("weights 1:1"), "{err}");
     let svg = common::temp_dir().join("cli-timeline.svg");
     let s = svg.to_str().unwrap();
     let (code, _, err) = run(
-        &["matrix", "--quanta", "5", "--quantum", "10ms", "--quiet", "--timeline", s],
+        &[
+            "matrix",
+            "--quanta",
+            "5",
+            "--quantum",
+            "10ms",
+            "--quiet",
+            "--timeline",
+            s,
+        ],
         Sink::Read,
         Sink::Read,
         &[],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("host: note: 5 turns were handed out, fewer than one weight cycle (10 turns)"), "{err}");
+    assert!(
+        err.contains("host: note: 5 turns were handed out, fewer than one weight cycle (10 turns)"),
+        "{err}"
+    );
     assert!(err.contains("  70.0% "), "{err}");
     let text = std::fs::read_to_string(&svg).expect("timeline");
     assert!(text.contains("(5 turns, "), "{text}");
@@ -417,7 +437,11 @@ fn a_test_process_removes_its_temp_folder() {
     }
     let exe = std::env::current_exe().expect("this test binary");
     let mut child = Command::new(exe)
-        .args(["a_raw_binary_without_flat_gets_a_hint", "--exact", "--quiet"])
+        .args([
+            "a_raw_binary_without_flat_gets_a_hint",
+            "--exact",
+            "--quiet",
+        ])
         .env("KVMWB_CHILD_TEST", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
