@@ -62,6 +62,11 @@ pub(super) static mut KVMWB_KERNEL_RSP: u64 = 0;
 #[unsafe(link_section = ".kvmwb.kernel")]
 #[unsafe(no_mangle)]
 pub(super) static mut KVMWB_USER_RSP: u64 = 0;
+/// System calls that went back to user mode by SYSRETQ (counted by the
+/// SYSCALL entry just before it executes SYSRETQ).
+#[unsafe(link_section = ".kvmwb.kernel")]
+#[unsafe(no_mangle)]
+pub(super) static mut KVMWB_SYSRETS: u64 = 0;
 #[unsafe(link_section = ".kvmwb.kernel")]
 pub(super) static BOOTED: Global<bool> = Global::new(false);
 

@@ -88,6 +88,7 @@ core::arch::global_asm!(
     "    xor r8d, r8d",
     "    xor r9d, r9d",
     "    xor r10d, r10d",
+    "    inc qword ptr [rip + KVMWB_SYSRETS]",
     "    mov rsp, [rip + KVMWB_USER_RSP]",
     "    sysretq",
     "2:  int 0x81",
