@@ -641,8 +641,8 @@ fn hello_runs_in_paged32() {
             std::io::stderr(),
             "SKIPPED hello_runs_in_paged32: /dev/kvm is kvm-pvm, which runs paging only in long mode \
              (it clears CR0.PG without EFER.LME, so `run --mode paged32` refuses: tests/layout.rs); \
-             the paged32 tables and walk are unit-tested in host/src/translate.rs and shown by \
-             `host layout --mode paged32`"
+             this run is tested on kvm_amd in QEMU by tests/nested.rs, and the tables and walk are \
+             unit-tested in host/src/x86/translate.rs"
         );
         return;
     }
