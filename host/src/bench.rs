@@ -35,7 +35,7 @@ pub enum BenchError {
     #[error(transparent)]
     Vm(#[from] VmError),
     /// The figures could not be written.
-    #[error("cannot write the figures: {0}")]
+    #[error("cannot write to standard output: {0}")]
     Output(#[from] std::io::Error),
     /// The benchmark's own image was refused.
     #[error("benchmark image: {0}")]

@@ -219,52 +219,9 @@ fn dispatch(cli: Cli) -> Done {
                 simvirtio_runs,
                 kvm_path: kvm_device,
             };
-            let mut out = Checked::new(std::io::stdout().lock());
-            let r = bench::run(&o, &mut out);
-            out.result("standard output")?;
-            r.map_err(host_error)?;
+            bench::run(&o, &mut std::io::stdout().lock()).map_err(host_error)?;
             Ok(code::OK)
         }
-    }
-}
-
-/// A writer that remembers its first error (for library code that writes
-/// line by line and ignores failures), so the command can end with it.
-struct Checked<W: Write> {
-    w: W,
-    err: Option<std::io::Error>,
-}
-
-impl<W: Write> Checked<W> {
-    fn new(w: W) -> Self {
-        Checked { w, err: None }
-    }
-
-    fn result(mut self, stream: &str) -> Result<(), Failure> {
-        if self.err.is_none()
-            && let Err(e) = self.w.flush()
-        {
-            self.err = Some(e);
-        }
-        match self.err {
-            Some(e) => Err(host_error(format!("cannot write to {stream}: {e}"))),
-            None => Ok(()),
-        }
-    }
-}
-
-impl<W: Write> Write for Checked<W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if let Some(e) = &self.err {
-            return Err(std::io::Error::new(e.kind(), e.to_string()));
-        }
-        self.w.write(b).inspect_err(|e| {
-            self.err = Some(std::io::Error::new(e.kind(), e.to_string()));
-        })
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.w.flush()
     }
 }
 

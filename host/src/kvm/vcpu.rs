@@ -93,6 +93,20 @@ impl Vcpu {
 
     /// The reset state's special registers.
     pub fn reset_sregs(&self, trace: &mut Option<Tracer>) -> Result<kvm_sregs, KvmError> {
+        self.get_sregs(
+            trace,
+            "read the reset state's segments and control registers",
+            |s| format!("0, CS base {:#x} CR0 {:#x}", s.cs.base, s.cr0),
+        )
+    }
+
+    /// KVM_GET_SREGS, recorded with what `shown` picks out of the result.
+    fn get_sregs(
+        &self,
+        trace: &mut Option<Tracer>,
+        purpose: &'static str,
+        shown: impl FnOnce(&kvm_sregs) -> String,
+    ) -> Result<kvm_sregs, KvmError> {
         let s = self
             .fd
             .get_sregs()
@@ -102,8 +116,8 @@ impl Vcpu {
                 self.target(),
                 "KVM_GET_SREGS",
                 String::new(),
-                format!("0, CS base {:#x} CR0 {:#x}", s.cs.base, s.cr0),
-                "read the reset state's segments and control registers",
+                shown(&s),
+                purpose,
             )
         });
         Ok(s)
@@ -176,23 +190,12 @@ impl Vcpu {
         purpose: &'static str,
         trace: &mut Option<Tracer>,
     ) -> Result<kvm_sregs, KvmError> {
-        let s = self
-            .fd
-            .get_sregs()
-            .map_err(KvmError::ioctl("KVM_GET_SREGS"))?;
-        record(trace, || {
-            Call::ioctl(
-                self.target(),
-                "KVM_GET_SREGS",
-                String::new(),
-                format!(
-                    "0, CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}",
-                    s.cr0, s.cr3, s.cr4, s.efer
-                ),
-                purpose,
+        self.get_sregs(trace, purpose, |s| {
+            format!(
+                "0, CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}",
+                s.cr0, s.cr3, s.cr4, s.efer
             )
-        });
-        Ok(s)
+        })
     }
 
     /// The general-purpose registers the guest stopped with.
