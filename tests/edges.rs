@@ -141,8 +141,27 @@ fn every_command_survives_a_full_or_closed_stdout() {
 fn every_command_survives_a_full_or_closed_stderr() {
     // (args, exit code when stderr cannot be written): commands that report
     // on stderr fail with 1; the others never write there.
+    let bench: &[&str] = &[
+        "bench",
+        "--exits",
+        "100",
+        "--vm-iters",
+        "1",
+        "--process-iters",
+        "0",
+        "--preempt-quanta",
+        "0",
+        "--simvirtio-runs",
+        "0",
+    ];
     let commands: &[(&[&str], i32)] = &[
         (&["run", "hello"], 1),
+        (&["run", "hello", "--json"], 0),
+        (&["run", "smp", "--vcpus", "2"], 1),
+        (&["layout", "hello", "--json"], 0),
+        (&["abi", "--markdown"], 0),
+        (&["list"], 0),
+        (bench, 0),
         (&["run", "hello", "--trace-kvm"], 1),
         (&["run", "badptr"], 1),
         (&["run", "nope"], 1),
