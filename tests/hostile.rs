@@ -238,3 +238,102 @@ fn a_crashing_vm_does_not_stop_the_matrix() {
     assert_eq!(v["vms"][1]["quanta"], 5);
     assert!(v["vms"][1]["counter"].as_u64().unwrap() > 0);
 }
+
+/// Runs `host args` with the seccomp filter on (the default) and returns
+/// the exit code, stderr, wall time and the child's peak RSS in KiB (from
+/// wait4's rusage). `signal_after`: send SIGTERM after that long.
+fn measured(
+    args: &[&str],
+    signal_after: Option<std::time::Duration>,
+) -> (i32, String, std::time::Duration, i64) {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    let t0 = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn host");
+    if let Some(d) = signal_after {
+        std::thread::sleep(d);
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+    let mut err = String::new();
+    if let Some(e) = &mut child.stderr {
+        let _ = e.read_to_string(&mut err);
+    }
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid plain data for wait4 to fill.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child and writes `status` and `ru`.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+    assert!(pid > 0, "wait4");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    (code, err, t0.elapsed(), ru.ru_maxrss)
+}
+
+/// A guest on several vCPUs that writes to thousands of distinct unknown
+/// ports and unbacked addresses: with the seccomp filter on, the host counts
+/// it all (no jail trip: the allocator's system calls are allowed), reports
+/// 16 of each kind per vCPU and then one line, keeps at most 256 rows per
+/// kind, and does so in bounded time and memory. Bounds: 30 s is ~100x
+/// what it takes here (a busy machine is slower, not 100x), 64 MiB is ~10x
+/// the peak RSS measured.
+#[test]
+fn a_port_and_address_flood_on_several_vcpus_is_bounded_and_never_trips_the_jail() {
+    for vcpus in ["1", "2", "4"] {
+        let (code, err, took, rss_kib) = measured(&["run", "smp_flood", "--vcpus", vcpus], None);
+        assert_eq!(code, 0, "--vcpus {vcpus}: {err}");
+        assert!(!err.contains("seccomp"), "{err}");
+        let n: usize = vcpus.parse().unwrap();
+        assert_eq!(
+            err.matches("guest used more than 16 ports with nothing behind them")
+                .count(),
+            n,
+            "{err}"
+        );
+        assert_eq!(
+            err.matches("guest used more than 16 addresses with nothing behind them")
+                .count(),
+            n,
+            "{err}"
+        );
+        assert!(
+            err.matches("which has no device: ignored").count() <= 16 * n,
+            "{err}"
+        );
+        assert!(err.contains(&format!("{} exits", 6000 * n + n)), "{err}");
+        assert!(err.contains("other ports ("), "{err}");
+        assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+        assert!(rss_kib < 64 * 1024, "peak RSS {rss_kib} KiB");
+    }
+}
+
+/// SIGTERM ends a run on several vCPUs with the summary and exit 130, and
+/// so does one that arrives right at the start of the process (10 ms after
+/// spawning: the CLI handles SIGINT/SIGTERM from its first instructions, so
+/// even a slow start has them handled by then).
+#[test]
+fn sigterm_ends_a_multi_vcpu_run_with_its_summary() {
+    for (after, vcpus) in [(300, "2"), (300, "1"), (10, "2")] {
+        let d = std::time::Duration::from_millis(after);
+        let (code, err, took, _) = measured(&["run", "smp_spin", "--vcpus", vcpus], Some(d));
+        assert_eq!(
+            code, 130,
+            "SIGTERM after {after} ms, --vcpus {vcpus}: {err}"
+        );
+        if after >= 300 {
+            assert!(
+                err.contains("stopped: interrupted (SIGINT/SIGTERM)"),
+                "after {after} ms: {err}"
+            );
+        }
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    }
+}

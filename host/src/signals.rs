@@ -156,6 +156,39 @@ pub fn kick_all() {
 
 /// Blocks SIGINT/SIGTERM in this thread; once per process, installs the
 /// kick handler and starts the thread that waits for SIGINT/SIGTERM.
+/// Exit code after SIGINT/SIGTERM (128 + SIGINT, as shells report it).
+pub const INTERRUPTED_EXIT: i32 = 130;
+
+/// Threads running a guest's exit loop right now.
+static ACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Held while a thread runs a guest: a SIGINT/SIGTERM then stops the guest
+/// (the loop sees `interrupted()` and the run reports); with none held it
+/// ends the process at once with [`INTERRUPTED_EXIT`].
+pub struct Active(());
+
+impl Active {
+    /// This thread runs a guest from now until the value is dropped.
+    pub fn enter() -> Active {
+        ACTIVE.fetch_add(1, Ordering::AcqRel);
+        Active(())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        ACTIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Blocks SIGINT/SIGTERM in the calling thread (and the threads it starts)
+/// and starts the thread that turns them into kicks. Called first thing by
+/// the CLI, so a signal at any moment of a run is handled, never the
+/// default action.
+pub fn init() -> Result<(), SignalError> {
+    start_forwarder()
+}
+
 fn start_forwarder() -> Result<(), SignalError> {
     let stop = set_of(&[libc::SIGINT, libc::SIGTERM]);
     // SAFETY: changes only this thread's mask; threads created later inherit it.
@@ -185,6 +218,11 @@ fn start_forwarder() -> Result<(), SignalError> {
                     // sigwait only writes `sig`.
                     if unsafe { libc::sigwait(&stop, &mut sig) } == 0 {
                         INTERRUPTED.store(true, Ordering::Relaxed);
+                        if ACTIVE.load(Ordering::Acquire) == 0 {
+                            // no guest runs: nothing to stop cleanly
+                            // SAFETY: _exit ends the process at once.
+                            unsafe { libc::_exit(INTERRUPTED_EXIT) };
+                        }
                         kick_all();
                     }
                 }

@@ -70,6 +70,13 @@ fn json(v: &impl serde::Serialize) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     host::diag::install_panic_hook();
+    // SIGINT/SIGTERM from the first instant: blocked here (and in every
+    // thread started later) and handled by one thread, so a run always ends
+    // with its summary and exit 130, on one vCPU or several.
+    if let Err(e) = host::signals::init() {
+        let _ = writeln!(std::io::stderr(), "host: error: {e}");
+        return ExitCode::from(code::HOST_ERROR as u8);
+    }
     let cli = Cli::parse();
     let code = match dispatch(cli) {
         Ok(c) => c,

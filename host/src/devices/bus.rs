@@ -10,13 +10,17 @@
 use super::hypercall::{self, Env, Io};
 use super::simvirtio::{DeviceStats, SimVirtio};
 use crate::diag::{HostError, host_line};
-use crate::stats::{Dir, ExitStats};
+use crate::stats::{Dir, ExitStats, Seen};
 use crate::x86::Paging;
 use hypercall_abi::Hypercall;
 use hypercall_abi::simvirtio as sv;
 use std::io::Write;
 use std::sync::{Mutex, MutexGuard};
 use vm_memory::GuestMemoryMmap;
+
+/// Ports (and, separately, addresses) with no device that are reported by
+/// name, per vCPU.
+pub const REPORTED: usize = 16;
 
 /// The devices of one VM, shared by its vCPUs.
 pub struct Bus {
@@ -51,6 +55,24 @@ impl Ctx<'_> {
 
     fn report(&mut self, msg: std::fmt::Arguments) -> Result<(), HostError> {
         host_line(self.out, self.diag, msg)
+    }
+
+    /// Reports a port or address with no device once, at its first exit,
+    /// for the first [`REPORTED`] of them (per vCPU); then one line says the
+    /// rest go unreported. The exit table counts them all.
+    fn report_once(
+        &mut self,
+        seen: Seen,
+        what: &str,
+        msg: std::fmt::Arguments,
+    ) -> Result<(), HostError> {
+        match seen {
+            Seen::First(row) if row < REPORTED => self.report(msg),
+            Seen::First(REPORTED) => self.report(format_args!(
+                "guest used more than {REPORTED} {what} with nothing behind them: the rest are not reported one by one (the exit table counts them)"
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -99,11 +121,14 @@ impl Bus {
             Some(hc) => {
                 hypercall::dispatch(hc, io, &mut cx.env(), paging)?;
             }
-            None if seen == 1 => cx.report(format_args!(
-                "guest wrote {:#x} to port {port:#x}, which has no device: ignored",
-                io.value
-            ))?,
-            None => {}
+            None => cx.report_once(
+                seen,
+                "ports",
+                format_args!(
+                    "guest wrote {:#x} to port {port:#x}, which has no device: ignored",
+                    io.value
+                ),
+            )?,
         }
         Ok(())
     }
@@ -118,11 +143,13 @@ impl Bus {
                 Err(HostError::Internal("page-table walk during an `in` exit"))
             })?,
             None => {
-                if seen == 1 {
-                    cx.report(format_args!(
+                cx.report_once(
+                    seen,
+                    "ports",
+                    format_args!(
                         "guest read port {port:#x}, which has no device: it reads as all ones"
-                    ))?;
-                }
+                    ),
+                )?;
                 u32::MAX
             }
         };
@@ -140,11 +167,13 @@ impl Bus {
             self.device().read(cx.mem, addr, data);
             return Ok(());
         }
-        if seen == 1 {
-            cx.report(format_args!(
+        cx.report_once(
+            seen,
+            "addresses",
+            format_args!(
                 "guest read GPA {addr:#x}, which has no memory or device: it reads as all ones"
-            ))?;
-        }
+            ),
+        )?;
         data.fill(0xff);
         Ok(())
     }
@@ -155,11 +184,11 @@ impl Bus {
         if sv::in_window(addr) {
             return self.device().write(cx.mem, addr, data, cx.out, cx.diag);
         }
-        if seen == 1 {
-            cx.report(format_args!(
-                "guest wrote GPA {addr:#x}, which has no memory or device: ignored"
-            ))?;
-        }
+        cx.report_once(
+            seen,
+            "addresses",
+            format_args!("guest wrote GPA {addr:#x}, which has no memory or device: ignored"),
+        )?;
         Ok(())
     }
 

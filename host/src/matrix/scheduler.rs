@@ -128,7 +128,12 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
     let mut turn_open = true;
     let since = |t: u64| t.saturating_sub(start);
 
+    let _active = signals::Active::enter();
     let stop = loop {
+        if signals::interrupted() {
+            // a SIGINT/SIGTERM before this thread could take kicks
+            break MatrixStop::Interrupted;
+        }
         let g = &mut gs[cur];
         if opts.events {
             writeln!(out, "VMFD: {} started running", g.vmfd)?;

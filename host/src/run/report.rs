@@ -141,6 +141,8 @@ impl Report {
                 "by_reason": o.stats.reasons(),
                 "io": o.stats.ports(),
                 "mmio": o.stats.mmio(),
+                "io_others": o.stats.io_others(),
+                "mmio_others": o.stats.mmio_others(),
             },
             "simvirtio": o.device,
             "vcpu": o.vcpu,

@@ -50,6 +50,11 @@ impl ExitLoop<'_> {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<(Stop, Regs), VcpuError> {
+        // A SIGINT/SIGTERM before this thread was registered for kicks
+        // (signals::arm_thread) left no kick pending: look once here.
+        if crate::signals::interrupted() {
+            return self.end(Stop::Interrupted, out);
+        }
         loop {
             if self.cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
                 return self.end(Stop::Cancelled, out);

@@ -26,10 +26,12 @@ pub struct ThreadSetup {
     pub seccomp: bool,
 }
 
-/// The timers of one vCPU thread; dropping it disarms them.
+/// The timers of one vCPU thread; dropping it disarms them and says the
+/// thread no longer runs a guest.
 pub struct Armed {
     _timeout: Option<Timer>,
     _poll: Option<Timer>,
+    _active: signals::Active,
 }
 
 impl ThreadSetup {
@@ -94,6 +96,7 @@ impl ThreadSetup {
         Ok(Armed {
             _timeout: timeout,
             _poll: poll,
+            _active: signals::Active::enter(),
         })
     }
 }
