@@ -470,3 +470,47 @@ fn a_test_process_removes_its_temp_folder() {
     assert!(child.wait().expect("wait").success());
     assert!(!dir.exists(), "{} was left behind", dir.display());
 }
+
+#[test]
+fn host_side_failures_say_what_failed() {
+    // a trace file that cannot be written is named as that
+    let (code, _, err) = run(
+        &["run", "hello", "--trace-kvm", "--trace-file", "/dev/full"],
+        Sink::Read,
+        Sink::Read,
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "host: error: cannot write the KVM trace to /dev/full: No space left on device"
+        ),
+        "{err}"
+    );
+    // the --mem suggestion never exceeds the largest guest memory
+    let p = common::temp_file("high.bin", &[0xf4]);
+    let (code, _, err) = run(
+        &["run", p.to_str().unwrap(), "--flat", "0xd0000000"],
+        Sink::Read,
+        Sink::Read,
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no guest memory fits it: the largest is 3 GiB"),
+        "{err}"
+    );
+    assert!(!err.contains("try --mem"), "{err}");
+    // timer periods the host cannot serve are refused, naming the minimum
+    for args in [
+        &["run", "simvirtio", "--polling", "--poll-interval", "1us"][..],
+        &["matrix", "--quantum", "2us"],
+    ] {
+        let (code, _, err) = run(args, Sink::Read, Sink::Read, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("shorter than the 100µs this host can serve"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -239,6 +239,8 @@ fn a_crashing_vm_does_not_stop_the_matrix() {
     assert!(v["vms"][1]["counter"].as_u64().unwrap() > 0);
 }
 
+// The child is reaped by libc::wait4 (for its rusage), not Child::wait.
+#[allow(clippy::zombie_processes)]
 /// Runs `host args` with the seccomp filter on (the default) and returns
 /// the exit code, stderr, wall time and the child's peak RSS in KiB (from
 /// wait4's rusage). `signal_after`: send SIGTERM after that long.
@@ -336,4 +338,55 @@ fn sigterm_ends_a_multi_vcpu_run_with_its_summary() {
         }
         assert!(took < std::time::Duration::from_secs(10), "{took:?}");
     }
+}
+
+/// Guest output is the guest's, byte for byte: bytes that are not UTF-8 go
+/// into --json as base64 (named in `output_encoding`), not replaced.
+#[test]
+fn json_carries_guest_bytes_losslessly() {
+    // xor eax, eax; 1: out 0xe9, al; inc al; jnz 1b; hlt: bytes 0..=255
+    let p = flat(
+        "bytes",
+        &[0x31, 0xc0, 0xe6, 0xe9, 0xfe, 0xc0, 0x75, 0xfa, 0xf4],
+    );
+    let o = host(&["run", "--flat", "0x100000", &p, "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["output_encoding"], "base64");
+    let text = v["output"].as_str().expect("output");
+    let want: Vec<u8> = (0..=255u8).collect();
+    assert_eq!(decode64(text), want);
+    // UTF-8 output stays a plain string
+    let o = host(&["run", "hello", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(
+        (v["output_encoding"].as_str(), v["output"].as_str()),
+        (Some("utf-8"), Some("Hello, world!\n"))
+    );
+}
+
+fn decode64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let mut out = Vec::new();
+    for q in s.as_bytes().chunks(4) {
+        let n = q
+            .iter()
+            .take_while(|&&c| c != b'=')
+            .fold(0u32, |n, &c| n << 6 | u32::from(val(c)));
+        let k = q.iter().filter(|&&c| c != b'=').count();
+        let n = n << (6 * (4 - k));
+        out.extend_from_slice(&n.to_be_bytes()[1..k]);
+    }
+    out
 }

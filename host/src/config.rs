@@ -81,6 +81,11 @@ impl Default for VmConfig {
     }
 }
 
+/// The shortest timer period the host serves (`--poll-interval`, the
+/// matrix's `--quantum`): below it the kicks come faster than a KVM_RUN
+/// round trip (tens of µs here) and the loop would do nothing else.
+pub const MIN_PERIOD: Duration = Duration::from_micros(100);
+
 /// How a VM runs: given once when the VM is made.
 #[derive(Debug, Clone, Default)]
 pub struct RunConfig {

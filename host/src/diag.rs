@@ -24,6 +24,17 @@ pub enum HostError {
     /// A host bug caught without a panic.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// A vCPU thread could not be started (e.g. under `ulimit -v`).
+    #[error("cannot start a vCPU thread: {0}")]
+    Spawn(std::io::Error),
+    /// The `--trace-kvm` output could not be written.
+    #[error("cannot write the KVM trace to {name}: {source}")]
+    Trace {
+        /// Where the trace goes (a file, or standard error).
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Writes one "host: ..." line on `diag`, after flushing the guest's output

@@ -94,6 +94,10 @@ pub enum Phase {
 pub struct Tracer {
     format: TraceFormat,
     sink: Option<Box<dyn Write + Send>>,
+    /// Where the sink writes, for errors.
+    sink_name: String,
+    /// The first write that failed (the guest goes on; the run reports it).
+    error: Option<std::io::Error>,
     /// Lines written before a sink was attached.
     pending: Vec<String>,
     calls: Vec<Call>,
@@ -115,6 +119,8 @@ impl Tracer {
         Tracer {
             format,
             sink: None,
+            sink_name: String::new(),
+            error: None,
             pending: Vec::new(),
             calls: Vec::new(),
             exits: Vec::new(),
@@ -127,14 +133,21 @@ impl Tracer {
         }
     }
 
-    /// Where lines go from now on; what was buffered goes first.
-    pub fn attach(&mut self, mut sink: Box<dyn Write + Send>) -> std::io::Result<()> {
+    /// Where lines go from now on (`name` says where, for errors); what
+    /// was buffered goes first.
+    pub fn attach(&mut self, mut sink: Box<dyn Write + Send>, name: &str) -> std::io::Result<()> {
+        self.sink_name = name.to_string();
         for l in self.pending.drain(..) {
             sink.write_all(l.as_bytes())?;
         }
         sink.flush()?;
         self.sink = Some(sink);
         Ok(())
+    }
+
+    /// Where the trace goes.
+    pub fn sink_name(&self) -> &str {
+        &self.sink_name
     }
 
     /// Whether a sink is attached.
@@ -147,9 +160,14 @@ impl Tracer {
             return;
         }
         match &mut self.sink {
-            // A trace that cannot be written must not stop the guest.
+            // A trace that cannot be written must not stop the guest: the
+            // first error is kept and `finish` reports it.
             Some(s) => {
-                let _ = s.write_all(l.as_bytes());
+                if self.error.is_none()
+                    && let Err(e) = s.write_all(l.as_bytes())
+                {
+                    self.error = Some(e);
+                }
             }
             None => self.pending.push(l),
         }
@@ -226,6 +244,9 @@ impl Tracer {
 
     /// Ends the trace: flushes text, or writes the Mermaid flowchart.
     pub fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         let chart = (self.format == TraceFormat::Mermaid).then(|| self.mermaid());
         if let Some(s) = &mut self.sink {
             if let Some(c) = chart {

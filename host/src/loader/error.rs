@@ -76,7 +76,7 @@ pub enum LoadError {
         end: u64,
     },
     /// Ends beyond guest memory.
-    #[error("too little memory: {what} ends at {end:#x} but guest memory is {} (try --mem {})", crate::size::human(*mem), crate::size::human(*need))]
+    #[error("too little memory: {what} ends at {end:#x} but guest memory is {} ({})", crate::size::human(*mem), if *need <= layout::MAX_MEM { format!("try --mem {}", crate::size::human(*need)) } else { format!("no guest memory fits it: the largest is {}", crate::size::human(layout::MAX_MEM)) })]
     TooLittleMemory {
         /// What does not fit.
         what: String,

@@ -54,10 +54,12 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
     }
     let weights = weights_for(opts.vms.len(), &opts.weights, opts.policy)?;
     let weight_sum: u32 = weights.iter().sum();
-    if opts.policy == Policy::Preempt && opts.quantum.is_zero() {
-        return Err(MatrixError::Weights(
-            "the quantum must be longer than 0".into(),
-        ));
+    if opts.policy == Policy::Preempt && opts.quantum < crate::config::MIN_PERIOD {
+        return Err(MatrixError::Weights(format!(
+            "--quantum {:?} is shorter than the {:?} this host can serve: the timer would leave the VMs no time to run",
+            opts.quantum,
+            crate::config::MIN_PERIOD
+        )));
     }
     let cfg = VmConfig {
         mem_size: opts.mem_size,

@@ -199,8 +199,11 @@ pub fn plan_guest(
 pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     opts.vm.validate().map_err(VmError::from)?;
     let vcpus = opts.vm.vcpus as usize;
-    if opts.run.polling.is_some_and(|d| d.is_zero()) {
-        return Err(RunError::Usage("--poll-interval must be above zero".into()));
+    if let Some(d) = opts.run.polling.filter(|&d| d < crate::config::MIN_PERIOD) {
+        return Err(RunError::Usage(format!(
+            "--poll-interval {d:?} is shorter than the {:?} this host can serve: the polling timer would leave the guest no time to run",
+            crate::config::MIN_PERIOD
+        )));
     }
     let max = match opts.flat {
         Some(_) => opts.vm.mem_size,
@@ -225,9 +228,13 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         (Some(_), None) => Some(Box::new(std::io::stderr())),
         (None, _) => None,
     };
+    let sink_name = match &opts.trace_file {
+        Some(f) => f.display().to_string(),
+        None => "standard error".to_string(),
+    };
     let mut vm = Vm::new(&opts.vm, opts.run.clone())?;
     if let Some(s) = sink {
-        vm.trace_to(s)?;
+        vm.trace_to(s, &sink_name)?;
     }
     vm.load(&plan, &bytes)?;
     Ok(Prepared {

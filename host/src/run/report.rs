@@ -123,12 +123,17 @@ impl Report {
         s
     }
 
-    /// The same as JSON, with the guest's output as a string.
+    /// The same as JSON, with the guest's output byte for byte: as a string
+    /// when it is UTF-8, else base64 (`output_encoding` says which).
     pub fn json(&self, output: &[u8]) -> serde_json::Value {
         let o = &self.outcome;
         json!({
             "guest": self.name,
-            "output": String::from_utf8_lossy(output),
+            "output": match std::str::from_utf8(output) {
+                Ok(text) => text.to_string(),
+                Err(_) => base64(output),
+            },
+            "output_encoding": if std::str::from_utf8(output).is_ok() { "utf-8" } else { "base64" },
             "stop": o.stop,
             "exit_code": self.exit_code(),
             "check_42": o.check,
@@ -158,5 +163,41 @@ impl Report {
                 },
             })).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// Standard base64 (RFC 4648, with padding).
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (raw, enc) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foobar", "Zm9vYmFy"),
+            (&[0xff, 0xfe, 0x00][..], "//4A"),
+        ] {
+            assert_eq!(super::base64(raw), enc);
+        }
     }
 }

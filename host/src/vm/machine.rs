@@ -140,9 +140,12 @@ impl Vm {
 
     /// Sends the `--trace-kvm` output to `sink` (what was recorded so far
     /// first). Without a call, `run` sends it to standard error.
-    pub fn trace_to(&mut self, sink: Box<dyn Write + Send>) -> Result<(), VmError> {
+    pub fn trace_to(&mut self, sink: Box<dyn Write + Send>, name: &str) -> Result<(), VmError> {
         if let Some(t) = &mut self.state.trace {
-            t.attach(sink).map_err(HostError::from)?;
+            t.attach(sink, name).map_err(|source| HostError::Trace {
+                name: name.to_string(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -173,8 +176,11 @@ impl Vm {
         {
             // Mermaid collects everything and writes at the end; text would
             // have gone out as it happened if a sink had been attached.
-            t.attach(Box::new(std::io::stderr()))
-                .map_err(HostError::from)?;
+            t.attach(Box::new(std::io::stderr()), "standard error")
+                .map_err(|source| HostError::Trace {
+                    name: "standard error".into(),
+                    source,
+                })?;
         }
         let vcpu = &mut vcpus[0];
         if self.config.mode == CpuMode::Paged32 {
@@ -299,7 +305,10 @@ impl Vm {
             }
         });
         if let Some(t) = &mut self.state.trace {
-            t.finish().map_err(HostError::from)?;
+            t.finish().map_err(|source| HostError::Trace {
+                name: t.sink_name().to_string(),
+                source,
+            })?;
         }
         let mut stats = ExitStats::default();
         for v in &per {

@@ -112,7 +112,7 @@ impl Vm {
                 })
                 .collect();
             match spawn_error {
-                Some(e) => (Err(VmError::Host(HostError::from(e))), pumped),
+                Some(e) => (Err(VmError::Host(HostError::Spawn(e))), pumped),
                 None => (Ok(results), pumped),
             }
         });
