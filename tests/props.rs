@@ -5,7 +5,7 @@
 
 mod common;
 
-use host::devices::hypercall::{self, Env, Io};
+use host::devices::hypercall::{self, Env, GuestErrors, Io};
 use host::loader::{self, Plan};
 use host::stats::{Dir, ExitStats};
 use host::x86::translate::{self, Paging};
@@ -114,7 +114,7 @@ proptest! {
             m.write_obj(v, GuestAddress(at)).unwrap();
         }
         let stats = ExitStats::default();
-        let (mut o, mut d, mut errs) = (Vec::new(), Vec::new(), 0u64);
+        let (mut o, mut d, mut errs) = (Vec::new(), Vec::new(), GuestErrors::default());
         let mut env = Env { mem: &m, stats: &stats, out: &mut o, diag: &mut d, guest_errors: &mut errs };
         let io = Io { dir: if out { Dir::Out } else { Dir::In }, size, value };
         let r = hypercall::dispatch(Hypercall::ALL[nr], io, &mut env, || {
@@ -122,7 +122,7 @@ proptest! {
         });
         prop_assert!(r.is_ok());
         let diag = String::from_utf8_lossy(&d).into_owned();
-        prop_assert_eq!(diag.lines().count() as u64, errs, "one line per guest error");
+        prop_assert_eq!(diag.lines().count() as u64, errs.count, "one line per guest error");
         prop_assert!(diag.lines().all(|l| l.starts_with("host: guest error: ")));
     }
 }

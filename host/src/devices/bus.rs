@@ -7,7 +7,7 @@
 //! The bus takes plain values (a port, the data bytes), never KVM objects:
 //! its tests below serve hand-made exits with no KVM.
 
-use super::hypercall::{self, Env, Io};
+use super::hypercall::{self, Env, GuestErrors, Io};
 use super::simvirtio::{DeviceStats, SimVirtio};
 use crate::diag::{HostError, host_line};
 use crate::stats::{Dir, ExitStats, Seen};
@@ -39,7 +39,7 @@ pub struct Ctx<'a> {
     /// The host's diagnostics.
     pub diag: &'a mut dyn Write,
     /// Bad hypercall arguments reported so far.
-    pub guest_errors: &'a mut u64,
+    pub guest_errors: &'a mut GuestErrors,
 }
 
 impl Ctx<'_> {
@@ -226,7 +226,7 @@ mod tests {
         stats: ExitStats,
         out: Vec<u8>,
         diag: Vec<u8>,
-        errors: u64,
+        errors: GuestErrors,
     }
 
     impl Rig {
@@ -236,7 +236,7 @@ mod tests {
                 stats: ExitStats::default(),
                 out: Vec::new(),
                 diag: Vec::new(),
-                errors: 0,
+                errors: GuestErrors::default(),
             }
         }
 
@@ -316,6 +316,20 @@ mod tests {
         assert!(r.diag.is_empty());
         assert_eq!(r.stats.mmio()[0].device, Some("sv.magic"));
         assert!(!bus.device_stats().used());
+    }
+
+    #[test]
+    fn a_repeated_misuse_is_reported_once_and_counted_each_time() {
+        let bus = Bus::new(false);
+        let mut r = Rig::new();
+        let port = Hypercall::NumExits.port();
+        for _ in 0..1000 {
+            // `out` on an `in` port: a misuse
+            bus.io_out(&mut r.cx(), port, Io::out(&[1]), no_walk)
+                .unwrap();
+        }
+        assert_eq!(String::from_utf8(r.diag).unwrap().lines().count(), 1);
+        assert_eq!(r.errors.count, 1000);
     }
 
     #[test]

@@ -52,6 +52,17 @@ impl Io {
     }
 }
 
+/// Bad hypercall arguments and accesses seen on one vCPU: all are counted;
+/// an access of the wrong width or direction is reported once per
+/// hypercall (a guest that repeats it cannot flood the host's output).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestErrors {
+    /// Errors so far.
+    pub count: u64,
+    /// Hypercalls (bit = number) whose misuse was reported already.
+    misuse_reported: u64,
+}
+
 /// What a hypercall handler may use.
 pub struct Env<'a> {
     /// Guest memory.
@@ -63,13 +74,13 @@ pub struct Env<'a> {
     /// The host's diagnostics (stderr).
     pub diag: &'a mut dyn Write,
     /// Guest errors reported so far.
-    pub guest_errors: &'a mut u64,
+    pub guest_errors: &'a mut GuestErrors,
 }
 
 impl Env<'_> {
     /// Reports a guest error in one line, after the guest's output so far.
     fn guest_error(&mut self, hc: Hypercall, msg: std::fmt::Arguments) -> Result<(), HostError> {
-        *self.guest_errors += 1;
+        self.guest_errors.count += 1;
         host_line(
             self.out,
             self.diag,
@@ -89,6 +100,12 @@ pub fn dispatch(
 ) -> Result<u32, HostError> {
     if !hc.transport().accepts(io.dir == Dir::Out, io.size) {
         let dir = if io.dir == Dir::In { "in" } else { "out" };
+        let bit = 1u64 << (hc.nr() % 64);
+        if env.guest_errors.misuse_reported & bit != 0 {
+            env.guest_errors.count += 1;
+            return Ok(u32::MAX);
+        }
+        env.guest_errors.misuse_reported |= bit;
         env.guest_error(
             hc,
             format_args!(
@@ -271,7 +288,7 @@ mod tests {
         hc: Hypercall,
         io: Io,
     ) -> (u32, String, String, u64) {
-        let (mut out, mut diag, mut errs) = (Vec::new(), Vec::new(), 0);
+        let (mut out, mut diag, mut errs) = (Vec::new(), Vec::new(), GuestErrors::default());
         let mut env = Env {
             mem: m,
             stats,
@@ -287,7 +304,7 @@ mod tests {
             v,
             String::from_utf8_lossy(&out).into(),
             String::from_utf8_lossy(&diag).into(),
-            errs,
+            errs.count,
         )
     }
 

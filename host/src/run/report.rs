@@ -91,6 +91,13 @@ impl Report {
         if let Some(c) = &o.check {
             s.push_str(&format!("host: {}\n", check_line(c)));
         }
+        if o.guest_errors > 0 {
+            s.push_str(&format!(
+                "host: {} guest error{} (bad hypercall arguments or accesses)\n",
+                o.guest_errors,
+                if o.guest_errors == 1 { "" } else { "s" }
+            ));
+        }
         let d = &o.device;
         if d.used() {
             s.push_str(&format!(

@@ -30,7 +30,7 @@ pub struct ExitLoop<'a> {
     /// This vCPU's exit counts.
     pub stats: &'a mut ExitStats,
     /// Bad hypercall arguments reported by this vCPU.
-    pub guest_errors: &'a mut u64,
+    pub guest_errors: &'a mut crate::devices::hypercall::GuestErrors,
     /// `--trace-kvm` (one vCPU only).
     pub trace: &'a mut Option<Tracer>,
     /// `--timeout`: when, and how long it was.

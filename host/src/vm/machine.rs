@@ -54,7 +54,7 @@ pub(super) struct RunState {
     /// Exit counts, per vCPU.
     pub stats: Vec<ExitStats>,
     /// Bad hypercall arguments reported.
-    pub guest_errors: u64,
+    pub guest_errors: crate::devices::hypercall::GuestErrors,
     /// The calling thread was set up for vCPU 0 (signal mask, pinning).
     pub started: bool,
     /// `--trace-kvm`.
@@ -108,7 +108,7 @@ impl Vm {
             state: RunState {
                 flags: if run.check_42 { note::FLAG_CHECK_42 } else { 0 },
                 stats: vec![ExitStats::default(); cfg.vcpus as usize],
-                guest_errors: 0,
+                guest_errors: Default::default(),
                 started: false,
                 trace: t.take(),
             },
@@ -320,7 +320,7 @@ impl Vm {
             vcpu: main,
             stats,
             check,
-            guest_errors: self.state.guest_errors,
+            guest_errors: self.state.guest_errors.count,
             elapsed,
             vcpus: per,
             device: self.bus.device_stats(),

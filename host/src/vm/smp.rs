@@ -121,7 +121,7 @@ impl Vm {
         let mut per = Vec::new();
         for (id, r) in results?.into_iter().enumerate() {
             let (stop, regs, guest_errors) = r?;
-            self.state.guest_errors += guest_errors;
+            self.state.guest_errors.count += guest_errors.count;
             per.push(VcpuReport {
                 id,
                 stop,
@@ -205,7 +205,7 @@ impl VcpuJob<'_> {
         stats: &mut ExitStats,
         out: &mut dyn Write,
         diag: &mut dyn Write,
-    ) -> Result<(Stop, Regs, u64), VcpuError> {
+    ) -> Result<(Stop, Regs, crate::devices::hypercall::GuestErrors), VcpuError> {
         let mut no_trace = None;
         // Registered before the first look at `cancel`: a vCPU that ends
         // the VM after that look kicks this thread out of its KVM_RUN.
@@ -215,7 +215,7 @@ impl VcpuJob<'_> {
             }
         };
         let _armed = setup.apply(vcpu, &mut no_trace, register)?;
-        let mut guest_errors = 0;
+        let mut guest_errors = crate::devices::hypercall::GuestErrors::default();
         let (stop, regs) = ExitLoop {
             vcpu,
             mem: self.mem,
