@@ -390,3 +390,26 @@ fn decode64(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// A guest that prints forever, with --json and on several vCPUs: the host
+/// keeps at most 16 MiB of it for --json (says how much it dropped), the
+/// vCPU threads' lines wait in a bounded queue, and --timeout ends it on
+/// time. Bounds: peak RSS under 128 MiB (the capture, its JSON string and
+/// serde's copy: about 65 MiB measured), 10 s for a 2 s timeout.
+#[test]
+fn a_guest_that_prints_forever_is_bounded_in_memory_and_time() {
+    let (code, err, took, rss) = measured(&["run", "chatty", "--json", "--timeout", "2s"], None);
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("host: --json keeps the first 16 MiB of guest output: "),
+        "{err}"
+    );
+    assert!(rss < 128 * 1024, "peak RSS {rss} KiB");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    let (code, err, took, rss) =
+        measured(&["run", "chatty", "--vcpus", "2", "--timeout", "2s"], None);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("stopped: timeout after 2.000 s"), "{err}");
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}

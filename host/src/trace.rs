@@ -9,6 +9,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+/// Calls kept for the Mermaid chart; later ones are written (text) but not
+/// kept.
+const MAX_CALLS: usize = 10_000;
+/// Kinds of exit with a branch of their own in the chart; the rest share
+/// one.
+const MAX_KINDS: usize = 256;
+
 /// How to print the trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraceFormat {
@@ -184,7 +191,11 @@ impl Tracer {
         };
         let l = format!("kvm {:>4}  {what} = {}  # {}\n", self.n, c.ret, c.purpose);
         self.line(l);
-        self.calls.push(c);
+        // bounded: a guest that loops over a hypercall that makes a call
+        // (gva_to_hva reads the special registers) cannot grow the trace
+        if self.calls.len() < MAX_CALLS {
+            self.calls.push(c);
+        }
     }
 
     /// Records a call made while handling the exit that `exit` will record
@@ -233,6 +244,12 @@ impl Tracer {
     }
 
     fn count(&mut self, kind: String) {
+        // bounded too: one branch per kind of exit, up to MAX_KINDS
+        let kind = if self.exit_index.len() >= MAX_KINDS && !self.exit_index.contains_key(&kind) {
+            "other kinds of exit".to_string()
+        } else {
+            kind
+        };
         match self.exit_index.get(&kind) {
             Some(&i) => self.exits[i].1 += 1,
             None => {

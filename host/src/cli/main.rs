@@ -235,9 +235,20 @@ fn dispatch(cli: Cli) -> Done {
 fn cmd_run(opts: &RunOptions, as_json: bool) -> Done {
     let mut diag = std::io::stderr().lock();
     let r = if as_json {
-        let mut captured = Vec::new();
+        let mut captured = run::Capture::default();
         let r = run::run(opts, &mut captured, &mut diag).map_err(run_failure)?;
         json(&r.json(&captured))?;
+        if captured.dropped > 0 {
+            emit(
+                &mut diag,
+                &format!(
+                    "host: --json keeps the first {} of guest output: {} more bytes were dropped\n",
+                    host::size::human(run::JSON_OUTPUT_CAP as u64),
+                    captured.dropped
+                ),
+                "standard error",
+            )?;
+        }
         r
     } else {
         let stdout = std::io::stdout();

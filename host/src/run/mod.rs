@@ -6,4 +6,4 @@ mod prepare;
 mod report;
 
 pub use prepare::{Prepared, RunError, RunOptions, plan_guest, prepare, read_guest, run};
-pub use report::Report;
+pub use report::{Capture, JSON_OUTPUT_CAP, Report};

@@ -5,6 +5,34 @@ use crate::vcpu::Stop;
 use crate::vm::{Check42, RunOutcome};
 use serde_json::json;
 
+/// Most guest output `--json` keeps (the rest is counted and dropped, so a
+/// guest that prints forever cannot grow the host).
+pub const JSON_OUTPUT_CAP: usize = 16 << 20;
+
+/// Guest output captured for `--json`: the first [`JSON_OUTPUT_CAP`] bytes,
+/// and how many more there were.
+#[derive(Debug, Default)]
+pub struct Capture {
+    /// The bytes kept.
+    pub bytes: Vec<u8>,
+    /// Bytes dropped past the cap.
+    pub dropped: u64,
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let room = JSON_OUTPUT_CAP - self.bytes.len();
+        let keep = b.len().min(room);
+        self.bytes.extend_from_slice(&b[..keep]);
+        self.dropped += (b.len() - keep) as u64;
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The result of `host run`.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -132,8 +160,9 @@ impl Report {
 
     /// The same as JSON, with the guest's output byte for byte: as a string
     /// when it is UTF-8, else base64 (`output_encoding` says which).
-    pub fn json(&self, output: &[u8]) -> serde_json::Value {
+    pub fn json(&self, capture: &Capture) -> serde_json::Value {
         let o = &self.outcome;
+        let output = &capture.bytes[..];
         json!({
             "guest": self.name,
             "output": match std::str::from_utf8(output) {
@@ -141,6 +170,7 @@ impl Report {
                 Err(_) => base64(output),
             },
             "output_encoding": if std::str::from_utf8(output).is_ok() { "utf-8" } else { "base64" },
+            "output_dropped": capture.dropped,
             "stop": o.stop,
             "exit_code": self.exit_code(),
             "check_42": o.check,

@@ -29,7 +29,8 @@ impl Vm {
         // VmConfig::validate refused --trace-kvm with several vCPUs.
         let cancel = AtomicBool::new(false);
         let tids = Mutex::new(Vec::new());
-        let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
+        // bounded: a vCPU that prints faster than the output drains waits
+        let (tx, rx) = mpsc::sync_channel::<(Stream, Vec<u8>)>(LINES_IN_FLIGHT);
         let start = Instant::now();
         let job = VcpuJob {
             mem: self.vm.memory(),
@@ -133,6 +134,11 @@ impl Vm {
     }
 }
 
+/// Lines on their way from the vCPU threads to the writing thread.
+const LINES_IN_FLIGHT: usize = 1024;
+/// Longest piece of a line a vCPU thread holds before sending it.
+const MAX_LINE: usize = 4096;
+
 /// Which stream a vCPU thread's bytes are for.
 #[derive(Clone, Copy)]
 enum Stream {
@@ -143,13 +149,13 @@ enum Stream {
 /// A vCPU thread's `out` or `diag`: sends whole lines to the thread that
 /// writes them.
 struct ChanWriter {
-    tx: mpsc::Sender<(Stream, Vec<u8>)>,
+    tx: mpsc::SyncSender<(Stream, Vec<u8>)>,
     stream: Stream,
     buf: Vec<u8>,
 }
 
 impl ChanWriter {
-    fn new(tx: mpsc::Sender<(Stream, Vec<u8>)>, stream: Stream) -> ChanWriter {
+    fn new(tx: mpsc::SyncSender<(Stream, Vec<u8>)>, stream: Stream) -> ChanWriter {
         ChanWriter {
             tx,
             stream,
@@ -171,6 +177,9 @@ impl Write for ChanWriter {
         self.buf.extend_from_slice(b);
         if let Some(p) = self.buf.iter().rposition(|&c| c == b'\n') {
             self.send(p + 1)?;
+        } else if self.buf.len() >= MAX_LINE {
+            // a line without an end goes out in pieces: the buffer is bounded
+            self.send(self.buf.len())?;
         }
         Ok(b.len())
     }

@@ -57,8 +57,8 @@ pub struct SimVirtio {
     pub(super) driver_status: u8,
     pub(super) queue_selector: u8,
     pub(super) q_ctl: [u8; 2],
-    /// Current TX line (data phase).
-    pub(super) line: Vec<u8>,
+    /// Length of the current TX line (data phase), for its `ack N`.
+    pub(super) line_len: u64,
     pub(super) stats: DeviceStats,
 }
 
@@ -73,7 +73,7 @@ impl SimVirtio {
             driver_status: 0,
             queue_selector: 0,
             q_ctl: [0; 2],
-            line: Vec::new(),
+            line_len: 0,
             stats: DeviceStats::default(),
         }
     }
@@ -237,7 +237,7 @@ impl SimVirtio {
         self.driver_status = 0;
         self.queue_selector = 0;
         self.q_ctl = [0; 2];
-        self.line.clear();
+        self.line_len = 0;
         let zero = QueueControl::default();
         set_queue(mem, sv::RX_CONTROL, zero);
         if driver {

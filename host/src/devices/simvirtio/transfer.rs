@@ -119,11 +119,12 @@ impl SimVirtio {
                 self.stats.tx_bytes += 1;
                 out.write_all(&[b])?;
                 if b == b'\n' {
-                    let n = self.line.len();
-                    self.line.clear();
+                    let n = self.line_len;
+                    self.line_len = 0;
                     self.reply(mem, format!("ack {n}\n").as_bytes(), out, diag)?;
                 } else {
-                    self.line.push(b);
+                    // only the length is kept: no buffer the guest can fill
+                    self.line_len += 1;
                 }
             }
             (_, sv::CMD_RESET) => {
@@ -224,9 +225,9 @@ impl SimVirtio {
         diag: &mut dyn Write,
     ) -> Result<(), HostError> {
         self.poll(mem, out, diag)?;
-        if !self.line.is_empty() {
+        if self.line_len > 0 {
             out.write_all(b"\n")?;
-            self.line.clear();
+            self.line_len = 0;
         }
         Ok(())
     }
