@@ -389,7 +389,11 @@ fn unknown_ports_and_unbacked_memory_are_reported_once() {
 #[test]
 fn json_report_has_output_and_exits() {
     let r = run_guest(&named("hello"));
-    let v = r.report.json(r.out.as_bytes());
+    let capture = run::Capture {
+        bytes: r.out.as_bytes().to_vec(),
+        dropped: 0,
+    };
+    let v = r.report.json(&capture);
     assert_eq!(v["output"], "Hello, world!\n");
     assert_eq!(v["exits"]["total"], 15);
     assert_eq!(v["check_42"]["pass"], true);
