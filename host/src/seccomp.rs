@@ -167,6 +167,17 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     }
 }
 
+/// Makes glibc's malloc keep every thread on its main arena. A thread with
+/// an arena of its own makes malloc read files under the filter: the CPU
+/// count from /sys when the arena is made, /proc/sys/vm/overcommit_memory
+/// when its heap shrinks (both openat, which the filter blocks: seen with
+/// `host run chatty --vcpus 2`). The main arena grows and shrinks with brk.
+/// The CLI calls this before it starts any thread; `apply` calls it too.
+pub fn one_arena() {
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+}
+
 thread_local! {
     /// Whether the filter is on this thread already (it cannot come off).
     static APPLIED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -178,6 +189,7 @@ pub fn apply() -> Result<bool, SeccompError> {
     if APPLIED.get() {
         return Ok(false);
     }
+    one_arena();
     let prog = program()?;
     // SAFETY: a zeroed sigaction is valid; the handler only uses
     // async-signal-safe calls (write, _exit).

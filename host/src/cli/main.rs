@@ -70,6 +70,8 @@ fn json(v: &impl serde::Serialize) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     host::diag::install_panic_hook();
+    // before any thread exists: see seccomp::one_arena
+    host::seccomp::one_arena();
     // SIGINT/SIGTERM from the first instant: blocked here (and in every
     // thread started later) and handled by one thread, so a run always ends
     // with its summary and exit 130, on one vCPU or several.
