@@ -413,3 +413,39 @@ fn a_guest_that_prints_forever_is_bounded_in_memory_and_time() {
     assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
     assert!(took < std::time::Duration::from_secs(10), "{took:?}");
 }
+
+/// A guest printing into a pipe nobody reads: --timeout still ends the run
+/// on time with exit 5 and says so, and the host says how much output it
+/// dropped (on one vCPU and on two). Bound: 10 s for a 2 s timeout.
+#[test]
+fn the_watchdog_wins_over_a_full_stdout_pipe() {
+    use std::io::Read as _;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::{Command, Stdio};
+    for vcpus in ["1", "2"] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two new fds into `fds`.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both fds are ours; the read end is kept open, never read.
+        let (read_end, write_end) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let t0 = std::time::Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(["run", "chatty", "--vcpus", vcpus, "--timeout", "2s"])
+            .stdout(Stdio::from(write_end))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn host");
+        let mut err = String::new();
+        if let Some(e) = &mut child.stderr {
+            let _ = e.read_to_string(&mut err);
+        }
+        let st = child.wait().expect("wait");
+        let took = t0.elapsed();
+        drop(read_end);
+        assert_eq!(st.code(), Some(5), "--vcpus {vcpus}: {err}");
+        assert!(err.contains("stopped: timeout after 2.000 s"), "{err}");
+        assert!(err.contains("bytes of guest output were dropped"), "{err}");
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    }
+}

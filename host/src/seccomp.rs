@@ -29,7 +29,7 @@ pub const ALLOWED_IOCTLS: [(u64, &str); 3] = [
 /// lines), and glibc's malloc grows its heaps with brk, mmap, mprotect,
 /// madvise and munmap: those are allowed, mmap and mprotect only without
 /// PROT_EXEC (see `program`).
-pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 20] = [
+pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 21] = [
     (libc::SYS_write, "write"),
     (libc::SYS_writev, "writev"),
     (libc::SYS_rt_sigtimedwait, "rt_sigtimedwait"),
@@ -46,6 +46,8 @@ pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 20] = [
     (libc::SYS_timer_delete, "timer_delete"),
     (libc::SYS_clock_gettime, "clock_gettime"),
     (libc::SYS_sched_yield, "sched_yield"),
+    // waiting for room in a full stdout pipe (the CLI's patient writer)
+    (libc::SYS_poll, "poll"),
     (libc::SYS_exit, "exit"),
     (libc::SYS_exit_group, "exit_group"),
     (libc::SYS_getrandom, "getrandom"),
@@ -115,15 +117,19 @@ pub fn program() -> Result<BpfProgram, SeccompError> {
     rules.insert(libc::SYS_mmap, vec![no_exec()?]);
     rules.insert(libc::SYS_mprotect, vec![no_exec()?]);
     // Rust's std checks with F_GETFD that an fd is open when it drops it
-    // (debug builds).
-    rules.insert(
-        libc::SYS_fcntl,
-        vec![SeccompRule::new(vec![SeccompCondition::new(
+    // (debug builds); the CLI's patient stdout writer gives stdout its
+    // flags back with F_SETFL when the run ends.
+    let fcntl = |cmd: libc::c_int| {
+        SeccompRule::new(vec![SeccompCondition::new(
             1,
             SeccompCmpArgLen::Dword,
             SeccompCmpOp::Eq,
-            libc::F_GETFD as u64,
-        )?])?],
+            cmd as u64,
+        )?])
+    };
+    rules.insert(
+        libc::SYS_fcntl,
+        vec![fcntl(libc::F_GETFD)?, fcntl(libc::F_SETFL)?],
     );
     let filter = SeccompFilter::new(
         rules,

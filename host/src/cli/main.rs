@@ -7,10 +7,12 @@ use host::guests;
 use host::run::{self, RunOptions, code};
 use host::trace::TraceFormat;
 use std::io::{IsTerminal, Write};
+use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod args;
+mod patient;
 
 use args::*;
 
@@ -254,6 +256,7 @@ fn cmd_run(opts: &RunOptions, as_json: bool) -> Done {
         r
     } else {
         let stdout = std::io::stdout();
+        let mut dropped = 0;
         let r = if stdout.is_terminal() {
             run::run(
                 opts,
@@ -261,10 +264,31 @@ fn cmd_run(opts: &RunOptions, as_json: bool) -> Done {
                 &mut diag,
             )
         } else {
-            run::run(opts, &mut std::io::BufWriter::new(stdout.lock()), &mut diag)
+            // a pipe nobody reads must not outlast --timeout or Ctrl-C
+            let deadline = opts.run.timeout.map(|t| std::time::Instant::now() + t);
+            // SAFETY: dup only makes a second descriptor for our stdout.
+            let fd = unsafe { libc::dup(1) };
+            if fd < 0 {
+                return Err(host_error("cannot duplicate standard output"));
+            }
+            // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+            let file = unsafe { std::fs::File::from_raw_fd(fd) };
+            let mut w = std::io::BufWriter::new(patient::Patient::new(file, deadline));
+            let r = run::run(opts, &mut w, &mut diag);
+            dropped = w.get_ref().dropped;
+            r
         }
         .map_err(run_failure)?;
         emit(&mut diag, &r.human(), "standard error")?;
+        if dropped > 0 {
+            emit(
+                &mut diag,
+                &format!(
+                    "host: {dropped} bytes of guest output were dropped: standard output took no more before the run was stopped\n"
+                ),
+                "standard error",
+            )?;
+        }
         r
     };
     Ok(r.exit_code())
