@@ -126,3 +126,44 @@ proptest! {
         prop_assert!(diag.lines().all(|l| l.starts_with("host: guest error: ")));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Exit statistics over many distinct ports and addresses: every exit
+    /// is counted once, in a row or among the others; rows stay bounded;
+    /// merging two vCPUs' statistics loses nothing.
+    #[test]
+    fn exit_statistics_count_everything_within_bounded_rows(
+        exits in proptest::collection::vec((any::<bool>(), any::<bool>(), 0u64..4096), 0..3000),
+        split in 0usize..3000,
+    ) {
+        let mut all = ExitStats::default();
+        let (mut a, mut b) = (ExitStats::default(), ExitStats::default());
+        for (i, &(mmio, out, v)) in exits.iter().enumerate() {
+            let dir = if out { Dir::Out } else { Dir::In };
+            let part = if i < split { &mut a } else { &mut b };
+            for s in [&mut all, part] {
+                if mmio {
+                    s.record_mmio(dir, 0xd000_1000 + 8 * v);
+                } else {
+                    s.record_io(dir, 0x1000 + v as u16);
+                }
+            }
+        }
+        let check = |s: &ExitStats| {
+            let rows: u64 = s.ports().iter().map(|p| p.count).sum::<u64>()
+                + s.mmio().iter().map(|m| m.count).sum::<u64>();
+            let others = s.io_others().reads + s.io_others().writes
+                + s.mmio_others().reads + s.mmio_others().writes;
+            assert_eq!(rows + others, s.total());
+            assert!(s.ports().len() <= 256 && s.mmio().len() <= 256);
+        };
+        check(&all);
+        prop_assert_eq!(all.total(), exits.len() as u64);
+        a.merge(&b);
+        check(&a);
+        prop_assert_eq!(a.total(), all.total());
+        prop_assert_eq!(a.io_in() + a.io_out(), all.io_in() + all.io_out());
+    }
+}
