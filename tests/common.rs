@@ -49,3 +49,16 @@ pub fn host(args: &[&str]) -> std::process::Output {
         .output()
         .expect("spawn host")
 }
+
+/// `host` arguments that run the flat image at `path` in long mode at
+/// 0x100000 (`real`: in real mode at 0xa000), with `extra` flags.
+pub fn flat_run(real: bool, path: String, extra: &[&str]) -> Vec<String> {
+    let head: &[&str] = if real {
+        &["run", "--mode", "real", "--flat", "0xa000"]
+    } else {
+        &["run", "--flat", "0x100000"]
+    };
+    let mut a: Vec<String> = head.iter().chain(extra).map(|x| x.to_string()).collect();
+    a.push(path);
+    a
+}

@@ -83,6 +83,21 @@ fn run(args: &[&str], out: Sink, err: Sink, env: &[(&str, &str)]) -> (i32, Strin
     }
 }
 
+/// A bench that takes a fraction of a second.
+const BENCH_QUICK: &[&str] = &[
+    "bench",
+    "--exits",
+    "100",
+    "--vm-iters",
+    "1",
+    "--process-iters",
+    "0",
+    "--preempt-quanta",
+    "0",
+    "--simvirtio-runs",
+    "0",
+];
+
 /// Codes that mean a panic, a jail trip or an abort: never for bad output.
 const BUGS: [i32; 5] = [31, 70, 101, 134, 139];
 
@@ -100,19 +115,7 @@ fn every_command_survives_a_full_or_closed_stdout() {
         &["list"],
         &["matrix", "--quanta", "20", "--quantum", "10ms"],
         &["matrix", "--quanta", "4", "--quantum", "10ms", "--json"],
-        &[
-            "bench",
-            "--exits",
-            "100",
-            "--vm-iters",
-            "1",
-            "--process-iters",
-            "0",
-            "--preempt-quanta",
-            "0",
-            "--simvirtio-runs",
-            "0",
-        ],
+        BENCH_QUICK,
     ];
     for args in commands {
         for (sink, why) in [
@@ -141,19 +144,7 @@ fn every_command_survives_a_full_or_closed_stdout() {
 fn every_command_survives_a_full_or_closed_stderr() {
     // (args, exit code when stderr cannot be written): commands that report
     // on stderr fail with 1; the others never write there.
-    let bench: &[&str] = &[
-        "bench",
-        "--exits",
-        "100",
-        "--vm-iters",
-        "1",
-        "--process-iters",
-        "0",
-        "--preempt-quanta",
-        "0",
-        "--simvirtio-runs",
-        "0",
-    ];
+    let bench: &[&str] = BENCH_QUICK;
     let commands: &[(&[&str], i32)] = &[
         (&["run", "hello"], 1),
         (&["run", "hello", "--json"], 0),

@@ -33,18 +33,10 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let long = |tag: &str, code: &[u8], extra: &[&str]| {
-        let mut a = s(&["run", "--flat", "0x100000"]);
-        a.extend(s(extra));
-        a.push(flat(tag, code));
-        a
-    };
-    let real = |tag: &str, code: &[u8], extra: &[&str]| {
-        let mut a = s(&["run", "--mode", "real", "--flat", "0xa000"]);
-        a.extend(s(extra));
-        a.push(flat(tag, code));
-        a
-    };
+    let long =
+        |tag: &str, code: &[u8], extra: &[&str]| common::flat_run(false, flat(tag, code), extra);
+    let real =
+        |tag: &str, code: &[u8], extra: &[&str]| common::flat_run(true, flat(tag, code), extra);
     vec![
         Case {
             name: "triple fault (ud2, no IDT)",

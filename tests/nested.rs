@@ -41,18 +41,10 @@ fn cases(payload: &Path) -> Vec<Case> {
         std::fs::write(payload.join(format!("{tag}.bin")), code).expect("flat image");
         format!("./{tag}.bin")
     };
-    let long = |tag: &str, code: &[u8], extra: &[&str]| {
-        let mut a = s(&["run", "--flat", "0x100000"]);
-        a.extend(s(extra));
-        a.push(flat(tag, code));
-        a
-    };
-    let real = |tag: &str, code: &[u8], extra: &[&str]| {
-        let mut a = s(&["run", "--mode", "real", "--flat", "0xa000"]);
-        a.extend(s(extra));
-        a.push(flat(tag, code));
-        a
-    };
+    let long =
+        |tag: &str, code: &[u8], extra: &[&str]| common::flat_run(false, flat(tag, code), extra);
+    let real =
+        |tag: &str, code: &[u8], extra: &[&str]| common::flat_run(true, flat(tag, code), extra);
     let check = "host: check 42: pass (memory[0x400] = 42, RAX = 42)";
     vec![
         Case {
