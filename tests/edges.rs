@@ -492,6 +492,22 @@ fn host_side_failures_say_what_failed() {
         "{err}"
     );
     assert!(!err.contains("try --mem"), "{err}");
+    // a vCPU thread that cannot start is named as that: a stack no mmap can
+    // give (RUST_MIN_STACK sizes the vCPU threads; the signal thread has a
+    // fixed small stack) makes the spawn fail with EAGAIN, even as root,
+    // where RLIMIT_NPROC would not
+    let (code, out, err) = run(
+        &["run", "smp", "--vcpus", "2"],
+        Sink::Read,
+        Sink::Read,
+        &[("RUST_MIN_STACK", "1099511627776000")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "host: error: cannot start a vCPU thread: Resource temporarily unavailable (os error 11)",
+        "{out}"
+    );
     // timer periods the host cannot serve are refused, naming the minimum
     for args in [
         &["run", "simvirtio", "--polling", "--poll-interval", "1us"][..],

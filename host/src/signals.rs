@@ -20,6 +20,8 @@ static VCPU_THREADS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(
 static FORWARDER: std::sync::Once = std::sync::Once::new();
 /// This process's id, read once (a vCPU thread under seccomp may not call getpid).
 static PID: std::sync::OnceLock<libc::pid_t> = std::sync::OnceLock::new();
+/// Stack of the signal thread: it runs a sigwait loop and nothing else.
+const SIGNAL_THREAD_STACK: usize = 64 * 1024;
 
 /// Why signal set-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +213,9 @@ fn start_forwarder() -> Result<(), SignalError> {
         }
         let spawned = std::thread::Builder::new()
             .name("signals".into())
+            // It only waits in sigwait: a fixed small stack, not the
+            // RUST_MIN_STACK the vCPU threads take.
+            .stack_size(SIGNAL_THREAD_STACK)
             .spawn(move || {
                 loop {
                     let mut sig: libc::c_int = 0;
