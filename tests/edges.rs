@@ -43,6 +43,15 @@ fn stdio(s: Sink) -> Stdio {
     }
 }
 
+/// Runs `host args` with both streams read and asserts that it exits with
+/// `code` and that stderr contains `says`; returns stderr for more checks.
+fn fails(args: &[&str], code: i32, says: &str) -> String {
+    let (got, _, err) = run(args, Sink::Read, Sink::Read, &[]);
+    assert_eq!(got, code, "{args:?}: {err}");
+    assert!(err.contains(says), "{args:?}: {err}");
+    err
+}
+
 /// Runs `host args` with its streams sent to `out` and `err`; returns the
 /// exit code and what it wrote where it could be read. A child that is
 /// still running after 60 s is killed and the test fails.
@@ -217,21 +226,14 @@ fn odd_files_are_refused_before_they_are_read() {
         &["run", f, "--flat", "0x100000", "--timeout", "1s"],
         &["matrix", "--vm", f, "--quanta", "1"],
     ] {
-        let (code, _, err) = run(args, Sink::Read, Sink::Read, &[]);
-        assert_eq!(code, 1, "{args:?}: {err}");
-        assert!(
-            err.contains("is a FIFO, not a regular file"),
-            "{args:?}: {err}"
-        );
+        fails(args, 1, "is a FIFO, not a regular file");
     }
     for (dev, kind) in [
         ("/dev/zero", "a device"),
         ("/dev/urandom", "a device"),
         ("/", "a folder"),
     ] {
-        let (code, _, err) = run(&["run", dev], Sink::Read, Sink::Read, &[]);
-        assert_eq!(code, 1, "{dev}: {err}");
-        assert!(err.contains(&format!("{dev} is {kind}")), "{dev}: {err}");
+        fails(&["run", dev], 1, &format!("{dev} is {kind}"));
     }
     // a 2 GiB sparse file: refused from its first bytes, or from its size
     let big = dir.join("big");
@@ -239,19 +241,11 @@ fn odd_files_are_refused_before_they_are_read() {
         .and_then(|f| f.set_len(2 << 30))
         .expect("sparse file");
     let b = big.to_str().unwrap();
-    let (code, _, err) = run(&["run", b], Sink::Read, Sink::Read, &[]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("is not an ELF file"), "{err}");
-    let (code, _, err) = run(
+    fails(&["run", b], 1, "is not an ELF file");
+    fails(
         &["run", b, "--flat", "0x100000"],
-        Sink::Read,
-        Sink::Read,
-        &[],
-    );
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("is 2 GiB, more than the 2 MiB it could be loaded into"),
-        "{err}"
+        1,
+        "is 2 GiB, more than the 2 MiB it could be loaded into",
     );
 }
 
@@ -284,15 +278,12 @@ fn usage_errors_exit_2_and_say_what_would_be_right() {
             "--flat loads a raw binary: name the file",
         ),
     ] {
-        let (code, _, err) = run(args, Sink::Read, Sink::Read, &[]);
-        assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(err.contains(says), "{args:?}: {err}");
+        fails(args, 2, says);
     }
-    let (code, _, err) = run(&["run", "helo"], Sink::Read, Sink::Read, &[]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("unknown guest 'helo': did you mean 'hello'?"),
-        "{err}"
+    fails(
+        &["run", "helo"],
+        1,
+        "unknown guest 'helo': did you mean 'hello'?",
     );
 }
 
@@ -324,12 +315,8 @@ fn bench_with_no_exits_measures_none() {
 #[test]
 fn a_raw_binary_without_flat_gets_a_hint() {
     let p = common::temp_file("raw.bin", &[0xf4]);
-    let (code, _, err) = run(&["run", p.to_str().unwrap()], Sink::Read, Sink::Read, &[]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("is not an ELF file") && err.contains("--flat ADDR"),
-        "{err}"
-    );
+    let err = fails(&["run", p.to_str().unwrap()], 1, "is not an ELF file");
+    assert!(err.contains("--flat ADDR"), "{err}");
     let (code, _, err) = run(
         &["run", p.to_str().unwrap(), "--flat", "0x100000"],
         Sink::Read,
@@ -465,31 +452,17 @@ fn a_test_process_removes_its_temp_folder() {
 #[test]
 fn host_side_failures_say_what_failed() {
     // a trace file that cannot be written is named as that
-    let (code, _, err) = run(
+    fails(
         &["run", "hello", "--trace-kvm", "--trace-file", "/dev/full"],
-        Sink::Read,
-        Sink::Read,
-        &[],
-    );
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains(
-            "host: error: cannot write the KVM trace to /dev/full: No space left on device"
-        ),
-        "{err}"
+        1,
+        "host: error: cannot write the KVM trace to /dev/full: No space left on device",
     );
     // the --mem suggestion never exceeds the largest guest memory
     let p = common::temp_file("high.bin", &[0xf4]);
-    let (code, _, err) = run(
+    let err = fails(
         &["run", p.to_str().unwrap(), "--flat", "0xd0000000"],
-        Sink::Read,
-        Sink::Read,
-        &[],
-    );
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("no guest memory fits it: the largest is 3 GiB"),
-        "{err}"
+        1,
+        "no guest memory fits it: the largest is 3 GiB",
     );
     assert!(!err.contains("try --mem"), "{err}");
     // a vCPU thread that cannot start is named as that: a stack no mmap can
@@ -513,11 +486,6 @@ fn host_side_failures_say_what_failed() {
         &["run", "simvirtio", "--polling", "--poll-interval", "1us"][..],
         &["matrix", "--quantum", "2us"],
     ] {
-        let (code, _, err) = run(args, Sink::Read, Sink::Read, &[]);
-        assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(
-            err.contains("shorter than the 100µs this host can serve"),
-            "{args:?}: {err}"
-        );
+        fails(args, 2, "shorter than the 100µs this host can serve");
     }
 }
