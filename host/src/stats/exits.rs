@@ -1,8 +1,8 @@
 //! The counts of one VM (or vCPU): by exit reason, by port and direction,
-//! by MMIO address and direction, bounded and indexed (`super::index`).
+//! by MMIO address and direction, each bounded and indexed (`super::rows`).
 
-use super::index::{Index, MAX_ROWS, key};
 use super::kinds::*;
+use super::rows::{Row, Rows};
 use hypercall_abi::Hypercall;
 use hypercall_abi::simvirtio as sv;
 
@@ -13,14 +13,10 @@ pub struct ExitStats {
     pub(super) by_reason: [u64; ExitReason::ALL.len()],
     pub(super) io_in: u64,
     pub(super) io_out: u64,
-    /// At most [`MAX_ROWS`] rows, found through `io_index`.
-    pub(super) io: Vec<PortCount>,
-    pub(super) io_index: Index,
-    pub(super) io_others: Others,
-    /// At most [`MAX_ROWS`] rows, found through `mmio_index`.
-    pub(super) mmio: Vec<AddrCount>,
-    pub(super) mmio_index: Index,
-    pub(super) mmio_others: Others,
+    /// By port and direction, bounded.
+    pub(super) io: Rows<PortCount>,
+    /// By MMIO address and direction, bounded.
+    pub(super) mmio: Rows<AddrCount>,
     /// Handling time by reason, ns.
     pub(super) reason_ns: [u64; ExitReason::ALL.len()],
     /// What the last exit was counted under, for `charge`.
@@ -35,27 +31,6 @@ struct Last {
     reason: usize,
     io: Option<Row>,
     mmio: Option<Row>,
-}
-
-/// A row, or the others.
-#[derive(Debug, Clone, Copy)]
-enum Row {
-    At(usize),
-    Others,
-}
-
-fn count_other(o: &mut Others, dir: Dir) -> Seen {
-    let first = o.total() == 0;
-    add_other(o, dir, 1, 0);
-    Seen::Others { first }
-}
-
-fn add_other(o: &mut Others, dir: Dir, count: u64, ns: u64) {
-    match dir {
-        Dir::In => o.reads += count,
-        Dir::Out => o.writes += count,
-    }
-    o.handling_ns += ns;
 }
 
 impl ExitStats {
@@ -78,15 +53,11 @@ impl ExitStats {
         let ns = d.as_nanos() as u64;
         self.timed = true;
         self.reason_ns[self.last.reason] += ns;
-        match self.last.io {
-            Some(Row::At(i)) => self.io[i].handling_ns += ns,
-            Some(Row::Others) => self.io_others.handling_ns += ns,
-            None => {}
+        if let Some(row) = self.last.io {
+            self.io.charge(row, ns);
         }
-        match self.last.mmio {
-            Some(Row::At(i)) => self.mmio[i].handling_ns += ns,
-            Some(Row::Others) => self.mmio_others.handling_ns += ns,
-            None => {}
+        if let Some(row) = self.last.mmio {
+            self.mmio.charge(row, ns);
         }
     }
 
@@ -103,65 +74,40 @@ impl ExitStats {
             Dir::In => self.io_in += 1,
             Dir::Out => self.io_out += 1,
         }
-        let k = key(dir == Dir::Out, u64::from(port));
-        if let Some(i) = self.io_index.get(k) {
-            self.last.io = Some(Row::At(i));
-            self.io[i].count += 1;
-            return Seen::Again;
-        }
-        if self.io.len() == MAX_ROWS {
-            self.last.io = Some(Row::Others);
-            return count_other(&mut self.io_others, dir);
-        }
-        let row = self.io.len();
-        self.last.io = Some(Row::At(row));
-        self.io_index.insert(k, row);
-        self.io.push(PortCount {
+        let (seen, row) = self.io.record(dir, u64::from(port), || PortCount {
             dir,
             port,
             hypercall: Hypercall::from_port(port).map(Hypercall::name),
             count: 1,
             handling_ns: 0,
         });
-        Seen::First(row)
+        self.last.io = Some(row);
+        seen
     }
 
     /// Counts one MMIO exit at `addr`.
     #[inline]
     pub fn record_mmio(&mut self, dir: Dir, addr: u64) -> Seen {
         self.record(ExitReason::Mmio);
-        let k = key(dir == Dir::Out, addr);
-        if let Some(i) = self.mmio_index.get(k) {
-            self.last.mmio = Some(Row::At(i));
-            self.mmio[i].count += 1;
-            return Seen::Again;
-        }
-        if self.mmio.len() == MAX_ROWS {
-            self.last.mmio = Some(Row::Others);
-            return count_other(&mut self.mmio_others, dir);
-        }
-        let row = self.mmio.len();
-        self.last.mmio = Some(Row::At(row));
-        self.mmio_index.insert(k, row);
-        let device = sv::in_window(addr).then(|| sv::reg::ident(addr - sv::MMIO_BASE));
-        self.mmio.push(AddrCount {
+        let (seen, row) = self.mmio.record(dir, addr, || AddrCount {
             dir,
             addr,
-            device,
+            device: sv::in_window(addr).then(|| sv::reg::ident(addr - sv::MMIO_BASE)),
             count: 1,
             handling_ns: 0,
         });
-        Seen::First(row)
+        self.last.mmio = Some(row);
+        seen
     }
 
     /// Exits on ports beyond the rows.
     pub fn io_others(&self) -> Others {
-        self.io_others
+        self.io.others
     }
 
     /// Exits on MMIO addresses beyond the rows.
     pub fn mmio_others(&self) -> Others {
-        self.mmio_others
+        self.mmio.others
     }
 
     /// Adds `other`'s counts to these (the total of several vCPUs).
@@ -176,42 +122,8 @@ impl ExitStats {
         self.timed |= other.timed;
         self.io_in += other.io_in;
         self.io_out += other.io_out;
-        for p in &other.io {
-            let k = key(p.dir == Dir::Out, u64::from(p.port));
-            match self.io_index.get(k) {
-                Some(i) => {
-                    self.io[i].count += p.count;
-                    self.io[i].handling_ns += p.handling_ns;
-                }
-                None if self.io.len() < MAX_ROWS => {
-                    self.io_index.insert(k, self.io.len());
-                    self.io.push(p.clone());
-                }
-                None => add_other(&mut self.io_others, p.dir, p.count, p.handling_ns),
-            }
-        }
-        for m in &other.mmio {
-            let k = key(m.dir == Dir::Out, m.addr);
-            match self.mmio_index.get(k) {
-                Some(i) => {
-                    self.mmio[i].count += m.count;
-                    self.mmio[i].handling_ns += m.handling_ns;
-                }
-                None if self.mmio.len() < MAX_ROWS => {
-                    self.mmio_index.insert(k, self.mmio.len());
-                    self.mmio.push(m.clone());
-                }
-                None => add_other(&mut self.mmio_others, m.dir, m.count, m.handling_ns),
-            }
-        }
-        for (mine, theirs) in [
-            (&mut self.io_others, other.io_others),
-            (&mut self.mmio_others, other.mmio_others),
-        ] {
-            mine.reads += theirs.reads;
-            mine.writes += theirs.writes;
-            mine.handling_ns += theirs.handling_ns;
-        }
+        self.io.merge(&other.io);
+        self.mmio.merge(&other.mmio);
     }
 
     /// All exits.
@@ -251,14 +163,14 @@ impl ExitStats {
 
     /// I/O counts sorted by direction then port.
     pub fn ports(&self) -> Vec<PortCount> {
-        let mut v = self.io.clone();
+        let mut v = self.io.rows.clone();
         v.sort_by_key(|p| (p.dir, p.port));
         v
     }
 
     /// MMIO counts sorted by direction then address.
     pub fn mmio(&self) -> Vec<AddrCount> {
-        let mut v = self.mmio.clone();
+        let mut v = self.mmio.rows.clone();
         v.sort_by_key(|a| (a.dir, a.addr));
         v
     }

@@ -140,7 +140,7 @@ pub enum Seen {
     First(usize),
     /// It has a row, and this is a later exit on it.
     Again,
-    /// It has no row of its own ([`MAX_ROWS`] are taken): counted among the
+    /// It has no row of its own ([`super::index::MAX_ROWS`] are taken): counted among the
     /// others; `first` for the first exit counted there.
     Others {
         /// The first exit counted among the others.

@@ -54,8 +54,8 @@ impl ExitStats {
                     );
                 }
             }
-            if r.reason == ExitReason::Io && self.io_others.total() > 0 {
-                let o = self.io_others;
+            if r.reason == ExitReason::Io && self.io.others.total() > 0 {
+                let o = self.io.others;
                 let _ = writeln!(
                     s,
                     "    {:<34} {:>10}{}",
@@ -79,8 +79,8 @@ impl ExitStats {
                         time(a.count, a.handling_ns)
                     );
                 }
-                if self.mmio_others.total() > 0 {
-                    let o = self.mmio_others;
+                if self.mmio.others.total() > 0 {
+                    let o = self.mmio.others;
                     let _ = writeln!(
                         s,
                         "    {:<34} {:>10}{}",
