@@ -22,7 +22,10 @@ const HOST_LAYERS: &[(&str, &[&str])] = &[
     ("devices", &["devices"]),
     ("one vCPU", &["vcpu"]),
     ("the VM", &["vm"]),
-    ("commands", &["run", "inspect", "matrix", "bench", "abi"]),
+    (
+        "commands",
+        &["run", "gdb", "inspect", "matrix", "bench", "abi"],
+    ),
 ];
 
 /// Most lines of non-test code in one file.

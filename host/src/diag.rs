@@ -27,6 +27,9 @@ pub enum HostError {
     /// A vCPU thread could not be started (e.g. under `ulimit -v`).
     #[error("cannot start a vCPU thread: {0}")]
     Spawn(std::io::Error),
+    /// The gdb connection failed while the guest ran (`--gdb`).
+    #[error("{0}")]
+    Debugger(String),
     /// The `--trace-kvm` output could not be written.
     #[error("cannot write the KVM trace to {name}: {source}")]
     Trace {

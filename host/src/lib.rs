@@ -20,6 +20,7 @@ pub mod bench;
 pub mod config;
 pub mod devices;
 pub mod diag;
+pub mod gdb;
 pub mod guests;
 pub mod inspect;
 pub mod kvm;

@@ -54,6 +54,16 @@ pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 21] = [
     (libc::SYS_getcpu, "getcpu"),
 ];
 
+/// What a debugger on the vCPU thread (`host run --gdb`) adds to the
+/// filter: KVM_SET_REGS, KVM_SET_SREGS and KVM_SET_GUEST_DEBUG
+/// (`_IOW(0xAE, 0x82 / 0x84 / 0x9b, ...)`), ppoll to wait for gdb, and read
+/// on gdb's socket only (write is allowed already).
+pub const DEBUGGER_IOCTLS: [(u64, &str); 3] = [
+    (0x4090_ae82, "KVM_SET_REGS"),
+    (0x4138_ae84, "KVM_SET_SREGS"),
+    (0x4048_ae9b, "KVM_SET_GUEST_DEBUG"),
+];
+
 /// Why the filter could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -68,14 +78,17 @@ pub enum SeccompError {
     Handler(std::io::Error),
 }
 
-/// The filter as a BPF program.
-pub fn program() -> Result<BpfProgram, SeccompError> {
+/// The filter as a BPF program; with `debugger` (the fd of gdb's
+/// connection), also what the debugger needs ([`DEBUGGER_IOCTLS`]).
+pub fn program(debugger: Option<i32>) -> Result<BpfProgram, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED_SYSCALLS
         .iter()
         .map(|&(nr, _)| (nr, vec![]))
         .collect();
+    let debugger_ioctls = debugger.map_or(&[][..], |_| &DEBUGGER_IOCTLS[..]);
     let ioctl_rules = ALLOWED_IOCTLS
         .iter()
+        .chain(debugger_ioctls)
         .map(|&(req, _)| {
             SeccompRule::new(vec![SeccompCondition::new(
                 1,
@@ -131,6 +144,18 @@ pub fn program() -> Result<BpfProgram, SeccompError> {
         libc::SYS_fcntl,
         vec![fcntl(libc::F_GETFD)?, fcntl(libc::F_SETFL)?],
     );
+    if let Some(fd) = debugger {
+        rules.insert(libc::SYS_ppoll, vec![]);
+        rules.insert(
+            libc::SYS_read,
+            vec![SeccompRule::new(vec![SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                fd as u64,
+            )?])?],
+        );
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Trap,
@@ -191,12 +216,13 @@ thread_local! {
 
 /// Installs the SIGSYS reporter and the filter on the calling thread, once:
 /// a thread that has it already keeps it, and this returns `Ok(false)`.
-pub fn apply() -> Result<bool, SeccompError> {
+/// `debugger`: see [`program`].
+pub fn apply(debugger: Option<i32>) -> Result<bool, SeccompError> {
     if APPLIED.get() {
         return Ok(false);
     }
     one_arena();
-    let prog = program()?;
+    let prog = program(debugger)?;
     // SAFETY: a zeroed sigaction is valid; the handler only uses
     // async-signal-safe calls (write, _exit).
     let rc = unsafe {
@@ -218,7 +244,9 @@ pub fn apply() -> Result<bool, SeccompError> {
 mod tests {
     #[test]
     fn the_filter_builds() {
-        let p = super::program().unwrap();
+        let p = super::program(None).unwrap();
         assert!(p.len() > 20);
+        let d = super::program(Some(5)).unwrap();
+        assert!(d.len() > p.len(), "the debugger's rules are added");
     }
 }

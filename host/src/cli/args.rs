@@ -150,6 +150,10 @@ pub enum Cmd {
         /// Write the --trace-kvm output to FILE instead of standard error.
         #[arg(long, value_name = "FILE", requires = "trace_kvm")]
         trace_file: Option<PathBuf>,
+        /// Stop before the first instruction and wait for gdb on ADDR (HOST:PORT, :PORT,
+        /// or a Unix socket path; default 127.0.0.1:1234). Put it after GUEST.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1234")]
+        gdb: Option<String>,
     },
     /// Set a guest's VM up (without running it) and show where everything is:
     /// guest-physical map with host addresses, kvm_run, start registers, page tables.

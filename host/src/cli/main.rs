@@ -113,6 +113,7 @@ fn dispatch(cli: Cli) -> Done {
         polling: false,
         poll_interval: std::time::Duration::from_millis(1),
         stats: false,
+        gdb: None,
     });
     match cmd {
         Cmd::Run {
@@ -128,6 +129,7 @@ fn dispatch(cli: Cli) -> Done {
             polling,
             poll_interval,
             stats,
+            gdb,
         } => {
             let trace = trace_kvm.map(|t| match t {
                 TraceArg::Text => TraceFormat::Text,
@@ -143,6 +145,7 @@ fn dispatch(cli: Cli) -> Done {
                     check_42,
                 },
                 trace_file,
+                gdb,
                 ..g.options(trace).map_err(usage)?
             };
             opts.vm.vcpus = vcpus;

@@ -13,3 +13,4 @@ mod text;
 
 pub use describe::describe;
 pub use model::*;
+pub use tables::explain;

@@ -220,7 +220,9 @@ fn split(walk: &Walk, found: bool, gva: u64) -> String {
     parts.join(" | ")
 }
 
-pub(super) fn explain(mem: &GuestMemoryMmap, p: &Paging, gva: u64) -> Translation {
+/// The walk of `gva` under `p`, step by step, ready to print (also for a
+/// live vCPU: gdb's `monitor translate`).
+pub fn explain(mem: &GuestMemoryMmap, p: &Paging, gva: u64) -> Translation {
     let (walk, r): (Walk, Result<(), TranslateError>) = translate::explain(mem, p, gva);
     let mut steps = Vec::new();
     let mut say = |t: String| steps.push(TranslateStep { text: t });

@@ -115,19 +115,30 @@ impl Layout {
             );
         }
         if let Some(t) = &self.translation {
-            let _ = writeln!(o, "\ntranslate GVA {:#x}:", t.gva);
-            for (i, st) in t.steps.iter().enumerate() {
-                let _ = writeln!(o, "  {}. {}", i + 1, st.text);
+            o.push('\n');
+            o.push_str(&t.text());
+        }
+        o
+    }
+}
+
+impl Translation {
+    /// The walk step by step, as `host layout --translate` and gdb's
+    /// `monitor translate` print it.
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "translate GVA {:#x}:", self.gva);
+        for (i, st) in self.steps.iter().enumerate() {
+            let _ = writeln!(o, "  {}. {}", i + 1, st.text);
+        }
+        match (self.gpa, self.hva, &self.error) {
+            (Some(g), Some(hv), _) => {
+                let _ = writeln!(o, "  => GPA {g:#x}, HVA {hv:#x}");
             }
-            match (t.gpa, t.hva, &t.error) {
-                (Some(g), Some(hv), _) => {
-                    let _ = writeln!(o, "  => GPA {g:#x}, HVA {hv:#x}");
-                }
-                (_, _, Some(e)) => {
-                    let _ = writeln!(o, "  => Invalid GVA: {e}");
-                }
-                _ => {}
+            (_, _, Some(e)) => {
+                let _ = writeln!(o, "  => Invalid GVA: {e}");
             }
+            _ => {}
         }
         o
     }

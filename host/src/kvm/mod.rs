@@ -4,6 +4,7 @@
 //! record, so the trace is the program's real sequence.
 
 pub mod error;
+mod exit_text;
 pub mod fault;
 pub mod system;
 pub mod vcpu;

@@ -9,7 +9,6 @@ use crate::stats::ExitReason;
 use crate::trace::{Call, Tracer, record};
 use crate::x86::gdt::{CODE_SELECTOR, DATA_SELECTOR};
 use crate::x86::{CpuMode, Paging, Regs};
-use hypercall_abi::Hypercall;
 use kvm_bindings::{self as k, CpuId, kvm_regs, kvm_sregs};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::os::fd::AsRawFd;
@@ -218,6 +217,83 @@ impl Vcpu {
         Ok(r)
     }
 
+    /// The registers as KVM has them (`--gdb` reads and writes them all).
+    pub fn kvm_regs(&self) -> Result<kvm_regs, KvmError> {
+        self.fd.get_regs().map_err(KvmError::ioctl("KVM_GET_REGS"))
+    }
+
+    /// The linear address of the next instruction: CS base + RIP.
+    pub fn sregs_linear_rip(&self) -> Result<u64, KvmError> {
+        let r = self.kvm_regs()?;
+        let s = self
+            .fd
+            .get_sregs()
+            .map_err(KvmError::ioctl("KVM_GET_SREGS"))?;
+        Ok(s.cs.base.wrapping_add(r.rip))
+    }
+
+    /// KVM_SET_REGS (a debugger writing registers).
+    pub fn set_kvm_regs(&self, r: &kvm_regs, trace: &mut Option<Tracer>) -> Result<(), KvmError> {
+        self.fd
+            .set_regs(r)
+            .map_err(KvmError::ioctl("KVM_SET_REGS"))?;
+        record(trace, || {
+            Call::ioctl(
+                self.target(),
+                "KVM_SET_REGS",
+                format!("RIP {:#x} RSP {:#x} RFLAGS {:#x}", r.rip, r.rsp, r.rflags),
+                "0".into(),
+                "the debugger wrote registers",
+            )
+        });
+        Ok(())
+    }
+
+    /// KVM_SET_SREGS (a debugger writing segment registers).
+    pub fn set_sregs(&self, s: &kvm_sregs, trace: &mut Option<Tracer>) -> Result<(), KvmError> {
+        self.fd
+            .set_sregs(s)
+            .map_err(KvmError::ioctl("KVM_SET_SREGS"))?;
+        record(trace, || {
+            Call::ioctl(
+                self.target(),
+                "KVM_SET_SREGS",
+                format!("CS {:#x} SS {:#x}", s.cs.selector, s.ss.selector),
+                "0".into(),
+                "the debugger wrote segment registers",
+            )
+        });
+        Ok(())
+    }
+
+    /// KVM_SET_GUEST_DEBUG: `control` is KVM_GUESTDBG_* bits; `debugreg`
+    /// DR0..DR3 and DR7 (index 7) with KVM_GUESTDBG_USE_HW_BP.
+    pub fn set_guest_debug(
+        &self,
+        control: u32,
+        debugreg: [u64; 8],
+        trace: &mut Option<Tracer>,
+    ) -> Result<(), KvmError> {
+        let dbg = k::kvm_guest_debug {
+            control,
+            pad: 0,
+            arch: k::kvm_guest_debug_arch { debugreg },
+        };
+        self.fd
+            .set_guest_debug(&dbg)
+            .map_err(KvmError::ioctl("KVM_SET_GUEST_DEBUG"))?;
+        record(trace, || {
+            Call::ioctl(
+                self.target(),
+                "KVM_SET_GUEST_DEBUG",
+                format!("control {control:#x}, DR7 {:#x}", debugreg[7]),
+                "0".into(),
+                "single-step and breakpoints for the debugger",
+            )
+        });
+        Ok(())
+    }
+
     /// The guest's translation registers while an exit is served (for
     /// `gva_to_hva`). Its trace record follows the exit's, which is
     /// recorded once the exit is answered.
@@ -312,65 +388,7 @@ impl Vcpu {
         let fd = self.fd.as_raw_fd();
         let run_size = self.run_size;
         let run = self.fd.get_kvm_run();
-        let (kind, detail) = describe_exit(run, run_size);
+        let (kind, detail) = super::exit_text::describe_exit(run, run_size);
         t.exit(fd, kind, &detail, last);
-    }
-}
-
-/// The trace's words for the exit in `run` (a mapping of `run_size` bytes).
-fn describe_exit(run: &k::kvm_run, run_size: usize) -> (String, String) {
-    match run.exit_reason {
-        k::KVM_EXIT_IO => {
-            // SAFETY: exit_reason is KVM_EXIT_IO, so `io` is the union
-            // member the kernel filled.
-            let io = unsafe { run.__bindgen_anon_1.io };
-            let dir = if u32::from(io.direction) == k::KVM_EXIT_IO_OUT {
-                "out"
-            } else {
-                "in"
-            };
-            let base = run as *const k::kvm_run as *const u8;
-            let mut v = [0u8; 4];
-            let n = usize::from(io.size).min(4);
-            if (io.data_offset as usize) + n <= run_size {
-                // SAFETY: data_offset + size lies inside the kvm_run
-                // mapping of `run_size` bytes (checked just above).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        base.add(io.data_offset as usize),
-                        v.as_mut_ptr(),
-                        n,
-                    )
-                };
-            }
-            let hc = Hypercall::from_port(io.port)
-                .map(|h| format!(" ({})", h.name()))
-                .unwrap_or_default();
-            (
-                format!("exit 2 KVM_EXIT_IO {dir} port {:#x}{hc}", io.port),
-                format!(
-                    "size {}, data {:#x} at kvm_run + {:#x} (data_offset)",
-                    io.size,
-                    u32::from_le_bytes(v),
-                    io.data_offset
-                ),
-            )
-        }
-        k::KVM_EXIT_MMIO => {
-            // SAFETY: exit_reason is KVM_EXIT_MMIO: `mmio` is filled.
-            let m = unsafe { run.__bindgen_anon_1.mmio };
-            let dir = if m.is_write != 0 { "write" } else { "read" };
-            (
-                format!("exit 6 KVM_EXIT_MMIO {dir}"),
-                format!("GPA {:#x}, {} bytes", m.phys_addr, m.len),
-            )
-        }
-        r => {
-            let name = ExitReason::ALL
-                .iter()
-                .find(|e| e.kvm_code() == Some(r))
-                .map_or("(not handled)", |e| e.name());
-            (format!("exit {r} {name}"), String::new())
-        }
     }
 }

@@ -103,7 +103,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
     if opts.seccomp {
         // before the clock starts: building the filter takes time that
         // would otherwise come out of the first quantum
-        crate::seccomp::apply()?;
+        crate::seccomp::apply(None)?;
     }
     if let (Some(t), Some(d)) = (&dtimer, opts.duration) {
         t.arm(d.max(Duration::from_nanos(1)))?;

@@ -2,8 +2,11 @@
 //! The CLI and the integration tests both go through here.
 
 pub mod code;
+mod debug;
+mod go;
 mod prepare;
 mod report;
 
-pub use prepare::{Prepared, RunError, RunOptions, plan_guest, prepare, read_guest, run};
+pub use go::run;
+pub use prepare::{Prepared, RunError, RunOptions, plan_guest, prepare, read_guest};
 pub use report::{Capture, JSON_OUTPUT_CAP, Report};

@@ -1,6 +1,5 @@
 //! Resolving, reading, checking and loading a guest into a VM.
 
-use super::report::Report;
 use crate::config::{RunConfig, VmConfig};
 use crate::guests::{self, GuestError};
 use crate::loader::{self, LoadError, Plan};
@@ -22,6 +21,8 @@ pub struct RunOptions {
     pub flat: Option<u64>,
     /// With `vm.trace`: write the trace here instead of standard error.
     pub trace_file: Option<PathBuf>,
+    /// `--gdb ADDR`: wait for gdb there and run under it (`super::debug`).
+    pub gdb: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -32,6 +33,7 @@ impl Default for RunOptions {
             run: RunConfig::default(),
             flat: None,
             trace_file: None,
+            gdb: None,
         }
     }
 }
@@ -100,6 +102,9 @@ pub enum RunError {
     /// KVM or the run loop failed.
     #[error(transparent)]
     Vm(#[from] VmError),
+    /// `--gdb` could not wait for or serve gdb.
+    #[error(transparent)]
+    Gdb(#[from] crate::gdb::GdbError),
 }
 
 /// A guest ready to run.
@@ -242,19 +247,5 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         path,
         plan,
         vm,
-    })
-}
-
-/// Prepares and runs a guest.
-pub fn run(
-    opts: &RunOptions,
-    out: &mut dyn Write,
-    diag: &mut dyn Write,
-) -> Result<Report, RunError> {
-    let mut p = prepare(opts)?;
-    let outcome = p.vm.run(out, diag)?;
-    Ok(Report {
-        name: p.name,
-        outcome,
     })
 }

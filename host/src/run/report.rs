@@ -58,7 +58,7 @@ impl Report {
         match (&self.outcome.stop, &self.outcome.check) {
             (Stop::Faulted { .. } | Stop::Cancelled, _) => code::GUEST_FAULT,
             (Stop::TimedOut { .. }, _) => code::TIMEOUT,
-            (Stop::Interrupted, _) => code::INTERRUPTED,
+            (Stop::Interrupted | Stop::Killed, _) => code::INTERRUPTED,
             (Stop::Halted, Some(c)) if !c.pass => code::CHECK_FAILED,
             (Stop::Halted, _) => code::OK,
         }
@@ -115,6 +115,12 @@ impl Report {
                 o.regs.dump()
             ),
             Stop::Cancelled => format!("host: {who} stopped: another vCPU ended the VM\n"),
+            Stop::Killed => format!(
+                "host: {} stopped: killed from gdb at RIP {:#x} ({} exits)\n",
+                who,
+                o.regs.rip,
+                o.stats.total()
+            ),
         };
         if let Some(c) = &o.check {
             s.push_str(&format!("host: {}\n", check_line(c)));
@@ -140,6 +146,7 @@ impl Report {
                     Stop::TimedOut { .. } => "timed out".to_string(),
                     Stop::Interrupted => "interrupted".to_string(),
                     Stop::Cancelled => "stopped by another vCPU".to_string(),
+                    Stop::Killed => "killed from gdb".to_string(),
                     Stop::Faulted { fault, .. } => fault.to_string(),
                 };
                 s.push_str(&format!(

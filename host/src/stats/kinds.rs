@@ -20,13 +20,15 @@ pub enum ExitReason {
     InternalError,
     /// KVM_RUN returned EINTR (the assignment's KVM_EXIT_INTR).
     Intr,
+    /// KVM_EXIT_DEBUG: a single step or a breakpoint (`--gdb` only).
+    Debug,
     /// Anything else.
     Other,
 }
 
 impl ExitReason {
     /// All reasons, in table order.
-    pub const ALL: [ExitReason; 8] = [
+    pub const ALL: [ExitReason; 9] = [
         ExitReason::Io,
         ExitReason::Mmio,
         ExitReason::Hlt,
@@ -34,6 +36,7 @@ impl ExitReason {
         ExitReason::FailEntry,
         ExitReason::InternalError,
         ExitReason::Intr,
+        ExitReason::Debug,
         ExitReason::Other,
     ];
 
@@ -48,6 +51,7 @@ impl ExitReason {
             ExitReason::FailEntry => k::KVM_EXIT_FAIL_ENTRY,
             ExitReason::InternalError => k::KVM_EXIT_INTERNAL_ERROR,
             ExitReason::Intr => k::KVM_EXIT_INTR,
+            ExitReason::Debug => k::KVM_EXIT_DEBUG,
             ExitReason::Other => return None,
         })
     }
@@ -62,6 +66,7 @@ impl ExitReason {
             ExitReason::FailEntry => "KVM_EXIT_FAIL_ENTRY",
             ExitReason::InternalError => "KVM_EXIT_INTERNAL_ERROR",
             ExitReason::Intr => "KVM_EXIT_INTR",
+            ExitReason::Debug => "KVM_EXIT_DEBUG",
             ExitReason::Other => "other",
         }
     }

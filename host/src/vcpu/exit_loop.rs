@@ -5,7 +5,7 @@
 //! vCPU ioctl on this path unless a hypercall needs one (`gva_to_hva` reads
 //! the special registers).
 
-use super::outcome::{Stop, VcpuError};
+use super::outcome::{Pause, Stop, VcpuError};
 use crate::devices::hypercall::Io;
 use crate::devices::{Bus, Ctx};
 use crate::diag::HostError;
@@ -50,6 +50,34 @@ impl ExitLoop<'_> {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<(Stop, Regs), VcpuError> {
+        match self.serve(false, out, diag)? {
+            Pause::Ended(stop, regs) => Ok((stop, regs)),
+            // serve(false, ..) ends only with Ended
+            Pause::Debug { .. } | Pause::Kicked => {
+                Err(HostError::Internal("a debugger stop in a run without a debugger").into())
+            }
+        }
+    }
+
+    /// Like `run`, for a debugger (`crate::gdb`): it also comes back at a
+    /// KVM_EXIT_DEBUG (a single step or a breakpoint set with
+    /// `Vcpu::set_guest_debug`) and at a kick that was not for a stop
+    /// request (data from the debugger, `--polling`), with the guest's
+    /// state left as it was for the debugger to read and resume.
+    pub fn run_debug(
+        &mut self,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<Pause, VcpuError> {
+        self.serve(true, out, diag)
+    }
+
+    fn serve(
+        &mut self,
+        debug: bool,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<Pause, VcpuError> {
         // A SIGINT/SIGTERM before this thread was registered for kicks
         // (signals::arm_thread) left no kick pending: look once here.
         if crate::signals::interrupted() {
@@ -84,6 +112,16 @@ impl ExitLoop<'_> {
                     self.stats.record(ExitReason::Hlt);
                     return self.end(Stop::Halted, out);
                 }
+                Ok(VcpuExit::Debug(d)) if debug => {
+                    self.stats.record(ExitReason::Debug);
+                    self.vcpu.trace_exit(self.trace, false);
+                    out.flush().map_err(HostError::from)?;
+                    return Ok(Pause::Debug {
+                        exception: d.exception,
+                        pc: d.pc,
+                        dr6: d.dr6,
+                    });
+                }
                 Ok(_) => {
                     // Every other exit is fatal: shutdown (triple fault),
                     // failed entry, internal error, memory fault, or one
@@ -103,7 +141,7 @@ impl ExitLoop<'_> {
                         cr4: s.cr4,
                         efer: s.efer,
                     };
-                    return Ok((stop, regs));
+                    return Ok(Pause::Ended(stop, regs));
                 }
                 Err(e) if is_kick(&e) => {
                     self.stats.record(ExitReason::Intr);
@@ -123,6 +161,10 @@ impl ExitLoop<'_> {
                     if let Some(t0) = t0 {
                         self.stats.charge(t0.elapsed());
                     }
+                    if debug {
+                        out.flush().map_err(HostError::from)?;
+                        return Ok(Pause::Kicked);
+                    }
                     continue;
                 }
                 Err(e) => return Err(KvmError::ioctl("KVM_RUN")(e).into()),
@@ -137,11 +179,12 @@ impl ExitLoop<'_> {
     /// Ends a run that did not fault: the guest's output so far goes out
     /// (before the trace's last lines), a final HLT exit is recorded, and
     /// the registers the guest stopped with are read.
-    fn end(&mut self, stop: Stop, out: &mut dyn Write) -> Result<(Stop, Regs), VcpuError> {
+    fn end(&mut self, stop: Stop, out: &mut dyn Write) -> Result<Pause, VcpuError> {
         out.flush().map_err(HostError::from)?;
         if stop == Stop::Halted {
             self.vcpu.trace_exit(self.trace, true);
         }
-        Ok((stop, self.vcpu.regs(self.trace)?))
+        let regs = self.vcpu.regs(self.trace)?;
+        Ok(Pause::Ended(stop, regs))
     }
 }

@@ -1,10 +1,13 @@
 //! One vCPU: how it ends ([`outcome`]), the thread it runs on
 //! ([`thread`]: signal mask, timers, pinning, seccomp, written once for one
-//! vCPU and for several) and its exit loop ([`exit_loop`], the hot path).
+//! vCPU and for several), its exit loop ([`exit_loop`], the hot path) and
+//! what may run that loop in its place ([`driver`]: the debugger).
 
+pub mod driver;
 pub mod exit_loop;
 pub mod outcome;
 pub mod thread;
 
+pub use driver::Driver;
 pub use exit_loop::ExitLoop;
-pub use outcome::{Stop, VcpuError};
+pub use outcome::{Pause, Stop, VcpuError};

@@ -20,6 +20,8 @@ pub enum Stop {
     /// Another vCPU ended the VM (it faulted or failed); this one was
     /// cancelled where it was.
     Cancelled,
+    /// gdb's `kill` ended the run (`--gdb`).
+    Killed,
     /// A fatal exit.
     Faulted {
         /// What.
@@ -37,6 +39,26 @@ pub enum Stop {
         #[serde(serialize_with = "crate::size::hex")]
         efer: u64,
     },
+}
+
+/// Where `ExitLoop::run_debug` handed the vCPU back to the debugger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pause {
+    /// The run ended, as `ExitLoop::run` would have returned it.
+    Ended(Stop, crate::x86::Regs),
+    /// KVM_EXIT_DEBUG: `exception` 1 (#DB: a single step, or a hardware
+    /// breakpoint or watchpoint, which `dr6` tells apart) or 3 (#BP: an
+    /// `int3` the debugger planted), at linear address `pc`.
+    Debug {
+        /// The exception vector.
+        exception: u32,
+        /// The guest's linear RIP.
+        pc: u64,
+        /// DR6: which debug register fired (bits 0..=3), single step (bit 14).
+        dr6: u64,
+    },
+    /// A kick that was no stop request: the debugger looks for input.
+    Kicked,
 }
 
 /// Why the host could not set up or go on running a vCPU.

@@ -24,12 +24,15 @@ pub struct ThreadSetup {
     pub pin: Option<usize>,
     /// Run under the seccomp filter from here on.
     pub seccomp: bool,
+    /// A debugger drives this vCPU over this fd (`--gdb`): the filter
+    /// allows what it needs (`crate::seccomp::DEBUGGER_IOCTLS`).
+    pub debugger: Option<i32>,
 }
 
 /// The timers of one vCPU thread; dropping it disarms them and says the
 /// thread no longer runs a guest.
 pub struct Armed {
-    _timeout: Option<Timer>,
+    timeout: Option<Timer>,
     _poll: Option<Timer>,
     _active: signals::Active,
 }
@@ -77,7 +80,7 @@ impl ThreadSetup {
         }
         // Everything the loop needs exists now; from here on the thread may
         // only run the guest, read registers, write output and exit.
-        if self.seccomp && crate::seccomp::apply()? {
+        if self.seccomp && crate::seccomp::apply(self.debugger)? {
             record(trace, || {
                 Call::syscall(
                     "seccomp",
@@ -94,10 +97,17 @@ impl ThreadSetup {
             panic!("injected by KVMWB_TEST_PANIC=vcpu");
         }
         Ok(Armed {
-            _timeout: timeout,
+            timeout,
             _poll: poll,
             _active: signals::Active::enter(),
         })
+    }
+}
+
+impl Armed {
+    /// The `--timeout` timer, for a driver that stops the guest.
+    pub fn timeout(&self) -> Option<&Timer> {
+        self.timeout.as_ref()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::loader::Plan;
 use crate::stats::ExitStats;
 use crate::trace::Tracer;
 use crate::vcpu::thread::ThreadSetup;
-use crate::vcpu::{ExitLoop, Stop, VcpuError};
+use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
 use crate::x86::{CpuMode, cpuid, gdt, paging};
 use hypercall_abi::{layout, note};
 use std::io::Write;
@@ -159,8 +159,19 @@ impl Vm {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<RunOutcome, VmError> {
+        self.run_driven(None, out, diag)
+    }
+
+    /// Like `run`, with vCPU 0's loop run by `driver` (the gdb stub) on
+    /// vCPU 0's thread; the other vCPUs run as in `run`.
+    pub fn run_driven(
+        &mut self,
+        mut driver: Option<&mut dyn Driver>,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<RunOutcome, VmError> {
         if self.vcpus.len() > 1 {
-            return self.run_smp(out, diag);
+            return self.run_smp(driver, out, diag);
         }
         let Vm {
             vcpus,
@@ -205,9 +216,14 @@ impl Vm {
             poll: run.polling,
             pin: run.pin.first().copied().filter(|_| first),
             seccomp: run.seccomp,
+            debugger: driver.as_ref().map(|d| d.fd()),
         }
-        .apply(vcpu, trace, || {})?;
-        let (stop, regs) = ExitLoop {
+        .apply(vcpu, trace, || {
+            if let Some(d) = driver.as_deref_mut() {
+                d.prepare_thread();
+            }
+        })?;
+        let mut lp = ExitLoop {
             vcpu,
             mem: vm.memory(),
             bus,
@@ -217,8 +233,11 @@ impl Vm {
             deadline: run.timeout.map(|t| (start + t, t)),
             cancel: None,
             profile: run.profile,
-        }
-        .run(out, diag)?;
+        };
+        let (stop, regs) = match driver {
+            Some(d) => d.drive(&mut lp, armed.timeout(), out, diag)?,
+            None => lp.run(out, diag)?,
+        };
         let elapsed = start.elapsed();
         drop(armed);
         let report = VcpuReport {

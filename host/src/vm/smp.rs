@@ -11,7 +11,7 @@ use crate::diag::HostError;
 use crate::kvm::Vcpu;
 use crate::stats::ExitStats;
 use crate::vcpu::thread::ThreadSetup;
-use crate::vcpu::{ExitLoop, Stop, VcpuError};
+use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
 use crate::x86::Regs;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,7 @@ impl Vm {
     /// Runs every vCPU on a thread of its own; see the module comment.
     pub(super) fn run_smp(
         &mut self,
+        mut driver: Option<&mut dyn Driver>,
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<RunOutcome, VmError> {
@@ -60,14 +61,17 @@ impl Vm {
                     poll: run.polling.filter(|_| i == 0),
                     pin: run.pin.get(i).copied().filter(|_| first),
                     seccomp: run.seccomp,
+                    debugger: driver.as_ref().filter(|_| i == 0).map(|d| d.fd()),
                 };
+                // the debugger drives vCPU 0; the others run on
+                let driver = if i == 0 { driver.take() } else { None };
                 let job = &job;
                 let h = std::thread::Builder::new()
                     .name(format!("vcpu{i}"))
                     .spawn_scoped(s, move || {
                         let mut out = ChanWriter::new(tx.clone(), Stream::Out);
                         let mut diag = ChanWriter::new(tx, Stream::Diag);
-                        let r = job.run(&setup, vcpu, stats, &mut out, &mut diag);
+                        let r = job.run(&setup, vcpu, stats, driver, &mut out, &mut diag);
                         let _ = out.flush();
                         let _ = diag.flush();
                         if !matches!(r, Ok((Stop::Halted, ..))) {
@@ -212,6 +216,7 @@ impl VcpuJob<'_> {
         setup: &ThreadSetup,
         vcpu: &mut Vcpu,
         stats: &mut ExitStats,
+        driver: Option<&mut dyn Driver>,
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<(Stop, Regs, crate::devices::hypercall::GuestErrors), VcpuError> {
@@ -223,9 +228,15 @@ impl VcpuJob<'_> {
                 t.push(crate::signals::gettid());
             }
         };
-        let _armed = setup.apply(vcpu, &mut no_trace, register)?;
+        let mut driver = driver;
+        let armed = setup.apply(vcpu, &mut no_trace, || {
+            register();
+            if let Some(d) = driver.as_deref_mut() {
+                d.prepare_thread();
+            }
+        })?;
         let mut guest_errors = crate::devices::hypercall::GuestErrors::default();
-        let (stop, regs) = ExitLoop {
+        let mut lp = ExitLoop {
             vcpu,
             mem: self.mem,
             bus: self.bus,
@@ -235,8 +246,11 @@ impl VcpuJob<'_> {
             deadline: self.deadline,
             cancel: Some(self.cancel),
             profile: self.profile,
-        }
-        .run(out, diag)?;
+        };
+        let (stop, regs) = match driver {
+            Some(d) => d.drive(&mut lp, armed.timeout(), out, diag)?,
+            None => lp.run(out, diag)?,
+        };
         Ok((stop, regs, guest_errors))
     }
 

@@ -1,0 +1,391 @@
+//! The guest as the stub sees it: vCPU 0's exit loop, what the KVM can
+//! do, gdb's breakpoints, and the run between two stops. Guest memory is
+//! read and written at gdb's linear addresses through the guest's own
+//! translation for its current mode (`crate::x86::translate`), page by
+//! page, bounds-checked by vm-memory: an unmapped address is a short read
+//! (an error reply to gdb), never a host fault.
+
+use super::points::{Points, SlotKind};
+use super::probe::Caps;
+use crate::signals::Timer;
+use crate::vcpu::{ExitLoop, Pause, Stop, VcpuError};
+use crate::x86::Regs;
+use crate::x86::translate::{self, Paging, PagingMode};
+use gdbstub::common::Signal;
+use gdbstub::stub::SingleThreadStopReason;
+use std::io::Write;
+use std::time::{Duration, Instant};
+use vm_memory::{Bytes, GuestAddress};
+
+/// The `hlt` opcode.
+const HLT: u8 = 0xf4;
+
+/// What gdb asked for at its last resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// `continue`.
+    Continue,
+    /// `stepi` (and each step of `step`/`next`).
+    Step,
+}
+
+/// How a run between two stops ended.
+pub enum Ran {
+    /// Tell gdb: the guest stopped.
+    Stopped(SingleThreadStopReason<u64>),
+    /// A kick: look for bytes from gdb, then run on.
+    Input,
+}
+
+/// The guest under the debugger.
+pub struct Debuggee<'l, 'a> {
+    /// vCPU 0's loop.
+    pub lp: &'l mut ExitLoop<'a>,
+    /// What this KVM can do.
+    pub caps: Caps,
+    /// gdb's breakpoints and watchpoints.
+    pub points: Points,
+    /// gdb's last resume request.
+    pub resume: Resume,
+    /// A fault kept for gdb to look at; the run ends with it.
+    pub dead: Option<(Stop, Regs)>,
+    /// How the run ended, once it did.
+    pub ended: Option<(Stop, Regs)>,
+    /// `host layout`'s text for this VM, from before it ran.
+    pub layout: &'l str,
+    /// The guest-debug state last given to KVM.
+    last_debug: Option<(u32, [u64; 8])>,
+}
+
+impl<'l, 'a> Debuggee<'l, 'a> {
+    /// The guest behind `lp`, stopped before its first instruction.
+    pub fn new(lp: &'l mut ExitLoop<'a>, caps: Caps, layout: &'l str) -> Self {
+        Debuggee {
+            lp,
+            caps,
+            points: Points::default(),
+            resume: Resume::Continue,
+            dead: None,
+            ended: None,
+            layout,
+            last_debug: None,
+        }
+    }
+
+    fn paging(&self) -> Result<Paging, VcpuError> {
+        Ok(Paging::from_sregs(
+            &self.lp.vcpu.sregs("gdb: translate an address", &mut None)?,
+        ))
+    }
+
+    /// The guest-physical address behind linear address `lin` now.
+    pub fn gpa(&self, p: &Paging, lin: u64) -> Option<u64> {
+        match p.mode() {
+            PagingMode::Off => Some(lin),
+            _ => translate::gva_to_gpa(self.lp.mem, p, lin)
+                .ok()
+                .map(|w| w.gpa),
+        }
+    }
+
+    /// Reads guest memory at linear `start`; returns how much could be read.
+    pub fn read(&self, start: u64, data: &mut [u8]) -> Result<usize, VcpuError> {
+        let p = self.paging()?;
+        let mut done = 0;
+        while done < data.len() {
+            let lin = start.wrapping_add(done as u64);
+            let n = (data.len() - done).min(0x1000 - (lin & 0xfff) as usize);
+            let Some(gpa) = self.gpa(&p, lin) else { break };
+            if self
+                .lp
+                .mem
+                .read_slice(&mut data[done..done + n], GuestAddress(gpa))
+                .is_err()
+            {
+                break;
+            }
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// Writes guest memory at linear `start`; false if any of it is not
+    /// mapped (what was before the gap is written).
+    pub fn write(&self, start: u64, data: &[u8]) -> Result<bool, VcpuError> {
+        let p = self.paging()?;
+        let mut done = 0;
+        while done < data.len() {
+            let lin = start.wrapping_add(done as u64);
+            let n = (data.len() - done).min(0x1000 - (lin & 0xfff) as usize);
+            let Some(gpa) = self.gpa(&p, lin) else {
+                return Ok(false);
+            };
+            if self
+                .lp
+                .mem
+                .write_slice(&data[done..done + n], GuestAddress(gpa))
+                .is_err()
+            {
+                return Ok(false);
+            }
+            done += n;
+        }
+        Ok(true)
+    }
+
+    /// Gives KVM the guest-debug state for a run (only when it changed).
+    fn arm(&mut self, step: bool) -> Result<(), VcpuError> {
+        let want = self.points.guest_debug(step);
+        if self.last_debug != Some(want) {
+            self.lp
+                .vcpu
+                .set_guest_debug(want.0, want.1, self.lp.trace)?;
+            self.last_debug = Some(want);
+        }
+        Ok(())
+    }
+
+    /// Gives KVM the breakpoints without single-step (to run a `hlt`).
+    fn arm_plain(&mut self) -> Result<(), VcpuError> {
+        let want = self.points.guest_debug_plain();
+        if self.last_debug != Some(want) {
+            self.lp
+                .vcpu
+                .set_guest_debug(want.0, want.1, self.lp.trace)?;
+            self.last_debug = Some(want);
+        }
+        Ok(())
+    }
+
+    /// The byte at linear `lin`, if mapped.
+    fn byte_at(&self, p: &Paging, lin: u64) -> Option<u8> {
+        let gpa = self.gpa(p, lin)?;
+        self.lp.mem.read_obj::<u8>(GuestAddress(gpa)).ok()
+    }
+
+    /// Turns guest debugging off (gdb detached).
+    pub fn disarm(&mut self) -> Result<(), VcpuError> {
+        if self.last_debug.is_some_and(|(c, _)| c != 0) {
+            self.lp.vcpu.set_guest_debug(0, [0; 8], self.lp.trace)?;
+        }
+        self.last_debug = Some((0, [0; 8]));
+        Ok(())
+    }
+
+    /// A stop request that ends the run while gdb has the guest stopped:
+    /// a host Ctrl-C, or another vCPU ended the VM.
+    pub fn stop_request(&self) -> Option<Stop> {
+        if crate::signals::interrupted() {
+            Some(Stop::Interrupted)
+        } else if self
+            .lp
+            .cancel
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Acquire))
+        {
+            Some(Stop::Cancelled)
+        } else {
+            None
+        }
+    }
+
+    /// Ends the run where the guest is now.
+    pub fn end_here(&mut self, stop: Stop) -> Result<(Stop, Regs), VcpuError> {
+        let regs = self.lp.vcpu.regs(self.lp.trace)?;
+        Ok((stop, regs))
+    }
+
+    /// Runs the guest as gdb asked until it stops for gdb, or a kick.
+    pub fn run(
+        &mut self,
+        clock: &mut Clock<'_>,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<Ran, VcpuError> {
+        if let Some((stop, regs)) = self.dead.take() {
+            // a faulted guest cannot go on: the run ends with its fault
+            self.ended = Some((stop, regs));
+            return Ok(Ran::Stopped(SingleThreadStopReason::Terminated(
+                Signal::SIGSEGV,
+            )));
+        }
+        let step = self.resume == Resume::Step;
+        let stepping = step || self.points.needs_stepping();
+        // Under single-step a `hlt` gives a debug exit, not KVM_EXIT_HLT,
+        // and the guest goes on past it: step onto a `hlt` and run it
+        // plainly, so it ends the run as it does without gdb.
+        let paging = if stepping { Some(self.paging()?) } else { None };
+        let mut pc = match paging {
+            Some(_) => Some(self.lp.vcpu.sregs_linear_rip()?),
+            None => None,
+        };
+        clock.start(self.lp);
+        loop {
+            let at_hlt = match (&paging, pc) {
+                (Some(p), Some(pc)) => self.byte_at(p, pc) == Some(HLT),
+                _ => false,
+            };
+            if let Err(e) = if at_hlt {
+                self.arm_plain()
+            } else {
+                self.arm(step)
+            } {
+                clock.stop();
+                return Err(e);
+            }
+            let pause = self.lp.run_debug(out, diag);
+            let pause = match pause {
+                Ok(p) => p,
+                Err(e) => {
+                    clock.stop();
+                    return Err(e);
+                }
+            };
+            match pause {
+                Pause::Kicked => {
+                    clock.stop();
+                    return Ok(Ran::Input);
+                }
+                Pause::Ended(stop, regs) => {
+                    clock.stop();
+                    return Ok(Ran::Stopped(self.ended_with(stop, regs, out, diag)?));
+                }
+                Pause::Debug {
+                    exception,
+                    pc: at,
+                    dr6,
+                } => {
+                    if let Some(r) = self.why_stopped(step, exception, at, dr6) {
+                        clock.stop();
+                        return Ok(Ran::Stopped(r));
+                    }
+                    pc = Some(at);
+                }
+            }
+        }
+    }
+
+    /// What a debug exit means for gdb; None: a step of the RIP-compare
+    /// breakpoints that hit none (run on).
+    fn why_stopped(
+        &self,
+        step: bool,
+        exception: u32,
+        pc: u64,
+        dr6: u64,
+    ) -> Option<SingleThreadStopReason<u64>> {
+        use SingleThreadStopReason as R;
+        if exception == 3 {
+            return Some(if self.points.int3.iter().any(|&(a, _)| a == pc) {
+                R::SwBreak(())
+            } else {
+                R::Signal(Signal::SIGTRAP)
+            });
+        }
+        if let Some(slot) = self.points.fired(dr6) {
+            return Some(match slot.kind {
+                SlotKind::Exec => R::HwBreak(()),
+                SlotKind::Watch(kind, _) => R::Watch {
+                    tid: (),
+                    kind,
+                    addr: slot.addr,
+                },
+            });
+        }
+        if step {
+            return Some(R::DoneStep);
+        }
+        if self.points.stepped.contains(&pc) {
+            return Some(R::SwBreak(()));
+        }
+        if self.points.needs_stepping() {
+            return None;
+        }
+        // a debug exit nobody asked for (the guest's own #DB)
+        Some(R::Signal(Signal::SIGTRAP))
+    }
+
+    /// The run ended: a halt is gdb's "exited" with the guest's RAX; a
+    /// fault stops for gdb with the registers intact (the run ends at
+    /// the next resume); a timeout, Ctrl-C or another vCPU's end
+    /// terminates it.
+    fn ended_with(
+        &mut self,
+        stop: Stop,
+        regs: Regs,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<SingleThreadStopReason<u64>, VcpuError> {
+        use SingleThreadStopReason as R;
+        let reason = match &stop {
+            Stop::Halted => R::Exited(regs.rax as u8),
+            Stop::Faulted { fault, .. } => {
+                crate::diag::host_line(
+                    out,
+                    diag,
+                    format_args!(
+                        "gdb: the guest stopped with a fault ({fault}); its registers and memory stay for gdb until it continues, steps or kills"
+                    ),
+                )?;
+                self.dead = Some((stop, regs));
+                return Ok(R::Signal(Signal::SIGSEGV));
+            }
+            Stop::TimedOut { .. } => R::Terminated(Signal::SIGALRM),
+            Stop::Interrupted => R::Terminated(Signal::SIGINT),
+            Stop::Cancelled | Stop::Killed => R::Terminated(Signal::SIGKILL),
+        };
+        self.ended = Some((stop, regs));
+        Ok(reason)
+    }
+}
+
+/// `--timeout` counts guest time only: the timer runs while the guest
+/// does and is disarmed while gdb has it stopped.
+pub struct Clock<'t> {
+    left: Option<Duration>,
+    total: Duration,
+    timer: Option<&'t Timer>,
+    since: Option<Instant>,
+}
+
+impl<'t> Clock<'t> {
+    /// The clock of a run with `deadline` (ExitLoop's) and its timer,
+    /// stopped: the timer set up with the thread is disarmed.
+    pub fn stopped(deadline: Option<(Instant, Duration)>, timer: Option<&'t Timer>) -> Self {
+        let mut c = Clock {
+            left: deadline.map(|(at, _)| at.saturating_duration_since(Instant::now())),
+            total: deadline.map_or(Duration::ZERO, |(_, d)| d),
+            timer,
+            since: None,
+        };
+        c.disarm();
+        c
+    }
+
+    fn disarm(&mut self) {
+        if let Some(t) = self.timer {
+            // a timer that cannot be set leaves the guest unbounded by
+            // --timeout; the next start tries again
+            let _ = t.arm(Duration::ZERO);
+        }
+    }
+
+    /// The guest runs from now: the deadline and the timer get the time left.
+    pub fn start(&mut self, lp: &mut ExitLoop<'_>) {
+        let Some(left) = self.left else { return };
+        let now = Instant::now();
+        lp.deadline = Some((now + left, self.total));
+        if let Some(t) = self.timer {
+            // zero would disarm: at least a microsecond
+            let _ = t.arm(left.max(Duration::from_micros(1)));
+        }
+        self.since = Some(now);
+    }
+
+    /// The guest stopped: the time it ran is spent.
+    pub fn stop(&mut self) {
+        if let (Some(since), Some(left)) = (self.since.take(), self.left) {
+            self.left = Some(left.saturating_sub(since.elapsed()));
+            self.disarm();
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! gdb's `monitor` commands: the host's own views of the live VM.
+
+use super::debuggee::Debuggee;
+use crate::trace::{TraceFormat, Tracer};
+use crate::x86::translate::Paging;
+
+/// What `monitor help` prints.
+pub const HELP: &str = "\
+monitor layout          the VM as the host set it up (host layout): memory map, GDT, page tables
+monitor translate GVA   the page-table walk of GVA now, step by step
+monitor exits           the exit table so far
+monitor trace on|off    the KVM call trace (--trace-kvm) to the host's standard error
+monitor caps            what this KVM can do for gdb
+";
+
+/// Runs one `monitor` command; returns what gdb prints.
+pub fn command(d: &mut Debuggee<'_, '_>, cmd: &str) -> String {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    match words.as_slice() {
+        [] | ["help"] => HELP.into(),
+        ["layout"] => d.layout.to_string(),
+        ["translate", gva] => translate(d, gva),
+        ["exits"] => d.lp.stats.table(),
+        ["caps"] => format!("{}\n", d.caps.summary()),
+        ["trace", "on"] => trace_on(d),
+        ["trace", "off"] => match d.lp.trace.take() {
+            Some(mut t) => match t.finish() {
+                Ok(()) => "KVM call trace off\n".into(),
+                Err(e) => format!("the trace could not be written: {e}\n"),
+            },
+            None => "the KVM call trace was off\n".into(),
+        },
+        _ => format!("unknown monitor command '{cmd}'\n{HELP}"),
+    }
+}
+
+fn translate(d: &Debuggee<'_, '_>, gva: &str) -> String {
+    let Ok(gva) = crate::size::parse_addr(gva) else {
+        return format!("'{gva}' is not an address (give e.g. 0x100000)\n");
+    };
+    match d
+        .lp
+        .vcpu
+        .sregs("monitor translate: CR0/CR3/CR4/EFER now", &mut None)
+    {
+        Ok(s) => crate::inspect::explain(d.lp.mem, &Paging::from_sregs(&s), gva).text(),
+        Err(e) => format!("cannot read the control registers: {e}\n"),
+    }
+}
+
+fn trace_on(d: &mut Debuggee<'_, '_>) -> String {
+    if d.lp.trace.is_some() {
+        return "the KVM call trace is on already\n".into();
+    }
+    if d.lp.cancel.is_some() {
+        // one trace for one vCPU: VmConfig refuses --trace-kvm with several
+        return "the KVM call trace needs a VM with one vCPU\n".into();
+    }
+    let mut t = Tracer::new(TraceFormat::Text);
+    match t.attach(Box::new(std::io::stderr()), "standard error") {
+        Ok(()) => {
+            *d.lp.trace = Some(t);
+            "KVM call trace on: from the next resume, on the host's standard error\n".into()
+        }
+        Err(e) => format!("cannot start the trace: {e}\n"),
+    }
+}

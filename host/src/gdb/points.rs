@@ -1,0 +1,190 @@
+//! Breakpoints and watchpoints as the stub keeps them, and the
+//! KVM_SET_GUEST_DEBUG state they need: `int3` bytes planted in guest
+//! memory where KVM stops at them, else addresses compared with RIP after
+//! each single step; the four debug registers for hardware breakpoints and
+//! watchpoints. Bounded: a hostile gdb cannot grow it.
+
+use gdbstub::target::ext::breakpoints::WatchKind;
+use kvm_bindings as k;
+
+/// Most software breakpoints kept at once.
+pub const MAX_POINTS: usize = 256;
+
+/// What a debug register watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    /// An instruction fetch (a hardware breakpoint).
+    Exec,
+    /// A data access of `len` bytes.
+    Watch(WatchKind, u64),
+}
+
+/// One of DR0..DR3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// The linear address.
+    pub addr: u64,
+    /// What it watches.
+    pub kind: SlotKind,
+}
+
+/// The breakpoints and watchpoints gdb set.
+#[derive(Debug, Default)]
+pub struct Points {
+    /// Planted `int3`s: address and the byte they replaced.
+    pub int3: Vec<(u64, u8)>,
+    /// Breakpoints found by single-stepping and comparing RIP.
+    pub stepped: Vec<u64>,
+    /// DR0..DR3.
+    pub slots: [Option<Slot>; 4],
+}
+
+impl Points {
+    /// Takes a free debug register for `slot`; false if all four are used.
+    pub fn take_slot(&mut self, slot: Slot) -> bool {
+        match self.slots.iter_mut().find(|s| s.is_none()) {
+            Some(free) => {
+                *free = Some(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Frees the debug register holding `slot`; false if none does.
+    pub fn free_slot(&mut self, slot: Slot) -> bool {
+        match self.slots.iter_mut().find(|s| **s == Some(slot)) {
+            Some(s) => {
+                *s = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether RIP must be compared after every instruction.
+    pub fn needs_stepping(&self) -> bool {
+        !self.stepped.is_empty()
+    }
+
+    /// KVM_SET_GUEST_DEBUG's control and debug registers; `step`: stop
+    /// after one instruction. Control 0 (debugging off) when nothing is set.
+    pub fn guest_debug(&self, step: bool) -> (u32, [u64; 8]) {
+        let mut dr = [0u64; 8];
+        dr[7] = super::probe::DR7_BASE;
+        let mut control = 0;
+        for (i, s) in self.slots.iter().enumerate() {
+            let Some(s) = s else { continue };
+            dr[i] = s.addr;
+            let (rw, len) = match s.kind {
+                SlotKind::Exec => (0b00, 0b00),
+                SlotKind::Watch(kind, len) => (
+                    match kind {
+                        WatchKind::Write => 0b01,
+                        // x86 has no read-only watch: reads and writes
+                        WatchKind::Read | WatchKind::ReadWrite => 0b11,
+                    },
+                    match len {
+                        1 => 0b00,
+                        2 => 0b01,
+                        8 => 0b10,
+                        _ => 0b11,
+                    },
+                ),
+            };
+            dr[7] |= 1 << (2 * i) | rw << (16 + 4 * i) | len << (18 + 4 * i);
+            control |= k::KVM_GUESTDBG_USE_HW_BP;
+        }
+        if !self.int3.is_empty() {
+            control |= k::KVM_GUESTDBG_USE_SW_BP;
+        }
+        if step || self.needs_stepping() {
+            control |= k::KVM_GUESTDBG_SINGLESTEP;
+        }
+        if control != 0 {
+            control |= k::KVM_GUESTDBG_ENABLE;
+        }
+        (control, dr)
+    }
+
+    /// `guest_debug` without single-step and without the RIP-compare
+    /// breakpoints.
+    pub fn guest_debug_plain(&self) -> (u32, [u64; 8]) {
+        let (control, dr) = Points {
+            int3: self.int3.clone(),
+            stepped: Vec::new(),
+            slots: self.slots,
+        }
+        .guest_debug(false);
+        (control, dr)
+    }
+
+    /// The slot DR6 says fired (bits 0..=3), if it is one of ours.
+    pub fn fired(&self, dr6: u64) -> Option<Slot> {
+        (0..4)
+            .filter(|i| dr6 & (1 << i) != 0)
+            .find_map(|i| self.slots[i])
+    }
+}
+
+/// Whether a watchpoint of `len` bytes at `addr` fits a debug register
+/// (1, 2, 4 or 8 bytes, aligned to its length).
+pub fn watchable(addr: u64, len: u64) -> bool {
+    matches!(len, 1 | 2 | 4 | 8) && addr.is_multiple_of(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_set_turns_debugging_off() {
+        assert_eq!(Points::default().guest_debug(false).0, 0);
+        let (c, _) = Points::default().guest_debug(true);
+        assert_eq!(c, k::KVM_GUESTDBG_ENABLE | k::KVM_GUESTDBG_SINGLESTEP);
+    }
+
+    #[test]
+    fn dr7_encodes_each_slot() {
+        let mut p = Points::default();
+        assert!(p.take_slot(Slot {
+            addr: 0x1000,
+            kind: SlotKind::Exec
+        }));
+        assert!(p.take_slot(Slot {
+            addr: 0x2000,
+            kind: SlotKind::Watch(WatchKind::Write, 4)
+        }));
+        let (c, dr) = p.guest_debug(false);
+        assert_eq!(c, k::KVM_GUESTDBG_ENABLE | k::KVM_GUESTDBG_USE_HW_BP);
+        assert_eq!((dr[0], dr[1]), (0x1000, 0x2000));
+        // L0, L1; slot 1: RW 01 (write), LEN 11 (4 bytes)
+        assert_eq!(dr[7], 0x600 | 0b0101 | 0b1101 << 20);
+        assert_eq!(p.fired(0b10).map(|s| s.addr), Some(0x2000));
+        assert_eq!(p.fired(1 << 14), None);
+    }
+
+    #[test]
+    fn four_slots_at_most() {
+        let mut p = Points::default();
+        let s = |a| Slot {
+            addr: a,
+            kind: SlotKind::Exec,
+        };
+        for a in 0..4 {
+            assert!(p.take_slot(s(a)));
+        }
+        assert!(!p.take_slot(s(9)));
+        assert!(p.free_slot(s(2)));
+        assert!(!p.free_slot(s(2)));
+        assert!(p.take_slot(s(9)));
+    }
+
+    #[test]
+    fn watch_lengths_must_fit() {
+        assert!(watchable(0x1000, 8));
+        assert!(!watchable(0x1004, 8));
+        assert!(!watchable(0x1000, 3));
+        assert!(!watchable(0x1000, 16));
+    }
+}
