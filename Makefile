@@ -2,7 +2,7 @@
 # (rustup here does not install rust-toolchain.toml's toolchain on its own).
 CARGO ?= cargo
 
-.PHONY: all toolchain demo guests run list test lint fmt bench clean abi-doc
+.PHONY: all toolchain test-deps demo guests run list test lint fmt bench clean abi-doc
 
 all: demo
 
@@ -10,6 +10,10 @@ all: demo
 # targets; a no-op when it is already there.
 toolchain:
 	@rustup toolchain install >/dev/null 2>&1 || rustup toolchain install
+
+# Debian's gdb, which tests/gdb.rs drives (installed with apt when missing).
+test-deps:
+	@command -v gdb >/dev/null || (apt-get update -qq && apt-get install -y -qq gdb)
 
 # Builds the guests, then runs the default one (hello) in a VM.
 demo: toolchain
@@ -28,7 +32,7 @@ list: toolchain
 	$(CARGO) run -p host -- list
 
 # All tests (unit + real guests under KVM + CLI), then format and lint checks.
-test: toolchain
+test: toolchain test-deps
 	$(CARGO) test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -p host -p hypercall-abi --all-targets -- -D warnings

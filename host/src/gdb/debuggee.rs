@@ -5,16 +5,15 @@
 //! page, bounds-checked by vm-memory: an unmapped address is a short read
 //! (an error reply to gdb), never a host fault.
 
+use super::clock::Clock;
 use super::points::{Points, SlotKind};
 use super::probe::Caps;
-use crate::signals::Timer;
 use crate::vcpu::{ExitLoop, Pause, Stop, VcpuError};
 use crate::x86::Regs;
 use crate::x86::translate::{self, Paging, PagingMode};
 use gdbstub::common::Signal;
 use gdbstub::stub::SingleThreadStopReason;
 use std::io::Write;
-use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress};
 
 /// The `hlt` opcode.
@@ -107,6 +106,14 @@ impl<'l, 'a> Debuggee<'l, 'a> {
             done += n;
         }
         Ok(done)
+    }
+
+    /// The `len`-byte (1, 2, 4 or 8) little-endian value at linear `lin`,
+    /// if mapped.
+    pub fn value_at(&self, lin: u64, len: u64) -> Result<Option<u64>, VcpuError> {
+        let mut b = [0u8; 8];
+        let n = len.min(8) as usize;
+        Ok((self.read(lin, &mut b[..n])? == n).then(|| u64::from_le_bytes(b)))
     }
 
     /// Writes guest memory at linear `start`; false if any of it is not
@@ -208,6 +215,11 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                 Signal::SIGSEGV,
             )));
         }
+        // gdb's packets while the guest was stopped each queued a kick
+        // (the socket is O_ASYNC); they are read, so drop them. Stop
+        // requests do not depend on them: `interrupted` and `cancel` are
+        // flags the loop reads, and the clock arms a fresh timer.
+        crate::signals::consume_kicks();
         let step = self.resume == Resume::Step;
         let stepping = step || self.points.needs_stepping();
         // Under single-step a `hlt` gives a debug exit, not KVM_EXIT_HLT,
@@ -254,7 +266,22 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                     pc: at,
                     dr6,
                 } => {
-                    if let Some(r) = self.why_stopped(step, exception, at, dr6) {
+                    let changed = match self.watch_changed() {
+                        Ok(c) => c,
+                        Err(e) => {
+                            clock.stop();
+                            return Err(e);
+                        }
+                    };
+                    let why = match changed {
+                        Some(addr) => Some(SingleThreadStopReason::Watch {
+                            tid: (),
+                            kind: gdbstub::target::ext::breakpoints::WatchKind::Write,
+                            addr,
+                        }),
+                        None => self.why_stopped(step, exception, at, dr6),
+                    };
+                    if let Some(r) = why {
                         clock.stop();
                         return Ok(Ran::Stopped(r));
                     }
@@ -262,6 +289,21 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                 }
             }
         }
+    }
+
+    /// The address of the first stepped write watchpoint whose value
+    /// changed (its new value is kept).
+    fn watch_changed(&mut self) -> Result<Option<u64>, VcpuError> {
+        for i in 0..self.points.watched.len() {
+            let (addr, len, old) = self.points.watched[i];
+            if let Some(now) = self.value_at(addr, len)?
+                && now != old
+            {
+                self.points.watched[i].2 = now;
+                return Ok(Some(addr));
+            }
+        }
+        Ok(None)
     }
 
     /// What a debug exit means for gdb; None: a step of the RIP-compare
@@ -335,57 +377,5 @@ impl<'l, 'a> Debuggee<'l, 'a> {
         };
         self.ended = Some((stop, regs));
         Ok(reason)
-    }
-}
-
-/// `--timeout` counts guest time only: the timer runs while the guest
-/// does and is disarmed while gdb has it stopped.
-pub struct Clock<'t> {
-    left: Option<Duration>,
-    total: Duration,
-    timer: Option<&'t Timer>,
-    since: Option<Instant>,
-}
-
-impl<'t> Clock<'t> {
-    /// The clock of a run with `deadline` (ExitLoop's) and its timer,
-    /// stopped: the timer set up with the thread is disarmed.
-    pub fn stopped(deadline: Option<(Instant, Duration)>, timer: Option<&'t Timer>) -> Self {
-        let mut c = Clock {
-            left: deadline.map(|(at, _)| at.saturating_duration_since(Instant::now())),
-            total: deadline.map_or(Duration::ZERO, |(_, d)| d),
-            timer,
-            since: None,
-        };
-        c.disarm();
-        c
-    }
-
-    fn disarm(&mut self) {
-        if let Some(t) = self.timer {
-            // a timer that cannot be set leaves the guest unbounded by
-            // --timeout; the next start tries again
-            let _ = t.arm(Duration::ZERO);
-        }
-    }
-
-    /// The guest runs from now: the deadline and the timer get the time left.
-    pub fn start(&mut self, lp: &mut ExitLoop<'_>) {
-        let Some(left) = self.left else { return };
-        let now = Instant::now();
-        lp.deadline = Some((now + left, self.total));
-        if let Some(t) = self.timer {
-            // zero would disarm: at least a microsecond
-            let _ = t.arm(left.max(Duration::from_micros(1)));
-        }
-        self.since = Some(now);
-    }
-
-    /// The guest stopped: the time it ran is spent.
-    pub fn stop(&mut self) {
-        if let (Some(since), Some(left)) = (self.since.take(), self.left) {
-            self.left = Some(left.saturating_sub(since.elapsed()));
-            self.disarm();
-        }
     }
 }

@@ -4,6 +4,7 @@
 //! breaks and watches with what this KVM can do ([`probe`]), and asks the
 //! host for its own views with `monitor` commands. See docs/debugging.md.
 
+pub mod clock;
 pub mod conn;
 pub mod debuggee;
 pub mod error;

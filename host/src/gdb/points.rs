@@ -37,6 +37,9 @@ pub struct Points {
     pub stepped: Vec<u64>,
     /// DR0..DR3.
     pub slots: [Option<Slot>; 4],
+    /// Write watchpoints found by single-stepping and comparing the
+    /// value: address, length, value last seen.
+    pub watched: Vec<(u64, u64, u64)>,
 }
 
 impl Points {
@@ -64,7 +67,7 @@ impl Points {
 
     /// Whether RIP must be compared after every instruction.
     pub fn needs_stepping(&self) -> bool {
-        !self.stepped.is_empty()
+        !self.stepped.is_empty() || !self.watched.is_empty()
     }
 
     /// KVM_SET_GUEST_DEBUG's control and debug registers; `step`: stop
@@ -112,8 +115,8 @@ impl Points {
     pub fn guest_debug_plain(&self) -> (u32, [u64; 8]) {
         let (control, dr) = Points {
             int3: self.int3.clone(),
-            stepped: Vec::new(),
             slots: self.slots,
+            ..Points::default()
         }
         .guest_debug(false);
         (control, dr)

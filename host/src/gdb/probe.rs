@@ -19,6 +19,9 @@ pub struct Caps {
     pub single_step: bool,
     /// A DR0 execute breakpoint gives a debug exit.
     pub hw_breakpoints: bool,
+    /// A DR0 data-write breakpoint gives a debug exit (kvm-pvm: no, its
+    /// ring-0 emulator does not check them).
+    pub hw_watchpoints: bool,
     /// An `int3` gives a debug exit with KVM_GUESTDBG_USE_SW_BP.
     pub sw_breakpoints: bool,
     /// What `int3` did instead, when it did not.
@@ -43,10 +46,18 @@ impl Caps {
         } else {
             "this KVM cannot stop the guest: breakpoints and stepping will not work".into()
         };
+        let watch = if self.hw_watchpoints {
+            "watchpoints take the debug registers"
+        } else if self.single_step {
+            "write watchpoints by single-stepping and comparing the value"
+        } else {
+            "no watchpoints"
+        };
         format!(
-            "this KVM: single-step {}, hardware breakpoints and watchpoints {}, int3 {}; {how}",
+            "this KVM: single-step {}, hardware breakpoints {}, hardware watchpoints {}, int3 {}; {how}; {watch}",
             yes(self.single_step),
             yes(self.hw_breakpoints),
+            yes(self.hw_watchpoints),
             yes(self.sw_breakpoints)
         )
     }
@@ -55,6 +66,8 @@ impl Caps {
 const CODE: u64 = 0x1000;
 const INT3_AT: u64 = 0x1008;
 const BP_HANDLER: u64 = 0x1010;
+const STORE_AT: u64 = 0x1020;
+const WATCHED: u64 = 0x1800;
 
 /// Probes the KVM at `path`.
 pub fn probe(path: &Path) -> Result<Caps, GdbError> {
@@ -76,6 +89,8 @@ pub fn probe(path: &Path) -> Result<Caps, GdbError> {
     put(CODE, &[0x90, 0x90, 0x90, 0xf4])?;
     put(INT3_AT, &[0xcc, 0xf4])?;
     put(BP_HANDLER, &[0xf4])?;
+    // mov [WATCHED], al; hlt
+    put(STORE_AT, &[0xa2, WATCHED as u8, (WATCHED >> 8) as u8, 0xf4])?;
     put(3 * 4, &(BP_HANDLER as u32).to_le_bytes())?;
     let mut caps = Caps::default();
     let mut attempt = |rip: u64,
@@ -104,6 +119,13 @@ pub fn probe(path: &Path) -> Result<Caps, GdbError> {
     caps.hw_breakpoints = matches!(
         attempt(CODE, k::KVM_GUESTDBG_USE_HW_BP, dr),
         Ok(Some((1, pc, dr6))) if pc == CODE + 2 && dr6 & 1 != 0
+    );
+    let mut dr = [0u64; 8];
+    dr[0] = WATCHED;
+    dr[7] = DR7_BASE | 1 | 0b01 << 16; // L0, RW0 = write, LEN0 = 1 byte
+    caps.hw_watchpoints = matches!(
+        attempt(STORE_AT, k::KVM_GUESTDBG_USE_HW_BP, dr),
+        Ok(Some((1, _, dr6))) if dr6 & 1 != 0
     );
     match attempt(INT3_AT, k::KVM_GUESTDBG_USE_SW_BP, [0; 8]) {
         Ok(Some((3, pc, _))) if pc == INT3_AT => caps.sw_breakpoints = true,

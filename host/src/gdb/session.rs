@@ -3,8 +3,9 @@
 //! own thread, and the run's end (halt, fault, detach, kill) reported both
 //! to gdb and to the host as usual.
 
+use super::clock::Clock;
 use super::conn::{Conn, NoByte};
-use super::debuggee::{Clock, Debuggee, Ran};
+use super::debuggee::{Debuggee, Ran};
 use super::error::GdbError;
 use super::probe::Caps;
 use super::regs::{ModeArch, X86_REAL};

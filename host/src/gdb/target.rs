@@ -236,13 +236,27 @@ impl<A: ModeArch> HwWatchpoint for Guest<'_, '_, A> {
         kind: WatchKind,
     ) -> TargetResult<bool, Self> {
         let (addr, len) = (A::to_u64(addr), A::to_u64(len));
-        if !self.d.caps.hw_breakpoints || !watchable(addr, len) {
+        if !watchable(addr, len) {
             return Ok(false);
         }
-        Ok(self.d.points.take_slot(Slot {
+        let slot = Slot {
             addr,
             kind: SlotKind::Watch(kind, len),
-        }))
+        };
+        if self.d.caps.hw_watchpoints && self.d.points.take_slot(slot) {
+            return Ok(true);
+        }
+        // no debug register for it: a write watch by stepping and
+        // comparing the value (a read leaves no trace to compare)
+        let p = &self.d.points;
+        if kind != WatchKind::Write || !self.d.caps.single_step || p.watched.len() >= MAX_POINTS {
+            return Ok(false);
+        }
+        let Some(value) = self.d.value_at(addr, len).map_err(TargetError::Fatal)? else {
+            return Ok(false);
+        };
+        self.d.points.watched.push((addr, len, value));
+        Ok(true)
     }
 
     fn remove_hw_watchpoint(
@@ -252,6 +266,11 @@ impl<A: ModeArch> HwWatchpoint for Guest<'_, '_, A> {
         kind: WatchKind,
     ) -> TargetResult<bool, Self> {
         let (addr, len) = (A::to_u64(addr), A::to_u64(len));
+        let w = &mut self.d.points.watched;
+        if let Some(i) = w.iter().position(|&(a, l, _)| (a, l) == (addr, len)) {
+            w.swap_remove(i);
+            return Ok(true);
+        }
         Ok(self.d.points.free_slot(Slot {
             addr,
             kind: SlotKind::Watch(kind, len),

@@ -1,0 +1,58 @@
+//! `--timeout` under gdb: the guest's run time counts, time stopped in
+//! the debugger does not.
+
+use crate::signals::Timer;
+use crate::vcpu::ExitLoop;
+use std::time::{Duration, Instant};
+
+/// `--timeout` counts guest time only: the timer runs while the guest
+/// does and is disarmed while gdb has it stopped.
+pub struct Clock<'t> {
+    left: Option<Duration>,
+    total: Duration,
+    timer: Option<&'t Timer>,
+    since: Option<Instant>,
+}
+
+impl<'t> Clock<'t> {
+    /// The clock of a run with `deadline` (ExitLoop's) and its timer,
+    /// stopped: the timer set up with the thread is disarmed.
+    pub fn stopped(deadline: Option<(Instant, Duration)>, timer: Option<&'t Timer>) -> Self {
+        let mut c = Clock {
+            left: deadline.map(|(at, _)| at.saturating_duration_since(Instant::now())),
+            total: deadline.map_or(Duration::ZERO, |(_, d)| d),
+            timer,
+            since: None,
+        };
+        c.disarm();
+        c
+    }
+
+    fn disarm(&mut self) {
+        if let Some(t) = self.timer {
+            // a timer that cannot be set leaves the guest unbounded by
+            // --timeout; the next start tries again
+            let _ = t.arm(Duration::ZERO);
+        }
+    }
+
+    /// The guest runs from now: the deadline and the timer get the time left.
+    pub fn start(&mut self, lp: &mut ExitLoop<'_>) {
+        let Some(left) = self.left else { return };
+        let now = Instant::now();
+        lp.deadline = Some((now + left, self.total));
+        if let Some(t) = self.timer {
+            // zero would disarm: at least a microsecond
+            let _ = t.arm(left.max(Duration::from_micros(1)));
+        }
+        self.since = Some(now);
+    }
+
+    /// The guest stopped: the time it ran is spent.
+    pub fn stop(&mut self) {
+        if let (Some(since), Some(left)) = (self.since.take(), self.left) {
+            self.left = Some(left.saturating_sub(since.elapsed()));
+            self.disarm();
+        }
+    }
+}
