@@ -62,3 +62,9 @@ pub fn flat_run(real: bool, path: String, extra: &[&str]) -> Vec<String> {
     a.push(path);
     a
 }
+
+/// A gdb remote-protocol packet: `$data#checksum`.
+pub fn gdb_packet(data: &str) -> String {
+    let sum = data.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+    format!("${data}#{sum:02x}")
+}

@@ -539,12 +539,6 @@ fn bad_gdb_addresses_are_one_line_errors() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
-/// A gdb packet: `$data#checksum`.
-fn packet(data: &str) -> Vec<u8> {
-    let sum = data.bytes().fold(0u8, |a, b| a.wrapping_add(b));
-    format!("${data}#{sum:02x}").into_bytes()
-}
-
 fn hostile_packet() -> impl Strategy<Value = Vec<u8>> {
     let hex = "[0-9a-f]{0,20}";
     prop_oneof![
@@ -575,7 +569,7 @@ fn hostile_packet() -> impl Strategy<Value = Vec<u8>> {
             hex,
             hex
         )
-            .prop_map(|(c, a, b)| packet(&format!("{c}{a},{b}"))),
+            .prop_map(|(c, a, b)| common::gdb_packet(&format!("{c}{a},{b}")).into_bytes()),
         Just(vec![0x03]),
         Just(b"+".to_vec()),
     ]

@@ -86,6 +86,8 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in irqbypass kvm ccp kvm-amd; do insmod /modules/$m.ko 2>/dev/null; done
+# loopback, for the gdb cases' client
+ifconfig lo 127.0.0.1 up 2>/dev/null || ip link set lo up
 echo "=== NESTED BEGIN $(uname -r) cpus $(nproc)"
 [ -c /dev/kvm ] && echo "=== KVM ready" || echo "=== KVM missing"
 cd /guests && sh ./cases.sh

@@ -41,7 +41,7 @@ impl Caps {
             )
         } else if self.single_step {
             format!(
-                "int3 does not stop here ({instead}), so breakpoints are done by single-stepping and comparing RIP (slower); no watchpoints"
+                "int3 does not stop here ({instead}), so breakpoints are done by single-stepping and comparing RIP (slower)"
             )
         } else {
             "this KVM cannot stop the guest: breakpoints and stepping will not work".into()

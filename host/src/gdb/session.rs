@@ -134,10 +134,23 @@ fn serve<A: ModeArch>(
     let mut g = Guest::<A>::new(d);
     let stub = GdbStub::new(conn);
     let mut sm = stub.run_state_machine(&mut g).map_err(stub_err)?;
+    // A failed read or write on gdb's socket (gdb died, the network
+    // went) is gdb going away: the guest runs on, as after `detach`.
+    macro_rules! next {
+        ($e:expr) => {
+            match $e {
+                Ok(sm) => sm,
+                Err(e) if e.is_connection_error() => {
+                    break Left::Detached("the connection to gdb failed")
+                }
+                Err(e) => return Err(stub_err(e)),
+            }
+        };
+    }
     let left = loop {
         sm = match sm {
             GdbStubStateMachine::Idle(mut s) => match s.borrow_conn().next_byte(true) {
-                Ok(b) => s.incoming_data(&mut g, b).map_err(stub_err)?,
+                Ok(b) => next!(s.incoming_data(&mut g, b)),
                 Err(NoByte::Gone(_)) => break Left::Detached("gdb closed the connection"),
                 Err(NoByte::Kicked | NoByte::Empty) => match g.d.stop_request() {
                     Some(stop) => break Left::Stopped(stop),
@@ -145,16 +158,16 @@ fn serve<A: ModeArch>(
                 },
             },
             GdbStubStateMachine::Running(mut s) => match s.borrow_conn().next_byte(false) {
-                Ok(b) => s.incoming_data(&mut g, b).map_err(stub_err)?,
+                Ok(b) => next!(s.incoming_data(&mut g, b)),
                 Err(NoByte::Gone(_)) => break Left::Detached("gdb closed the connection"),
                 Err(NoByte::Kicked | NoByte::Empty) => match g.d.run(&mut clock, out, diag)? {
-                    Ran::Stopped(r) => s.report_stop(&mut g, for_arch::<A>(r)).map_err(stub_err)?,
+                    Ran::Stopped(r) => next!(s.report_stop(&mut g, for_arch::<A>(r))),
                     Ran::Input => GdbStubStateMachine::Running(s),
                 },
             },
-            GdbStubStateMachine::CtrlCInterrupt(s) => s
-                .interrupt_handled(&mut g, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
-                .map_err(stub_err)?,
+            GdbStubStateMachine::CtrlCInterrupt(s) => next!(
+                s.interrupt_handled(&mut g, Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
+            ),
             GdbStubStateMachine::Disconnected(s) => {
                 break match s.get_reason() {
                     DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_) => {
