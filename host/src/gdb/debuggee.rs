@@ -6,7 +6,7 @@
 //! (an error reply to gdb), never a host fault.
 
 use super::clock::Clock;
-use super::points::{Points, SlotKind};
+use super::points::Points;
 use super::probe::Caps;
 use crate::vcpu::{ExitLoop, Pause, Stop, VcpuError};
 use crate::x86::Regs;
@@ -279,7 +279,7 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                             kind: gdbstub::target::ext::breakpoints::WatchKind::Write,
                             addr,
                         }),
-                        None => self.why_stopped(step, exception, at, dr6),
+                        None => self.points.classify(step, exception, at, dr6),
                     };
                     if let Some(r) = why {
                         clock.stop();
@@ -304,46 +304,6 @@ impl<'l, 'a> Debuggee<'l, 'a> {
             }
         }
         Ok(None)
-    }
-
-    /// What a debug exit means for gdb; None: a step of the RIP-compare
-    /// breakpoints that hit none (run on).
-    fn why_stopped(
-        &self,
-        step: bool,
-        exception: u32,
-        pc: u64,
-        dr6: u64,
-    ) -> Option<SingleThreadStopReason<u64>> {
-        use SingleThreadStopReason as R;
-        if exception == 3 {
-            return Some(if self.points.int3.iter().any(|&(a, _)| a == pc) {
-                R::SwBreak(())
-            } else {
-                R::Signal(Signal::SIGTRAP)
-            });
-        }
-        if let Some(slot) = self.points.fired(dr6) {
-            return Some(match slot.kind {
-                SlotKind::Exec => R::HwBreak(()),
-                SlotKind::Watch(kind, _) => R::Watch {
-                    tid: (),
-                    kind,
-                    addr: slot.addr,
-                },
-            });
-        }
-        if step {
-            return Some(R::DoneStep);
-        }
-        if self.points.stepped.contains(&pc) {
-            return Some(R::SwBreak(()));
-        }
-        if self.points.needs_stepping() {
-            return None;
-        }
-        // a debug exit nobody asked for (the guest's own #DB)
-        Some(R::Signal(Signal::SIGTRAP))
     }
 
     /// The run ended: a halt is gdb's "exited" with the guest's RAX; a

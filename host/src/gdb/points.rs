@@ -4,6 +4,8 @@
 //! each single step; the four debug registers for hardware breakpoints and
 //! watchpoints. Bounded: a hostile gdb cannot grow it.
 
+use gdbstub::common::Signal;
+use gdbstub::stub::SingleThreadStopReason;
 use gdbstub::target::ext::breakpoints::WatchKind;
 use kvm_bindings as k;
 
@@ -122,6 +124,48 @@ impl Points {
         (control, dr)
     }
 
+    /// What a debug exit (`exception` at linear `pc`, with `dr6`) means
+    /// for gdb; `step`: gdb asked for one instruction. None: a step of
+    /// the RIP-compare breakpoints that hit none (run on).
+    pub fn classify(
+        &self,
+        step: bool,
+        exception: u32,
+        pc: u64,
+        dr6: u64,
+    ) -> Option<SingleThreadStopReason<u64>> {
+        use SingleThreadStopReason as R;
+        if exception == 3 {
+            return Some(if self.int3.iter().any(|&(a, _)| a == pc) {
+                R::SwBreak(())
+            } else {
+                // the guest's own int3
+                R::Signal(Signal::SIGTRAP)
+            });
+        }
+        if let Some(slot) = self.fired(dr6) {
+            return Some(match slot.kind {
+                SlotKind::Exec => R::HwBreak(()),
+                SlotKind::Watch(kind, _) => R::Watch {
+                    tid: (),
+                    kind,
+                    addr: slot.addr,
+                },
+            });
+        }
+        if step {
+            return Some(R::DoneStep);
+        }
+        if self.stepped.contains(&pc) {
+            return Some(R::SwBreak(()));
+        }
+        if self.needs_stepping() {
+            return None;
+        }
+        // a debug exit nobody asked for (the guest's own #DB)
+        Some(R::Signal(Signal::SIGTRAP))
+    }
+
     /// The slot DR6 says fired (bits 0..=3), if it is one of ours.
     pub fn fired(&self, dr6: u64) -> Option<Slot> {
         (0..4)
@@ -181,6 +225,47 @@ mod tests {
         assert!(p.free_slot(s(2)));
         assert!(!p.free_slot(s(2)));
         assert!(p.take_slot(s(9)));
+    }
+
+    #[test]
+    fn debug_exits_become_gdb_stop_reasons() {
+        use SingleThreadStopReason as R;
+        let mut p = Points::default();
+        p.int3.push((0x1000, 0x55));
+        p.stepped.push(0x3000);
+        assert!(p.take_slot(Slot {
+            addr: 0x2000,
+            kind: SlotKind::Exec
+        }));
+        assert!(p.take_slot(Slot {
+            addr: 0x8000,
+            kind: SlotKind::Watch(WatchKind::Write, 8)
+        }));
+        // an int3 the stub planted, and one of the guest's own
+        assert_eq!(p.classify(false, 3, 0x1000, 0), Some(R::SwBreak(())));
+        assert_eq!(
+            p.classify(false, 3, 0x1004, 0),
+            Some(R::Signal(Signal::SIGTRAP))
+        );
+        // DR0 fired: the execute slot; DR1: the watch
+        assert_eq!(p.classify(false, 1, 0x2000, 0b01), Some(R::HwBreak(())));
+        assert_eq!(
+            p.classify(false, 1, 0x2100, 0b10),
+            Some(R::Watch {
+                tid: (),
+                kind: WatchKind::Write,
+                addr: 0x8000
+            })
+        );
+        // gdb's stepi; then the RIP-compare breakpoint, hit or not yet
+        assert_eq!(p.classify(true, 1, 0x2004, 1 << 14), Some(R::DoneStep));
+        assert_eq!(p.classify(false, 1, 0x3000, 1 << 14), Some(R::SwBreak(())));
+        assert_eq!(p.classify(false, 1, 0x2fff, 1 << 14), None);
+        // nothing asked for a debug exit
+        assert_eq!(
+            Points::default().classify(false, 1, 0x10, 0),
+            Some(R::Signal(Signal::SIGTRAP))
+        );
     }
 
     #[test]
