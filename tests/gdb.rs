@@ -190,6 +190,10 @@ fn break_step_read_and_write_a_long_mode_rust_guest() {
             "backtrace",
             "print debugme::COUNTER",
             "info registers rip",
+            "x/2x 0x40000000000",
+            "set language c",
+            "set var *(char *)0x40000000000 = 1",
+            "set language auto",
             "delete",
             "break *debugme::shout",
             "continue",
@@ -208,6 +212,12 @@ fn break_step_read_and_write_a_long_mode_rust_guest() {
     assert!(g.contains("in debugme::main ()"));
     assert!(g.contains("$1 = 0"), "COUNTER before the first bump");
     assert!(g.contains("<debugme::bump"), "RIP is in bump");
+    // no page table maps 4 TiB: an error reply to gdb, for reads and writes
+    assert_eq!(
+        g.matches("Cannot access memory at address 0x40000000000")
+            .count(),
+        2
+    );
     assert!(g.contains("$2 = 6"), "shout's argument in RDI at its entry");
     assert!(g.contains("[Inferior 1 (process 1) exited with code 06]"));
     let e = s.end();
