@@ -261,4 +261,27 @@ fn adding_a_hypercall_as_the_abi_doc_says() {
         assert!(out.contains(want), "{guest}: {out}");
     }
     assert!(log.contains("$ make abi-doc"), "{log}");
+
+    // A guest file that forgets `guest_rt::entry!` is told so by name
+    // (linker/guest.ld's ASSERT), not with rust-lld's undefined symbol.
+    std::fs::write(
+        ws.join("guest-kernel/src/bin/noentry.rs"),
+        "#![no_std]\n#![no_main]\nuse guest_rt::println;\nfn main() -> u64 {\n    println!(\"hi\");\n    0\n}\n",
+    )
+    .expect("noentry.rs");
+    let o = Command::new("cargo")
+        .args(["build", "-p", "guest-kernel", "--bin", "noentry"])
+        .current_dir(&ws)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo build");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(
+            "this guest program has no entry point: declare its main with guest_rt::entry!(main)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("undefined symbol"), "{err}");
 }

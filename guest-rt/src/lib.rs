@@ -103,9 +103,13 @@ macro_rules! user_program {
 // vCPU i: STACK_TOP - i * VCPU_STACK_SIZE), RDI = vCPU id, RSI = vCPU count.
 // `call` pushes a return address, so `__guest_rt_main` starts with the stack
 // alignment the SysV ABI promises. Its return value stays in RAX across `hlt`.
+// The reference is weak so that a program without `entry!` gets the
+// linker script's message naming the macro (linker/guest.ld) instead of
+// rust-lld's "undefined symbol: __guest_rt_main".
 core::arch::global_asm!(
     ".section .text._start, \"ax\"",
     ".global _start",
+    ".weak __guest_rt_main",
     "_start:",
     "    call __guest_rt_main",
     "2:  hlt",
