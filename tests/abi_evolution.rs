@@ -18,13 +18,15 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// What the workspace's crates need to build, copied.
+/// What the workspace's crates need to build, copied. Not `.cargo`: the
+/// scratch copy lives under this workspace's `target/`, so cargo finds
+/// this workspace's `.cargo/config.toml` above it, and a second copy would
+/// repeat its rustflags (twice `-Zcrate-attr=test_runner(...)` is an error).
 const COPY: &[&str] = &[
     "Cargo.toml",
     "Cargo.lock",
     "rust-toolchain.toml",
     "Makefile",
-    ".cargo",
     "hypercall-abi",
     "guest-rt",
     "guest-kernel",

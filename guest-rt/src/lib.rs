@@ -12,6 +12,11 @@
 //! `entry!` emits the ABI note the host checks, and the `_start` symbol: it
 //! calls `main`, then halts with `main`'s return value in RAX.
 #![no_std]
+#![cfg_attr(test, no_main)]
+
+// `guest_rt::...` paths work inside this crate too (the test harness
+// attribute in .cargo/config.toml names `guest_rt::testing::runner`).
+extern crate self as guest_rt;
 
 mod cpu;
 pub mod hc;
@@ -19,9 +24,14 @@ pub mod kernel;
 mod print;
 pub mod simvirtio;
 pub mod sys;
+pub mod testing;
 pub mod user;
 
 pub use hypercall_abi as abi;
+
+// `cargo test -p guest-rt`: this crate's unit tests are a guest program.
+#[cfg(test)]
+entry!(unused);
 #[doc(hidden)]
 pub use print::_print;
 pub use print::Console;
@@ -41,16 +51,37 @@ macro_rules! entry {
     };
     (@emit $main:path, $flags:expr) => {
         $crate::entry!(@note $flags);
+        #[cfg(not(test))]
         #[unsafe(no_mangle)]
         extern "C" fn __guest_rt_main(_id: u64, _count: u64) -> u64 {
             let f: fn() -> u64 = $main;
             f()
         }
+        $crate::entry!(@tests);
     };
     (@note $flags:expr) => {
+        #[cfg(not(test))]
         #[unsafe(link_section = ".note.kvmwb.abi")]
         #[used]
         static __GUEST_RT_ABI_NOTE: $crate::__Note = $crate::__Note::new($flags);
+        // `cargo test`: a test build (the harness in guest_rt::testing)
+        #[cfg(test)]
+        #[unsafe(link_section = ".note.kvmwb.abi")]
+        #[used]
+        static __GUEST_RT_ABI_NOTE: $crate::__Note =
+            $crate::__Note::new($crate::abi::note::FLAG_TESTS);
+    };
+    // `cargo test` builds the program with its #[test] functions and the
+    // harness entry `test_main` (.cargo/config.toml's -Zcrate-attr flags):
+    // RDX at entry says which test to run.
+    (@tests) => {
+        #[cfg(test)]
+        #[unsafe(no_mangle)]
+        extern "C" fn __guest_rt_main(_id: u64, _count: u64, command: u64) -> u64 {
+            $crate::testing::select(command);
+            test_main();
+            0
+        }
     };
 }
 
@@ -71,6 +102,8 @@ pub struct Cpu {
 macro_rules! smp_entry {
     ($main:path $(, $check:ident)?) => {
         $crate::entry!(@note $crate::abi::note::FLAG_SMP $(| $crate::smp_entry!(@flag $check))?);
+        $crate::entry!(@tests);
+        #[cfg(not(test))]
         #[unsafe(no_mangle)]
         extern "C" fn __guest_rt_main(id: u64, count: u64) -> u64 {
             let f: fn($crate::Cpu) -> u64 = $main;
@@ -106,15 +139,25 @@ macro_rules! user_program {
 // The reference is weak so that a program without `entry!` gets the
 // linker script's message naming the macro (linker/guest.ld) instead of
 // rust-lld's "undefined symbol: __guest_rt_main".
-core::arch::global_asm!(
-    ".section .text._start, \"ax\"",
-    ".global _start",
-    ".weak __guest_rt_main",
-    "_start:",
-    "    call __guest_rt_main",
-    "2:  hlt",
-    "    jmp 2b",
-);
+macro_rules! start {
+    ($($weak:literal)?) => {
+        core::arch::global_asm!(
+            ".section .text._start, \"ax\"",
+            ".global _start",
+            $($weak,)?
+            "_start:",
+            "    call __guest_rt_main",
+            "2:  hlt",
+            "    jmp 2b",
+        );
+    };
+}
+#[cfg(not(test))]
+start!(".weak __guest_rt_main");
+// (guest-rt's own test build defines __guest_rt_main in this object:
+// there a weak reference would clash with the definition)
+#[cfg(test)]
+start!();
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
@@ -126,6 +169,11 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     }
     let _ = c.write_str("\n");
     c.flush();
+    if testing::running() {
+        // a failing #[test]: halt with libtest's code, the next test runs
+        // in a fresh VM
+        testing::halt_failed();
+    }
     // No IDT: #UD escalates to a triple fault, which the host reports as a
     // guest crash (KVM_EXIT_SHUTDOWN) with a non-zero exit code.
     // SAFETY: ud2 only raises #UD; the guest is meant to stop here.

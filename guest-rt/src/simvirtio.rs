@@ -217,3 +217,85 @@ impl Device {
         }
     }
 }
+
+// Run in VMs: `cargo test -p guest-rt` (guest_rt::testing).
+#[cfg(test)]
+mod tests {
+    use crate::abi::simvirtio::{self as sv, QueueControl, QueueError};
+
+    const QUEUE_LEN: usize = sv::QUEUE_LEN as usize;
+
+    /// The driver's view of a queue in plain memory: push/pop as
+    /// `Device::push` and `recv_line` do, with the ABI's slot math.
+    struct Ring {
+        c: QueueControl,
+        buf: [u8; QUEUE_LEN],
+    }
+
+    impl Ring {
+        fn push(&mut self, b: u8) -> Result<(), QueueError> {
+            let (slot, head) = sv::push_slot(self.c)?;
+            self.buf[slot as usize] = b;
+            self.c.head = head;
+            Ok(())
+        }
+
+        fn pop(&mut self) -> Result<u8, QueueError> {
+            let (slot, tail) = sv::pop_slot(self.c)?;
+            self.c.tail = tail;
+            Ok(self.buf[slot as usize])
+        }
+    }
+
+    #[test_case]
+    fn a_queue_holds_one_less_than_its_length() {
+        let mut r = Ring {
+            c: QueueControl::default(),
+            buf: [0; QUEUE_LEN],
+        };
+        for i in 0..QUEUE_LEN - 1 {
+            r.push(i as u8).unwrap();
+        }
+        assert_eq!(sv::used(r.c), QUEUE_LEN as u32 - 1);
+        assert_eq!(r.push(0xff), Err(QueueError::Full));
+        assert_eq!(r.pop(), Ok(0));
+        r.push(0xff).unwrap();
+        assert_eq!(r.push(0xfe), Err(QueueError::Full));
+    }
+
+    #[test_case]
+    fn indices_wrap_around_in_order() {
+        let mut r = Ring {
+            c: QueueControl {
+                head: QUEUE_LEN as u32 - 2,
+                tail: QUEUE_LEN as u32 - 2,
+            },
+            buf: [0; QUEUE_LEN],
+        };
+        for b in b"wrap" {
+            r.push(*b).unwrap();
+        }
+        assert_eq!(r.c.head, 2, "head wrapped past the end");
+        let mut got = [0u8; 4];
+        for g in &mut got {
+            *g = r.pop().unwrap();
+        }
+        assert_eq!(&got, b"wrap");
+        assert_eq!(r.pop(), Err(QueueError::Empty));
+        assert_eq!(sv::used(r.c), 0);
+    }
+
+    #[test_case]
+    fn indices_past_the_end_are_corrupt_not_slots() {
+        let bad = QueueControl {
+            head: QUEUE_LEN as u32,
+            tail: 0,
+        };
+        assert_eq!(sv::push_slot(bad), Err(QueueError::Corrupt));
+        let bad = QueueControl {
+            head: 0,
+            tail: u32::MAX,
+        };
+        assert_eq!(sv::pop_slot(bad), Err(QueueError::Corrupt));
+    }
+}

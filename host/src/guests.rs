@@ -11,14 +11,16 @@ pub enum GuestError {
     /// Neither a built guest's name nor an existing file.
     #[error(
         "unknown guest '{name}': {}not a file, and the built guests are {}",
-        closest.map(|c| format!("did you mean '{c}'? It is ")).unwrap_or_default(),
-        names()
+        closest.as_ref().map(|c| format!("did you mean '{c}'? It is ")).unwrap_or_default(),
+        names.join(", ")
     )]
     Unknown {
         /// What the user gave.
         name: String,
         /// The built guest whose name is closest, if one is close.
-        closest: Option<&'static str>,
+        closest: Option<String>,
+        /// Every built guest's name.
+        names: Vec<String>,
     },
     /// The build recorded a path that is gone.
     #[error(
@@ -32,21 +34,73 @@ pub enum GuestError {
     },
 }
 
-fn names() -> String {
-    BUILT_GUESTS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Where `cargo build -p guest-kernel` (and `cargo run`/`cargo test` of a
+/// guest) put guest programs, found from this executable's place in the
+/// target folder: `target/x86_64-unknown-none/{debug,release}/`.
+fn build_dirs() -> Vec<PathBuf> {
+    let Ok(exe) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    // target/debug/host, target/release/host, target/debug/deps/<test>
+    exe.ancestors()
+        .skip(1)
+        .take(3)
+        .map(|d| d.join("x86_64-unknown-none"))
+        .find(|d| d.is_dir())
+        .map(|d| vec![d.join("debug"), d.join("release")])
+        .unwrap_or_default()
 }
 
-/// The names of all built guests, sorted.
-pub fn list() -> impl Iterator<Item = (&'static str, &'static Path)> {
-    BUILT_GUESTS.iter().map(|(n, p)| (*n, Path::new(*p)))
+/// Whether `p` is a file that starts like an ELF.
+fn is_elf(p: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = [0u8; 4];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == *b"\x7fELF"
+}
+
+fn modified(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Every built guest, by name, with the newest ELF of that name: the ones
+/// this host was built with (`BUILT_GUESTS`) and the ones the guest build
+/// put in its output folders since (a guest written after the host was
+/// built runs without rebuilding the host).
+pub fn list() -> Vec<(String, PathBuf)> {
+    let mut all: std::collections::BTreeMap<String, PathBuf> = BUILT_GUESTS
+        .iter()
+        .map(|(n, p)| (n.to_string(), PathBuf::from(p)))
+        .collect();
+    for dir in build_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                continue;
+            };
+            // cargo's outputs: `name` beside `name.d`; skip dep files and folders
+            if name.contains('.') || !p.is_file() || !is_elf(&p) {
+                continue;
+            }
+            let newer = match all.get(&name) {
+                Some(old) => modified(&p) > modified(old) || !old.is_file(),
+                None => true,
+            };
+            if newer {
+                all.insert(name, p);
+            }
+        }
+    }
+    all.into_iter().collect()
 }
 
 /// `arg` as a path if it names an existing file or contains a '/',
-/// else as the name of a built guest.
+/// else as the name of a built guest (the newest of that name).
 pub fn resolve(arg: &str) -> Result<PathBuf, GuestError> {
     let as_path = Path::new(arg);
     // Anything that exists is a path (a FIFO or a folder too: reading
@@ -54,16 +108,21 @@ pub fn resolve(arg: &str) -> Result<PathBuf, GuestError> {
     if arg.contains('/') || as_path.exists() {
         return Ok(as_path.to_path_buf());
     }
-    match BUILT_GUESTS.iter().find(|(n, _)| *n == arg) {
-        Some((_, path)) if Path::new(path).is_file() => Ok(PathBuf::from(path)),
+    let all = list();
+    match all.iter().find(|(n, _)| n == arg) {
+        Some((_, path)) if path.is_file() => Ok(path.clone()),
         Some((name, path)) => Err(GuestError::Missing {
-            name: name.to_string(),
-            path: path.to_string(),
+            name: name.clone(),
+            path: path.display().to_string(),
         }),
-        None => Err(GuestError::Unknown {
-            name: arg.to_string(),
-            closest: closest(arg),
-        }),
+        None => {
+            let names: Vec<String> = all.into_iter().map(|(n, _)| n).collect();
+            Err(GuestError::Unknown {
+                name: arg.to_string(),
+                closest: closest(arg, &names).map(str::to_string),
+                names,
+            })
+        }
     }
 }
 
@@ -83,12 +142,12 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// The built guest closest to `name`: at most 2 edits away, or one that
-/// starts with it.
-fn closest(name: &str) -> Option<&'static str> {
-    BUILT_GUESTS
+/// The name in `names` closest to `name`: at most 2 edits away, or one
+/// that starts with it.
+fn closest<'a>(name: &str, names: &'a [String]) -> Option<&'a str> {
+    names
         .iter()
-        .map(|(n, _)| (distance(name, n), *n))
+        .map(|n| (distance(name, n), n.as_str()))
         .filter(|&(d, n)| d <= 2.min(name.len().saturating_sub(1)) || n.starts_with(name))
         .min()
         .map(|(_, n)| n)
@@ -103,11 +162,10 @@ mod tests {
         assert_eq!(distance("helo", "hello"), 1);
         assert_eq!(distance("", "ab"), 2);
         assert_eq!(distance("kitten", "sitting"), 3);
-        if BUILT_GUESTS.iter().any(|(n, _)| *n == "hello") {
-            assert_eq!(closest("helo"), Some("hello"));
-            assert_eq!(closest("hypercall"), Some("hypercalls"));
-            assert_eq!(closest("zzzzzz"), None);
-        }
+        let names: Vec<String> = ["hello", "hypercalls", "smp"].map(String::from).to_vec();
+        assert_eq!(closest("helo", &names), Some("hello"));
+        assert_eq!(closest("hypercall", &names), Some("hypercalls"));
+        assert_eq!(closest("zzzzzz", &names), None);
     }
 
     #[test]

@@ -17,8 +17,17 @@ pub const FLAG_CHECK_42: u32 = 1;
 /// entry reads the vCPU id from RDI. Without it the host refuses
 /// `--vcpus` above 1.
 pub const FLAG_SMP: u32 = 2;
+/// A test build (`cargo test`): the program runs `#[test]` functions, not
+/// `main`. At entry RDX says what to do: [`TESTS_LIST`] (print each test's
+/// name on a line of its own, then halt) or a test's index (run it; halt
+/// with RAX 0 when it passes, [`TEST_FAILED`] when it panics).
+pub const FLAG_TESTS: u32 = 4;
+/// RDX at entry of a test build: list the tests.
+pub const TESTS_LIST: u64 = u64::MAX;
+/// RAX at HLT of a test build whose test panicked (libtest's exit code).
+pub const TEST_FAILED: u64 = 101;
 /// Every flag this ABI defines.
-pub const FLAGS_KNOWN: u32 = FLAG_CHECK_42 | FLAG_SMP;
+pub const FLAGS_KNOWN: u32 = FLAG_CHECK_42 | FLAG_SMP | FLAG_TESTS;
 /// Bytes for a hypercall's name in an [`Entry`], NUL included.
 pub const NAME_LEN: usize = 20;
 

@@ -212,17 +212,12 @@ pub(super) unsafe fn map_user_pages() {
         let pdpt = &mut *(pml4[0].addr().as_u64() as *mut PageTable);
         let pd = &mut *(pdpt[0].addr().as_u64() as *mut PageTable);
         let pt = &mut (*LOW_PT.get()).0;
-        let base = F::PRESENT | F::ACCESSED | F::DIRTY;
         for (i, e) in pt.iter_mut().enumerate() {
             let a = i as u64 * 4096;
-            let flags = if a >= start && a < text_end {
-                base | F::USER_ACCESSIBLE
-            } else if a >= text_end && a < end {
-                base | F::WRITABLE | F::USER_ACCESSIBLE
-            } else {
-                base | F::WRITABLE
-            };
-            e.set_addr(x86_64::PhysAddr::new(a), flags);
+            e.set_addr(
+                x86_64::PhysAddr::new(a),
+                page_flags(a, start, text_end, end),
+            );
         }
         let table = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
         pd[0].set_addr(x86_64::PhysAddr::new(pt as *const PageTable as u64), table);
@@ -232,6 +227,20 @@ pub(super) unsafe fn map_user_pages() {
         pml4[0].set_addr(a, table);
         // Reloading CR3 flushes the TLB.
         Cr3::write(frame, Cr3Flags::empty());
+    }
+}
+
+/// The flags of the 4 KiB page at `a` in the first 2 MiB: the program's
+/// code and read-only data [start, text_end) user read-only, its data and
+/// bss [text_end, end) user read-write, everything else kernel-only.
+pub(super) fn page_flags(a: u64, start: u64, text_end: u64, end: u64) -> F {
+    let base = F::PRESENT | F::ACCESSED | F::DIRTY;
+    if a >= start && a < text_end {
+        base | F::USER_ACCESSIBLE
+    } else if a >= text_end && a < end {
+        base | F::WRITABLE | F::USER_ACCESSIBLE
+    } else {
+        base | F::WRITABLE
     }
 }
 
@@ -258,4 +267,54 @@ pub(super) extern "C" fn user_start() -> ! {
     let main = unsafe { *USER_MAIN.get() };
     let status = main.map_or(127, |m| m());
     crate::user::exit(status)
+}
+
+// Run in VMs: `cargo test -p guest-rt` (guest_rt::testing).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test_case]
+    fn user_pages_are_read_only_code_and_writable_data() {
+        let (start, text, end) = (0x10_0000, 0x10_3000, 0x10_5000);
+        let f = |a| page_flags(a, start, text, end);
+        assert!(
+            !f(0xf_f000).contains(F::USER_ACCESSIBLE),
+            "below the image: kernel"
+        );
+        assert!(f(start).contains(F::USER_ACCESSIBLE));
+        assert!(!f(start).contains(F::WRITABLE), "code is read-only");
+        assert!(f(text).contains(F::USER_ACCESSIBLE | F::WRITABLE), "data");
+        assert!(
+            !f(end).contains(F::USER_ACCESSIBLE),
+            "past the image: kernel"
+        );
+    }
+
+    /// The page-table entry that maps `a` now, walked from CR3.
+    fn entry_of(a: u64) -> F {
+        let (frame, _) = Cr3::read();
+        // SAFETY: identity-mapped tables; read only.
+        unsafe {
+            let pml4 = &*(frame.start_address().as_u64() as *const PageTable);
+            let pdpt = &*(pml4[0].addr().as_u64() as *const PageTable);
+            let pd = &*(pdpt[0].addr().as_u64() as *const PageTable);
+            let pt = &*(pd[0].addr().as_u64() as *const PageTable);
+            pt[(a >> 12) as usize & 511].flags()
+        }
+    }
+
+    #[test_case]
+    fn boot_maps_this_program_for_user_mode() {
+        boot();
+        let (start, text_end, end) = user_range();
+        assert!(start < text_end && text_end <= end);
+        let code = entry_of(start);
+        assert!(code.contains(F::PRESENT | F::USER_ACCESSIBLE));
+        assert!(!code.contains(F::WRITABLE));
+        let data = entry_of(text_end);
+        assert!(data.contains(F::USER_ACCESSIBLE | F::WRITABLE));
+        // the host's page tables (GPA 0x3000) stay kernel-only
+        assert!(!entry_of(0x3000).contains(F::USER_ACCESSIBLE));
+    }
 }

@@ -97,3 +97,33 @@ pub(super) extern "C" fn kvmwb_syscall(nr: u64, a1: u64, a2: u64, a3: u64, via: 
         _ => -errno::ENOSYS,
     }
 }
+
+// Run in VMs: `cargo test -p guest-rt` (guest_rt::testing).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test_case]
+    fn user_pointers_are_checked_with_their_length() {
+        let (start, _, end) = user_range();
+        assert!(check_user(start, 0));
+        assert!(check_user(start, end - start));
+        assert!(
+            !check_user(start, end - start + 1),
+            "one byte past the image"
+        );
+        assert!(!check_user(start - 1, 1), "below the image");
+        assert!(!check_user(end - 1, u64::MAX), "length overflows");
+        assert!(!check_user(0x3000, 8), "the host's page tables");
+    }
+
+    #[test_case]
+    fn write_refuses_bad_descriptors_and_kernel_pointers() {
+        static TEXT: [u8; 3] = *b"ok\n";
+        let p = TEXT.as_ptr() as u64;
+        assert_eq!(sys_write(3, p, 3), -errno::EBADF);
+        assert_eq!(sys_write(1, 0x3000, 8), -errno::EFAULT);
+        assert_eq!(sys_write(1, p, u64::MAX), -errno::EFAULT);
+        assert_eq!(sys_write(1, p, 3), 3);
+    }
+}

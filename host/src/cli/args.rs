@@ -155,6 +155,16 @@ pub enum Cmd {
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1234")]
         gdb: Option<String>,
     },
+    /// Cargo's runner for the guest target (.cargo/config.toml): `cargo run -p guest-kernel
+    /// --bin NAME -- [FLAGS]` is `host run ELF [FLAGS]`; a test build (`cargo test`) runs each
+    /// of its tests in a VM of its own and prints libtest's lines.
+    CargoRunner {
+        /// The ELF cargo built.
+        elf: String,
+        /// `host run` flags, or for a test build libtest's filters, --exact and --list.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Set a guest's VM up (without running it) and show where everything is:
     /// guest-physical map with host addresses, kvm_run, start registers, page tables.
     Layout {

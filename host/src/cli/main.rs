@@ -199,6 +199,7 @@ fn dispatch(cli: Cli) -> Done {
             };
             cmd_matrix(&opts, json, timeline)
         }
+        Cmd::CargoRunner { elf, args } => cmd_cargo_runner(elf, args),
         Cmd::List => {
             let mut text = String::new();
             for (name, path) in guests::list() {
@@ -237,6 +238,33 @@ fn dispatch(cli: Cli) -> Done {
             Ok(code::OK)
         }
     }
+}
+
+fn cmd_cargo_runner(elf: String, args: Vec<String>) -> Done {
+    // a test build says so in its ABI note; anything unreadable goes to
+    // `host run`, which explains what is wrong with it
+    let tests = run::read_guest(&elf, hypercall_abi::layout::MAX_MEM, true)
+        .ok()
+        .and_then(|(_, bytes)| host::loader::plan_elf(&bytes, hypercall_abi::layout::MAX_MEM).ok())
+        .is_some_and(|p| p.flags & hypercall_abi::note::FLAG_TESTS != 0);
+    if !tests {
+        let argv = ["host", "run", elf.as_str()]
+            .into_iter()
+            .map(String::from)
+            .chain(args);
+        return dispatch(Cli::try_parse_from(argv).map_err(|e| {
+            let _ = e.print();
+            Failure {
+                code: code::USAGE,
+                msg: "cargo-runner: bad `host run` flags (see above)".into(),
+            }
+        })?);
+    }
+    let sel = run::harness::Selection::parse(&args).map_err(usage)?;
+    let passed =
+        run::harness::run_tests(&elf, &sel, &mut std::io::stdout().lock()).map_err(run_failure)?;
+    // libtest's code for failed tests
+    Ok(if passed { code::OK } else { 101 })
 }
 
 fn cmd_run(opts: &RunOptions, as_json: bool) -> Done {

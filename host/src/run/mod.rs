@@ -4,6 +4,7 @@
 pub mod code;
 mod debug;
 mod go;
+pub mod harness;
 mod prepare;
 mod report;
 

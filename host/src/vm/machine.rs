@@ -138,6 +138,17 @@ impl Vm {
         Ok(())
     }
 
+    /// Sets RDX of every vCPU before the run: what a test build is to do
+    /// (`hypercall_abi::note::FLAG_TESTS`).
+    pub fn set_test_command(&mut self, command: u64) -> Result<(), VmError> {
+        for vcpu in &self.vcpus {
+            let mut r = vcpu.kvm_regs()?;
+            r.rdx = command;
+            vcpu.set_kvm_regs(&r, &mut self.state.trace)?;
+        }
+        Ok(())
+    }
+
     /// Sends the `--trace-kvm` output to `sink` (what was recorded so far
     /// first). Without a call, `run` sends it to standard error.
     pub fn trace_to(&mut self, sink: Box<dyn Write + Send>, name: &str) -> Result<(), VmError> {

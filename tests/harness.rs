@@ -1,0 +1,146 @@
+//! Guests as ordinary Rust: `cargo run` and `cargo test` of guest crates
+//! (cargo hands the ELF to `host cargo-runner`: through binfmt_misc, which
+//! `make guest-runner` sets up, see the Makefile), the guest test harness
+//! (one VM per test, libtest's output), and a guest built after the host.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cargo(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run cargo")
+}
+
+/// The test build of `bin` (guest-kernel), built now.
+fn test_elf(bin: &str) -> String {
+    let o = cargo(&[
+        "test",
+        "-p",
+        "guest-kernel",
+        "--bin",
+        bin,
+        "--no-run",
+        "--message-format=json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"]["name"] == bin && v["profile"]["test"] == true)
+        .find_map(|v| v["executable"].as_str().map(str::to_string))
+        .expect("the test executable")
+}
+
+#[test]
+fn each_guest_test_runs_in_its_own_vm_and_is_reported_by_name() {
+    let elf = test_elf("harness_demo");
+    let o = common::host(&["cargo-runner", &elf]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("running 4 tests\n"));
+    assert!(out.contains("test harness_demo::tests::passes ... ok\n"));
+    assert!(out.contains("test harness_demo::tests::panics ... ignored\n"));
+    assert!(
+        out.contains("test result: ok. 1 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out;")
+    );
+
+    // the failing ones: a panic, a triple fault, a timeout; each by name
+    // with its output, and the test after them still runs
+    let o = common::host(&["cargo-runner", &elf, "--include-ignored", "--timeout", "1s"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(101), "libtest's code: {out}");
+    for t in ["never_returns", "panics", "triple_faults"] {
+        assert!(
+            out.contains(&format!("test harness_demo::tests::{t} ... FAILED\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("---- harness_demo::tests::{t} stdout ----\n")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("test harness_demo::tests::passes ... ok\n"));
+    assert!(
+        out.contains("about to fail\nguest panic: assertion `left == right` failed: arithmetic")
+    );
+    assert!(out.contains("host: the test panicked\n"));
+    assert!(out.contains("host: the test stopped: triple fault (KVM_EXIT_SHUTDOWN"));
+    assert!(out.contains("host: the test stopped: timeout after 1.000 s"));
+    assert!(out.contains(
+        "test result: FAILED. 1 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out;"
+    ));
+
+    // a filter, and --list
+    let o = common::host(&["cargo-runner", &elf, "pass", "--list"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out,
+        "harness_demo::tests::passes: test\n\n1 tests, 0 benchmarks\n"
+    );
+    let o = common::host(&["cargo-runner", &elf, "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+fn binfmt_ready() {
+    assert!(
+        Path::new("/proc/sys/fs/binfmt_misc/kvmwb-guest").exists(),
+        "cargo runs guest ELFs directly (it ignores the runner of a forced-target package): `make guest-runner` registers tools/guest-runner for them (make test does)"
+    );
+}
+
+#[test]
+fn cargo_run_runs_a_guest_in_a_vm() {
+    binfmt_ready();
+    let o = cargo(&["run", "-q", "-p", "guest-kernel", "--bin", "hello"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "Hello, world!\n");
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("hello halted after 15 exits"), "{err}");
+    // host flags after `--`, and the host's exit code
+    let o = cargo(&[
+        "run",
+        "-q",
+        "-p",
+        "guest-kernel",
+        "--bin",
+        "debugme",
+        "--",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json");
+    assert_eq!(v["output"], "shout 6\n");
+}
+
+#[test]
+fn a_guest_built_after_the_host_runs_by_name() {
+    // what `cargo build -p guest-kernel` does for a new program file: an
+    // ELF in target/x86_64-unknown-none/debug/, unknown to this host's build
+    let exe = Path::new(env!("CARGO_BIN_EXE_host"));
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("x86_64-unknown-none/debug");
+    std::fs::create_dir_all(&dir).expect("guest output folder");
+    let name = format!("late{}", std::process::id());
+    let path = dir.join(&name);
+    std::fs::write(&path, common::guest_elf("hello")).expect("copy a guest");
+    let run = common::host(&["run", &name]);
+    let typo = common::host(&["run", &name[..name.len() - 1]]);
+    let list = common::host(&["list"]);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "Hello, world!\n");
+    assert_eq!(run.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(err.contains(&format!("did you mean '{name}'?")), "{err}");
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&name));
+}
