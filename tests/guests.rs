@@ -27,6 +27,7 @@ fn run_guest(opts: &RunOptions) -> Ran {
         report: run::Report {
             name: p.name,
             outcome,
+            crash: None,
         },
         mem_base,
     }

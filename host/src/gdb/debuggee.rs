@@ -10,7 +10,7 @@ use super::points::Points;
 use super::probe::Caps;
 use crate::vcpu::{ExitLoop, Pause, Stop, VcpuError};
 use crate::x86::Regs;
-use crate::x86::translate::{self, Paging, PagingMode};
+use crate::x86::translate::{self, Paging};
 use gdbstub::common::Signal;
 use gdbstub::stub::SingleThreadStopReason;
 use std::io::Write;
@@ -79,33 +79,17 @@ impl<'l, 'a> Debuggee<'l, 'a> {
 
     /// The guest-physical address behind linear address `lin` now.
     pub fn gpa(&self, p: &Paging, lin: u64) -> Option<u64> {
-        match p.mode() {
-            PagingMode::Off => Some(lin),
-            _ => translate::gva_to_gpa(self.lp.mem, p, lin)
-                .ok()
-                .map(|w| w.gpa),
-        }
+        translate::linear_to_gpa(self.lp.mem, p, lin)
     }
 
     /// Reads guest memory at linear `start`; returns how much could be read.
     pub fn read(&self, start: u64, data: &mut [u8]) -> Result<usize, VcpuError> {
-        let p = self.paging()?;
-        let mut done = 0;
-        while done < data.len() {
-            let lin = start.wrapping_add(done as u64);
-            let n = (data.len() - done).min(0x1000 - (lin & 0xfff) as usize);
-            let Some(gpa) = self.gpa(&p, lin) else { break };
-            if self
-                .lp
-                .mem
-                .read_slice(&mut data[done..done + n], GuestAddress(gpa))
-                .is_err()
-            {
-                break;
-            }
-            done += n;
-        }
-        Ok(done)
+        Ok(translate::read_linear(
+            self.lp.mem,
+            &self.paging()?,
+            start,
+            data,
+        ))
     }
 
     /// The `len`-byte (1, 2, 4 or 8) little-endian value at linear `lin`,

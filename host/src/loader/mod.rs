@@ -9,8 +9,10 @@ mod elf;
 mod error;
 mod note;
 mod plan;
+mod symbols;
 
 pub use elf::{plan_elf, plan_section};
 pub use error::{LoadError, MAX_SEGMENTS};
 pub use note::{GuestNote, check as check_note, parse_note};
 pub use plan::{ImageKind, Plan, Segment, plan_flat, plan_flat_in};
+pub use symbols::Symbols;

@@ -3,6 +3,8 @@
 
 use super::prepare::{RunError, RunOptions, prepare};
 use super::report::Report;
+use crate::loader::Symbols;
+use crate::vcpu::Stop;
 use std::io::Write;
 
 /// Prepares and runs a guest.
@@ -16,8 +18,21 @@ pub fn run(
         Some(addr) => super::debug::run(&mut p, addr, &opts.vm, out, diag)?,
         None => p.vm.run(out, diag)?,
     };
+    let crash = match outcome.stop {
+        Stop::Faulted { .. } => {
+            let symbols = match p.linked_here {
+                true => Symbols::from_elf(&p.bytes),
+                false => Symbols::default(),
+            };
+            let id = outcome.vcpu;
+            let stats = outcome.vcpus.get(id).map_or(&outcome.stats, |v| &v.stats);
+            super::explain::explain(&p.vm, id, &outcome.regs, stats, &symbols)
+        }
+        _ => None,
+    };
     Ok(Report {
         name: p.name,
         outcome,
+        crash,
     })
 }

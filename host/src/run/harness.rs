@@ -97,6 +97,7 @@ fn run_once(elf: &str, command: u64, timeout: Duration) -> Result<(Report, Vec<u
     let report = Report {
         name: p.name,
         outcome,
+        crash: None,
     };
     let mut text = out.bytes;
     text.extend_from_slice(&diag.bytes);

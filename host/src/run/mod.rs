@@ -3,6 +3,7 @@
 
 pub mod code;
 mod debug;
+pub mod explain;
 mod go;
 pub mod harness;
 mod prepare;

@@ -117,6 +117,11 @@ pub struct Prepared {
     pub plan: Plan,
     /// The VM, loaded.
     pub vm: Vm,
+    /// The file's bytes (its symbols explain a crash).
+    pub bytes: Vec<u8>,
+    /// Whether the file's addresses are the ones the guest runs at (a
+    /// long-mode ELF, not a mode section or a flat image).
+    pub linked_here: bool,
 }
 
 /// Resolves a guest name (or path) and reads the file: only a regular
@@ -247,5 +252,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         path,
         plan,
         vm,
+        bytes,
+        linked_here: opts.flat.is_none() && opts.vm.mode == crate::x86::CpuMode::Long,
     })
 }

@@ -40,6 +40,8 @@ pub struct Report {
     pub name: String,
     /// What the run produced.
     pub outcome: RunOutcome,
+    /// After a fault: the crash explained (`super::explain`).
+    pub crash: Option<super::explain::Crash>,
 }
 
 fn check_line(c: &Check42) -> String {
@@ -122,6 +124,9 @@ impl Report {
                 o.stats.total()
             ),
         };
+        if let Some(c) = &self.crash {
+            s.push_str(&c.text());
+        }
         if let Some(c) = &o.check {
             s.push_str(&format!("host: {}\n", check_line(c)));
         }
@@ -182,6 +187,7 @@ impl Report {
             "exit_code": self.exit_code(),
             "check_42": o.check,
             "regs": o.regs,
+            "crash": self.crash,
             "guest_errors": o.guest_errors,
             "elapsed_us": o.elapsed.as_secs_f64() * 1e6,
             "exits": {

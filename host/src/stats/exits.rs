@@ -23,6 +23,22 @@ pub struct ExitStats {
     last: Last,
     /// Whether any time was charged (`--stats`).
     pub(super) timed: bool,
+    /// The last [`RECENT`] exits, oldest first from `total % RECENT`
+    /// (a crash report shows them).
+    recent: [Recent; RECENT],
+}
+
+/// How many of the last exits a crash report shows.
+pub const RECENT: usize = 16;
+
+/// One of the last exits: its reason, and its port or address.
+#[derive(Debug, Clone, Copy, Default)]
+struct Recent {
+    reason: u8,
+    /// 0: none; 1: in / read; 2: out / write.
+    dir: u8,
+    mmio: bool,
+    at: u64,
 }
 
 /// The entries the last recorded exit was counted under.
@@ -44,7 +60,46 @@ impl ExitStats {
             io: None,
             mmio: None,
         };
+        self.recent[(self.total % RECENT as u64) as usize] = Recent {
+            reason: r as u8,
+            ..Recent::default()
+        };
         self.total
+    }
+
+    fn note_recent(&mut self, dir: Dir, mmio: bool, at: u64) {
+        let e = &mut self.recent[(self.total % RECENT as u64) as usize];
+        e.dir = if dir == Dir::In { 1 } else { 2 };
+        e.mmio = mmio;
+        e.at = at;
+    }
+
+    /// The last exits (at most [`RECENT`]), oldest first, as text:
+    /// `KVM_EXIT_IO out port 0x503 (print_str)`.
+    pub fn recent(&self) -> Vec<String> {
+        let n = self.total.min(RECENT as u64);
+        (self.total - n + 1..=self.total)
+            .map(|i| {
+                let e = self.recent[(i % RECENT as u64) as usize];
+                let reason = ExitReason::ALL
+                    .get(usize::from(e.reason))
+                    .map_or("?", |r| r.name());
+                match (e.dir, e.mmio) {
+                    (0, _) => reason.to_string(),
+                    (d, false) => {
+                        let hc = Hypercall::from_port(e.at as u16)
+                            .map(|h| format!(" ({})", h.name()))
+                            .unwrap_or_default();
+                        let dir = if d == 1 { "in" } else { "out" };
+                        format!("{reason} {dir} port {:#x}{hc}", e.at)
+                    }
+                    (d, true) => {
+                        let dir = if d == 1 { "read" } else { "write" };
+                        format!("{reason} {dir} {:#x}", e.at)
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Adds the host's handling time of the last recorded exit to its
@@ -82,6 +137,7 @@ impl ExitStats {
             handling_ns: 0,
         });
         self.last.io = Some(row);
+        self.note_recent(dir, false, u64::from(port));
         seen
     }
 
@@ -97,6 +153,7 @@ impl ExitStats {
             handling_ns: 0,
         });
         self.last.mmio = Some(row);
+        self.note_recent(dir, true, addr);
         seen
     }
 
@@ -203,5 +260,27 @@ mod tests {
              \x20   write 0xd0000000 sv.magic                   2\n\
              \x20 KVM_EXIT_HLT                     (5)          1\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    #[test]
+    fn the_last_sixteen_exits_oldest_first() {
+        let mut s = ExitStats::default();
+        assert!(s.recent().is_empty());
+        for i in 0..20u16 {
+            s.record_io(Dir::Out, 0x500 + i);
+        }
+        s.record_mmio(Dir::In, 0xd000_0000);
+        s.record(ExitReason::Shutdown);
+        let r = s.recent();
+        assert_eq!(r.len(), RECENT);
+        assert_eq!(r[0], "KVM_EXIT_IO out port 0x506 (host_cpuid)");
+        assert_eq!(r[13], "KVM_EXIT_IO out port 0x513");
+        assert_eq!(r[14], "KVM_EXIT_MMIO read 0xd0000000");
+        assert_eq!(r[15], "KVM_EXIT_SHUTDOWN");
     }
 }

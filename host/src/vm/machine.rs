@@ -280,6 +280,11 @@ impl Vm {
         &self.vcpus[0]
     }
 
+    /// vCPU `i`, if the VM has it.
+    pub fn vcpu_by_id(&self, i: usize) -> Option<&Vcpu> {
+        self.vcpus.get(i)
+    }
+
     /// vCPU 0, to run it from outside `Vm::run` (`host matrix`).
     pub fn vcpu_mut(&mut self) -> &mut Vcpu {
         &mut self.vcpus[0]

@@ -226,6 +226,37 @@ fn translate_into(
     Ok(())
 }
 
+/// The guest-physical address of linear address `lin` under `p` now
+/// (with paging off, the same address); None if nothing maps it.
+pub fn linear_to_gpa(mem: &GuestMemoryMmap, p: &Paging, lin: u64) -> Option<u64> {
+    match p.mode() {
+        PagingMode::Off => Some(lin),
+        _ => gva_to_gpa(mem, p, lin).ok().map(|w| w.gpa),
+    }
+}
+
+/// Reads guest memory at linear `lin` through `p`, page by page,
+/// bounds-checked; returns how many bytes could be read (it stops at the
+/// first unmapped page or the end of memory).
+pub fn read_linear(mem: &GuestMemoryMmap, p: &Paging, lin: u64, buf: &mut [u8]) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = lin.wrapping_add(done as u64);
+        let n = (buf.len() - done).min(0x1000 - (at & 0xfff) as usize);
+        let Some(gpa) = linear_to_gpa(mem, p, at) else {
+            break;
+        };
+        if mem
+            .read_slice(&mut buf[done..done + n], GuestAddress(gpa))
+            .is_err()
+        {
+            break;
+        }
+        done += n;
+    }
+    done
+}
+
 /// Translates `gva` all the way to a host virtual address.
 pub fn gva_to_hva(
     mem: &GuestMemoryMmap,

@@ -1,0 +1,125 @@
+//! A crash explains itself: after the fault line and registers, `host run`
+//! prints the CPU mode and privilege level, paging, the control register
+//! bits by name, RIP as symbol+offset with the instruction there
+//! (iced-x86), the page walks of RIP and RSP, and the last exits; `--json`
+//! carries the same as `"crash"`. On the hostile cases.
+
+mod common;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let o = common::host(args);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn flat(tag: &str, code: &[u8]) -> String {
+    common::temp_file(tag, code).display().to_string()
+}
+
+#[test]
+fn a_triple_fault_in_rust_code_names_the_function_and_the_instruction() {
+    let (code, err) = run(&["run", "crash"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("host: crash stopped: triple fault"), "{err}");
+    assert!(err.contains("crash explained:\n"));
+    assert!(err.contains(
+        "  CPU mode: 64-bit long mode (EFER.LMA, CS.L), CPL 0 (kernel); paging: 4-level (CR0.PG, EFER.LMA)\n"
+    ));
+    assert!(err.contains("  CR0: PROTECTED_MODE_ENABLE | "), "{err}");
+    assert!(err.contains("| PAGING\n"));
+    assert!(err.contains("  EFER: LONG_MODE_ENABLE | LONG_MODE_ACTIVE\n"));
+    assert!(
+        err.contains("  instruction at RIP (crash::deep+0x"),
+        "{err}"
+    );
+    assert!(err.contains("): ud2   [0f 0b]\n"));
+    assert!(err.contains("  RIP: translate GVA 0x100"));
+    assert!(err.contains("  RSP: translate GVA 0x7ff"));
+    assert!(err.contains(
+        "  the last 2 exits, oldest first:\n    KVM_EXIT_IO out port 0x503 (print_str)\n    KVM_EXIT_SHUTDOWN\n"
+    ));
+
+    let o = common::host(&["run", "crash", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let c = &v["crash"];
+    assert_eq!(c["instruction"], "ud2");
+    assert_eq!(c["bytes"], "0f 0b");
+    assert_eq!(c["cpl"], 0);
+    assert!(
+        c["rip_symbol"]
+            .as_str()
+            .unwrap()
+            .starts_with("crash::deep+0x")
+    );
+    assert!(c["rip_walk"]["gpa"].is_string());
+    assert_eq!(c["last_exits"].as_array().unwrap().len(), 2);
+    assert!(
+        c["efer"]
+            .as_array()
+            .unwrap()
+            .contains(&"LONG_MODE_ACTIVE".into())
+    );
+}
+
+#[test]
+fn a_jump_to_unmapped_memory_shows_the_walk_that_fails() {
+    // movabs $0x4000000000, %rax; jmp *%rax (4 TiB: no page table maps it)
+    let f = flat("jump", &[0x48, 0xb8, 0, 0, 0, 0, 0x40, 0, 0, 0, 0xff, 0xe0]);
+    let (code, err) = run(&["run", "--flat", "0x100000", &f]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("at RIP 0x4000000000"), "{err}");
+    assert!(
+        err.contains("  instruction at RIP: (cannot read it: nothing maps RIP, see its walk)\n")
+    );
+    assert!(err.contains("  RIP: translate GVA 0x4000000000:"));
+    assert!(
+        err.contains("=> Invalid GVA: PDPT entry 256 of the table at 0x4000 is not present"),
+        "{err}"
+    );
+    // a flat image has no symbols
+    assert!(!err.contains("instruction at RIP ("));
+}
+
+#[test]
+fn a_fault_in_the_guest_kernel_after_user_mode() {
+    let o = common::host(&["run", "kernel_fault"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(out.contains("user: hello from CPL3\n"), "{out}");
+    assert!(
+        out.contains("kernel: #PF at RIP"),
+        "the guest kernel's own report: {out}"
+    );
+    assert!(err.contains("CPL 0 (kernel)"));
+    // user mode ran: the kernel turned SYSCALL on
+    assert!(
+        err.contains("  EFER: SYSTEM_CALL_EXTENSIONS | LONG_MODE_ENABLE | LONG_MODE_ACTIVE\n"),
+        "{err}"
+    );
+    assert!(err.contains("  instruction at RIP (kvmwb_trap+0x"), "{err}");
+    assert!(err.contains("KVM_EXIT_SHUTDOWN\n"));
+}
+
+#[test]
+fn a_guest_that_turns_paging_off_under_itself() {
+    // mov %cr0, %rax; btr $31, %eax; mov %rax, %cr0: clearing CR0.PG in
+    // 64-bit mode is a #GP, with no IDT a triple fault; CR0 still has PG
+    let f = flat(
+        "nopaging",
+        &[
+            0x0f, 0x20, 0xc0, 0x0f, 0xba, 0xf0, 0x1f, 0x0f, 0x22, 0xc0, 0xf4,
+        ],
+    );
+    let (code, err) = run(&["run", "--flat", "0x100000", &f]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("at RIP 0x100007"), "{err}");
+    assert!(
+        err.contains("  instruction at RIP: mov %rax,%cr0   [0f 22 c0]\n"),
+        "{err}"
+    );
+    assert!(err.contains("| PAGING\n"), "paging is still on");
+    assert!(err.contains("  the last 1 exits, oldest first:\n    KVM_EXIT_SHUTDOWN\n"));
+}
