@@ -2,7 +2,7 @@
 # (rustup here does not install rust-toolchain.toml's toolchain on its own).
 CARGO ?= cargo
 
-.PHONY: all toolchain test-deps guest-runner guest-runner-remove demo guests run list test lint fmt bench clean abi-doc
+.PHONY: all toolchain test-deps guest-runner guest-runner-remove binutils size disasm flat demo guests run list test lint fmt bench clean abi-doc
 
 all: demo
 
@@ -36,6 +36,27 @@ guest-runner:
 guest-runner-remove:
 	@[ ! -e $(BINFMT)/kvmwb-guest ] || echo -1 > $(BINFMT)/kvmwb-guest
 
+# cargo-binutils (cargo size / objdump / objcopy over the toolchain's
+# llvm-tools component), installed once with the project's toolchain.
+binutils: toolchain
+	@$(CARGO) size --version >/dev/null 2>&1 || $(CARGO) install cargo-binutils --locked --quiet
+
+# make size GUEST=hello: the guest's sections and their sizes (DWARF included).
+size: binutils
+	$(CARGO) size -q -p guest-kernel --bin $(GUEST) -- -A
+
+# make disasm GUEST=hello: the guest's code, disassembled with its symbols.
+disasm: binutils
+	$(CARGO) objdump -q -p guest-kernel --bin $(GUEST) -- -d --no-show-raw-insn
+
+# make flat GUEST=hello: the guest as a flat image (objcopy -O binary) in
+# target/flat/GUEST.bin, loaded at its link address 0x100000:
+#   host run target/flat/hello.bin --flat 0x100000
+flat: binutils
+	@mkdir -p target/flat
+	$(CARGO) objcopy -q -p guest-kernel --bin $(GUEST) -- -O binary target/flat/$(GUEST).bin
+	@echo "target/flat/$(GUEST).bin: run it with host run target/flat/$(GUEST).bin --flat 0x100000"
+
 # Builds the guests, then runs the default one (hello) in a VM.
 demo: toolchain
 	$(CARGO) build -p guest-kernel
@@ -54,7 +75,7 @@ list: toolchain
 
 # All tests (unit, real guests under KVM, CLI, and the guests' own #[test_case]s,
 # each in a VM), then format and lint checks.
-test: toolchain test-deps guest-runner
+test: toolchain test-deps guest-runner binutils
 	$(CARGO) test --workspace
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -p host -p hypercall-abi --all-targets -- -D warnings
