@@ -124,21 +124,14 @@ impl<'l, 'a> Debuggee<'l, 'a> {
         Ok(true)
     }
 
-    /// Gives KVM the guest-debug state for a run (only when it changed).
-    fn arm(&mut self, step: bool) -> Result<(), VcpuError> {
-        let want = self.points.guest_debug(step);
-        if self.last_debug != Some(want) {
-            self.lp
-                .vcpu
-                .set_guest_debug(want.0, want.1, self.lp.trace)?;
-            self.last_debug = Some(want);
-        }
-        Ok(())
-    }
-
-    /// Gives KVM the breakpoints without single-step (to run a `hlt`).
-    fn arm_plain(&mut self) -> Result<(), VcpuError> {
-        let want = self.points.guest_debug_plain();
+    /// Gives KVM the guest-debug state for a run: with single-step when
+    /// `step`, or (`plain`, to run a `hlt`) only the breakpoints. Only when
+    /// it changed.
+    fn arm(&mut self, step: bool, plain: bool) -> Result<(), VcpuError> {
+        let want = match plain {
+            true => self.points.guest_debug_plain(),
+            false => self.points.guest_debug(step),
+        };
         if self.last_debug != Some(want) {
             self.lp
                 .vcpu
@@ -220,11 +213,7 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                 (Some(p), Some(pc)) => self.byte_at(p, pc) == Some(HLT),
                 _ => false,
             };
-            if let Err(e) = if at_hlt {
-                self.arm_plain()
-            } else {
-                self.arm(step)
-            } {
+            if let Err(e) = self.arm(step, at_hlt) {
                 clock.stop();
                 return Err(e);
             }
