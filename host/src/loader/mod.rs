@@ -9,10 +9,12 @@ mod elf;
 mod error;
 mod note;
 mod plan;
+mod sparse;
 mod symbols;
 
 pub use elf::{plan_elf, plan_section};
 pub use error::{LoadError, MAX_SEGMENTS};
 pub use note::{GuestNote, check as check_note, parse_note};
 pub use plan::{ImageKind, Plan, Segment, plan_flat, plan_flat_in};
+pub use sparse::read_needed;
 pub use symbols::Symbols;

@@ -20,6 +20,7 @@ pub fn run(
     };
     let crash = match outcome.stop {
         Stop::Faulted { .. } => {
+            // (no file can be opened now: this thread is under seccomp)
             let symbols = match p.linked_here {
                 true => Symbols::from_elf(&p.bytes),
                 false => Symbols::default(),

@@ -117,7 +117,8 @@ pub struct Prepared {
     pub plan: Plan,
     /// The VM, loaded.
     pub vm: Vm,
-    /// The file's bytes (its symbols explain a crash).
+    /// What was read of the file (`loader::read_needed`: no DWARF; the
+    /// symbol table, which explains a crash).
     pub bytes: Vec<u8>,
     /// Whether the file's addresses are the ones the guest runs at (a
     /// long-mode ELF, not a mode section or a flat image).
@@ -176,6 +177,12 @@ pub fn read_guest(
     // (an empty file goes on to the loader, which says it is empty)
     if require_elf && !bytes.is_empty() && !bytes.starts_with(b"\x7fELF") {
         return Err(RunError::NotElf { path: guest.into() });
+    }
+    if bytes.starts_with(b"\x7fELF") {
+        // only the headers and what occupies memory: not the DWARF
+        // (loader::read_needed), as long as the file was when measured
+        let bytes = crate::loader::read_needed(&f, meta.len()).map_err(read_err)?;
+        return Ok((path, bytes));
     }
     // the file may have grown since it was measured: never read past the cap
     f.take(max_len - bytes.len() as u64)
