@@ -2,7 +2,7 @@
 # (rustup here does not install rust-toolchain.toml's toolchain on its own).
 CARGO ?= cargo
 
-.PHONY: all toolchain test-deps guest-runner guest-runner-remove binutils size disasm flat demo guests run list test lint fmt bench clean abi-doc
+.PHONY: bench-compare all toolchain test-deps guest-runner guest-runner-remove binutils size disasm flat demo guests run list test lint fmt bench clean abi-doc
 
 all: demo
 
@@ -91,6 +91,18 @@ fmt: toolchain
 bench: toolchain
 	$(CARGO) build --release -p host
 	./target/release/host bench
+
+# The host next to the C floor in one run, so only ratios count (the machine's
+# speed varies by 2x between days): copies ../shared/bench-floor (read-only
+# here) to target/bench-floor, runs `host bench` interleaved with kvm_floor
+# (`run`), then `host run hello` against hello_floor as whole processes
+# (`process`). FLOOR= points elsewhere.
+FLOOR ?= ../shared/bench-floor
+bench-compare: toolchain
+	$(CARGO) build --release -p host
+	rm -rf target/bench-floor && cp -r $(FLOOR) target/bench-floor && chmod -R u+w target/bench-floor
+	CANDIDATE="$(CURDIR)/target/release/host bench --process-iters 0" $(MAKE) -C target/bench-floor run
+	CANDIDATE="$(CURDIR)/target/release/host run hello" $(MAKE) -C target/bench-floor process
 
 clean:
 	$(CARGO) clean
