@@ -280,6 +280,18 @@ fn cases(payload: &Path) -> Vec<Case> {
                 "host: check 42: pass",
             ],
         },
+        // paged32, which kvm-pvm cannot run: gdb's i386 view, stepped
+        Case {
+            name: "gdb_paged32_stepi",
+            args: s(&["run", "hello", "--mode", "paged32"]),
+            code: 0,
+            gdb: Some(["?", "s", "s", "s", "c"].map(common::gdb_packet).to_vec()),
+            lines: vec![
+                "replies: +$T05thread:01;#07+$S05#b8+$S05#b8+$S05#b8+$W2a#ea",
+                "KVM_EXIT_DEBUG                   (4)          3",
+                "host: check 42: pass",
+            ],
+        },
         // A breakpoint at _start's `hlt` (0x100005, after the call to
         // main): no int3 and no debug registers stop here, so the stub
         // single-steps main and compares RIP.
