@@ -43,7 +43,7 @@ pub const BASE_FINGERPRINT: u64 = {
         h = fnv(h, HcStatus::ALL[i] as i32 as u64);
         i += 1;
     }
-    let words: [u64; 44] = [
+    let words: [u64; 47] = [
         MAX_STR_LEN as u64,
         layout::CHECK_ADDR,
         layout::CHECK_VALUE,
@@ -66,6 +66,9 @@ pub const BASE_FINGERPRINT: u64 = {
         note::TYPE as u64,
         note::FLAG_CHECK_42 as u64,
         note::FLAG_SMP as u64,
+        note::FLAG_TESTS as u64,
+        note::TESTS_LIST,
+        note::TEST_FAILED,
         simvirtio::MMIO_BASE,
         simvirtio::MMIO_SIZE,
         simvirtio::MAGIC_VALUE as u64,
