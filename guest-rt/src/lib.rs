@@ -40,7 +40,10 @@ pub use print::Console;
 pub use hypercall_abi::note::Note as __Note;
 
 /// Declares the program's `main` (a `fn() -> u64`), its `_start` and its ABI
-/// note. `entry!(main, check_42)` also asks the host to run the 42 check.
+/// note. `entry!(main, check_42)` also asks the host to run the 42 check;
+/// `entry!(main, cpuid)` (or `entry!(main, check_42, cpuid)`) asks for the
+/// host's CPU features, which the guest kernel ([`kernel`]) and a program
+/// that reads CPUID need.
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
@@ -48,6 +51,13 @@ macro_rules! entry {
     };
     ($main:path, check_42) => {
         $crate::entry!(@emit $main, $crate::abi::note::FLAG_CHECK_42);
+    };
+    // the vCPU reports the host's CPU features (CPUID; the guest kernel)
+    ($main:path, cpuid) => {
+        $crate::entry!(@emit $main, $crate::abi::note::FLAG_CPUID);
+    };
+    ($main:path, check_42, cpuid) => {
+        $crate::entry!(@emit $main, $crate::abi::note::FLAG_CHECK_42 | $crate::abi::note::FLAG_CPUID);
     };
     (@emit $main:path, $flags:expr) => {
         $crate::entry!(@note $flags);
@@ -69,7 +79,7 @@ macro_rules! entry {
         #[unsafe(link_section = ".note.kvmwb.abi")]
         #[used]
         static __GUEST_RT_ABI_NOTE: $crate::__Note =
-            $crate::__Note::new($crate::abi::note::FLAG_TESTS);
+            $crate::__Note::new($crate::abi::note::FLAG_TESTS | $crate::abi::note::FLAG_CPUID);
     };
     // `cargo test` builds the program with its #[test] functions and the
     // harness entry `test_main` (.cargo/config.toml's -Zcrate-attr flags):
@@ -101,7 +111,7 @@ pub struct Cpu {
 #[macro_export]
 macro_rules! smp_entry {
     ($main:path $(, $check:ident)?) => {
-        $crate::entry!(@note $crate::abi::note::FLAG_SMP $(| $crate::smp_entry!(@flag $check))?);
+        $crate::entry!(@note $crate::abi::note::FLAG_SMP | $crate::abi::note::FLAG_CPUID $(| $crate::smp_entry!(@flag $check))?);
         $crate::entry!(@tests);
         #[cfg(not(test))]
         #[unsafe(no_mangle)]
@@ -120,7 +130,7 @@ macro_rules! smp_entry {
 #[macro_export]
 macro_rules! user_program {
     ($main:path) => {
-        $crate::entry!(__guest_rt_kernel_main);
+        $crate::entry!(__guest_rt_kernel_main, cpuid);
         fn __guest_rt_kernel_main() -> u64 {
             let status = $crate::kernel::run_user($main);
             $crate::kernel::report_entries();

@@ -34,6 +34,11 @@ pub struct VmConfig {
     pub trace: Option<TraceFormat>,
     /// vCPUs (1..=layout::MAX_VCPUS); more than one needs long mode.
     pub vcpus: u32,
+    /// Give the vCPUs KVM's supported CPUID (KVM_GET_SUPPORTED_CPUID and
+    /// KVM_SET_CPUID2, ~0.4 ms). `run::prepare` sets it from the guest's
+    /// ABI note (`note::FLAG_CPUID`); a flat image, which declares
+    /// nothing, gets it.
+    pub cpuid: bool,
 }
 
 impl VmConfig {
@@ -77,6 +82,7 @@ impl Default for VmConfig {
             mode: CpuMode::Long,
             vcpus: 1,
             trace: None,
+            cpuid: true,
         }
     }
 }

@@ -43,7 +43,7 @@ pub const BASE_FINGERPRINT: u64 = {
         h = fnv(h, HcStatus::ALL[i] as i32 as u64);
         i += 1;
     }
-    let words: [u64; 47] = [
+    let words: [u64; 48] = [
         MAX_STR_LEN as u64,
         layout::CHECK_ADDR,
         layout::CHECK_VALUE,
@@ -67,6 +67,7 @@ pub const BASE_FINGERPRINT: u64 = {
         note::FLAG_CHECK_42 as u64,
         note::FLAG_SMP as u64,
         note::FLAG_TESTS as u64,
+        note::FLAG_CPUID as u64,
         note::TESTS_LIST,
         note::TEST_FAILED,
         simvirtio::MMIO_BASE,

@@ -7,7 +7,7 @@
 
 use guest_rt::{kernel, println};
 
-guest_rt::entry!(main);
+guest_rt::entry!(main, cpuid);
 
 fn user_main() -> i32 {
     println!("user: hello from CPL3");

@@ -7,7 +7,7 @@
 
 use guest_rt::{kernel, println, user};
 
-guest_rt::entry!(main);
+guest_rt::entry!(main, cpuid);
 
 fn port_io() -> i32 {
     println!("user: out to the debug port");

@@ -8,7 +8,7 @@
 
 use guest_rt::{kernel, println};
 
-guest_rt::entry!(main);
+guest_rt::entry!(main, cpuid);
 
 const RING0_ITERS: u64 = 100_000;
 const RING3_ITERS: u64 = 100_000_000;

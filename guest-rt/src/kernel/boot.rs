@@ -178,6 +178,14 @@ pub fn boot() {
             .set_privilege_level(PrivilegeLevel::Ring3);
         idt.load_unsafe();
 
+        // KVM refuses EFER.SCE unless the vCPU's CPUID has SYSCALL, which
+        // the host gives only to a guest that asks (ABI note FLAG_CPUID)
+        let ext = core::arch::x86_64::__cpuid(0x8000_0001);
+        if ext.edx & (1 << 11) == 0 {
+            panic!(
+                "the guest kernel needs the host's CPU features (SYSCALL): declare main with guest_rt::entry!(main, cpuid), or use guest_rt::user_program!"
+            );
+        }
         Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
         if Star::write(ucode, udata, kcode, kdata).is_err() {
             panic!("GDT order does not suit SYSCALL/SYSRET");

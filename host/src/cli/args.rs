@@ -87,6 +87,8 @@ impl GuestArgs {
                 mode: self.mode.into(),
                 trace,
                 vcpus: 1,
+                // run::prepare keeps it only for a guest that asks
+                cpuid: true,
             },
             flat: self.flat,
             ..RunOptions::default()

@@ -67,6 +67,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         mode: CpuMode::Real,
         trace: None,
         vcpus: 1,
+        cpuid: true,
     };
     let mut gs = Vec::new();
     for (name, &weight) in opts.vms.iter().zip(&weights) {

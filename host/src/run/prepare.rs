@@ -249,7 +249,14 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         Some(f) => f.display().to_string(),
         None => "standard error".to_string(),
     };
-    let mut vm = Vm::new(&opts.vm, opts.run.clone())?;
+    // the supported CPUID only for a guest that declares it needs it (or
+    // a flat image, which cannot say)
+    let cfg = VmConfig {
+        cpuid: opts.vm.cpuid
+            && (opts.flat.is_some() || plan.flags & hypercall_abi::note::FLAG_CPUID != 0),
+        ..opts.vm.clone()
+    };
+    let mut vm = Vm::new(&cfg, opts.run.clone())?;
     if let Some(s) = sink {
         vm.trace_to(s, &sink_name)?;
     }

@@ -85,12 +85,18 @@ impl Vm {
         let sys = System::open(&cfg.kvm_path, t)?;
         let vm = VmObject::create(&sys, cfg.mem_size, t)?;
         // Without the supported CPUID the guest sees no features and, e.g.,
-        // cannot set EFER.SCE for SYSCALL.
-        let supported = sys.supported_cpuid(t)?;
+        // cannot set EFER.SCE for SYSCALL; a guest that needs neither
+        // skips the query (VmConfig::cpuid, from its ABI note).
+        let supported = match cfg.cpuid {
+            true => Some(sys.supported_cpuid(t)?),
+            false => None,
+        };
         let mut vcpus = Vec::with_capacity(cfg.vcpus as usize);
         for id in 0..cfg.vcpus {
             let vcpu = Vcpu::create(&vm, id, t)?;
-            vcpu.set_cpuid(&cpuid::for_vcpu(&supported, id, cfg.vcpus), id, t)?;
+            if let Some(s) = &supported {
+                vcpu.set_cpuid(&cpuid::for_vcpu(s, id, cfg.vcpus), id, t)?;
+            }
             vcpus.push(vcpu);
         }
         let sregs = cfg.mode.start_sregs(&vcpus[0].reset_sregs(t)?);
