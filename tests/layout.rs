@@ -396,3 +396,30 @@ fn trace_mermaid_is_a_flowchart_of_the_run() {
             .starts_with("host: error: cannot create /nonexistent/dir/x")
     );
 }
+
+#[test]
+fn cpuid_is_set_up_only_for_guests_that_ask() {
+    let cpuid_calls = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args(args)
+            .arg("--trace-kvm")
+            .output()
+            .expect("host");
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (
+            err.contains("KVM_GET_SUPPORTED_CPUID"),
+            err.contains("KVM_SET_CPUID2"),
+        )
+    };
+    // hello's note does not ask: neither call
+    assert_eq!(cpuid_calls(&["run", "hello"]), (false, false));
+    // a user program (the guest kernel needs SYSCALL) asks through user_program!
+    assert_eq!(cpuid_calls(&["run", "user_cpuid"]), (true, true));
+    // a flat image cannot ask: it gets them
+    let hlt = common::temp_file("hlt.bin", &[0xf4]);
+    assert_eq!(
+        cpuid_calls(&["run", "--flat", "0x100000", hlt.to_str().unwrap()]),
+        (true, true)
+    );
+}
