@@ -41,7 +41,12 @@ fn load(name: &str, cfg: &VmConfig) -> Result<(Vm, u64), MatrixError> {
     let flat = (!bytes.starts_with(b"\x7fELF")).then_some(layout::REAL_LOAD);
     let plan = run::plan_guest(name, &bytes, flat, cfg)?;
     let size = plan.segments.iter().map(|s| s.file.len() as u64).sum();
-    let mut vm = Vm::new(cfg, RunConfig::default())?;
+    // the supported CPUID only for a guest that asks (as `host run` does)
+    let cfg = VmConfig {
+        cpuid: flat.is_some() || plan.flags & hypercall_abi::note::FLAG_CPUID != 0,
+        ..cfg.clone()
+    };
+    let mut vm = Vm::new(&cfg, RunConfig::default())?;
     vm.load(&plan, &bytes)?;
     Ok((vm, size))
 }
@@ -67,6 +72,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         mode: CpuMode::Real,
         trace: None,
         vcpus: 1,
+        // `load` keeps it for the VMs that ask
         cpuid: true,
     };
     let mut gs = Vec::new();
