@@ -105,6 +105,8 @@ const BENCH_QUICK: &[&str] = &[
     "0",
     "--simvirtio-runs",
     "0",
+    "--matrix-vms",
+    "0",
 ];
 
 /// Codes that mean a panic, a jail trip or an abort: never for bad output.
@@ -302,6 +304,8 @@ fn bench_with_no_exits_measures_none() {
             "0",
             "--simvirtio-runs",
             "0",
+            "--matrix-vms",
+            "3",
         ],
         Sink::Read,
         Sink::Read,
@@ -310,6 +314,9 @@ fn bench_with_no_exits_measures_none() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("long_pio_exit_ns"), "{out}");
     assert!(out.contains("vm_create_us "), "{out}");
+    // three VMs in one matrix: their set-up time and memory per VM
+    assert!(out.contains("matrix_vm_setup_us "), "{out}");
+    assert!(out.contains("matrix_rss_kib_per_vm "), "{out}");
 }
 
 #[test]

@@ -24,6 +24,8 @@ pub struct BenchOptions {
     pub preempt_quanta: u64,
     /// Runs of the 4 KiB SIMVIRTIO transfer per mode (0 to skip).
     pub simvirtio_runs: usize,
+    /// VMs in one `host matrix` for the per-VM figures (0 to skip).
+    pub matrix_vms: usize,
     /// The KVM device.
     pub kvm_path: std::path::PathBuf,
 }
@@ -95,6 +97,29 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         "# host bench: {} exits, {} VM cycles, {} processes",
         o.exits, o.vm_iters, o.process_iters
     )?;
+
+    // (0) many VMs in one process (issue 19): `host matrix` with
+    // `matrix_vms` single-vCPU VMs of 2 MiB, one 1 ms turn each. First,
+    // while the process is small: set-up time and resident memory per VM.
+    if o.matrix_vms > 0 {
+        let before = crate::matrix::rss_kib();
+        let m = crate::matrix::run(
+            &crate::matrix::MatrixOptions {
+                vms: vec!["guest1_silent".into(); o.matrix_vms],
+                quantum: std::time::Duration::from_millis(1),
+                quanta: Some(o.matrix_vms as u64),
+                mem_size: 2 << 20,
+                kvm_path: o.kvm_path.clone(),
+                events: false,
+                ..Default::default()
+            },
+            &mut std::io::sink(),
+        )?;
+        let n = o.matrix_vms as f64;
+        w(out, "matrix_vm_setup_us", m.setup_ns as f64 / 1e3 / n, "us")?;
+        let grown = m.rss_kib_after_setup.saturating_sub(before) as f64;
+        writeln!(out, "matrix_rss_kib_per_vm {:.2} KiB", grown / n)?;
+    }
 
     // (1) hypercall round trip: a print8bit exit, output discarded
     // (`--exits 0` skips it: the loop's counter would wrap to 2^32)

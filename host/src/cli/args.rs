@@ -254,6 +254,9 @@ pub enum Cmd {
         /// Runs per mode of the 4 KiB SIMVIRTIO transfer for simvirtio_tx_* (0 to skip).
         #[arg(long, default_value_t = 3)]
         simvirtio_runs: usize,
+        /// VMs in one matrix for matrix_vm_setup_us / matrix_rss_kib_per_vm (0 to skip).
+        #[arg(long, default_value_t = 1000)]
+        matrix_vms: usize,
         /// The KVM device.
         #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
         kvm_device: PathBuf,

@@ -224,6 +224,7 @@ fn dispatch(cli: Cli) -> Done {
             process_iters,
             preempt_quanta,
             simvirtio_runs,
+            matrix_vms,
             kvm_device,
         } => {
             let o = BenchOptions {
@@ -232,6 +233,7 @@ fn dispatch(cli: Cli) -> Done {
                 process_iters,
                 preempt_quanta,
                 simvirtio_runs,
+                matrix_vms,
                 kvm_path: kvm_device,
             };
             bench::run(&o, &mut std::io::stdout().lock()).map_err(host_error)?;

@@ -20,5 +20,5 @@ mod wrr;
 
 pub use options::{MatrixError, MatrixOptions, Policy, parse_weights, weights_for};
 pub use report::{MatrixReport, MatrixStop, Tick, Turn, VmReport, VmState};
-pub use scheduler::run;
+pub use scheduler::{rss_kib, run};
 pub use wrr::Wrr;

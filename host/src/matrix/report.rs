@@ -102,6 +102,13 @@ pub struct MatrixReport {
     pub quantum_ns: u64,
     /// Wall time of the run loop.
     pub elapsed_ns: u64,
+    /// Wall time of setting the VMs up (create, memory, vCPU, load).
+    #[serde(skip)]
+    pub setup_ns: u64,
+    /// The process's resident memory once every VM is set up (KiB, from
+    /// /proc/self/status; 0 if it could not be read).
+    #[serde(skip)]
+    pub rss_kib_after_setup: u64,
     /// Why it stopped.
     pub stop: MatrixStop,
     /// Per VM.

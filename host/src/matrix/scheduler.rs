@@ -76,6 +76,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         cpuid: true,
     };
     let mut gs = Vec::new();
+    let setup_start = signals::monotonic_ns();
     for (name, &weight) in opts.vms.iter().zip(&weights) {
         let (vm, size) = load(name, &cfg)?;
         let vmfd = vm.vm_object().fd().as_raw_fd();
@@ -94,6 +95,8 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
             state: VmState::Running,
         });
     }
+    let setup_ns = signals::monotonic_ns() - setup_start;
+    let rss_kib_after_setup = rss_kib();
     let mask = signals::arm_thread()?;
     for g in &gs {
         g.vm.vcpu().set_signal_mask(mask, &mut None)?;
@@ -314,9 +317,23 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         policy: opts.policy,
         quantum_ns,
         elapsed_ns: end - start,
+        setup_ns,
+        rss_kib_after_setup,
         stop,
         vms,
         turns,
         ticks,
     })
+}
+
+/// This process's resident memory now (VmRSS of /proc/self/status), KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
