@@ -1,6 +1,9 @@
 //! A fixed-size open-addressing index from (direction, port or address) to
-//! a row: O(1) per lookup, allocated once when the statistics are made, so
-//! counting an exit never allocates and never searches what came before.
+//! a row: O(1) per lookup, allocated at the first row (the first sight of
+//! a port allocates anyway), so counting an exit never searches what came
+//! before. Its 16 KiB come zeroed from the allocator: a VM that sees two
+//! ports touches one page of it, not four (`host bench`'s
+//! `matrix_rss_kib_per_vm`: each VM has two of these per `ExitStats`).
 
 /// Most distinct ports (and, separately, MMIO addresses) with a row of
 /// their own; the rest share an "others" row.
@@ -9,18 +12,19 @@ pub const MAX_ROWS: usize = 256;
 /// Slots: a power of two, four times the rows, so probes stay short.
 const SLOTS: usize = MAX_ROWS * 4;
 
-/// The index: slot -> row + 1 (0: empty), with the key kept beside it.
-#[derive(Debug, Clone)]
+/// The index: slot -> row + 1 (0: empty), with the key kept beside it;
+/// None until the first row.
+#[derive(Debug, Clone, Default)]
 pub struct Index {
-    slots: Box<[(u64, u32); SLOTS]>,
+    slots: Option<Box<[(u64, u32); SLOTS]>>,
 }
 
-impl Default for Index {
-    fn default() -> Self {
-        Index {
-            slots: Box::new([(0, 0); SLOTS]),
-        }
-    }
+/// All slots empty, in pages the allocator hands out zeroed (untouched
+/// ones take no memory).
+fn empty_slots() -> Box<[(u64, u32); SLOTS]> {
+    let zeroed = Box::<[(u64, u32); SLOTS]>::new_zeroed();
+    // SAFETY: all-zero bytes are a valid (u64, u32) for every slot.
+    unsafe { zeroed.assume_init() }
 }
 
 fn hash(key: u64) -> usize {
@@ -32,9 +36,10 @@ impl Index {
     /// The row of `key`, if it has one.
     #[inline]
     pub fn get(&self, key: u64) -> Option<usize> {
+        let slots = self.slots.as_ref()?;
         let mut i = hash(key);
         loop {
-            match self.slots[i] {
+            match slots[i] {
                 (_, 0) => return None,
                 (k, row) if k == key => return Some(row as usize - 1),
                 _ => i = (i + 1) & (SLOTS - 1),
@@ -45,11 +50,12 @@ impl Index {
     /// Gives `key` row `row` (the caller keeps rows below [`MAX_ROWS`], so
     /// a free slot always exists).
     pub fn insert(&mut self, key: u64, row: usize) {
+        let slots = self.slots.get_or_insert_with(empty_slots);
         let mut i = hash(key);
-        while self.slots[i].1 != 0 {
+        while slots[i].1 != 0 {
             i = (i + 1) & (SLOTS - 1);
         }
-        self.slots[i] = (key, row as u32 + 1);
+        slots[i] = (key, row as u32 + 1);
     }
 }
 
