@@ -65,6 +65,21 @@ fn modified(p: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
+/// Whether the ELF at `new` should replace `old` as the guest of its name:
+/// it is newer, or `old` is gone.
+fn replaces(new: &Path, old: Option<&PathBuf>) -> bool {
+    match old {
+        Some(old) => modified(new) > modified(old) || !old.is_file(),
+        None => true,
+    }
+}
+
+/// Whether `name` in a build folder is a guest program: cargo's outputs
+/// are `name` beside `name.d` (dep files and folders are not).
+fn built_guest(name: &str, p: &Path) -> bool {
+    !name.contains('.') && p.is_file() && is_elf(p)
+}
+
 /// Every built guest, by name, with the newest ELF of that name: the ones
 /// this host was built with (`BUILT_GUESTS`) and the ones the guest build
 /// put in its output folders since (a guest written after the host was
@@ -83,15 +98,7 @@ pub fn list() -> Vec<(String, PathBuf)> {
             let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
             };
-            // cargo's outputs: `name` beside `name.d`; skip dep files and folders
-            if name.contains('.') || !p.is_file() || !is_elf(&p) {
-                continue;
-            }
-            let newer = match all.get(&name) {
-                Some(old) => modified(&p) > modified(old) || !old.is_file(),
-                None => true,
-            };
-            if newer {
+            if built_guest(&name, &p) && replaces(&p, all.get(&name)) {
                 all.insert(name, p);
             }
         }
@@ -100,7 +107,9 @@ pub fn list() -> Vec<(String, PathBuf)> {
 }
 
 /// `arg` as a path if it names an existing file or contains a '/',
-/// else as the name of a built guest (the newest of that name).
+/// else as the name of a built guest (the newest of that name). Only the
+/// files of that name are looked at; the build folders are listed only to
+/// say what an unknown name could have meant.
 pub fn resolve(arg: &str) -> Result<PathBuf, GuestError> {
     let as_path = Path::new(arg);
     // Anything that exists is a path (a FIFO or a folder too: reading
@@ -108,15 +117,24 @@ pub fn resolve(arg: &str) -> Result<PathBuf, GuestError> {
     if arg.contains('/') || as_path.exists() {
         return Ok(as_path.to_path_buf());
     }
-    let all = list();
-    match all.iter().find(|(n, _)| n == arg) {
-        Some((_, path)) if path.is_file() => Ok(path.clone()),
-        Some((name, path)) => Err(GuestError::Missing {
-            name: name.clone(),
+    let mut found = BUILT_GUESTS
+        .iter()
+        .find(|(n, _)| *n == arg)
+        .map(|(_, p)| PathBuf::from(p));
+    for dir in build_dirs() {
+        let p = dir.join(arg);
+        if built_guest(arg, &p) && replaces(&p, found.as_ref()) {
+            found = Some(p);
+        }
+    }
+    match found {
+        Some(path) if path.is_file() => Ok(path),
+        Some(path) => Err(GuestError::Missing {
+            name: arg.to_string(),
             path: path.display().to_string(),
         }),
         None => {
-            let names: Vec<String> = all.into_iter().map(|(n, _)| n).collect();
+            let names: Vec<String> = list().into_iter().map(|(n, _)| n).collect();
             Err(GuestError::Unknown {
                 name: arg.to_string(),
                 closest: closest(arg, &names).map(str::to_string),
