@@ -14,7 +14,6 @@ use crate::x86::translate::{self, Paging};
 use gdbstub::common::Signal;
 use gdbstub::stub::SingleThreadStopReason;
 use std::io::Write;
-use vm_memory::{Bytes, GuestAddress};
 
 /// The `hlt` opcode.
 const HLT: u8 = 0xf4;
@@ -77,11 +76,6 @@ impl<'l, 'a> Debuggee<'l, 'a> {
         ))
     }
 
-    /// The guest-physical address behind linear address `lin` now.
-    pub fn gpa(&self, p: &Paging, lin: u64) -> Option<u64> {
-        translate::linear_to_gpa(self.lp.mem, p, lin)
-    }
-
     /// Reads guest memory at linear `start`; returns how much could be read.
     pub fn read(&self, start: u64, data: &mut [u8]) -> Result<usize, VcpuError> {
         Ok(translate::read_linear(
@@ -103,35 +97,18 @@ impl<'l, 'a> Debuggee<'l, 'a> {
     /// Writes guest memory at linear `start`; false if any of it is not
     /// mapped (what was before the gap is written).
     pub fn write(&self, start: u64, data: &[u8]) -> Result<bool, VcpuError> {
-        let p = self.paging()?;
-        let mut done = 0;
-        while done < data.len() {
-            let lin = start.wrapping_add(done as u64);
-            let n = (data.len() - done).min(0x1000 - (lin & 0xfff) as usize);
-            let Some(gpa) = self.gpa(&p, lin) else {
-                return Ok(false);
-            };
-            if self
-                .lp
-                .mem
-                .write_slice(&data[done..done + n], GuestAddress(gpa))
-                .is_err()
-            {
-                return Ok(false);
-            }
-            done += n;
-        }
-        Ok(true)
+        Ok(translate::write_linear(
+            self.lp.mem,
+            &self.paging()?,
+            start,
+            data,
+        ))
     }
 
-    /// Gives KVM the guest-debug state for a run: with single-step when
-    /// `step`, or (`plain`, to run a `hlt`) only the breakpoints. Only when
-    /// it changed.
-    fn arm(&mut self, step: bool, plain: bool) -> Result<(), VcpuError> {
-        let want = match plain {
-            true => self.points.guest_debug_plain(),
-            false => self.points.guest_debug(step),
-        };
+    /// Gives KVM the guest-debug state for a run: the breakpoints, and
+    /// single-step when `single_step`. Only when it changed.
+    fn arm(&mut self, single_step: bool) -> Result<(), VcpuError> {
+        let want = self.points.guest_debug(single_step);
         if self.last_debug != Some(want) {
             self.lp
                 .vcpu
@@ -143,8 +120,8 @@ impl<'l, 'a> Debuggee<'l, 'a> {
 
     /// The byte at linear `lin`, if mapped.
     fn byte_at(&self, p: &Paging, lin: u64) -> Option<u8> {
-        let gpa = self.gpa(p, lin)?;
-        self.lp.mem.read_obj::<u8>(GuestAddress(gpa)).ok()
+        let mut b = [0u8];
+        (translate::read_linear(self.lp.mem, p, lin, &mut b) == 1).then_some(b[0])
     }
 
     /// Turns guest debugging off (gdb detached).
@@ -213,7 +190,7 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                 (Some(p), Some(pc)) => self.byte_at(p, pc) == Some(HLT),
                 _ => false,
             };
-            if let Err(e) = self.arm(step, at_hlt) {
+            if let Err(e) = self.arm(stepping && !at_hlt) {
                 clock.stop();
                 return Err(e);
             }

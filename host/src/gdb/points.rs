@@ -72,9 +72,11 @@ impl Points {
         !self.stepped.is_empty() || !self.watched.is_empty()
     }
 
-    /// KVM_SET_GUEST_DEBUG's control and debug registers; `step`: stop
-    /// after one instruction. Control 0 (debugging off) when nothing is set.
-    pub fn guest_debug(&self, step: bool) -> (u32, [u64; 8]) {
+    /// KVM_SET_GUEST_DEBUG's control and debug registers; `single_step`:
+    /// stop after every instruction (gdb's step, or the RIP-compare
+    /// breakpoints: [`Points::needs_stepping`]). Control 0 (debugging off)
+    /// when nothing is set.
+    pub fn guest_debug(&self, single_step: bool) -> (u32, [u64; 8]) {
         let mut dr = [0u64; 8];
         dr[7] = super::probe::DR7_BASE;
         let mut control = 0;
@@ -103,24 +105,12 @@ impl Points {
         if !self.int3.is_empty() {
             control |= k::KVM_GUESTDBG_USE_SW_BP;
         }
-        if step || self.needs_stepping() {
+        if single_step {
             control |= k::KVM_GUESTDBG_SINGLESTEP;
         }
         if control != 0 {
             control |= k::KVM_GUESTDBG_ENABLE;
         }
-        (control, dr)
-    }
-
-    /// `guest_debug` without single-step and without the RIP-compare
-    /// breakpoints.
-    pub fn guest_debug_plain(&self) -> (u32, [u64; 8]) {
-        let (control, dr) = Points {
-            int3: self.int3.clone(),
-            slots: self.slots,
-            ..Points::default()
-        }
-        .guest_debug(false);
         (control, dr)
     }
 

@@ -257,6 +257,28 @@ pub fn read_linear(mem: &GuestMemoryMmap, p: &Paging, lin: u64, buf: &mut [u8]) 
     done
 }
 
+/// Writes `data` to guest memory at linear `lin` through `p`, page by
+/// page, bounds-checked; false if a page is unmapped or past the end of
+/// memory (what lies before it is written).
+pub fn write_linear(mem: &GuestMemoryMmap, p: &Paging, lin: u64, data: &[u8]) -> bool {
+    let mut done = 0;
+    while done < data.len() {
+        let at = lin.wrapping_add(done as u64);
+        let n = (data.len() - done).min(0x1000 - (at & 0xfff) as usize);
+        let Some(gpa) = linear_to_gpa(mem, p, at) else {
+            return false;
+        };
+        if mem
+            .write_slice(&data[done..done + n], GuestAddress(gpa))
+            .is_err()
+        {
+            return false;
+        }
+        done += n;
+    }
+    true
+}
+
 /// Translates `gva` all the way to a host virtual address.
 pub fn gva_to_hva(
     mem: &GuestMemoryMmap,
