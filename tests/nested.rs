@@ -253,7 +253,8 @@ fn cases(payload: &Path) -> Vec<Case> {
             gdb: None,
             lines: vec![
                 "host: guest error: print_str: string at 0xffff0000 is outside guest memory",
-                "host: guest error: print_str: string at 0x103000 has no NUL within 4096 bytes",
+                // the address of the unterminated string moves with the code
+                "has no NUL within 4096 bytes",
                 "host: guest error: gva_to_hva: argument block at 0xfffffff0 (24 bytes) is outside guest memory",
                 "host: badptr halted after 9 exits",
             ],

@@ -64,28 +64,28 @@ pub mod raw {
             $(#[doc = $doc])*
             #[inline(always)]
             pub fn $name(v: u8) {
-                out8(Hypercall::$v.port(), v)
+                out8(const { Hypercall::$v.port() }, v)
             }
         };
         (@one [$($doc:literal)*] $v:ident $name:ident Out32) => {
             $(#[doc = $doc])*
             #[inline(always)]
             pub fn $name(v: u32) {
-                out32(Hypercall::$v.port(), v)
+                out32(const { Hypercall::$v.port() }, v)
             }
         };
         (@one [$($doc:literal)*] $v:ident $name:ident In32) => {
             $(#[doc = $doc])*
             #[inline(always)]
             pub fn $name() -> u32 {
-                in32(Hypercall::$v.port())
+                in32(const { Hypercall::$v.port() })
             }
         };
         (@one [$($doc:literal)*] $v:ident $name:ident OutBlock($b:ty)) => {
             $(#[doc = $doc])*
             #[inline(always)]
             pub fn $name(block: &mut $b) {
-                out32(Hypercall::$v.port(), gpa(block as *mut $b))
+                out32(const { Hypercall::$v.port() }, gpa(block as *mut $b))
             }
         };
     }
@@ -135,5 +135,5 @@ pub fn gva_to_hva(gva: u64) -> Result<u64, HcStatus> {
 /// address, for programs that test the host's checks. Results, if the block
 /// is inside guest memory, are in the block.
 pub fn gva_to_hva_raw(block: u32) {
-    out32(Hypercall::GvaToHva.port(), block);
+    out32(const { Hypercall::GvaToHva.port() }, block);
 }

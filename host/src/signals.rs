@@ -7,21 +7,29 @@
 //! exit again. Kicks are always thread-directed (a timer with
 //! SIGEV_THREAD_ID, or tgkill).
 //!
-//! SIGINT and SIGTERM are process-directed. A process-directed signal did not
-//! interrupt KVM_RUN on kvm-pvm (measured: it stays in the shared pending
-//! set), so they stay blocked in every thread. A forwarder thread `sigwait`s
-//! for them, sets the interrupted flag and kicks every vCPU thread.
+//! SIGINT and SIGTERM get a handler in every thread, from the CLI's first
+//! instructions: it sets the interrupted flag and kicks every thread that
+//! runs a guest, or, when none does, ends the process with exit 130. The
+//! handler only touches atomics and makes two kinds of system call (tgkill,
+//! _exit), both async-signal-safe and both in the seccomp allowlist, so it
+//! may run on any thread, a vCPU thread inside KVM_RUN included (KVM's mask
+//! leaves SIGINT/SIGTERM unblocked, so KVM_RUN returns EINTR). There is no
+//! signal thread: the process has only the threads its vCPUs need.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static VCPU_THREADS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
-static FORWARDER: std::sync::Once = std::sync::Once::new();
-/// This process's id, read once (a vCPU thread under seccomp may not call getpid).
-static PID: std::sync::OnceLock<libc::pid_t> = std::sync::OnceLock::new();
-/// Stack of the signal thread: it runs a sigwait loop and nothing else.
-const SIGNAL_THREAD_STACK: usize = 64 * 1024;
+/// Room for this many threads running guests at once (a process has at
+/// most `layout::MAX_VCPUS` per VM; the matrix runs all its VMs on one).
+const MAX_RUNNING: usize = 256;
+/// Thread ids of the threads running a guest now (0: a free slot). A fixed
+/// table of atomics, because the SIGINT/SIGTERM handler reads it.
+static RUNNING: [AtomicI32; MAX_RUNNING] = [const { AtomicI32::new(0) }; MAX_RUNNING];
+static HANDLERS: std::sync::Once = std::sync::Once::new();
+/// This process's id, read at set-up (a vCPU thread under seccomp may not
+/// call getpid, and the handler must not take a lock).
+static PID: AtomicI32 = AtomicI32::new(0);
 
 /// Why signal set-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -131,125 +139,154 @@ pub fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// This thread's id.
+/// The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), in ns: what it
+/// ran, in the host or in a guest inside KVM_RUN, not the time it waited.
+pub fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes `t`.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+thread_local! {
+    /// This thread's id once asked (0: not yet).
+    static TID: std::cell::Cell<libc::pid_t> = const { std::cell::Cell::new(0) };
+}
+
+/// This thread's id, asked of the kernel once per thread (`arm_thread`
+/// asks before any seccomp filter, which does not allow gettid).
 pub fn gettid() -> libc::pid_t {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
+    TID.with(|t| {
+        if t.get() == 0 {
+            // SAFETY: gettid has no preconditions.
+            t.set(unsafe { libc::gettid() });
+        }
+        t.get()
+    })
 }
 
 /// Kicks the threads `tids` of this process out of KVM_RUN (the kick
 /// signal stays pending if a thread is not in KVM_RUN, so its next KVM_RUN
 /// returns at once).
 pub fn kick(tids: &[libc::pid_t]) {
-    // The process id was read in `arm_thread`, before any seccomp filter.
-    let pid = *PID.get_or_init(|| std::process::id() as libc::pid_t);
     for &tid in tids {
-        // SAFETY: tgkill only sends a signal; a thread that has exited
-        // gives ESRCH, which is harmless.
-        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, kick_signal()) };
+        kick_one(tid);
     }
 }
 
-/// Kicks every registered vCPU thread out of KVM_RUN.
-pub fn kick_all() {
-    let tids = VCPU_THREADS.lock().map(|v| v.clone()).unwrap_or_default();
-    kick(&tids);
+/// Async-signal-safe: an atomic load and one system call.
+fn kick_one(tid: libc::pid_t) {
+    // The process id was stored by `init`/`arm_thread`, before any seccomp
+    // filter; a thread that has exited gives ESRCH, which is harmless.
+    // SAFETY: tgkill only sends a signal to a thread of this process.
+    unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            PID.load(Ordering::Relaxed),
+            tid,
+            kick_signal(),
+        )
+    };
 }
 
-/// Blocks SIGINT/SIGTERM in this thread; once per process, installs the
-/// kick handler and starts the thread that waits for SIGINT/SIGTERM.
 /// Exit code after SIGINT/SIGTERM (128 + SIGINT, as shells report it).
 pub const INTERRUPTED_EXIT: i32 = 130;
 
-/// Threads running a guest's exit loop right now.
-static ACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Held while a thread runs a guest: a SIGINT/SIGTERM then stops the guest
-/// (the loop sees `interrupted()` and the run reports); with none held it
-/// ends the process at once with [`INTERRUPTED_EXIT`].
-pub struct Active(());
+/// Held while a thread runs a guest: a SIGINT/SIGTERM then kicks this
+/// thread and stops the guest (the loop sees `interrupted()` and the run
+/// reports); with none held it ends the process at once with
+/// [`INTERRUPTED_EXIT`].
+pub struct Active {
+    slot: usize,
+}
 
 impl Active {
-    /// This thread runs a guest from now until the value is dropped.
-    pub fn enter() -> Active {
-        ACTIVE.fetch_add(1, Ordering::AcqRel);
-        Active(())
+    /// The calling thread runs a guest from now until the value is dropped.
+    pub fn enter() -> Result<Active, SignalError> {
+        let tid = gettid();
+        for (slot, t) in RUNNING.iter().enumerate() {
+            if t.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(Active { slot });
+            }
+        }
+        Err(SignalError {
+            what: "registering a thread that runs a guest",
+            source: std::io::Error::other(format!(
+                "more than {MAX_RUNNING} threads run guests at once"
+            )),
+        })
     }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
-        ACTIVE.fetch_sub(1, Ordering::AcqRel);
+        RUNNING[self.slot].store(0, Ordering::Release);
     }
 }
 
-/// Blocks SIGINT/SIGTERM in the calling thread (and the threads it starts)
-/// and starts the thread that turns them into kicks. Called first thing by
-/// the CLI, so a signal at any moment of a run is handled, never the
-/// default action.
-pub fn init() -> Result<(), SignalError> {
-    start_forwarder()
+/// The SIGINT/SIGTERM handler (async-signal-safe: atomics, tgkill, _exit).
+extern "C" fn on_stop(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+    let mut running = false;
+    for t in &RUNNING {
+        let tid = t.load(Ordering::Acquire);
+        if tid != 0 {
+            running = true;
+            kick_one(tid);
+        }
+    }
+    if !running {
+        // no guest runs: nothing to stop cleanly
+        // SAFETY: _exit ends the process at once.
+        unsafe { libc::_exit(INTERRUPTED_EXIT) };
+    }
 }
 
-fn start_forwarder() -> Result<(), SignalError> {
-    let stop = set_of(&[libc::SIGINT, libc::SIGTERM]);
-    // SAFETY: changes only this thread's mask; threads created later inherit it.
-    check("pthread_sigmask", unsafe {
-        libc::pthread_sigmask(libc::SIG_BLOCK, &stop, std::ptr::null_mut())
-    })?;
+/// Installs the SIGINT/SIGTERM handler and the kick signal's no-op
+/// handler, once per process. Called first thing by the CLI, so a signal
+/// at any moment of a run is handled, never the default action.
+pub fn init() -> Result<(), SignalError> {
     let mut result = Ok(());
-    FORWARDER.call_once(|| {
-        // SAFETY: a zeroed sigaction is valid; the handler does nothing, which
-        // is async-signal-safe. No SA_RESTART: KVM_RUN must return EINTR.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_kick as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(kick_signal(), &sa, std::ptr::null_mut())
-        };
-        if let Err(e) = check("sigaction", rc) {
-            result = Err(e);
-            return;
-        }
-        let spawned = std::thread::Builder::new()
-            .name("signals".into())
-            // It only waits in sigwait: a fixed small stack, not the
-            // RUST_MIN_STACK the vCPU threads take.
-            .stack_size(SIGNAL_THREAD_STACK)
-            .spawn(move || {
-                loop {
-                    let mut sig: libc::c_int = 0;
-                    // SAFETY: `stop` is blocked in this thread (inherited);
-                    // sigwait only writes `sig`.
-                    if unsafe { libc::sigwait(&stop, &mut sig) } == 0 {
-                        INTERRUPTED.store(true, Ordering::Relaxed);
-                        if ACTIVE.load(Ordering::Acquire) == 0 {
-                            // no guest runs: nothing to stop cleanly
-                            // SAFETY: _exit ends the process at once.
-                            unsafe { libc::_exit(INTERRUPTED_EXIT) };
-                        }
-                        kick_all();
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            result = Err(SignalError {
-                what: "spawning the signal thread",
-                source: e,
-            });
+    HANDLERS.call_once(|| {
+        PID.store(std::process::id() as libc::pid_t, Ordering::Relaxed);
+        for (sig, handler, flags) in [
+            // No SA_RESTART: KVM_RUN must return EINTR.
+            (kick_signal(), on_kick as extern "C" fn(libc::c_int), 0),
+            // SA_RESTART: a write of the report or a join goes on after it
+            // (KVM_RUN and ppoll return EINTR all the same).
+            (libc::SIGINT, on_stop, libc::SA_RESTART),
+            (libc::SIGTERM, on_stop, libc::SA_RESTART),
+        ] {
+            // SAFETY: a zeroed sigaction is valid; both handlers are
+            // async-signal-safe (see `on_kick`, `on_stop`).
+            let rc = unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = handler as *const () as libc::sighandler_t;
+                sa.sa_flags = flags;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut())
+            };
+            if let Err(e) = check("sigaction", rc) {
+                result = Err(e);
+                return;
+            }
         }
     });
     result
 }
 
-/// Prepares the calling thread (a vCPU thread): the kick signal gets a
-/// no-op handler and is blocked; SIGINT/SIGTERM go to the forwarder; the
-/// thread is registered for `kick_all`. Returns the signal mask to give KVM
-/// for the time inside KVM_RUN (the thread's, with the kick unblocked), as
-/// the kernel's 64-bit sigset: `crate::kvm::Vcpu::set_signal_mask` takes it.
+/// Prepares the calling thread (a vCPU thread): the handlers are
+/// installed (`init`) and the kick signal is blocked. Returns the signal
+/// mask to give KVM for the time inside KVM_RUN (the thread's, with the
+/// kick, SIGINT and SIGTERM unblocked), as the kernel's 64-bit sigset: `crate::kvm::Vcpu::set_signal_mask` takes it.
 pub fn arm_thread() -> Result<u64, SignalError> {
-    start_forwarder()?;
-    PID.get_or_init(|| std::process::id() as libc::pid_t);
+    init()?;
+    gettid();
     let set = set_of(&[kick_signal()]);
     // SAFETY: changes only this thread's signal mask; `old` receives the
     // previous mask.
@@ -260,16 +297,16 @@ pub fn arm_thread() -> Result<u64, SignalError> {
     })?;
     let mut during = old;
     // SAFETY: sigdelset only writes the local set.
-    unsafe { libc::sigdelset(&mut during, kick_signal()) };
+    unsafe {
+        libc::sigdelset(&mut during, kick_signal());
+        // a caller that blocks SIGINT/SIGTERM still gets Ctrl-C while the
+        // guest runs
+        libc::sigdelset(&mut during, libc::SIGINT);
+        libc::sigdelset(&mut during, libc::SIGTERM);
+    }
     // The kernel's sigset is 64 bits; glibc's sigset_t starts with them.
     // SAFETY: sigset_t is at least 8 bytes; reading its first u64 is in bounds.
     let bits: u64 = unsafe { std::ptr::read_unaligned((&during as *const libc::sigset_t).cast()) };
-    let tid = gettid();
-    if let Ok(mut v) = VCPU_THREADS.lock()
-        && !v.contains(&tid)
-    {
-        v.push(tid);
-    }
     Ok(bits)
 }
 
@@ -292,8 +329,7 @@ impl Timer {
         let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
         sev.sigev_notify = libc::SIGEV_THREAD_ID;
         sev.sigev_signo = kick_signal();
-        // SAFETY: gettid has no preconditions.
-        sev.sigev_notify_thread_id = unsafe { libc::gettid() };
+        sev.sigev_notify_thread_id = gettid();
         sev.sigev_value = libc::sigval {
             sival_ptr: tag as *mut libc::c_void,
         };

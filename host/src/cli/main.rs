@@ -74,8 +74,8 @@ fn main() -> ExitCode {
     host::diag::install_panic_hook();
     // before any thread exists: see seccomp::one_arena
     host::seccomp::one_arena();
-    // SIGINT/SIGTERM from the first instant: blocked here (and in every
-    // thread started later) and handled by one thread, so a run always ends
+    // SIGINT/SIGTERM from the first instant: a handler that stops the
+    // running guests (or exits 130 when none runs), so a run always ends
     // with its summary and exit 130, on one vCPU or several.
     if let Err(e) = host::signals::init() {
         let _ = writeln!(std::io::stderr(), "host: error: {e}");

@@ -51,6 +51,8 @@ impl ThreadSetup {
             vcpu.set_signal_mask(mask, trace)?;
         }
         armed();
+        // from here a SIGINT/SIGTERM kicks this thread (gettid: before seccomp)
+        let active = signals::Active::enter()?;
         let timeout = match self.timeout {
             Some(t) => {
                 let tm = Timer::for_this_thread()?;
@@ -99,7 +101,7 @@ impl ThreadSetup {
         Ok(Armed {
             timeout,
             _poll: poll,
-            _active: signals::Active::enter(),
+            _active: active,
         })
     }
 }
