@@ -153,11 +153,11 @@ fn preempt_with_exiting_guests_loses_no_tick() {
 }
 
 #[test]
-fn weights_7_3_give_shares_within_2_points_over_100_quanta() {
-    // 10 ms quanta (the assignment's scale is 1 s): a scheduling hiccup of
-    // the host of a few hundred µs is then a few percent of one quantum
-    // and well under 2 points of the total; at 3 ms it was not (seen once
-    // on a busy machine).
+fn weights_7_3_give_shares_within_1_point_over_100_quanta() {
+    // Shares are of CPU time (the thread's CPU clock), and a turn that got
+    // less than its due is made up (matrix/fair.rs), so a hiccup of the
+    // host does not show in them; what is left is at most 1/20 of a
+    // quantum per turn, carried to the VM's next turn.
     let o = MatrixOptions {
         quanta: Some(100),
         quantum: Duration::from_millis(10),
@@ -168,8 +168,80 @@ fn weights_7_3_give_shares_within_2_points_over_100_quanta() {
     let (a, b) = (&r.vms[0], &r.vms[1]);
     assert_eq!((a.weight, b.weight), (7, 3), "7:3 is the two-VM default");
     assert_eq!((a.quanta, b.quanta), (70, 30));
-    assert!((a.share - 0.7).abs() <= 0.02, "share {}", a.share);
-    assert!((b.share - 0.3).abs() <= 0.02, "share {}", b.share);
+    assert!((a.share - 0.7).abs() <= 0.01, "share {}", a.share);
+    assert!((b.share - 0.3).abs() <= 0.01, "share {}", b.share);
+    assert!(a.cpu_ns > 0 && b.cpu_ns > 0);
+}
+
+/// A spinning thread on every CPU while it lives.
+struct Busy(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+impl Busy {
+    fn start() -> Busy {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Busy(stop, threads)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The issue-19 case: with a busy loop on every CPU the thread gets only
+/// part of each quantum, yet the shares of CPU time still end within a
+/// point of 70/30, while the turns stay the weights' (7 of every 10, in
+/// the order of smooth weighted round robin): lost time is made up by
+/// longer turns, not by more of them.
+#[test]
+fn shares_hold_in_time_while_other_threads_keep_every_cpu_busy() {
+    let o = MatrixOptions {
+        quanta: Some(100),
+        quantum: Duration::from_millis(10),
+        events: true,
+        record_turns: true,
+        ..opts(&["guest1_silent", "guest2_silent"], Policy::Preempt)
+    };
+    let _one_at_a_time = serial();
+    let busy = Busy::start();
+    let mut out = Vec::new();
+    let r = matrix::run(&o, &mut out).expect("matrix runs");
+    drop(busy);
+    let events = String::from_utf8(out).unwrap();
+    let (a, b) = (&r.vms[0], &r.vms[1]);
+    assert_eq!((a.quanta, b.quanta), (70, 30));
+    assert!((a.share - 0.7).abs() <= 0.01, "share {}", a.share);
+    let mut wrr = matrix::Wrr::new(&[7, 3]);
+    let want: Vec<usize> = (0..100).map(|_| wrr.next(&[true, true]).unwrap()).collect();
+    let got: Vec<usize> = r.turns.iter().map(|t| t.vm).collect();
+    assert_eq!(got, want);
+    // a turn that goes on says so in the event lines, naming its VM
+    for l in events.lines().filter(|l| l.contains("turn goes on")) {
+        assert!(
+            l.starts_with(&format!("VMFD: {} ", a.vmfd))
+                || l.starts_with(&format!("VMFD: {} ", b.vmfd)),
+            "{l}"
+        );
+        assert!(l.ends_with("ms of CPU time to make up"), "{l}");
+    }
 }
 
 #[test]
@@ -254,25 +326,36 @@ fn one_host_thread_runs_every_vcpu() {
         .spawn()
         .unwrap();
     let task = format!("/proc/{}/task", child.id());
-    // wait until the VMs run (the signals thread starts with them)
+    let fds = format!("/proc/{}/fd", child.id());
+    // wait until the three VMs exist (their fds are anon_inode:kvm-vm)
+    let vms = || {
+        std::fs::read_dir(&fds)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .ok()
+                        .and_then(|e| std::fs::read_link(e.path()).ok())
+                        .is_some_and(|l| l.to_string_lossy().contains("kvm-vm"))
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
     let t = Instant::now();
-    let mut names = Vec::new();
-    while t.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(100));
-        names = our_threads(&task);
-        if names.iter().any(|n| n == "signals") {
-            break;
-        }
+    while vms() < 3 && t.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(vms(), 3);
+    let mut names = our_threads(&task);
     // let the VMs run a while, then count again
     std::thread::sleep(Duration::from_millis(300));
     let mut again = our_threads(&task);
     again.sort();
     names.sort();
     assert_eq!(names, again);
-    // three VMs, and only the main thread plus the one that turns Ctrl-C
-    // into a thread-directed kick
-    assert_eq!(names, ["host", "signals"]);
+    // three VMs and one thread: no signal thread either (Ctrl-C is a
+    // handler that kicks the running thread)
+    assert_eq!(names, ["host"]);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     let err = String::from_utf8(o.stderr).unwrap();

@@ -59,6 +59,44 @@ pub enum BenchError {
     Run(#[from] crate::run::RunError),
 }
 
+/// A busy loop on every CPU of the machine, for as long as the value
+/// lives (dropping it stops and joins the threads).
+struct Busy {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Busy {
+    fn start() -> Busy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (0..cpus)
+            .filter_map(|_| {
+                let stop = stop.clone();
+                std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        Busy { stop, threads }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// `mov ecx, n; 1: out PORT_PRINT8BIT, al; dec ecx; jnz 1b; hlt`: the
 /// loop of kvm_floor's long_pio_exit_ns, through our print8bit handler.
 fn pio_loop(n: u32) -> Vec<u8> {
@@ -182,7 +220,8 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         let mut qerr: Vec<f64> = r
             .ticks
             .windows(2)
-            .filter(|w| w[1].missed == 0)
+            // a tick after a re-arm (a turn made up lost time) ends no quantum
+            .filter(|w| w[1].missed == 0 && !w[1].rearmed)
             .map(|w| {
                 ((w[1].returned_ns - w[0].returned_ns) as f64 - period.as_nanos() as f64).abs()
                     / 1e3
@@ -197,6 +236,31 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         w2(out, "intr_preempt_quantum_err_us_p99", pct(&mut qerr, 0.99))?;
         let missed: u32 = r.ticks.iter().map(|t| t.missed).sum();
         writeln!(out, "intr_preempt_overruns {missed} count")?;
+    }
+
+    // (4b) shares in time: weights 7:3 at 10 ms quanta for the same number
+    // of turns, on this machine as it is and with a busy loop on every
+    // CPU: how far the first VM's share of guest CPU time is from 70 %
+    if o.preempt_quanta >= 10 {
+        for (metric, load) in [
+            ("matrix_share_7_3_err_pp", false),
+            ("matrix_share_7_3_loaded_err_pp", true),
+        ] {
+            let busy = load.then(Busy::start);
+            let m = crate::matrix::MatrixOptions {
+                vms: vec!["guest1_silent".into(), "guest2_silent".into()],
+                weights: vec![7, 3],
+                quantum: std::time::Duration::from_millis(10),
+                quanta: Some(o.preempt_quanta),
+                events: false,
+                kvm_path: o.kvm_path.clone(),
+                ..Default::default()
+            };
+            let r = crate::matrix::run(&m, &mut std::io::sink());
+            drop(busy);
+            let share = r?.vms[0].share;
+            writeln!(out, "{metric} {:.2} pp", (share - 0.7).abs() * 100.0)?;
+        }
     }
 
     // (5) SIMVIRTIO: the 4 KiB message of `simvirtio_bulk` through TX, in

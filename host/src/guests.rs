@@ -61,23 +61,45 @@ fn is_elf(p: &Path) -> bool {
         && head == *b"\x7fELF"
 }
 
-fn modified(p: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+/// The modification time of `p` if it is a file (one stat).
+fn file_mtime(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.modified().unwrap_or(std::time::UNIX_EPOCH))
 }
 
-/// Whether the ELF at `new` should replace `old` as the guest of its name:
-/// it is newer, or `old` is gone.
-fn replaces(new: &Path, old: Option<&PathBuf>) -> bool {
-    match old {
-        Some(old) => modified(new) > modified(old) || !old.is_file(),
-        None => true,
+/// The modification time of `p` if `name` in a build folder is a guest
+/// program: cargo's outputs are `name` beside `name.d` (dep files and
+/// folders are not), and an ELF.
+fn built_guest(name: &str, p: &Path) -> Option<std::time::SystemTime> {
+    if name.contains('.') {
+        return None;
+    }
+    file_mtime(p).filter(|_| is_elf(p))
+}
+
+/// A guest ELF and its modification time (None: the file is gone).
+type Found = (PathBuf, Option<std::time::SystemTime>);
+
+/// Keeps the newer of `found` and the build output `p` (modified at `t`);
+/// an entry whose file is gone always loses.
+fn keep_newest(found: &mut Option<Found>, p: PathBuf, t: std::time::SystemTime) {
+    if found
+        .as_ref()
+        .is_none_or(|(_, old)| old.is_none_or(|o| t > o))
+    {
+        *found = Some((p, Some(t)));
     }
 }
 
-/// Whether `name` in a build folder is a guest program: cargo's outputs
-/// are `name` beside `name.d` (dep files and folders are not).
-fn built_guest(name: &str, p: &Path) -> bool {
-    !name.contains('.') && p.is_file() && is_elf(p)
+/// The ELF of the guest `name` that this host was built with.
+fn built_with(name: &str) -> Option<Found> {
+    BUILT_GUESTS.iter().find(|(n, _)| *n == name).map(|(_, p)| {
+        let p = PathBuf::from(p);
+        let t = file_mtime(&p);
+        (p, t)
+    })
 }
 
 /// Every built guest, by name, with the newest ELF of that name: the ones
@@ -85,9 +107,9 @@ fn built_guest(name: &str, p: &Path) -> bool {
 /// put in its output folders since (a guest written after the host was
 /// built runs without rebuilding the host).
 pub fn list() -> Vec<(String, PathBuf)> {
-    let mut all: std::collections::BTreeMap<String, PathBuf> = BUILT_GUESTS
+    let mut all: std::collections::BTreeMap<String, Option<Found>> = BUILT_GUESTS
         .iter()
-        .map(|(n, p)| (n.to_string(), PathBuf::from(p)))
+        .map(|(n, _)| (n.to_string(), built_with(n)))
         .collect();
     for dir in build_dirs() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -98,18 +120,20 @@ pub fn list() -> Vec<(String, PathBuf)> {
             let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
             };
-            if built_guest(&name, &p) && replaces(&p, all.get(&name)) {
-                all.insert(name, p);
+            if let Some(t) = built_guest(&name, &p) {
+                keep_newest(all.entry(name).or_default(), p, t);
             }
         }
     }
-    all.into_iter().collect()
+    all.into_iter()
+        .filter_map(|(n, f)| f.map(|(p, _)| (n, p)))
+        .collect()
 }
 
 /// `arg` as a path if it names an existing file or contains a '/',
 /// else as the name of a built guest (the newest of that name). Only the
-/// files of that name are looked at; the build folders are listed only to
-/// say what an unknown name could have meant.
+/// files of that name are looked at, each with one stat; the build folders
+/// are listed only to say what an unknown name could have meant.
 pub fn resolve(arg: &str) -> Result<PathBuf, GuestError> {
     let as_path = Path::new(arg);
     // Anything that exists is a path (a FIFO or a folder too: reading
@@ -117,19 +141,16 @@ pub fn resolve(arg: &str) -> Result<PathBuf, GuestError> {
     if arg.contains('/') || as_path.exists() {
         return Ok(as_path.to_path_buf());
     }
-    let mut found = BUILT_GUESTS
-        .iter()
-        .find(|(n, _)| *n == arg)
-        .map(|(_, p)| PathBuf::from(p));
+    let mut found = built_with(arg);
     for dir in build_dirs() {
         let p = dir.join(arg);
-        if built_guest(arg, &p) && replaces(&p, found.as_ref()) {
-            found = Some(p);
+        if let Some(t) = built_guest(arg, &p) {
+            keep_newest(&mut found, p, t);
         }
     }
     match found {
-        Some(path) if path.is_file() => Ok(path),
-        Some(path) => Err(GuestError::Missing {
+        Some((path, Some(_))) => Ok(path),
+        Some((path, None)) => Err(GuestError::Missing {
             name: arg.to_string(),
             path: path.display().to_string(),
         }),

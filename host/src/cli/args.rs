@@ -248,7 +248,7 @@ pub enum Cmd {
         /// `host run hello` processes for run_hello_process_ms (0 to skip).
         #[arg(long, default_value_t = 20)]
         process_iters: usize,
-        /// 10 ms quanta for intr_preempt_latency_us / intr_preempt_quantum_err_us (0 to skip).
+        /// 10 ms quanta for intr_preempt_latency_us / intr_preempt_quantum_err_us, and turns of 7:3 for matrix_share_7_3_err_pp / matrix_share_7_3_loaded_err_pp (the latter with a busy loop on every CPU; 0 to skip).
         #[arg(long, default_value_t = 100)]
         preempt_quanta: u64,
         /// Runs per mode of the 4 KiB SIMVIRTIO transfer for simvirtio_tx_* (0 to skip).

@@ -10,14 +10,17 @@
 //! ends the next KVM_RUN at once: it is never lost. Turns are handed out by
 //! smooth weighted round robin, so weights 7:3 give VM1 7 of every 10 turns,
 //! interleaved (A A B A A B A B A A ...), not in blocks: the light VM never
-//! waits more than two turns.
+//! waits more than two turns. Turns end when the VM has used its share of
+//! CPU time (`fair`): shares hold in time on a busy host, not only in turns.
 
+mod fair;
 mod options;
 mod report;
 mod scheduler;
 mod timeline;
 mod wrr;
 
+pub use fair::{Fair, Step};
 pub use options::{MatrixError, MatrixOptions, Policy, parse_weights, weights_for};
 pub use report::{MatrixReport, MatrixStop, Tick, Turn, VmReport, VmState};
 pub use scheduler::{rss_kib, run};

@@ -25,6 +25,10 @@ pub struct Tick {
     pub returned_ns: u64,
     /// Expiries that were folded into this signal (overruns).
     pub missed: u32,
+    /// The timer was re-armed since the tick before (a turn that ended
+    /// early, or one that goes on for less than a quantum): the time since
+    /// that tick is not a quantum.
+    pub rearmed: bool,
 }
 
 /// How a VM ended up.
@@ -55,9 +59,13 @@ pub struct VmReport {
     pub size: u64,
     /// Turns received.
     pub quanta: u64,
-    /// Time inside KVM_RUN.
+    /// Time inside KVM_RUN (wall clock).
     pub run_ns: u64,
-    /// run_ns / all VMs' run_ns.
+    /// CPU time this VM's turns used (the scheduler thread's CPU clock: the
+    /// guest inside KVM_RUN and the host's work on its exits).
+    pub cpu_ns: u64,
+    /// cpu_ns / all VMs' cpu_ns: the share the scheduler holds to the
+    /// weights (`fair`).
     pub share: f64,
     /// weight / all VMs' weights: the share the weights ask for.
     pub target_share: f64,
@@ -161,7 +169,7 @@ impl MatrixReport {
         let _ = writeln!(
             o,
             "  {:<16} {:>5} {:>6} {:>8} {:>11} {:>7} {:>7} {:>15}  state",
-            "VM", "VMFD", "weight", "quanta", "run time", "share", "target", "counter (AX)"
+            "VM", "VMFD", "weight", "quanta", "CPU time", "share", "target", "counter (AX)"
         );
         for v in &self.vms {
             let state = match &v.state {
@@ -176,7 +184,7 @@ impl MatrixReport {
                 v.vmfd,
                 v.weight,
                 v.quanta,
-                v.run_ns as f64 / 1e9,
+                v.cpu_ns as f64 / 1e9,
                 v.share * 100.0,
                 v.target_share * 100.0,
                 format!("{:#06x} ({})", v.counter, v.counter),

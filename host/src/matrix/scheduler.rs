@@ -1,6 +1,7 @@
 //! The scheduler loop: every VM's vCPU run from the calling thread, one
 //! turn at a time.
 
+use super::fair::{Fair, Step};
 use super::options::{MatrixError, MatrixOptions, Policy, weights_for};
 use super::report::*;
 use super::wrr::Wrr;
@@ -110,6 +111,8 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         Some(_) => Some(Timer::tagged(DURATION_TAG)?),
         None => None,
     };
+    // from here a SIGINT/SIGTERM kicks this thread
+    let _active = signals::Active::enter()?;
     if opts.seccomp {
         // before the clock starts: building the filter takes time that
         // would otherwise come out of the first quantum
@@ -127,6 +130,8 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
     }
 
     let mut wrr = Wrr::new(&weights);
+    let mut fair = Fair::new(gs.len(), quantum_ns);
+    let mut rearmed = false;
     let mut runnable = vec![true; gs.len()];
     let mut turns: Vec<Turn> = Vec::new();
     let mut ticks: Vec<Tick> = Vec::new();
@@ -135,12 +140,15 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         .next(&runnable)
         .ok_or_else(|| MatrixError::Weights("no VMs to run".into()))?;
     gs[cur].quanta = 1;
+    let mut budget = fair.budget(cur);
+    let mut turn_cpu = signals::thread_cpu_ns();
+    // whether the running turn's CPU time is in `fair` already
+    let mut charged = false;
     let mut turn_start = 0;
     // whether the running turn is still to be recorded when the loop ends
     let mut turn_open = true;
     let since = |t: u64| t.saturating_sub(start);
 
-    let _active = signals::Active::enter();
     let stop = loop {
         if signals::interrupted() {
             // a SIGINT/SIGTERM before this thread could take kicks
@@ -183,8 +191,30 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
                         expected_ns: tick_base + (tick_idx - 1) * quantum_ns,
                         returned_ns: t1,
                         missed: k.ticks - 1,
+                        rearmed: std::mem::take(&mut rearmed),
                     });
-                    (true, true)
+                    // the turn ends once its CPU-time budget is used (`fair`)
+                    let used = signals::thread_cpu_ns() - turn_cpu;
+                    match fair.step(budget, used) {
+                        Step::EndTurn => (true, true),
+                        step => {
+                            if let (Step::ContinueFor(ns), Some(t)) = (step, &qtimer) {
+                                tick_base = signals::monotonic_ns() + ns;
+                                tick_idx = 0;
+                                t.arm_periodic(tick_base, opts.quantum)?;
+                                let _ = signals::take_kicks(QUANTUM_TAG);
+                                rearmed = true;
+                            }
+                            if opts.events {
+                                writeln!(
+                                    out,
+                                    "VMFD: {fd} turn goes on: {:.3} ms of CPU time to make up",
+                                    budget.saturating_sub(used) as f64 / 1e6
+                                )?;
+                            }
+                            (false, false)
+                        }
+                    }
                 } else {
                     (false, false)
                 }
@@ -249,6 +279,10 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         if !switch {
             continue;
         }
+        let now_cpu = signals::thread_cpu_ns();
+        fair.charge(cur, now_cpu - turn_cpu);
+        turn_cpu = now_cpu;
+        charged = true;
         if opts.record_turns {
             // every turn on its own, also when one VM gets two in a row
             turns.push(Turn {
@@ -272,14 +306,21 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
             tick_idx = 0;
             t.arm_periodic(tick_base, opts.quantum)?;
             let _ = signals::take_kicks(QUANTUM_TAG);
+            rearmed = true;
         }
         cur = next;
+        budget = fair.budget(cur);
+        charged = false;
         gs[cur].quanta += 1;
         handed += 1;
         turn_start = since(signals::monotonic_ns());
         turn_open = true;
     };
     let end = signals::monotonic_ns();
+    if !charged {
+        // the turn the loop stopped in
+        fair.charge(cur, signals::thread_cpu_ns() - turn_cpu);
+    }
     drop(qtimer);
     drop(dtimer);
     if opts.record_turns && turn_open {
@@ -290,9 +331,9 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         });
     }
     out.flush()?;
-    let total_run: u64 = gs.iter().map(|g| g.run_ns).sum();
+    let total_cpu: u64 = (0..gs.len()).map(|i| fair.cpu_ns(i)).sum();
     let mut vms = Vec::new();
-    for g in gs {
+    for (i, g) in gs.into_iter().enumerate() {
         let regs = g.vm.vcpu().regs(&mut None)?;
         vms.push(VmReport {
             name: g.name,
@@ -301,10 +342,11 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
             size: g.size,
             quanta: g.quanta,
             run_ns: g.run_ns,
-            share: if total_run == 0 {
+            cpu_ns: fair.cpu_ns(i),
+            share: if total_cpu == 0 {
                 0.0
             } else {
-                g.run_ns as f64 / total_run as f64
+                fair.cpu_ns(i) as f64 / total_cpu as f64
             },
             target_share: f64::from(g.weight) / f64::from(weight_sum),
             exits: g.stats.reasons(),

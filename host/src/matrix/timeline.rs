@@ -95,7 +95,7 @@ impl MatrixReport {
             let y = axis_y + 40.0 + 20.0 * i as f64;
             let _ = writeln!(
                 s,
-                r#"<rect x="{left}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{}: weight {}, {} turn{}, {:.1}% of guest run time (target {:.1}%)</text>"#,
+                r#"<rect x="{left}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{}: weight {}, {} turn{}, {:.1}% of the CPU time (target {:.1}%)</text>"#,
                 y - 10.0,
                 COLORS[i % COLORS.len()],
                 left + 18.0,
