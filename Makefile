@@ -2,7 +2,7 @@
 # (rustup here does not install rust-toolchain.toml's toolchain on its own).
 CARGO ?= cargo
 
-.PHONY: bench-compare all toolchain test-deps guest-runner guest-runner-remove binutils size disasm flat demo guests run list test lint fmt bench clean abi-doc
+.PHONY: bench-compare all toolchain test-deps guest-runner guest-runner-remove binutils size disasm flat demo guests run list test lint fmt bench clean abi-doc order-file
 
 all: demo
 
@@ -103,6 +103,14 @@ bench-compare: toolchain
 	rm -rf target/bench-floor && cp -r $(FLOOR) target/bench-floor && chmod -R u+w target/bench-floor
 	CANDIDATE="$(CURDIR)/target/release/host bench --process-iters 0" $(MAKE) -C target/bench-floor run
 	CANDIDATE="$(CURDIR)/target/release/host run hello" $(MAKE) -C target/bench-floor process
+
+# The functions `host run hello` executes, for the linker to put side by side
+# in release builds (host/build.rs, tools/order-file): run it when that path
+# changes. Needs a C compiler, nm and python3.
+order-file: toolchain
+	$(CARGO) build --release -p host
+	./tools/order-file
+	$(CARGO) build --release -p host
 
 clean:
 	$(CARGO) clean

@@ -96,12 +96,26 @@ fn preempt_lets_both_silent_guests_progress() {
     assert_eq!(r.stop, MatrixStop::Quanta);
     let (a, b) = (&r.vms[0], &r.vms[1]);
     assert_eq!((a.quanta, b.quanta), (5, 5));
-    // no I/O exits at all: every turn ended with KVM_EXIT_INTR
-    assert_eq!(a.stats().total(), 5);
-    assert_eq!(a.stats().count(host::stats::ExitReason::Intr), 5);
+    // A turn that got less CPU time than its due goes on past a tick and
+    // says so (matrix/fair.rs): on a busy machine a turn may take more than
+    // one KVM_RUN, each ended by the quantum timer or by the one-shot timer
+    // that ends a make-up.
+    let more = ev.matches(" turn goes on: ").count();
+    let runs = started(&ev).len();
+    assert!(runs >= 10 + more, "{runs} runs, {more} go-ons");
+    // no I/O exits at all: every KVM_RUN ended with KVM_EXIT_INTR
+    assert_eq!((a.stats().total() + b.stats().total()) as usize, runs);
+    assert_eq!(
+        a.stats().count(host::stats::ExitReason::Intr),
+        a.stats().total()
+    );
+    assert!(a.stats().total() >= 5);
     assert_ne!(a.counter, 0, "guest1_silent made progress");
     assert_ne!(b.counter, 0, "guest2_silent made progress");
-    assert_eq!(r.ticks.len(), 10);
+    if runs == 10 {
+        // a quiet machine: one tick per turn
+        assert_eq!(r.ticks.len(), 10);
+    }
     assert!(ev.contains(&format!("VMFD: {} KVM_EXIT_INTR\n", a.vmfd)));
     assert!(ev.contains(&format!(
         "VMFD: {} stopped running - exit reason: 10\n",
@@ -112,9 +126,12 @@ fn preempt_lets_both_silent_guests_progress() {
         .lines()
         .filter_map(|l| l.strip_prefix("Time: ")?.parse().ok())
         .collect();
-    assert_eq!(times.len(), 10);
+    assert_eq!(times.len(), runs);
     assert!(times.windows(2).all(|w| w[1] > w[0]), "{times:?}");
-    assert_eq!(started(&ev), [a.vmfd, b.vmfd].repeat(5));
+    // the turns alternate: a turn that goes on starts its VM again
+    let mut turns = started(&ev);
+    turns.dedup();
+    assert_eq!(turns, [a.vmfd, b.vmfd].repeat(5));
 }
 
 /// A timer signal that arrives while the host handles an exit stays pending
@@ -128,7 +145,8 @@ fn preempt_with_exiting_guests_loses_no_tick() {
         ..opts(&["guest1", "guest2"], Policy::Preempt)
     };
     let (r, _) = run(&o);
-    assert_eq!(r.ticks.len(), 20, "one tick per turn");
+    // a tick per turn, and one more each time a turn makes up lost time
+    assert!(r.ticks.len() >= 20, "{:?}", r.ticks);
     assert!(r.vms.iter().all(|v| v.stats().io_out() > 0));
     assert_eq!((r.vms[0].quanta, r.vms[1].quanta), (14, 6));
     // every expiry is accounted for: each signal's expiry is the previous
@@ -137,7 +155,8 @@ fn preempt_with_exiting_guests_loses_no_tick() {
     // it means Linux did not schedule this thread for a whole quantum,
     // which happened once in a full CI run on this 2-core VM.)
     let q = r.quantum_ns;
-    for w in r.ticks.windows(2) {
+    // (a tick after a re-arm starts a new schedule)
+    for w in r.ticks.windows(2).filter(|w| !w[1].rearmed) {
         assert_eq!(
             w[1].expected_ns - w[0].expected_ns,
             q * (1 + u64::from(w[1].missed)),

@@ -220,7 +220,7 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         let mut qerr: Vec<f64> = r
             .ticks
             .windows(2)
-            // a tick after a re-arm (a turn made up lost time) ends no quantum
+            // a tick after a re-arm (a VM halted mid-turn) ends no quantum
             .filter(|w| w[1].missed == 0 && !w[1].rearmed)
             .map(|w| {
                 ((w[1].returned_ns - w[0].returned_ns) as f64 - period.as_nanos() as f64).abs()

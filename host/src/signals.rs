@@ -96,13 +96,16 @@ pub struct Kicks {
     /// count per signal: a periodic timer that fired while its signal was
     /// still pending counts every period).
     pub ticks: u32,
+    /// Signals from the timer with the second tag.
+    pub second: u32,
     /// Other kicks (another timer, Ctrl-C forwarding).
     pub other: u32,
 }
 
 /// Like `consume_kicks`, and says which timer sent them: a signal from the
-/// timer made with `Timer::tagged(tag)` counts in `ticks`.
-pub fn take_kicks(tag: usize) -> Kicks {
+/// timer made with `Timer::tagged(tag)` counts in `ticks`, one from
+/// `Timer::tagged(second)` in `second`.
+pub fn take_kicks(tag: usize, second: usize) -> Kicks {
     let set = set_of(&[kick_signal()]);
     let zero = libc::timespec {
         tv_sec: 0,
@@ -118,10 +121,14 @@ pub fn take_kicks(tag: usize) -> Kicks {
             return k;
         }
         // SAFETY: for SI_TIMER the kernel filled the timer fields of the union.
-        if si.si_code == libc::SI_TIMER && unsafe { si.si_value().sival_ptr } as usize == tag {
+        // SAFETY: as above.
+        let from = unsafe { si.si_value().sival_ptr } as usize;
+        if si.si_code == libc::SI_TIMER && from == tag {
             // SAFETY: as above.
             let over = unsafe { si.si_overrun() }.max(0) as u32;
             k.ticks += 1 + over;
+        } else if si.si_code == libc::SI_TIMER && from == second {
+            k.second += 1;
         } else {
             k.other += 1;
         }

@@ -19,7 +19,7 @@ pub struct Cli {
     pub cmd: Option<Cmd>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
 pub enum Mode {
     /// 16-bit real mode, CS = DS = SS = 0 (the guest's .kvmwb.real code).
     Real,
@@ -42,7 +42,7 @@ impl From<Mode> for host::x86::CpuMode {
     }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
 pub enum TraceArg {
     /// A line per call and per exit, as they happen.
     Text,
@@ -50,8 +50,15 @@ pub enum TraceArg {
     Mermaid,
 }
 
+/// `--mem`'s default for `run` and `layout`.
+pub const DEFAULT_MEM: &str = "2M";
+/// `--kvm-device`'s default.
+pub const DEFAULT_KVM: &str = "/dev/kvm";
+/// `--poll-interval`'s default.
+pub const DEFAULT_POLL: &str = "1ms";
+
 /// What to load and how: shared by `run` and `layout`.
-#[derive(Args)]
+#[derive(Args, Debug, PartialEq)]
 pub struct GuestArgs {
     /// A built guest's name (see `host list`) or the path of an ELF or flat
     /// file (default: hello).
@@ -60,13 +67,13 @@ pub struct GuestArgs {
     #[arg(long, value_enum, default_value = "long")]
     pub mode: Mode,
     /// Guest memory size, e.g. 2M, 512K, 1G (4 KiB multiple, 1 MiB to 3 GiB).
-    #[arg(long, default_value = "2M", value_parser = size::parse_size)]
+    #[arg(long, default_value = DEFAULT_MEM, value_parser = size::parse_size)]
     pub mem: u64,
     /// Load GUEST as a flat binary at this guest-physical address and enter it there.
     #[arg(long, value_name = "ADDR", value_parser = size::parse_addr)]
     pub flat: Option<u64>,
     /// The KVM device.
-    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_KVM)]
     pub kvm_device: PathBuf,
 }
 
@@ -112,51 +119,99 @@ pub enum PolicyArg {
     Preempt,
 }
 
+// `host run`'s flags (and `host` alone: `host run hello`). A plain comment:
+// clap would take a doc comment for the subcommand's about text.
+#[derive(Args, Debug, PartialEq)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub g: GuestArgs,
+    /// Check 42 at 0x400 and in RAX at HLT even if the guest did not ask for it.
+    #[arg(long)]
+    pub check_42: bool,
+    /// Print one JSON object (guest output included) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop the guest after this long (e.g. 500ms, 2s); exit code 5.
+    #[arg(long, value_name = "DURATION", value_parser = size::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Do not run the vCPU thread under the seccomp filter (for debugging).
+    #[arg(long)]
+    pub no_seccomp: bool,
+    /// Print every KVM ioctl the host makes (arguments, result, purpose), then every exit;
+    /// `=mermaid` writes the same sequence as a Mermaid flowchart at the end.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "text", require_equals = true)]
+    pub trace_kvm: Option<TraceArg>,
+    /// Pin vCPU threads to host CPUs, one per vCPU: --pin 1, --vcpus 2 --pin 0,1 (host_cpuid then stays fixed).
+    #[arg(long, value_name = "CPU[,CPU...]", value_delimiter = ',')]
+    pub pin: Vec<usize>,
+    /// SIMVIRTIO polling mode: the driver does not notify; the host drains TX at every exit and on a timer.
+    #[arg(long)]
+    pub polling: bool,
+    /// With --polling: the timer's period.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_POLL, value_parser = size::parse_duration, requires = "polling")]
+    pub poll_interval: std::time::Duration,
+    /// Exit profiling: the exit table gets the host's handling time per reason, port and MMIO address (total and mean).
+    #[arg(long)]
+    pub stats: bool,
+    /// Number of vCPUs, each on its own host thread (long mode; the guest must use guest_rt::smp_entry!).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub vcpus: u32,
+    /// Write the --trace-kvm output to FILE instead of standard error.
+    #[arg(long, value_name = "FILE", requires = "trace_kvm")]
+    pub trace_file: Option<PathBuf>,
+    /// Stop before the first instruction and wait for gdb on ADDR (HOST:PORT, :PORT,
+    /// or a Unix socket path; default 127.0.0.1:1234). Put it after GUEST.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1234")]
+    pub gdb: Option<String>,
+}
+
+impl RunArgs {
+    /// `host`, `host run` and `host run NAME` (NAME a plain word): what
+    /// clap gives for them, without running clap, so `host run hello`
+    /// never pages clap's code in (issue 19: its resident memory).
+    /// Anything else (a flag, a second word, a path starting with '-',
+    /// bytes that are not UTF-8) is None: clap's to parse and explain.
+    pub fn plain(args: &[std::ffi::OsString]) -> Option<RunArgs> {
+        let guest = match args {
+            [] => None,
+            [run] if run == "run" => None,
+            [run, name] if run == "run" => {
+                let name = name.to_str()?;
+                if name.is_empty() || name.starts_with('-') {
+                    return None;
+                }
+                Some(name.to_string())
+            }
+            _ => return None,
+        };
+        Some(RunArgs {
+            g: GuestArgs {
+                guest,
+                mode: Mode::Long,
+                mem: size::parse_size(DEFAULT_MEM).ok()?,
+                flat: None,
+                kvm_device: PathBuf::from(DEFAULT_KVM),
+            },
+            check_42: false,
+            json: false,
+            timeout: None,
+            no_seccomp: false,
+            trace_kvm: None,
+            pin: Vec::new(),
+            polling: false,
+            poll_interval: size::parse_duration(DEFAULT_POLL).ok()?,
+            stats: false,
+            vcpus: 1,
+            trace_file: None,
+            gdb: None,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run a guest until it halts or crashes; print its output, then the exit table.
-    Run {
-        #[command(flatten)]
-        g: GuestArgs,
-        /// Check 42 at 0x400 and in RAX at HLT even if the guest did not ask for it.
-        #[arg(long)]
-        check_42: bool,
-        /// Print one JSON object (guest output included) instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Stop the guest after this long (e.g. 500ms, 2s); exit code 5.
-        #[arg(long, value_name = "DURATION", value_parser = size::parse_duration)]
-        timeout: Option<std::time::Duration>,
-        /// Do not run the vCPU thread under the seccomp filter (for debugging).
-        #[arg(long)]
-        no_seccomp: bool,
-        /// Print every KVM ioctl the host makes (arguments, result, purpose), then every exit;
-        /// `=mermaid` writes the same sequence as a Mermaid flowchart at the end.
-        #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "text", require_equals = true)]
-        trace_kvm: Option<TraceArg>,
-        /// Pin vCPU threads to host CPUs, one per vCPU: --pin 1, --vcpus 2 --pin 0,1 (host_cpuid then stays fixed).
-        #[arg(long, value_name = "CPU[,CPU...]", value_delimiter = ',')]
-        pin: Vec<usize>,
-        /// SIMVIRTIO polling mode: the driver does not notify; the host drains TX at every exit and on a timer.
-        #[arg(long)]
-        polling: bool,
-        /// With --polling: the timer's period.
-        #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = size::parse_duration, requires = "polling")]
-        poll_interval: std::time::Duration,
-        /// Exit profiling: the exit table gets the host's handling time per reason, port and MMIO address (total and mean).
-        #[arg(long)]
-        stats: bool,
-        /// Number of vCPUs, each on its own host thread (long mode; the guest must use guest_rt::smp_entry!).
-        #[arg(long, value_name = "N", default_value_t = 1)]
-        vcpus: u32,
-        /// Write the --trace-kvm output to FILE instead of standard error.
-        #[arg(long, value_name = "FILE", requires = "trace_kvm")]
-        trace_file: Option<PathBuf>,
-        /// Stop before the first instruction and wait for gdb on ADDR (HOST:PORT, :PORT,
-        /// or a Unix socket path; default 127.0.0.1:1234). Put it after GUEST.
-        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1234")]
-        gdb: Option<String>,
-    },
+    Run(RunArgs),
     /// Cargo's runner for the guest target (.cargo/config.toml): `cargo run -p guest-kernel
     /// --bin NAME -- [FLAGS]` is `host run ELF [FLAGS]`; a test build (`cargo test`) runs each
     /// of its tests in a VM of its own and prints libtest's lines.
@@ -261,4 +316,48 @@ pub enum Cmd {
         #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
         kvm_device: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::FromArgMatches as _;
+
+    fn clap_run(args: &[&str]) -> Option<RunArgs> {
+        let m = RunArgs::augment_args(clap::Command::new("run"))
+            .try_get_matches_from(args)
+            .ok()?;
+        RunArgs::from_arg_matches(&m).ok()
+    }
+
+    /// The plain parser gives exactly what clap gives, and leaves the rest
+    /// to clap: its defaults cannot drift from the flags' defaults.
+    #[test]
+    fn plain_run_is_what_clap_parses() {
+        let os = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let plain = RunArgs::plain(&os(&["run", "hello"])).expect("plain");
+        assert_eq!(Some(plain), clap_run(&["run", "hello"]));
+        for name in ["smp", "./g.bin", "help", "x y", "ünï"] {
+            assert_eq!(
+                RunArgs::plain(&os(&["run", name])),
+                clap_run(&["run", name])
+            );
+        }
+        assert_eq!(RunArgs::plain(&os(&["run"])), clap_run(&["run"]));
+        assert_eq!(RunArgs::plain(&os(&[])), clap_run(&["run"]));
+        for args in [
+            &["run", "hello", "--json"][..],
+            &["run", "--json"],
+            &["run", "-h"],
+            &["run", "--help"],
+            &["run", "-"],
+            &["run", ""],
+            &["run", "hello", "extra"],
+            &["layout", "hello"],
+            &["list"],
+            &["--version"],
+        ] {
+            assert_eq!(RunArgs::plain(&os(args)), None, "{args:?}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use host::bench::{self, BenchOptions};
-use host::config::{RunConfig, VmConfig};
+use host::config::RunConfig;
 use host::guests;
 use host::run::{self, RunOptions, code};
 use host::trace::TraceFormat;
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         let _ = writeln!(std::io::stderr(), "host: error: {e}");
         return ExitCode::from(code::HOST_ERROR as u8);
     }
-    let cli = Cli::parse();
+    let cli = quick_parse().unwrap_or_else(Cli::parse);
     let code = match dispatch(cli) {
         Ok(c) => c,
         Err(f) => {
@@ -93,30 +93,46 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// `host run ...` and `host` alone without the whole CLI's parser (issue
+/// 19: clap builds every subcommand with its help texts before it parses;
+/// that was a third of the page faults of `host run hello`). A plain
+/// `host run NAME` needs no clap at all (`RunArgs::plain`); other `run`
+/// arguments are parsed by the run subcommand's own clap parser. Anything
+/// else, and any error or help request, returns None and goes to the
+/// whole CLI's parser, which parses and reports it exactly as before.
+fn quick_parse() -> Option<Cli> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(plain) = RunArgs::plain(&args) {
+        return Some(Cli {
+            cmd: Some(Cmd::Run(plain)),
+        });
+    }
+    let cmd = match args.first() {
+        None => None,
+        Some(first) if first == "run" => Some(Cmd::Run(run_args(&args)?)),
+        Some(_) => return None,
+    };
+    Some(Cli { cmd })
+}
+
+/// `run` and its arguments, parsed as `RunArgs` (None if they do not parse).
+fn run_args<A: Into<std::ffi::OsString> + Clone>(args: &[A]) -> Option<RunArgs> {
+    use clap::{Args as _, FromArgMatches as _};
+    let m = RunArgs::augment_args(clap::Command::new("run"))
+        .try_get_matches_from(args.iter().cloned())
+        .ok()?;
+    RunArgs::from_arg_matches(&m).ok()
+}
+
 fn dispatch(cli: Cli) -> Done {
-    let cmd = cli.cmd.unwrap_or_else(|| Cmd::Run {
-        g: GuestArgs {
-            guest: None,
-            mode: Mode::Long,
-            mem: VmConfig::default().mem_size,
-            flat: None,
-            kvm_device: VmConfig::default().kvm_path,
-        },
-        check_42: false,
-        json: false,
-        timeout: None,
-        no_seccomp: false,
-        trace_kvm: None,
-        trace_file: None,
-        pin: Vec::new(),
-        vcpus: 1,
-        polling: false,
-        poll_interval: std::time::Duration::from_millis(1),
-        stats: false,
-        gdb: None,
-    });
+    let Some(cmd) = cli.cmd.or_else(|| run_args(&["run"]).map(Cmd::Run)) else {
+        return Err(Failure {
+            code: code::HOST_ERROR,
+            msg: "the default `run` arguments do not parse".into(),
+        });
+    };
     match cmd {
-        Cmd::Run {
+        Cmd::Run(RunArgs {
             g,
             check_42,
             json,
@@ -130,7 +146,7 @@ fn dispatch(cli: Cli) -> Done {
             poll_interval,
             stats,
             gdb,
-        } => {
+        }) => {
             let trace = trace_kvm.map(|t| match t {
                 TraceArg::Text => TraceFormat::Text,
                 TraceArg::Mermaid => TraceFormat::Mermaid,

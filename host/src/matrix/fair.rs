@@ -15,8 +15,9 @@
 //! it is owed, kept within [quantum/2, 3 quanta] so every turn is visible
 //! and no VM waits long. At each quantum tick the turn ends if less than
 //! 1/20 of a quantum of its budget is left; otherwise it goes on, and when
-//! the rest is shorter than a quantum the timer is re-armed to fire when it
-//! is used up (`Step::ContinueFor`).
+//! the rest is shorter than a quantum a second, one-shot timer fires when
+//! it is used up (`Step::ContinueFor`). The quantum timer keeps its
+//! schedule.
 
 /// The accounting of every VM's turns.
 #[derive(Debug, Clone)]
@@ -33,8 +34,8 @@ pub enum Step {
     EndTurn,
     /// More than a quantum is left: run on to the next tick.
     Continue,
-    /// Less than a quantum is left: run on, with the timer re-armed to fire
-    /// after this many ns.
+    /// Less than a quantum is left: run on, and end the turn (or look
+    /// again) after this many ns.
     ContinueFor(u64),
 }
 

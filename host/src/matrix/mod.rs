@@ -17,11 +17,13 @@ mod fair;
 mod options;
 mod report;
 mod scheduler;
+mod setup;
 mod timeline;
 mod wrr;
 
 pub use fair::{Fair, Step};
 pub use options::{MatrixError, MatrixOptions, Policy, parse_weights, weights_for};
 pub use report::{MatrixReport, MatrixStop, Tick, Turn, VmReport, VmState};
-pub use scheduler::{rss_kib, run};
+pub use scheduler::run;
+pub use setup::rss_kib;
 pub use wrr::Wrr;

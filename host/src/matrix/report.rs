@@ -25,9 +25,8 @@ pub struct Tick {
     pub returned_ns: u64,
     /// Expiries that were folded into this signal (overruns).
     pub missed: u32,
-    /// The timer was re-armed since the tick before (a turn that ended
-    /// early, or one that goes on for less than a quantum): the time since
-    /// that tick is not a quantum.
+    /// The timer was re-armed since the tick before (a VM halted or
+    /// crashed mid-turn): the time since that tick is not a quantum.
     pub rearmed: bool,
 }
 

@@ -4,53 +4,22 @@
 use super::fair::{Fair, Step};
 use super::options::{MatrixError, MatrixOptions, Policy, weights_for};
 use super::report::*;
+use super::setup::{rss_kib, set_up};
 use super::wrr::Wrr;
-use crate::config::{RunConfig, VmConfig};
 use crate::devices::hypercall::Io;
 use crate::kvm::{KvmError, vcpu::is_kick};
-use crate::run;
 use crate::signals::{self, Timer};
-use crate::stats::{Dir, ExitReason, ExitStats};
-use crate::vm::Vm;
-use crate::x86::CpuMode;
-use hypercall_abi::layout;
+use crate::stats::{Dir, ExitReason};
 use kvm_ioctls::VcpuExit;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// Tag of the quantum timer's signals (see `signals::take_kicks`).
 const QUANTUM_TAG: usize = 1;
 /// Tag of the `--duration` timer.
 const DURATION_TAG: usize = 2;
-
-struct Guest {
-    name: String,
-    vm: Vm,
-    vmfd: i32,
-    weight: u32,
-    size: u64,
-    quanta: u64,
-    run_ns: u64,
-    stats: ExitStats,
-    state: VmState,
-}
-
-fn load(name: &str, cfg: &VmConfig) -> Result<(Vm, u64), MatrixError> {
-    let (_, bytes) = run::read_guest(name, hypercall_abi::layout::MAX_MEM, false)?;
-    // the assignment's guests are flat binaries; ours are ELFs with real-mode code
-    let flat = (!bytes.starts_with(b"\x7fELF")).then_some(layout::REAL_LOAD);
-    let plan = run::plan_guest(name, &bytes, flat, cfg)?;
-    let size = plan.segments.iter().map(|s| s.file.len() as u64).sum();
-    // the supported CPUID only for a guest that asks (as `host run` does)
-    let cfg = VmConfig {
-        cpuid: flat.is_some() || plan.flags & hypercall_abi::note::FLAG_CPUID != 0,
-        ..cfg.clone()
-    };
-    let mut vm = Vm::new(&cfg, RunConfig::default())?;
-    vm.load(&plan, &bytes)?;
-    Ok((vm, size))
-}
+/// Tag of the timer that ends a turn that makes up lost time (`fair`).
+const BUDGET_TAG: usize = 3;
 
 /// Sets up the VMs, then runs them all from the calling thread. Event lines
 /// go to `out`.
@@ -67,35 +36,8 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
             crate::config::MIN_PERIOD
         )));
     }
-    let cfg = VmConfig {
-        mem_size: opts.mem_size,
-        kvm_path: opts.kvm_path.clone(),
-        mode: CpuMode::Real,
-        trace: None,
-        vcpus: 1,
-        // `load` keeps it for the VMs that ask
-        cpuid: true,
-    };
-    let mut gs = Vec::new();
     let setup_start = signals::monotonic_ns();
-    for (name, &weight) in opts.vms.iter().zip(&weights) {
-        let (vm, size) = load(name, &cfg)?;
-        let vmfd = vm.vm_object().fd().as_raw_fd();
-        if opts.events {
-            writeln!(out, "VMFD: {vmfd}, Loaded Program with size: {size}")?;
-        }
-        gs.push(Guest {
-            name: name.clone(),
-            vm,
-            vmfd,
-            weight,
-            size,
-            quanta: 0,
-            run_ns: 0,
-            stats: ExitStats::default(),
-            state: VmState::Running,
-        });
-    }
+    let mut gs = set_up(opts, &weights, out)?;
     let setup_ns = signals::monotonic_ns() - setup_start;
     let rss_kib_after_setup = rss_kib();
     let mask = signals::arm_thread()?;
@@ -107,6 +49,13 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         Policy::Preempt => Some(Timer::tagged(QUANTUM_TAG)?),
         Policy::OnExit => None,
     };
+    // ends a turn between ticks when what it makes up is less than a
+    // quantum; the quantum timer keeps its schedule
+    let btimer = match opts.policy {
+        Policy::Preempt => Some(Timer::tagged(BUDGET_TAG)?),
+        Policy::OnExit => None,
+    };
+    let mut budget_armed = false;
     let dtimer = match opts.duration {
         Some(_) => Some(Timer::tagged(DURATION_TAG)?),
         None => None,
@@ -178,7 +127,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
             Err(e) if is_kick(&e) => {
                 g.stats.record(ExitReason::Intr);
                 reason(out, kvm_bindings::KVM_EXIT_INTR, "KVM_EXIT_INTR")?;
-                let k = signals::take_kicks(QUANTUM_TAG);
+                let k = signals::take_kicks(QUANTUM_TAG, BUDGET_TAG);
                 if signals::interrupted() {
                     break MatrixStop::Interrupted;
                 }
@@ -193,17 +142,18 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
                         missed: k.ticks - 1,
                         rearmed: std::mem::take(&mut rearmed),
                     });
+                }
+                // (a budget signal of a turn that has ended already is stale)
+                let budget_due = k.second > 0 && std::mem::take(&mut budget_armed);
+                if k.ticks > 0 || budget_due {
                     // the turn ends once its CPU-time budget is used (`fair`)
                     let used = signals::thread_cpu_ns() - turn_cpu;
                     match fair.step(budget, used) {
                         Step::EndTurn => (true, true),
                         step => {
-                            if let (Step::ContinueFor(ns), Some(t)) = (step, &qtimer) {
-                                tick_base = signals::monotonic_ns() + ns;
-                                tick_idx = 0;
-                                t.arm_periodic(tick_base, opts.quantum)?;
-                                let _ = signals::take_kicks(QUANTUM_TAG);
-                                rearmed = true;
+                            if let (Step::ContinueFor(ns), Some(b)) = (step, &btimer) {
+                                b.arm(Duration::from_nanos(ns))?;
+                                budget_armed = true;
                             }
                             if opts.events {
                                 writeln!(
@@ -279,6 +229,9 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         if !switch {
             continue;
         }
+        if let (Some(b), true) = (&btimer, std::mem::take(&mut budget_armed)) {
+            b.arm(Duration::ZERO)?;
+        }
         let now_cpu = signals::thread_cpu_ns();
         fair.charge(cur, now_cpu - turn_cpu);
         turn_cpu = now_cpu;
@@ -305,7 +258,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
             tick_base = signals::monotonic_ns() + quantum_ns;
             tick_idx = 0;
             t.arm_periodic(tick_base, opts.quantum)?;
-            let _ = signals::take_kicks(QUANTUM_TAG);
+            let _ = signals::take_kicks(QUANTUM_TAG, BUDGET_TAG);
             rearmed = true;
         }
         cur = next;
@@ -322,6 +275,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         fair.charge(cur, signals::thread_cpu_ns() - turn_cpu);
     }
     drop(qtimer);
+    drop(btimer);
     drop(dtimer);
     if opts.record_turns && turn_open {
         turns.push(Turn {
@@ -366,16 +320,4 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         turns,
         ticks,
     })
-}
-
-/// This process's resident memory now (VmRSS of /proc/self/status), KiB.
-pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -261,7 +261,7 @@ impl Vm {
             id: 0,
             stop,
             regs,
-            stats: self.state.stats[0].clone(),
+            stats: std::mem::take(&mut self.state.stats[0]),
         };
         self.outcome(vec![report], elapsed, out, diag)
     }

@@ -131,7 +131,7 @@ impl Vm {
                 id,
                 stop,
                 regs,
-                stats: self.state.stats[id].clone(),
+                stats: std::mem::take(&mut self.state.stats[id]),
             });
         }
         self.outcome(per, elapsed, out, diag)

@@ -1,0 +1,8 @@
+//! The vCPU threads' seccomp filter: what they may call (`filter`) and the
+//! BPF program that says so (`bpf`).
+
+mod bpf;
+mod filter;
+
+pub use bpf::{BpfError, Insn, Rule};
+pub use filter::*;
