@@ -1,13 +1,12 @@
-//! `host bench`: `metric value unit` lines named as in ../shared/bench-floor,
-//! so the two can run side by side:
-//! `CANDIDATE="target/release/host bench" make -C <copy of bench-floor> run`.
+//! The stages of `host bench`, one figure family each.
 
 use crate::config::{RunConfig, VmConfig};
 use crate::loader;
 use crate::run::{self, RunOptions};
 use crate::vcpu::Stop;
 use crate::vm::{Vm, VmError};
-use hypercall_abi::{PORT_PRINT8BIT, layout};
+use crate::x86::CpuMode;
+use hypercall_abi::PORT_PRINT8BIT;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -106,13 +105,19 @@ fn pio_loop(n: u32) -> Vec<u8> {
     c
 }
 
-fn vm_with(code: &[u8], kvm_path: &std::path::Path) -> Result<Vm, BenchError> {
+/// A 2 MiB VM with `code` at the start of the mode's image area. These
+/// images ask for nothing, so the VM gets no CPUID (as `host run` does for
+/// a guest that does not ask); kvm_floor sets none either.
+fn vm_with(code: &[u8], mode: CpuMode, kvm_path: &std::path::Path) -> Result<Vm, BenchError> {
     let cfg = VmConfig {
         mem_size: 2 << 20,
         kvm_path: kvm_path.to_path_buf(),
+        mode,
+        cpuid: false,
         ..Default::default()
     };
-    let plan = loader::plan_flat(code.len(), layout::IMAGE_MIN, cfg.mem_size)?;
+    let area = mode.image_area(cfg.mem_size);
+    let plan = loader::plan_flat_in(code.len(), area.start, &area, cfg.mem_size)?;
     let mut vm = Vm::new(&cfg, RunConfig::default())?;
     vm.load(&plan, code)?;
     Ok(vm)
@@ -139,7 +144,7 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
     // (1) hypercall round trip: a print8bit exit, output discarded
     // (`--exits 0` skips it: the loop's counter would wrap to 2^32)
     if o.exits > 0 {
-        let mut vm = vm_with(&pio_loop(o.exits), &o.kvm_path)?;
+        let mut vm = vm_with(&pio_loop(o.exits), CpuMode::Long, &o.kvm_path)?;
         let r = vm.run(&mut std::io::sink(), &mut std::io::sink())?;
         if r.stop != Stop::Halted {
             return Err(BenchError::NoHalt("long_pio_exit_ns"));
@@ -148,12 +153,13 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         w(out, "long_pio_exit_ns", per_exit, "ns")?;
     }
 
-    // (2) create VM + memory + vCPU + long mode, run to HLT, tear down
+    // (2) create VM + memory + vCPU + real mode, run to HLT, tear down:
+    // kvm_floor's vm_create (a real-mode `hlt`)
     let n = o.vm_iters.max(1);
     let (mut tot, mut setup, mut first, mut down) = (vec![], vec![], vec![], vec![]);
     for _ in 0..n {
         let t0 = Instant::now();
-        let mut vm = vm_with(&[0xf4], &o.kvm_path)?;
+        let mut vm = vm_with(&[0xf4], CpuMode::Real, &o.kvm_path)?;
         let t1 = Instant::now();
         let r = vm.run(&mut std::io::sink(), &mut std::io::sink())?;
         if r.stop != Stop::Halted {
@@ -180,10 +186,13 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         let mut ms = vec![];
         for _ in 0..o.process_iters {
             let t0 = Instant::now();
-            let st = Command::new(&exe)
-                .args(["run", &RunOptions::default().guest])
-                .arg("--kvm-device")
-                .arg(&o.kvm_path)
+            let mut cmd = Command::new(&exe);
+            cmd.args(["run", &RunOptions::default().guest]);
+            // exactly `host run hello` unless another device is asked for
+            if o.kvm_path != VmConfig::default().kvm_path {
+                cmd.arg("--kvm-device").arg(&o.kvm_path);
+            }
+            let st = cmd
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -194,6 +203,18 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
             }
         }
         writeln!(out, "run_hello_process_ms {:.2} ms", pct(&mut ms, 0.5))?;
+        // its peak resident set, measured apart (see `process`)
+        let guest = RunOptions::default().guest;
+        let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), guest.as_ref()];
+        if o.kvm_path != VmConfig::default().kvm_path {
+            args.extend(["--kvm-device".as_ref(), o.kvm_path.as_os_str()]);
+        }
+        let (kib, code) = super::peak_rss_kib(&exe, &args)
+            .map_err(|e| BenchError::Spawn(exe.display().to_string(), e))?;
+        if code != run::code::OK {
+            return Err(BenchError::NoHalt("run_hello_process_maxrss_kib"));
+        }
+        writeln!(out, "run_hello_process_maxrss_kib {kib} KiB")?;
     }
 
     // (4) preemption, as bench-floor's intr_preempt: two silent real-mode

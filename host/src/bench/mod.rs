@@ -1,0 +1,9 @@
+//! `host bench`: `metric value unit` lines named as in ../shared/bench-floor,
+//! so the two can run side by side:
+//! `CANDIDATE="target/release/host bench" make -C <copy of bench-floor> run`.
+
+mod process;
+mod stages;
+
+pub use process::peak_rss_kib;
+pub use stages::{BenchError, BenchOptions, run};
