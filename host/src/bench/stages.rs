@@ -217,14 +217,16 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         writeln!(out, "run_hello_process_maxrss_kib {kib} KiB")?;
     }
 
-    // (4) preemption, as bench-floor's intr_preempt: two silent real-mode
-    // VMs under `host matrix --policy preempt --quantum 10ms`; latency is
-    // timer expiry -> KVM_RUN returning EINTR, quantum error is how far the
-    // time between two such returns is from 10 ms
+    // (4) preemption, as bench-floor's intr_preempt: two VMs running its
+    // guest, a real-mode `jmp .` (spin_real), under `host matrix --policy
+    // preempt --quantum 10ms`; latency is timer expiry -> KVM_RUN returning
+    // EINTR, quantum error is how far the time between two such returns is
+    // from 10 ms. (kvm-pvm emulates ring-0 code: with guest1_silent's
+    // two-instruction loop instead, tails were seen 2-5x longer.)
     if o.preempt_quanta > 1 {
         let period = std::time::Duration::from_millis(10);
         let m = crate::matrix::MatrixOptions {
-            vms: vec!["guest1_silent".into(), "guest2_silent".into()],
+            vms: vec!["spin_real".into(), "spin_real".into()],
             weights: vec![1, 1],
             quantum: period,
             quanta: Some(o.preempt_quanta),
