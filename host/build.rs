@@ -23,23 +23,9 @@ fn main() {
     link_order();
 }
 
-/// Release builds of the `host` executable put the functions `host run
-/// hello` executes side by side (lld's --symbol-ordering-file, with the list
-/// `make order-file` writes to link/order.txt): the kernel maps the text 64
-/// KiB around each page fault, so scattered code made nearly all of it
-/// resident (issue 19: 2356 KiB of RSS, 948 KiB with the order). Symbols
-/// the list names but the build lacks are skipped without a warning.
+/// The release `host` executable is linked with the functions `host run
+/// hello` executes side by side (tools/link-ordered, the linker for this
+/// target in .cargo/config.toml): a new list relinks it.
 fn link_order() {
-    let order = std::path::Path::new("link/order.txt");
     println!("cargo::rerun-if-changed=link/order.txt");
-    let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
-    if release && order.is_file() {
-        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
-        let path = std::path::Path::new(&dir).join(order);
-        println!(
-            "cargo::rustc-link-arg-bin=host=-Wl,--symbol-ordering-file={}",
-            path.display()
-        );
-        println!("cargo::rustc-link-arg-bin=host=-Wl,--no-warn-symbol-ordering");
-    }
 }
