@@ -192,39 +192,6 @@ fn weights_7_3_give_shares_within_1_point_over_100_quanta() {
     assert!(a.cpu_ns > 0 && b.cpu_ns > 0);
 }
 
-/// A spinning thread on every CPU while it lives.
-struct Busy(
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    Vec<std::thread::JoinHandle<()>>,
-);
-
-impl Busy {
-    fn start() -> Busy {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let threads = (0..n)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        std::hint::spin_loop();
-                    }
-                })
-            })
-            .collect();
-        Busy(stop, threads)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        for t in self.1.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
 /// The issue-19 case: with a busy loop on every CPU the thread gets only
 /// part of each quantum, yet the shares of CPU time still end within a
 /// point of 70/30, while the turns stay the weights' (7 of every 10, in
@@ -240,7 +207,7 @@ fn shares_hold_in_time_while_other_threads_keep_every_cpu_busy() {
         ..opts(&["guest1_silent", "guest2_silent"], Policy::Preempt)
     };
     let _one_at_a_time = serial();
-    let busy = Busy::start();
+    let busy = host::bench::Busy::start();
     let mut out = Vec::new();
     let r = matrix::run(&o, &mut out).expect("matrix runs");
     drop(busy);

@@ -98,7 +98,7 @@ pub struct Kicks {
     pub ticks: u32,
     /// Signals from the timer with the second tag.
     pub second: u32,
-    /// Other kicks (another timer, Ctrl-C forwarding).
+    /// Other kicks (another timer, the SIGINT/SIGTERM handler, a sibling vCPU).
     pub other: u32,
 }
 
@@ -120,8 +120,8 @@ pub fn take_kicks(tag: usize, second: usize) -> Kicks {
         if unsafe { libc::sigtimedwait(&set, &mut si, &zero) } < 0 {
             return k;
         }
-        // SAFETY: for SI_TIMER the kernel filled the timer fields of the union.
-        // SAFETY: as above.
+        // SAFETY: for SI_TIMER the kernel filled the timer fields of the
+        // union (for other codes the value is only compared, never used).
         let from = unsafe { si.si_value().sival_ptr } as usize;
         if si.si_code == libc::SI_TIMER && from == tag {
             // SAFETY: as above.
@@ -137,24 +137,22 @@ pub fn take_kicks(tag: usize, second: usize) -> Kicks {
 
 /// CLOCK_MONOTONIC now, in nanoseconds (the clock the timers use).
 pub fn monotonic_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes `t`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), in ns: what it
 /// ran, in the host or in a guest inside KVM_RUN, not the time it waited.
 pub fn thread_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut t = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime only writes `t`.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    unsafe { libc::clock_gettime(clock, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
@@ -290,7 +288,8 @@ pub fn init() -> Result<(), SignalError> {
 /// Prepares the calling thread (a vCPU thread): the handlers are
 /// installed (`init`) and the kick signal is blocked. Returns the signal
 /// mask to give KVM for the time inside KVM_RUN (the thread's, with the
-/// kick, SIGINT and SIGTERM unblocked), as the kernel's 64-bit sigset: `crate::kvm::Vcpu::set_signal_mask` takes it.
+/// kick, SIGINT and SIGTERM unblocked), as the kernel's 64-bit sigset:
+/// `crate::kvm::Vcpu::set_signal_mask` takes it.
 pub fn arm_thread() -> Result<u64, SignalError> {
     init()?;
     gettid();

@@ -6,4 +6,4 @@ mod process;
 mod stages;
 
 pub use process::peak_rss_kib;
-pub use stages::{BenchError, BenchOptions, run};
+pub use stages::{BenchError, BenchOptions, Busy, run};

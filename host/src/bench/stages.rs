@@ -59,14 +59,16 @@ pub enum BenchError {
 }
 
 /// A busy loop on every CPU of the machine, for as long as the value
-/// lives (dropping it stops and joins the threads).
-struct Busy {
+/// lives (dropping it stops and joins the threads). `host bench` loads the
+/// machine with it for matrix_share_7_3_loaded_err_pp; tests/matrix.rs too.
+pub struct Busy {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Busy {
-    fn start() -> Busy {
+    /// Starts one spinning thread per CPU.
+    pub fn start() -> Busy {
         use std::sync::atomic::{AtomicBool, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -183,16 +185,17 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
     // (3) whole process: `host run hello`, start to exit
     if o.process_iters > 0 {
         let exe = std::env::current_exe().map_err(|e| BenchError::Spawn("host".into(), e))?;
+        // exactly `host run hello` unless another device is asked for
+        let guest = RunOptions::default().guest;
+        let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), guest.as_ref()];
+        if o.kvm_path != VmConfig::default().kvm_path {
+            args.extend(["--kvm-device".as_ref(), o.kvm_path.as_os_str()]);
+        }
         let mut ms = vec![];
         for _ in 0..o.process_iters {
             let t0 = Instant::now();
-            let mut cmd = Command::new(&exe);
-            cmd.args(["run", &RunOptions::default().guest]);
-            // exactly `host run hello` unless another device is asked for
-            if o.kvm_path != VmConfig::default().kvm_path {
-                cmd.arg("--kvm-device").arg(&o.kvm_path);
-            }
-            let st = cmd
+            let st = Command::new(&exe)
+                .args(&args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -204,11 +207,6 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         }
         writeln!(out, "run_hello_process_ms {:.2} ms", pct(&mut ms, 0.5))?;
         // its peak resident set, measured apart (see `process`)
-        let guest = RunOptions::default().guest;
-        let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), guest.as_ref()];
-        if o.kvm_path != VmConfig::default().kvm_path {
-            args.extend(["--kvm-device".as_ref(), o.kvm_path.as_os_str()]);
-        }
         let (kib, code) = super::peak_rss_kib(&exe, &args)
             .map_err(|e| BenchError::Spawn(exe.display().to_string(), e))?;
         if code != run::code::OK {

@@ -206,6 +206,17 @@ impl RunArgs {
             gdb: None,
         })
     }
+
+    /// `run` and its arguments (`args[0]` is "run") parsed by the run
+    /// subcommand's own clap parser, which builds only that command; None
+    /// if they do not parse (the whole CLI's parser then says why).
+    pub fn clap<A: Into<std::ffi::OsString> + Clone>(args: &[A]) -> Option<RunArgs> {
+        use clap::FromArgMatches as _;
+        let m = RunArgs::augment_args(clap::Command::new("run"))
+            .try_get_matches_from(args.iter().cloned())
+            .ok()?;
+        RunArgs::from_arg_matches(&m).ok()
+    }
 }
 
 #[derive(Subcommand)]
@@ -321,14 +332,6 @@ pub enum Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::FromArgMatches as _;
-
-    fn clap_run(args: &[&str]) -> Option<RunArgs> {
-        let m = RunArgs::augment_args(clap::Command::new("run"))
-            .try_get_matches_from(args)
-            .ok()?;
-        RunArgs::from_arg_matches(&m).ok()
-    }
 
     /// The plain parser gives exactly what clap gives, and leaves the rest
     /// to clap: its defaults cannot drift from the flags' defaults.
@@ -336,15 +339,15 @@ mod tests {
     fn plain_run_is_what_clap_parses() {
         let os = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
         let plain = RunArgs::plain(&os(&["run", "hello"])).expect("plain");
-        assert_eq!(Some(plain), clap_run(&["run", "hello"]));
+        assert_eq!(Some(plain), RunArgs::clap(&["run", "hello"]));
         for name in ["smp", "./g.bin", "help", "x y", "ünï"] {
             assert_eq!(
                 RunArgs::plain(&os(&["run", name])),
-                clap_run(&["run", name])
+                RunArgs::clap(&["run", name])
             );
         }
-        assert_eq!(RunArgs::plain(&os(&["run"])), clap_run(&["run"]));
-        assert_eq!(RunArgs::plain(&os(&[])), clap_run(&["run"]));
+        assert_eq!(RunArgs::plain(&os(&["run"])), RunArgs::clap(&["run"]));
+        assert_eq!(RunArgs::plain(&os(&[])), RunArgs::clap(&["run"]));
         for args in [
             &["run", "hello", "--json"][..],
             &["run", "--json"],

@@ -102,30 +102,18 @@ fn main() -> ExitCode {
 /// whole CLI's parser, which parses and reports it exactly as before.
 fn quick_parse() -> Option<Cli> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    if let Some(plain) = RunArgs::plain(&args) {
-        return Some(Cli {
-            cmd: Some(Cmd::Run(plain)),
-        });
-    }
-    let cmd = match args.first() {
-        None => None,
-        Some(first) if first == "run" => Some(Cmd::Run(run_args(&args)?)),
-        Some(_) => return None,
+    let run = match RunArgs::plain(&args) {
+        Some(plain) => plain,
+        None if args.first()? == "run" => RunArgs::clap(&args)?,
+        None => return None,
     };
-    Some(Cli { cmd })
-}
-
-/// `run` and its arguments, parsed as `RunArgs` (None if they do not parse).
-fn run_args<A: Into<std::ffi::OsString> + Clone>(args: &[A]) -> Option<RunArgs> {
-    use clap::{Args as _, FromArgMatches as _};
-    let m = RunArgs::augment_args(clap::Command::new("run"))
-        .try_get_matches_from(args.iter().cloned())
-        .ok()?;
-    RunArgs::from_arg_matches(&m).ok()
+    Some(Cli {
+        cmd: Some(Cmd::Run(run)),
+    })
 }
 
 fn dispatch(cli: Cli) -> Done {
-    let Some(cmd) = cli.cmd.or_else(|| run_args(&["run"]).map(Cmd::Run)) else {
+    let Some(cmd) = cli.cmd.or_else(|| RunArgs::plain(&[]).map(Cmd::Run)) else {
         return Err(Failure {
             code: code::HOST_ERROR,
             msg: "the default `run` arguments do not parse".into(),

@@ -97,6 +97,22 @@ impl Asm {
     fn ret(&mut self, action: u32) {
         self.op(RET_K, action, To::Next, To::Next);
     }
+    /// Jumps to the label of the first `(value, label)` whose value equals
+    /// the accumulator, else to `miss`.
+    fn jeq_chain(&mut self, cases: impl ExactSizeIterator<Item = (u32, usize)>, miss: usize) {
+        let n = cases.len();
+        for (i, (v, to)) in cases.enumerate() {
+            let no = if i + 1 == n {
+                To::Label(miss)
+            } else {
+                To::Next
+            };
+            self.op(JEQ_K, v, To::Label(to), no);
+        }
+        if n == 0 {
+            self.op(JA, 0, To::Label(miss), To::Next);
+        }
+    }
     fn finish(self) -> Result<Vec<Insn>, BpfError> {
         if self.code.len() > 4096 {
             return Err(BpfError::TooLong(self.code.len()));
@@ -164,17 +180,7 @@ pub fn program(rules: &BTreeMap<u32, Rule>) -> Result<Vec<Insn>, BpfError> {
             Rule::Any => {}
             Rule::OneOf { arg, values } => {
                 a.ld(arg_low(*arg));
-                for (i, &v) in values.iter().enumerate() {
-                    let miss = if i + 1 == values.len() {
-                        To::Label(trap)
-                    } else {
-                        To::Next
-                    };
-                    a.op(JEQ_K, v, To::Label(allow), miss);
-                }
-                if values.is_empty() {
-                    a.op(JA, 0, To::Label(trap), To::Next);
-                }
+                a.jeq_chain(values.iter().map(|&v| (v, allow)), trap);
             }
             Rule::All(conds) => {
                 for &(arg, v) in conds {
@@ -201,17 +207,7 @@ pub fn program(rules: &BTreeMap<u32, Rule>) -> Result<Vec<Insn>, BpfError> {
 /// equality tests, each jumping to its call's block; a miss goes to `miss`.
 fn tree(a: &mut Asm, nrs: &[u32], blocks: &[usize], lo: usize, hi: usize, miss: usize) {
     if hi - lo <= 3 {
-        for i in lo..hi {
-            let no = if i + 1 == hi {
-                To::Label(miss)
-            } else {
-                To::Next
-            };
-            a.op(JEQ_K, nrs[i], To::Label(blocks[i]), no);
-        }
-        if hi == lo {
-            a.op(JA, 0, To::Label(miss), To::Next);
-        }
+        a.jeq_chain((lo..hi).map(|i| (nrs[i], blocks[i])), miss);
         return;
     }
     let mid = (lo + hi) / 2;
