@@ -269,7 +269,8 @@ fn stepi_counts_instructions_in_long_mode() {
         Some("hello"),
         &[
             "info symbol $pc",
-            "stepi",
+            // mov eax, cs; test al, 3; jnz (not taken: CPL0); call
+            "stepi 4",
             "info symbol $pc",
             "stepi 2",
             "continue",
@@ -284,7 +285,7 @@ fn stepi_counts_instructions_in_long_mode() {
     assert_eq!(e.code, 0);
     assert!(
         e.err
-            .contains("KVM_EXIT_DEBUG                   (4)          3")
+            .contains("KVM_EXIT_DEBUG                   (4)          6")
     );
 }
 
@@ -336,10 +337,11 @@ fn a_fifth_breakpoint_is_found_by_single_stepping() {
     let g = s.gdb(
         Some("debugme"),
         &[
-            "break *0x100001",
-            "break *0x100002",
-            "break *0x100003",
-            "break *0x100004",
+            // (mov eax, cs; test al, 3; jnz: 6 bytes, then the 5-byte call)
+            "break *0x100007",
+            "break *0x100008",
+            "break *0x100009",
+            "break *0x10000a",
             "break debugme::shout",
             "continue",
             "delete",
@@ -455,6 +457,77 @@ fn kill_ends_the_run_and_detach_lets_the_guest_finish() {
         e.err
             .contains("host: gdb: gdb detached; the guest runs on without the debugger")
     );
+}
+
+/// A client that is not gdb (a port scanner, a typo in a script) cannot
+/// talk the remote protocol: the host says so in one line and the guest
+/// runs on to its end, as after `detach` (docs/debugging.md).
+#[test]
+fn a_client_sending_garbage_is_detached_and_the_guest_runs_on() {
+    for garbage in [
+        common::gdb_packet("mzz,zz").into_bytes(),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ] {
+        let s = start(&["run", "debugme", "--timeout", "60s"]);
+        let mut c = std::net::TcpStream::connect(&s.addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let _ = c.write_all(&garbage);
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+        drop(c);
+        let e = s.end();
+        assert_eq!((e.code, e.out.as_str()), (0, "shout 6\n"), "{}", e.err);
+        assert!(
+            e.err
+                .contains("host: gdb: the client's bytes are not the gdb remote protocol ("),
+            "{}",
+            e.err
+        );
+        assert!(e.err.contains("the guest runs on without the debugger"));
+        assert!(e.err.contains("debugme halted after"));
+    }
+}
+
+/// A client that asks for ~12 MiB of guest memory (3000 reads of 2 KiB,
+/// each reply twice that in hex) and then reads its replies slowly (4 KiB every 10 ms, ~400 KB/s) or not at all: Ctrl-C
+/// still ends the run at once with 130 (the send loop gives up on a
+/// SIGINT; before, it went on sending: 33 s, or the 10 s send timeout).
+/// Bound: 5 s from the signal, half the send timeout, for a busy machine.
+#[test]
+fn ctrl_c_wins_over_a_slow_or_stalled_gdb_client() {
+    for slow in [false, true] {
+        let mut s = start(&["run", "debugme"]);
+        let mut c = std::net::TcpStream::connect(&s.addr).expect("connect");
+        let ask: String = (0..3000)
+            .map(|_| common::gdb_packet("m100000,800"))
+            .collect();
+        c.write_all(ask.as_bytes()).expect("send the requests");
+        let reader = slow.then(|| {
+            let mut r = c.try_clone().expect("clone");
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                while matches!(r.read(&mut b), Ok(n) if n > 0) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        });
+        // the host is busy sending (its socket buffer fills in ms)
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGINT) };
+        let t0 = Instant::now();
+        let code = wait_for(&mut s.child, "host");
+        let took = t0.elapsed();
+        let _ = c.shutdown(std::net::Shutdown::Both);
+        if let Some(r) = reader {
+            let _ = r.join();
+        }
+        let e = s.end();
+        assert_eq!(code, 130, "slow {slow}: {}", e.err);
+        assert!(took < Duration::from_secs(5), "slow {slow}: {took:?}");
+        assert!(e.err.contains("debugme stopped: interrupted"), "{}", e.err);
+    }
 }
 
 #[test]

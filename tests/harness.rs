@@ -1,7 +1,8 @@
 //! Guests as ordinary Rust: `cargo run` and `cargo test` of guest crates
-//! (cargo hands the ELF to `host cargo-runner`: through binfmt_misc, which
-//! `make guest-runner` sets up, see the Makefile), the guest test harness
-//! (one VM per test, libtest's output), and a guest built after the host.
+//! (cargo executes the guest ELF, which hands itself to `host cargo-runner`
+//! through `cargo run -p host`: guest_rt::launch, no binfmt_misc entry),
+//! the guest test harness (one VM per test, libtest's output), and a guest
+//! built after the host.
 
 mod common;
 
@@ -90,16 +91,18 @@ fn each_guest_test_runs_in_its_own_vm_and_is_reported_by_name() {
     assert_eq!(o.status.code(), Some(2));
 }
 
-fn binfmt_ready() {
+/// Nothing outside the clone takes part: an old binfmt_misc entry would
+/// hand the ELF to whatever clone registered it.
+fn no_binfmt_entry() {
     assert!(
-        Path::new("/proc/sys/fs/binfmt_misc/kvmwb-guest").exists(),
-        "cargo runs guest ELFs directly (it ignores the runner of a forced-target package): `make guest-runner` registers tools/guest-runner for them (make test does)"
+        !Path::new("/proc/sys/fs/binfmt_misc/kvmwb-guest").exists(),
+        "an old binfmt_misc entry kvmwb-guest intercepts guest ELFs: `make binfmt-clean` removes it"
     );
 }
 
 #[test]
 fn cargo_run_runs_a_guest_in_a_vm() {
-    binfmt_ready();
+    no_binfmt_entry();
     let o = cargo(&["run", "-q", "-p", "guest-kernel", "--bin", "hello"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "Hello, world!\n");
     assert_eq!(o.status.code(), Some(0));

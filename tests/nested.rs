@@ -293,15 +293,15 @@ fn cases(payload: &Path) -> Vec<Case> {
                 "host: check 42: pass",
             ],
         },
-        // A breakpoint at _start's `hlt` (0x100005, after the call to
-        // main): no int3 and no debug registers stop here, so the stub
-        // single-steps main and compares RIP.
+        // A breakpoint at _start's `hlt` (0x10000b, after the CS test and
+        // the call to main): no int3 and no debug registers stop here, so
+        // the stub single-steps main and compares RIP.
         Case {
             name: "gdb_long_breakpoint_by_stepping",
             args: s(&["run", "hello"]),
             code: 0,
             gdb: Some(
-                ["?", "Z0,100005,1", "c", "c"]
+                ["?", "Z0,10000b,1", "c", "c"]
                     .map(common::gdb_packet)
                     .to_vec(),
             ),

@@ -21,6 +21,7 @@ extern crate self as guest_rt;
 mod cpu;
 pub mod hc;
 pub mod kernel;
+pub mod launch;
 mod print;
 pub mod simvirtio;
 pub mod sys;
@@ -143,9 +144,11 @@ macro_rules! user_program {
 }
 
 // The host enters at `_start` with RSP = layout::STACK_TOP (16-byte aligned;
-// vCPU i: STACK_TOP - i * VCPU_STACK_SIZE), RDI = vCPU id, RSI = vCPU count.
-// `call` pushes a return address, so `__guest_rt_main` starts with the stack
-// alignment the SysV ABI promises. Its return value stays in RAX across `hlt`.
+// vCPU i: STACK_TOP - i * VCPU_STACK_SIZE), RDI = vCPU id, RSI = vCPU count,
+// at CPL0. `call` pushes a return address, so `__guest_rt_main` starts with
+// the stack alignment the SysV ABI promises. Its return value stays in RAX
+// across `hlt`. Linux enters at CPL3 (CS's low bits) with RSP at argc: that
+// path hands the ELF to the host (`launch`).
 // The reference is weak so that a program without `entry!` gets the
 // linker script's message naming the macro (linker/guest.ld) instead of
 // rust-lld's "undefined symbol: __guest_rt_main".
@@ -156,9 +159,17 @@ macro_rules! start {
             ".global _start",
             $($weak,)?
             "_start:",
+            "    mov eax, cs",
+            "    test al, 3",
+            "    jnz 3f",
             "    call __guest_rt_main",
             "2:  hlt",
             "    jmp 2b",
+            "3:  mov rdi, rsp",
+            "    and rsp, -16",
+            "    call __guest_rt_from_linux",
+            ".type _start, @function",
+            ".size _start, . - _start",
         );
     };
 }

@@ -5,7 +5,39 @@
 //! after the guest's output so far is flushed, so the two streams stay in
 //! order on a terminal.
 
+use std::borrow::Cow;
 use std::io::Write;
+
+/// Text a guest or a file controls (a symbol name, a file name, a test
+/// name, an ABI note's hypercall name), made safe for one of the host's
+/// own lines: control characters (C0, DEL, C1) become `\x1b`-style escapes
+/// and `\u{85}`, and so do the bidirectional overrides, so such text can
+/// neither move the cursor, clear the screen, set the terminal's title, nor
+/// start a line of its own. The guest's own output is never escaped.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    fn bad(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        let n = c as u32;
+        match c {
+            c if !bad(c) => o.push(c),
+            _ if n < 0x80 => o.push_str(&format!("\\x{n:02x}")),
+            _ => o.push_str(&format!("\\u{{{n:x}}}")),
+        }
+    }
+    Cow::Owned(o)
+}
+
+/// [`escape`] for bytes that may not be UTF-8 (file names): invalid
+/// sequences become U+FFFD first.
+pub fn escape_bytes(b: &[u8]) -> String {
+    escape(&String::from_utf8_lossy(b)).into_owned()
+}
 
 /// The host could not carry on (the guest is not at fault).
 #[derive(Debug, thiserror::Error)]
@@ -71,36 +103,78 @@ impl std::fmt::Write for Fixed<'_> {
     }
 }
 
-/// Makes every panic, on any thread, print one line
-/// `host: internal error: <message> at <file:line>` on standard error and
-/// end the process with [`INTERNAL_ERROR_EXIT`]. The hook formats into a
-/// stack buffer and makes only `write` and `exit_group`, which the seccomp
-/// filter allows, so a panic on a vCPU thread is reported as what it is.
-/// Install it before any thread is put under seccomp.
-pub fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        use std::fmt::Write as _;
-        let mut buf = [0u8; 1024];
-        let mut w = Fixed {
-            buf: &mut buf,
-            len: 0,
-        };
+/// Writes one line, formatted into a stack buffer (what does not fit is
+/// cut), on standard error and ends the process with
+/// [`INTERNAL_ERROR_EXIT`]: no allocation, no unwinding, and no system
+/// call but `write` and `exit_group`, which the seccomp filter allows, so
+/// it works on any thread, a jailed vCPU thread included.
+fn die_with_line(line: impl FnOnce(&mut dyn std::fmt::Write)) -> ! {
+    let mut buf = [0u8; 1024];
+    let mut w = Fixed {
+        buf: &mut buf,
+        len: 0,
+    };
+    line(&mut w);
+    let n = w.len.min(buf.len() - 1);
+    buf[n] = b'\n';
+    // SAFETY: write(2) reads `n + 1` initialised bytes of `buf`; _exit ends
+    // the process without running anything else.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), n + 1);
+        libc::_exit(INTERNAL_ERROR_EXIT)
+    }
+}
+
+/// What the process does when an allocation fails (installed by the CLI
+/// with `set_alloc_error_hook`): one line
+/// `host: internal error: out of memory: an allocation of N bytes failed`
+/// and exit [`INTERNAL_ERROR_EXIT`]. The default handler's abort path made
+/// a system call outside the seccomp filter on a vCPU thread (exit 31
+/// instead of a report).
+pub fn on_alloc_error(layout: std::alloc::Layout) {
+    die_with_line(|w| {
         let _ = write!(
             w,
-            "host: internal error: {}",
-            info.payload_as_str().unwrap_or("a panic")
+            "host: internal error: out of memory: an allocation of {} bytes failed",
+            layout.size()
         );
-        if let Some(l) = info.location() {
-            let _ = write!(w, " at {}:{}", l.file(), l.line());
-        }
-        let n = w.len.min(buf.len() - 1);
-        buf[n] = b'\n';
-        // SAFETY: write(2) reads `n + 1` initialised bytes of `buf`; _exit
-        // ends the process without running anything else (no unwinding,
-        // no allocation, no other system call).
-        unsafe {
-            libc::write(2, buf.as_ptr().cast(), n + 1);
-            libc::_exit(INTERNAL_ERROR_EXIT);
-        }
+    })
+}
+
+/// Makes every panic, on any thread, print one line
+/// `host: internal error: <message> at <file:line>` on standard error and
+/// end the process with [`INTERNAL_ERROR_EXIT`] (`die_with_line`), so a
+/// panic on a vCPU thread is reported as what it is. Install it before any
+/// thread is put under seccomp.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        die_with_line(|w| {
+            let _ = write!(
+                w,
+                "host: internal error: {}",
+                info.payload_as_str().unwrap_or("a panic")
+            );
+            if let Some(l) = info.location() {
+                let _ = write!(w, " at {}:{}", l.file(), l.line());
+            }
+        })
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{escape, escape_bytes};
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(escape("hello::main"), "hello::main");
+        assert_eq!(escape("caf\u{e9} \\ ok"), "caf\u{e9} \\ ok");
+        assert_eq!(
+            escape("a\x1b]0;title\x07b\x1b[2J\r\nhost: forged"),
+            "a\\x1b]0;title\\x07b\\x1b[2J\\x0d\\x0ahost: forged"
+        );
+        assert_eq!(escape("\u{85}\u{9b}\u{202e}x"), "\\u{85}\\u{9b}\\u{202e}x");
+        assert_eq!(escape("\x7f"), "\\x7f");
+        assert_eq!(escape_bytes(b"a\xff\x1bb"), "a\u{fffd}\\x1bb");
+    }
 }

@@ -1,6 +1,7 @@
 //! The guest programs built from `guest-kernel/src/bin/` and how a name on
 //! the command line becomes an ELF path.
 
+use crate::diag::escape;
 use std::path::{Path, PathBuf};
 
 include!(concat!(env!("OUT_DIR"), "/built_guests.rs"));
@@ -10,9 +11,10 @@ include!(concat!(env!("OUT_DIR"), "/built_guests.rs"));
 pub enum GuestError {
     /// Neither a built guest's name nor an existing file.
     #[error(
-        "unknown guest '{name}': {}not a file, and the built guests are {}",
-        closest.as_ref().map(|c| format!("did you mean '{c}'? It is ")).unwrap_or_default(),
-        names.join(", ")
+        "unknown guest '{}': {}not a file, and the built guests are {}",
+        escape(name),
+        closest.as_ref().map(|c| format!("did you mean '{}'? It is ", escape(c))).unwrap_or_default(),
+        names.iter().map(|n| escape(n)).collect::<Vec<_>>().join(", ")
     )]
     Unknown {
         /// What the user gave.
@@ -24,7 +26,9 @@ pub enum GuestError {
     },
     /// The build recorded a path that is gone.
     #[error(
-        "guest '{name}' was built to {path}, which no longer exists: rebuild with `cargo build -p host`"
+        "guest '{}' was built to {}, which no longer exists: rebuild with `cargo build -p host`",
+        escape(name),
+        escape(path)
     )]
     Missing {
         /// Guest name.

@@ -20,6 +20,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by a command that runs guests one after another (the test harness)
+/// and reports itself: a SIGINT/SIGTERM between two guests then only sets
+/// the flag instead of ending the process.
+static REPORTS_INTERRUPTS: AtomicBool = AtomicBool::new(false);
 /// Room for this many threads running guests at once (a process has at
 /// most `layout::MAX_VCPUS` per VM; the matrix runs all its VMs on one).
 const MAX_RUNNING: usize = 256;
@@ -58,6 +62,13 @@ pub fn kick_signal() -> libc::c_int {
 /// True once SIGINT or SIGTERM arrived.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// From now on a SIGINT/SIGTERM while no guest runs only sets
+/// [`interrupted`]: the caller checks it before each guest it starts and
+/// ends with its own summary and [`INTERRUPTED_EXIT`].
+pub fn report_interrupts() {
+    REPORTS_INTERRUPTS.store(true, Ordering::Relaxed);
 }
 
 extern "C" fn on_kick(_: libc::c_int) {}
@@ -245,7 +256,7 @@ extern "C" fn on_stop(_: libc::c_int) {
             kick_one(tid);
         }
     }
-    if !running {
+    if !running && !REPORTS_INTERRUPTS.load(Ordering::Relaxed) {
         // no guest runs: nothing to stop cleanly
         // SAFETY: _exit ends the process at once.
         unsafe { libc::_exit(INTERRUPTED_EXIT) };

@@ -89,6 +89,26 @@ pub fn human(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
+/// A count of thousandths shown with three decimals ("0.446"), without
+/// float formatting: its digit generation takes a different code path for
+/// some values (Grisu falls back to Dragon), so `host run hello` would run
+/// different functions from run to run (tools/order-file --check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thousandths(pub u64);
+
+impl Thousandths {
+    /// A duration in milliseconds (rounded to the microsecond).
+    pub fn ms(d: std::time::Duration) -> Thousandths {
+        Thousandths(((d.as_nanos() + 500) / 1000).min(u64::MAX as u128) as u64)
+    }
+}
+
+impl std::fmt::Display for Thousandths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
 /// `--json` writes addresses (GPAs, GVAs, HVAs, register and table-entry
 /// values) as "0x..." strings, as the text output does; counts, sizes and
 /// ports stay numbers. `#[serde(serialize_with = "crate::size::hex")]`.
@@ -106,6 +126,26 @@ pub fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn thousandths_print_three_decimals_as_floats_did() {
+        use super::Thousandths;
+        use std::time::Duration;
+        assert_eq!(
+            Thousandths::ms(Duration::from_nanos(446_499)).to_string(),
+            "0.446"
+        );
+        assert_eq!(
+            Thousandths::ms(Duration::from_nanos(446_500)).to_string(),
+            "0.447"
+        );
+        assert_eq!(
+            Thousandths::ms(Duration::from_millis(80159)).to_string(),
+            "80159.000"
+        );
+        assert_eq!(Thousandths(5).to_string(), "0.005");
+        assert_eq!(Thousandths(12_345).to_string(), "12.345");
+    }
+
     use super::*;
 
     #[test]

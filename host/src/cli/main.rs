@@ -1,4 +1,6 @@
 //! `host`: the command line. Parsing and printing only; the work is in the library.
+// an allocation that fails is reported in one line (host::diag::on_alloc_error)
+#![feature(alloc_error_hook)]
 
 use clap::Parser;
 use host::bench::{self, BenchOptions};
@@ -72,6 +74,7 @@ fn json(v: &impl serde::Serialize) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     host::diag::install_panic_hook();
+    std::alloc::set_alloc_error_hook(host::diag::on_alloc_error);
     // before any thread exists: see seccomp::one_arena
     host::seccomp::one_arena();
     // SIGINT/SIGTERM from the first instant: a handler that stops the
@@ -212,7 +215,12 @@ fn dispatch(cli: Cli) -> Done {
                 } else {
                     "  (missing: rebuild)"
                 };
-                text.push_str(&format!("{name:<16} {}{state}\n", path.display()));
+                // file names in the build folder are the file system's text
+                text.push_str(&format!(
+                    "{:<16} {}{state}\n",
+                    host::diag::escape(&name),
+                    host::diag::escape(&path.to_string_lossy())
+                ));
             }
             stdout(&text)?;
             Ok(code::OK)
@@ -267,10 +275,14 @@ fn cmd_cargo_runner(elf: String, args: Vec<String>) -> Done {
         })?);
     }
     let sel = run::harness::Selection::parse(&args).map_err(usage)?;
-    let passed =
+    let verdict =
         run::harness::run_tests(&elf, &sel, &mut std::io::stdout().lock()).map_err(run_failure)?;
-    // libtest's code for failed tests
-    Ok(if passed { code::OK } else { 101 })
+    Ok(match verdict {
+        run::harness::Verdict::Passed => code::OK,
+        // libtest's code for failed tests
+        run::harness::Verdict::Failed => 101,
+        run::harness::Verdict::Interrupted => code::INTERRUPTED,
+    })
 }
 
 fn cmd_run(opts: &RunOptions, as_json: bool) -> Done {

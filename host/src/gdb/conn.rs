@@ -77,14 +77,7 @@ impl Listener {
             }
             Listener::Unix(l, _) => l.accept().map_err(GdbError::Accept)?.0.into(),
         };
-        Ok(Conn {
-            fd,
-            inbuf: [0; 4096],
-            start: 0,
-            end: 0,
-            out: Vec::with_capacity(4096),
-            during_wait: None,
-        })
+        Ok(Conn::new(fd))
     }
 }
 
@@ -116,9 +109,24 @@ pub struct Conn {
     out: Vec<u8>,
     /// The thread's signal mask with the kick unblocked, for ppoll.
     during_wait: Option<libc::sigset_t>,
+    /// The run has ended: what is left to send (the last stop reply) goes
+    /// only if gdb's side takes it now (`Conn::run_ended`).
+    ended: bool,
 }
 
 impl Conn {
+    fn new(fd: OwnedFd) -> Conn {
+        Conn {
+            fd,
+            inbuf: [0; 4096],
+            start: 0,
+            end: 0,
+            out: Vec::with_capacity(4096),
+            during_wait: None,
+            ended: false,
+        }
+    }
+
     /// The socket's fd (the seccomp filter allows reading it).
     pub fn fd(&self) -> i32 {
         self.fd.as_raw_fd()
@@ -231,7 +239,24 @@ impl Conn {
         Ok(())
     }
 
+    /// The run has ended (a halt, a timeout, Ctrl-C, a crash): from now on
+    /// a send never waits for gdb's side, so a client that stopped reading
+    /// cannot hold the host past the end (the reply is dropped instead).
+    pub fn run_ended(&mut self) {
+        self.ended = true;
+    }
+
+    /// Sends what is buffered. Waits for gdb's side to take it, at most
+    /// [`SEND_TIMEOUT_MS`] at a time, but never past a SIGINT/SIGTERM (a
+    /// slow or stalled client must not hold the host: Ctrl-C ends the run
+    /// at once) or the end of the run.
     fn send_all(&mut self) -> Result<(), Error> {
+        let stopped = || {
+            Error::new(
+                ErrorKind::Interrupted,
+                "stopped by SIGINT/SIGTERM while gdb was not reading",
+            )
+        };
         let mut done = 0;
         while done < self.out.len() {
             let rest = &self.out[done..];
@@ -244,9 +269,21 @@ impl Conn {
             }
             let e = Error::last_os_error();
             match e.kind() {
+                ErrorKind::Interrupted | ErrorKind::WouldBlock if crate::signals::interrupted() => {
+                    return Err(stopped());
+                }
                 ErrorKind::Interrupted => {}
+                ErrorKind::WouldBlock if self.ended => {
+                    self.out.clear();
+                    return Err(Error::new(
+                        ErrorKind::WouldBlock,
+                        "gdb is not reading, and the run has ended",
+                    ));
+                }
                 ErrorKind::WouldBlock => match self.wait(libc::POLLOUT, SEND_TIMEOUT_MS) {
-                    Ok(()) | Err(NoByte::Kicked) | Err(NoByte::Empty) => {}
+                    Ok(()) | Err(NoByte::Empty) => {}
+                    Err(NoByte::Kicked) if crate::signals::interrupted() => return Err(stopped()),
+                    Err(NoByte::Kicked) => {}
                     Err(NoByte::Gone(e)) => return Err(e),
                 },
                 _ => return Err(e),
@@ -278,5 +315,33 @@ impl gdbstub::conn::Connection for Conn {
 
     fn flush(&mut self) -> Result<(), Error> {
         self.send_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Conn;
+    use gdbstub::conn::Connection;
+
+    /// Once the run has ended, a send to a peer that does not read gives
+    /// up at once instead of waiting for it (SEND_TIMEOUT_MS).
+    #[test]
+    fn after_the_end_a_full_socket_is_not_waited_for() {
+        let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut c = Conn::new(ours.into());
+        c.run_ended();
+        let t0 = std::time::Instant::now();
+        let chunk = [b'x'; 4096];
+        let mut refused = false;
+        // the socket's buffer holds a few hundred KiB: 64 MiB cannot fit
+        for _ in 0..(64 << 20) / chunk.len() {
+            if c.write_all(&chunk).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "a full socket refuses the bytes");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(2));
     }
 }

@@ -115,8 +115,9 @@ fn for_arch<A: ModeArch>(r: SingleThreadStopReason<u64>) -> SingleThreadStopReas
 enum Left {
     /// gdb saw the run end (halt, or terminated).
     Ended,
-    /// `detach`, or gdb went away: the guest runs on by itself.
-    Detached(&'static str),
+    /// `detach`, gdb went away, or its bytes were not the remote protocol:
+    /// the guest runs on by itself.
+    Detached(String),
     /// `kill`.
     Killed,
     /// A stop request while gdb had the guest stopped.
@@ -135,13 +136,25 @@ fn serve<A: ModeArch>(
     let stub = GdbStub::new(conn);
     let mut sm = stub.run_state_machine(&mut g).map_err(stub_err)?;
     // A failed read or write on gdb's socket (gdb died, the network
-    // went) is gdb going away: the guest runs on, as after `detach`.
+    // went) is gdb going away, and bytes that are not the remote protocol
+    // (a packet gdbstub cannot parse, an unexpected one, one too long) are
+    // a client we cannot talk to: either way the guest runs on, as after
+    // `detach`. Only the target's own errors (the VM's) end the run.
     macro_rules! next {
         ($e:expr) => {
             match $e {
                 Ok(sm) => sm,
+                // Ctrl-C (or another vCPU's end) while gdb was not reading
+                Err(e) if !e.is_target_error() && g.d.stop_request().is_some() => {
+                    break Left::Stopped(g.d.stop_request().unwrap_or(Stop::Interrupted))
+                }
                 Err(e) if e.is_connection_error() => {
-                    break Left::Detached("the connection to gdb failed")
+                    break Left::Detached("the connection to gdb failed".into())
+                }
+                Err(e) if !e.is_target_error() => {
+                    break Left::Detached(format!(
+                        "the client's bytes are not the gdb remote protocol ({e})"
+                    ))
                 }
                 Err(e) => return Err(stub_err(e)),
             }
@@ -151,7 +164,7 @@ fn serve<A: ModeArch>(
         sm = match sm {
             GdbStubStateMachine::Idle(mut s) => match s.borrow_conn().next_byte(true) {
                 Ok(b) => next!(s.incoming_data(&mut g, b)),
-                Err(NoByte::Gone(_)) => break Left::Detached("gdb closed the connection"),
+                Err(NoByte::Gone(_)) => break Left::Detached("gdb closed the connection".into()),
                 Err(NoByte::Kicked | NoByte::Empty) => match g.d.stop_request() {
                     Some(stop) => break Left::Stopped(stop),
                     None => GdbStubStateMachine::Idle(s),
@@ -159,9 +172,16 @@ fn serve<A: ModeArch>(
             },
             GdbStubStateMachine::Running(mut s) => match s.borrow_conn().next_byte(false) {
                 Ok(b) => next!(s.incoming_data(&mut g, b)),
-                Err(NoByte::Gone(_)) => break Left::Detached("gdb closed the connection"),
+                Err(NoByte::Gone(_)) => break Left::Detached("gdb closed the connection".into()),
                 Err(NoByte::Kicked | NoByte::Empty) => match g.d.run(&mut clock, out, diag)? {
-                    Ran::Stopped(r) => next!(s.report_stop(&mut g, for_arch::<A>(r))),
+                    Ran::Stopped(r) => {
+                        if g.d.ended.is_some() {
+                            // the last reply: a client that does not read
+                            // cannot hold the end of the run
+                            s.borrow_conn().run_ended();
+                        }
+                        next!(s.report_stop(&mut g, for_arch::<A>(r)))
+                    }
                     Ran::Input => GdbStubStateMachine::Running(s),
                 },
             },
@@ -173,7 +193,7 @@ fn serve<A: ModeArch>(
                     DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_) => {
                         Left::Ended
                     }
-                    DisconnectReason::Disconnect => Left::Detached("gdb detached"),
+                    DisconnectReason::Disconnect => Left::Detached("gdb detached".into()),
                     DisconnectReason::Kill => Left::Killed,
                 };
             }

@@ -112,7 +112,8 @@ pub fn check(n: &GuestNote) -> Result<u32, LoadError> {
 
 /// How the guest's entry `g` differs from this host's hypercall, if it does.
 fn differs(g: &Entry) -> Option<String> {
-    let name = g.name_str();
+    // the guest file's text: escaped before it reaches a terminal
+    let name = crate::diag::escape(g.name_str());
     let Some(hc) = Hypercall::ALL.into_iter().find(|h| h.nr() == g.nr) else {
         return Some(format!(
             "hypercall {name} (nr {}): the guest was built to call it, this host does not have it",
@@ -233,6 +234,12 @@ mod tests {
         extra.name[3..].fill(0);
         assert!(err(&|n| n.entries.push(extra)).ends_with(
             "hypercall add (nr 40): the guest was built to call it, this host does not have it"
+        ));
+        // the name is the file's text: escaped
+        let mut evil = extra;
+        evil.name[..10].copy_from_slice(b"a\x1b[31m\r\nb\0");
+        assert!(err(&|n| n.entries.push(evil)).ends_with(
+            "hypercall a\\x1b[31m\\x0d\\x0ab (nr 40): the guest was built to call it, this host does not have it"
         ));
         assert!(err(&|n| n.header.base_lo ^= 1).contains("base fingerprint"));
         assert!(err(&|n| n.header.flags = 0x8000_0000).contains("0x80000000"));

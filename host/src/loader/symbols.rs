@@ -1,16 +1,38 @@
 //! A guest ELF's function symbols, for crash reports: an address as
 //! `hello::main+0x1c` (Rust names demangled, without their hash).
 
-use object::read::elf::ElfFile64;
-use object::{Endianness, Object, ObjectSymbol, SymbolKind};
+use object::read::elf::{ElfFile64, Sym as _};
+use object::{Endianness, Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 /// Most functions kept (a hostile ELF cannot make the host allocate more).
 const MAX_FUNCTIONS: usize = 1 << 16;
+/// Most bytes of a symbol's name read (before demangling) and kept (after):
+/// 65,536 functions naming one 1 MB string must not copy it each time. So
+/// the table holds at most MAX_FUNCTIONS * (MAX_NAME + 24) bytes, ~17 MiB.
+const MAX_NAME: usize = 240;
 
 /// Function symbols sorted by address.
 #[derive(Debug, Clone, Default)]
 pub struct Symbols {
     funcs: Vec<(u64, u64, String)>,
+}
+
+/// A symbol's name as a crash report prints it: demangled (Rust names
+/// without their hash), cut to [`MAX_NAME`] bytes (then "..."), control
+/// characters escaped (a guest file's names reach the terminal). `raw`
+/// is at most `MAX_NAME + 1` bytes: one more says it was longer.
+fn readable(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut name = format!("{:#}", rustc_demangle::demangle(&text));
+    if name.len() > MAX_NAME {
+        let mut cut = MAX_NAME;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        name.push_str("...");
+    }
+    crate::diag::escape(&name).into_owned()
 }
 
 impl Symbols {
@@ -20,16 +42,24 @@ impl Symbols {
         let Ok(f) = ElfFile64::<Endianness>::parse(bytes) else {
             return Symbols::default();
         };
+        // names are read from the string table by hand, at most MAX_NAME
+        // bytes each: object's lookup scans to the NUL, and 65,536 symbols
+        // naming one 1 MB string would scan 64 GB
+        let strings = f
+            .section_by_index(f.elf_symbol_table().string_section())
+            .ok()
+            .and_then(|s| s.data().ok())
+            .unwrap_or_default();
+        let endian = f.endian();
         let mut funcs: Vec<(u64, u64, String)> = f
             .symbols()
             .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
             .filter_map(|s| {
-                let name = s.name().ok()?;
-                Some((
-                    s.address(),
-                    s.size(),
-                    format!("{:#}", rustc_demangle::demangle(name)),
-                ))
+                let at = usize::try_from(s.elf_symbol().st_name(endian)).ok()?;
+                let rest = strings.get(at..)?;
+                let raw = &rest[..rest.len().min(MAX_NAME + 1)];
+                let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+                Some((s.address(), s.size(), readable(raw)))
             })
             .take(MAX_FUNCTIONS)
             .collect();
@@ -73,5 +103,15 @@ mod tests {
         assert_ne!(s.lookup(start + size).as_deref(), Some("crash::deep+0x0"));
         assert_eq!(s.lookup(0x10), None, "below every function");
         assert!(Symbols::from_elf(b"not an elf").lookup(0x100000).is_none());
+        // a name is cut, and a terminal's control characters escaped
+        let long = "x".repeat(1 << 20);
+        let r = super::readable(&long.as_bytes()[..super::MAX_NAME + 1]);
+        assert_eq!(r, format!("{}...", &long[..super::MAX_NAME]));
+        let r = super::readable(&long.as_bytes()[..super::MAX_NAME]);
+        assert_eq!(r, long[..super::MAX_NAME]);
+        assert_eq!(
+            super::readable(b"f\x1b[2J\r\nhost: x"),
+            "f\\x1b[2J\\x0d\\x0ahost: x"
+        );
     }
 }

@@ -125,6 +125,18 @@ pub struct Prepared {
     pub linked_here: bool,
 }
 
+/// How reports name the guest: as the user gave it, except that a guest
+/// in cargo's guest target folder (what `cargo run -p guest-kernel --bin
+/// NAME` hands the host) is named by its file name; control characters
+/// escaped (a file name is the file system's text).
+pub fn display_name(guest: &str) -> String {
+    let name = match guest.rsplit_once("/x86_64-unknown-none/") {
+        Some((_, rest)) => rest.rsplit('/').next().unwrap_or(rest),
+        None => guest,
+    };
+    crate::diag::escape(name).into_owned()
+}
+
 /// Resolves a guest name (or path) and reads the file: only a regular
 /// file of at most `max_len` bytes, and, with `require_elf`, only once its
 /// first four bytes say ELF (so a FIFO never blocks, /dev/zero is never
@@ -262,11 +274,30 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     }
     vm.load(&plan, &bytes)?;
     Ok(Prepared {
-        name: opts.guest.clone(),
+        name: display_name(&opts.guest),
         path,
         plan,
         vm,
         bytes,
         linked_here: opts.flat.is_none() && opts.vm.mode == crate::x86::CpuMode::Long,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reports_name_cargo_built_guests_by_file_name_and_escape_the_rest() {
+        use super::display_name;
+        assert_eq!(display_name("hello"), "hello");
+        assert_eq!(
+            display_name("/w/target/x86_64-unknown-none/debug/hello"),
+            "hello"
+        );
+        assert_eq!(
+            display_name("/w/target/x86_64-unknown-none/debug/deps/guest_rt-0a1b"),
+            "guest_rt-0a1b"
+        );
+        assert_eq!(display_name("./my/guest.elf"), "./my/guest.elf");
+        assert_eq!(display_name("./\x1b[2J\nx"), "./\\x1b[2J\\x0ax");
+    }
 }

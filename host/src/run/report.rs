@@ -1,6 +1,7 @@
 //! What `host run` reports: the text summary, the JSON object, the exit code.
 
 use super::code;
+use crate::size::Thousandths;
 use crate::vcpu::Stop;
 use crate::vm::{Check42, RunOutcome};
 use serde_json::json;
@@ -78,30 +79,30 @@ impl Report {
         };
         let mut s = match &o.stop {
             Stop::Halted if smp => format!(
-                "host: {} halted: all {} vCPUs, {} exits in {:.3} ms\n",
+                "host: {} halted: all {} vCPUs, {} exits in {} ms\n",
                 self.name,
                 o.vcpus.len(),
                 o.stats.total(),
-                o.elapsed.as_secs_f64() * 1e3
+                Thousandths::ms(o.elapsed)
             ),
             Stop::Halted => format!(
-                "host: {} halted after {} exits in {:.3} ms\n",
+                "host: {} halted after {} exits in {} ms\n",
                 self.name,
                 o.stats.total(),
-                o.elapsed.as_secs_f64() * 1e3
+                Thousandths::ms(o.elapsed)
             ),
             Stop::TimedOut { after_ms } => format!(
-                "host: {} stopped: timeout after {:.3} s, guest still running at RIP {:#x} ({} exits)\n",
+                "host: {} stopped: timeout after {} s, guest still running at RIP {:#x} ({} exits)\n",
                 who,
-                *after_ms as f64 / 1e3,
+                Thousandths(*after_ms),
                 o.regs.rip,
                 o.stats.total()
             ),
             Stop::Interrupted => format!(
-                "host: {} stopped: interrupted (SIGINT/SIGTERM) at RIP {:#x} after {:.3} s ({} exits)\n",
+                "host: {} stopped: interrupted (SIGINT/SIGTERM) at RIP {:#x} after {} s ({} exits)\n",
                 who,
                 o.regs.rip,
-                o.elapsed.as_secs_f64(),
+                Thousandths(o.elapsed.as_millis().min(u64::MAX as u128) as u64),
                 o.stats.total()
             ),
             Stop::Faulted {
