@@ -19,10 +19,13 @@ fn flat(tag: &str, code: &[u8]) -> String {
 }
 
 #[test]
-fn a_triple_fault_in_rust_code_names_the_function_and_the_instruction() {
+fn a_crash_in_rust_code_names_the_exception_the_function_and_the_instruction() {
     let (code, err) = run(&["run", "crash"]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("host: crash stopped: triple fault"), "{err}");
+    assert!(
+        err.contains("host: crash stopped: #UD invalid opcode (exception 6) at RIP 0x100"),
+        "{err}"
+    );
     assert!(err.contains("crash explained:\n"));
     assert!(err.contains(
         "  CPU mode: 64-bit long mode (EFER.LMA, CS.L), CPL 0 (kernel); paging: 4-level (CR0.PG, EFER.LMA)\n"
@@ -38,8 +41,16 @@ fn a_triple_fault_in_rust_code_names_the_function_and_the_instruction() {
     assert!(err.contains("  RIP: translate GVA 0x100"));
     assert!(err.contains("  RSP: translate GVA 0x7ff"));
     assert!(err.contains(
-        "  the last 2 exits, oldest first:\n    KVM_EXIT_IO out port 0x503 (print_str)\n    KVM_EXIT_SHUTDOWN\n"
+        "  the last 2 exits, oldest first:\n    KVM_EXIT_IO out port 0x503 (print_str)\n    KVM_EXIT_IO out port 0x5f0\n"
     ));
+    // the call chain: deep recursed, called from main (in __guest_rt_main)
+    assert!(
+        err.contains("  backtrace (frame pointers), innermost first:\n    0x"),
+        "{err}"
+    );
+    assert!(err.contains(" crash::deep+0x"), "{err}");
+    assert!(err.contains(" __guest_rt_main+0x"), "{err}");
+    assert!(err.contains("host: to look closer: `host run crash --gdb` stops at the crash"));
 
     let o = common::host(&["run", "crash", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
@@ -55,6 +66,13 @@ fn a_triple_fault_in_rust_code_names_the_function_and_the_instruction() {
     );
     assert!(c["rip_walk"]["gpa"].is_string());
     assert_eq!(c["last_exits"].as_array().unwrap().len(), 2);
+    assert!(c["backtrace"].as_array().unwrap().len() >= 2);
+    let f = &v["stop"]["fault"];
+    assert_eq!(f["kind"], "exception", "{v}");
+    assert_eq!(
+        (f["vector"].as_u64(), f["mnemonic"].as_str()),
+        (Some(6), Some("#UD"))
+    );
     assert!(
         c["efer"]
             .as_array()
@@ -106,7 +124,7 @@ fn a_fault_in_the_guest_kernel_after_user_mode() {
 #[test]
 fn a_guest_that_turns_paging_off_under_itself() {
     // mov %cr0, %rax; btr $31, %eax; mov %rax, %cr0: clearing CR0.PG in
-    // 64-bit mode is a #GP, with no IDT a triple fault; CR0 still has PG
+    // 64-bit mode is a #GP, which the host's IDT reports; CR0 still has PG
     let f = flat(
         "nopaging",
         &[
@@ -121,5 +139,100 @@ fn a_guest_that_turns_paging_off_under_itself() {
         "{err}"
     );
     assert!(err.contains("| PAGING\n"), "paging is still on");
-    assert!(err.contains("  the last 1 exits, oldest first:\n    KVM_EXIT_SHUTDOWN\n"));
+    assert!(
+        err.contains("stopped: #GP general protection fault (exception 13, error code 0x0: no selector) at RIP 0x100007"),
+        "{err}"
+    );
+    assert!(err.contains("  the last 1 exits, oldest first:\n    KVM_EXIT_IO out port 0x5f0\n"));
+}
+
+/// The host's IDT says why a Rust guest crashed: the exception by name,
+/// vector and error code, where, and the call chain (docs/guests.md).
+#[test]
+fn exceptions_are_named_with_their_error_codes_and_call_chains() {
+    let (code, err) = run(&["run", "crash_div"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("host: crash_div stopped: #DE divide error (exception 0) at RIP 0x100"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  instruction at RIP (crash_div::divide+0x"),
+        "{err}"
+    );
+    assert!(err.contains(": div %"), "{err}");
+    assert!(err.contains(" crash_div::average+0x"), "{err}");
+
+    let (code, err) = run(&["run", "crash_gp"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("stopped: #GP general protection fault (exception 13, error code 0x0: no selector) at RIP 0x100"),
+        "{err}"
+    );
+    assert!(err.contains("movq $0x2A,(%rax)"), "{err}");
+    assert!(err.contains("rax=0x8000000000000000"), "{err}");
+}
+
+/// A stack that overflows faults in the unmapped guard page below it and
+/// is reported as a stack overflow, with the recursion as one line; the
+/// fault's address (CR2) is walked.
+#[test]
+fn a_stack_overflow_is_reported_as_one() {
+    let (code, err) = run(&["run", "crash_overflow"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("stopped: #PF page fault (exception 14, error code 0x2: not present, write, kernel, address 0x70"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  stack overflow: 0x70") && err.contains(" is in the guard page below vCPU 0's stack (0x71000..0x80000, 60 KiB; the guard is 0x70000..0x71000)"),
+        "{err}"
+    );
+    assert!(err.contains(" crash_overflow::deep+0x"), "{err}");
+    assert!(err.contains(" frames)\n"), "a recursion is one line: {err}");
+    assert!(
+        err.contains("  the faulting address (CR2): translate GVA 0x70"),
+        "{err}"
+    );
+    let o = common::host(&["run", "crash_overflow", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(
+        v["crash"]["stack_overflow"]
+            .as_str()
+            .unwrap()
+            .starts_with("stack overflow: ")
+    );
+    assert_eq!(v["stop"]["fault"]["mnemonic"], "#PF", "{v}");
+    assert!(
+        v["stop"]["fault"]["cr2"]
+            .as_str()
+            .unwrap()
+            .starts_with("0x70")
+    );
+}
+
+/// A panic is its message and the call chain, not a register dump.
+#[test]
+fn a_panic_is_its_message_and_its_call_chain() {
+    let o = common::host(&["run", "crash_panic"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        out.contains("guest panic: index out of bounds: the len is 3 but the index is 7 at guest-kernel/src/bin/crash_panic.rs:12"),
+        "{out}"
+    );
+    assert!(
+        err.starts_with("host: crash_panic stopped: the guest panicked (its message is above)\n  backtrace (frame pointers), innermost first:\n"),
+        "{err}"
+    );
+    assert!(err.contains(" crash_panic::pick+0x"), "{err}");
+    assert!(
+        !err.contains("rax=") && !err.contains("crash explained"),
+        "{err}"
+    );
+    assert!(
+        err.contains("host: to look closer: `host run crash_panic --gdb`"),
+        "{err}"
+    );
 }

@@ -342,16 +342,22 @@ fn layout_and_the_trace_state_what_is_true() {
         &[],
     );
     assert_eq!(code, 0, "{err}");
-    // the long-mode map stops at 2 MiB pages: no PT level is claimed or indexed
+    // the first 2 MiB in 4 KiB pages, the page below the stack (its guard)
+    // left out; the rest of memory in 2 MiB pages
     assert!(
-        out.contains("page tables: 4-level paging, 48-bit GVAs: 1 PML4, 1 PDPT, 2 PD (4 table pages), mapping 2 MiB pages"),
+        out.contains("page tables: 4-level paging, 48-bit GVAs: 1 PML4, 1 PDPT, 2 PD, 1 PT (5 table pages), mapping 4 KiB and 2 MiB pages"),
         "{out}"
     );
     assert!(
-        out.contains("splits into PML4 0 | PDPT 0 | PD 0 | offset 0x100000 (a 2 MiB page)"),
+        out.contains("splits into PML4 0 | PDPT 0 | PD 0 | PT 256 | offset 0x0 (a 4 KiB page)"),
         "{out}"
     );
-    assert!(!out.contains("PT 256") && !out.contains("-> PT"), "{out}");
+    assert!(out.contains("PT[0..=111] at GPA 0xb000"), "{out}");
+    assert!(out.contains("PT[113..=511] at GPA 0xb388"), "{out}");
+    assert!(
+        out.contains("its guard page 0x70000..0x71000 is not mapped"),
+        "{out}"
+    );
     // a walk that fails shows only the levels it reached
     let (_, out, _) = run(
         &["layout", "hello", "--translate", "0x40000000"],

@@ -386,10 +386,14 @@ fn a_crashed_guest_stops_for_gdb_with_its_registers() {
     let e = s.end();
     assert_eq!(e.code, 3, "a guest fault, as without gdb");
     assert!(
-        e.err
-            .contains("host: gdb: the guest stopped with a fault (triple fault")
+        e.err.contains(
+            "host: gdb: the guest stopped with a fault (#UD invalid opcode (exception 6)"
+        )
     );
-    assert!(e.err.contains("host: debugme stopped: triple fault"));
+    assert!(
+        e.err
+            .contains("host: debugme stopped: #UD invalid opcode (exception 6)")
+    );
 }
 
 #[test]

@@ -333,18 +333,20 @@ fn flat_images_run_at_their_address() {
 }
 
 #[test]
-fn a_triple_fault_is_reported_with_rip_and_registers() {
-    // mov rbx, 0x1234; ud2 (no IDT: #UD -> #DF -> triple fault)
+fn an_exception_is_reported_with_rip_and_registers() {
+    // mov rbx, 0x1234; ud2: the host's IDT reports #UD with the registers
+    // of that moment (before, #UD -> #DF -> triple fault)
     let code = [0x48, 0xc7, 0xc3, 0x34, 0x12, 0x00, 0x00, 0x0f, 0x0b];
     let r = run_guest(&flat_opts(&code, "ud2"));
     let o = &r.report.outcome;
-    assert_triple_fault(&o.stop);
+    assert_exception(&o.stop, 6);
+    assert_eq!(o.regs.rip, 0x80007);
     assert_eq!(o.regs.rbx, 0x1234);
     assert_eq!(r.report.exit_code(), run::code::GUEST_FAULT);
     let h = r.report.human();
     assert!(h.starts_with("host: "), "{h}");
     assert!(
-        h.contains("stopped: triple fault (KVM_EXIT_SHUTDOWN, exit reason 8) at RIP"),
+        h.contains("stopped: #UD invalid opcode (exception 6) at RIP 0x80007"),
         "{h}"
     );
     assert!(h.contains("rbx=0x0000000000001234"), "{h}");
@@ -471,14 +473,14 @@ fn malformed_segments_are_refused() {
     );
 }
 
-fn assert_triple_fault(stop: &Stop) {
+fn assert_exception(stop: &Stop, want: u8) {
     assert!(
         matches!(
             stop,
             Stop::Faulted {
-                fault: Fault::TripleFault,
+                fault: Fault::Exception { vector, .. },
                 ..
-            }
+            } if *vector == want
         ),
         "{stop:?}"
     );
@@ -557,15 +559,30 @@ fn hostile_page_tables_get_answers_not_hangs() {
     assert_eq!(r.report.outcome.stop, Stop::Halted);
 }
 
-/// Jumping to an address no page table maps: a page fault with no IDT
-/// becomes a triple fault, reported with the RIP the guest died at.
+/// Jumping to an address no page table maps: a page fault, reported by the
+/// host's IDT with the address in CR2 and the RIP the guest died at.
 #[test]
 fn a_jump_to_unmapped_memory_is_a_reported_crash() {
     // mov rax, 0x40_0000_0000 (256 GiB: PML4[0] maps only the first 512 GiB's
     // PDPT[0..]; PDPT[256] is not present); jmp rax
     let code = [0x48, 0xb8, 0, 0, 0, 0, 0x40, 0, 0, 0, 0xff, 0xe0];
     let r = run_guest(&flat_opts(&code, "jmp"));
-    assert_triple_fault(&r.report.outcome.stop);
+    assert_exception(&r.report.outcome.stop, 14);
+    assert_eq!(r.report.outcome.regs.rip, 0x40_0000_0000);
+    assert!(
+        matches!(
+            r.report.outcome.stop,
+            Stop::Faulted {
+                fault: Fault::Exception {
+                    cr2: Some(0x40_0000_0000),
+                    ..
+                },
+                ..
+            }
+        ),
+        "{:?}",
+        r.report.outcome.stop
+    );
     assert_eq!(r.report.exit_code(), run::code::GUEST_FAULT);
 }
 

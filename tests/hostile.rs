@@ -39,10 +39,10 @@ fn cases() -> Vec<Case> {
         |tag: &str, code: &[u8], extra: &[&str]| common::flat_run(true, flat(tag, code), extra);
     vec![
         Case {
-            name: "triple fault (ud2, no IDT)",
+            name: "an exception with no handler (ud2; the host's IDT reports it)",
             args: long("ud2", &[0x0f, 0x0b], &[]),
             code: 3,
-            lines: &["stopped: triple fault (KVM_EXIT_SHUTDOWN, exit reason 8) at RIP 0x100000"],
+            lines: &["stopped: #UD invalid opcode (exception 6) at RIP 0x100000"],
         },
         Case {
             name: "jump to unmapped memory",
@@ -54,7 +54,8 @@ fn cases() -> Vec<Case> {
             ),
             code: 3,
             lines: &[
-                "stopped: triple fault (KVM_EXIT_SHUTDOWN, exit reason 8) at RIP 0x4000000000",
+                "stopped: #PF page fault (exception 14, error code 0x",
+                "address 0x4000000000 in CR2) at RIP 0x4000000000",
             ],
         },
         Case {
@@ -160,7 +161,7 @@ fn cases() -> Vec<Case> {
             args: s(&["run", "smp_crash", "--vcpus", "3", "--timeout", "20s"]),
             code: 3,
             lines: &[
-                "smp_crash (vcpu 2) stopped: triple fault",
+                "smp_crash (vcpu 2) stopped: #UD invalid opcode (exception 6)",
                 "vcpu 0: stopped by another vCPU",
                 "vcpu 1: stopped by another vCPU",
             ],

@@ -117,8 +117,10 @@ fn check_layout(mode: CpuMode, mem: u64) -> Layout {
 #[test]
 fn long_mode_layout_matches_the_vm() {
     let l = check_layout(CpuMode::Long, 6 << 20);
-    // the tree: PML4[0] -> PDPT[0] -> PD[0..=2] as three 2 MiB pages, and
-    // PDPT[3] -> PD[128]: the SIMVIRTIO window at 0xd0000000
+    // the tree: PML4[0] -> PDPT[0] -> PD[0] -> PT: the first 2 MiB in
+    // 4 KiB pages with PT[112], the stack's guard page, not present; PD[1..=2]
+    // as two 2 MiB pages; and PDPT[3] -> PD[128]: the SIMVIRTIO window at
+    // 0xd0000000
     let levels: Vec<_> = l
         .tables
         .iter()
@@ -129,19 +131,26 @@ fn long_mode_layout_matches_the_vm() {
         [
             ("PML4", 0, 1),
             ("PDPT", 0, 1),
-            ("PD", 0, 3),
+            ("PD", 0, 1),
+            ("PT", 0, 112),
+            ("PT", 113, 399),
+            ("PD", 1, 2),
             ("PDPT", 3, 1),
             ("PD", 128, 1)
         ]
     );
     assert_eq!(
-        l.tables[4].page_gpa,
+        l.tables[7].page_gpa,
         Some(hypercall_abi::simvirtio::MMIO_BASE)
     );
-    let pd = &l.tables[2];
+    let (pt, pd) = (&l.tables[4], &l.tables[5]);
+    assert_eq!(
+        (pt.page_gpa, pt.page_size, pt.span),
+        (Some(0x71000), Some(4096), 399 << 12)
+    );
     assert_eq!(
         (pd.page_gpa, pd.page_size, pd.span),
-        (Some(0), Some(2 << 20), 6 << 20)
+        (Some(2 << 20), Some(2 << 20), 4 << 20)
     );
     // the page tables and GDT found from CR3 and GDTR are in the map
     assert!(
@@ -154,13 +163,14 @@ fn long_mode_layout_matches_the_vm() {
             .iter()
             .any(|a| a.start == l.sregs.gdt_base && a.what.starts_with("GDT"))
     );
-    assert_eq!(l.sregs.gdt.len(), 3);
+    // null, code, data, and vCPU 0's TSS descriptor (two entries)
+    assert_eq!(l.sregs.gdt.len(), 5);
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-    // the walk: 3 table steps
+    // the walk: 4 table steps (the entry is in the first 2 MiB: a PT)
     let t = l.translation.unwrap();
     assert_eq!(
         t.steps.iter().filter(|s| s.text.contains("index")).count(),
-        3,
+        4,
         "{t:?}"
     );
 }
@@ -239,7 +249,10 @@ fn layout_command_prints_text_and_json() {
         "guest memory: 2 MiB (0x200000 bytes), slot 0 at GPA 0x0, mapped at HVA 0x",
         "kvm_run: ",
         "page table: PML4 (from CR3)",
-        "PD[0] at GPA 0x5000 = 0xe3 [P RW A D PS] -> a page of 2 MiB",
+        "PD[0] at GPA 0x5000 = 0xb003 [P RW] -> next table at GPA 0xb000",
+        "PT[0..=111] at GPA 0xb000 = 0x63 [P RW A D] -> 112 pages of 4 KiB",
+        "stack: RSP, grows down; its guard page 0x70000..0x71000 is not mapped",
+        "host IDT: 32 exception gates (IDTR), each to its stub",
         "RIP 0x100000  RSP 0x80000",
         "=> GPA 0x100000, HVA 0x",
     ] {

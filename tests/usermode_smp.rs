@@ -169,7 +169,7 @@ fn a_crashing_vcpu_ends_the_whole_vm() {
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert_eq!(text(&o.stdout), "vcpu 2: crashing\n");
     assert!(
-        err.contains("host: smp_crash (vcpu 2) stopped: triple fault"),
+        err.contains("host: smp_crash (vcpu 2) stopped: #UD invalid opcode (exception 6)"),
         "{err}"
     );
     assert!(err.contains("vcpu 0: stopped by another vCPU"), "{err}");

@@ -195,10 +195,21 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
         // in a fresh VM
         testing::halt_failed();
     }
-    // No IDT: #UD escalates to a triple fault, which the host reports as a
-    // guest crash (KVM_EXIT_SHUTDOWN) with a non-zero exit code.
-    // SAFETY: ud2 only raises #UD; the guest is meant to stop here.
-    unsafe { core::arch::asm!("ud2", options(noreturn)) }
+    // The host ends the run here as a crash, with a backtrace and no
+    // register dump (the message above says what happened). In user mode
+    // the `out` faults, and the guest kernel ends the program; `ud2` is for
+    // a host that ignored the port.
+    // SAFETY: an `out` to the host's panic port, then #UD; the guest is
+    // meant to stop here.
+    unsafe {
+        core::arch::asm!(
+            "out dx, al",
+            "ud2",
+            in("dx") abi::layout::PANIC_PORT,
+            in("al") 0u8,
+            options(noreturn)
+        )
+    }
 }
 
 /// The matrix guests (`host matrix`): a 16-bit loop in the `.kvmwb.real`

@@ -43,7 +43,7 @@ pub const BASE_FINGERPRINT: u64 = {
         h = fnv(h, HcStatus::ALL[i] as i32 as u64);
         i += 1;
     }
-    let words: [u64; 48] = [
+    let words: [u64; 53] = [
         MAX_STR_LEN as u64,
         layout::CHECK_ADDR,
         layout::CHECK_VALUE,
@@ -51,6 +51,11 @@ pub const BASE_FINGERPRINT: u64 = {
         layout::RESULT_PAGE,
         layout::PAGE_TABLES,
         layout::PAGE_TABLES_END,
+        layout::LOW_PT,
+        layout::HOST_IDT,
+        layout::HOST_IDT_END,
+        layout::EXCEPTION_PORT as u64,
+        layout::PANIC_PORT as u64,
         layout::STACK_BOTTOM,
         layout::STACK_TOP,
         layout::IMAGE_MIN,

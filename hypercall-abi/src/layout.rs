@@ -12,6 +12,22 @@ pub const RESULT_PAGE: u64 = 0x2000;
 pub const PAGE_TABLES: u64 = 0x3000;
 /// End of the page-table area (room for PML4, PDPT and 4 PDs).
 pub const PAGE_TABLES_END: u64 = 0x9000;
+/// Long mode: the page table of the first 2 MiB (4 KiB pages), so that
+/// the page below each vCPU's stack, its guard, can be left unmapped.
+pub const LOW_PT: u64 = 0xB000;
+/// Long mode: the host's IDT for guests that have none, its exception
+/// stubs, one TSS and one exception stack per vCPU (the host's
+/// x86/exception.rs lays them out).
+pub const HOST_IDT: u64 = 0xA000;
+/// End of the host's exception area.
+pub const HOST_IDT_END: u64 = 0xB000;
+/// The port the host's exception stubs report on (the vector is where the
+/// stub is: RIP), before an exception could become a triple fault.
+pub const EXCEPTION_PORT: u16 = 0x5f0;
+/// The port guest-rt's panic handler writes to after printing the panic
+/// message: the host ends the run as a crash with a backtrace, without a
+/// register dump.
+pub const PANIC_PORT: u16 = 0x5f1;
 /// Lowest address of the initial stack.
 pub const STACK_BOTTOM: u64 = 0x10000;
 /// Initial RSP: the stack grows down from here.

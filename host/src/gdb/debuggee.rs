@@ -8,6 +8,7 @@
 use super::clock::Clock;
 use super::points::Points;
 use super::probe::Caps;
+use crate::kvm::fault::Fault;
 use crate::vcpu::{ExitLoop, Pause, Stop, VcpuError};
 use crate::x86::Regs;
 use crate::x86::translate::{self, Paging};
@@ -271,6 +272,13 @@ impl<'l, 'a> Debuggee<'l, 'a> {
         let reason = match &stop {
             Stop::Halted => R::Exited(regs.rax as u8),
             Stop::Faulted { fault, .. } => {
+                if let Fault::Exception { .. } = fault {
+                    // the host's exception stub ran since: gdb reads the
+                    // vCPU, so put back the registers of the fault
+                    let mut r = self.lp.vcpu.kvm_regs()?;
+                    (r.rip, r.rsp, r.rflags, r.rdx) = (regs.rip, regs.rsp, regs.rflags, regs.rdx);
+                    self.lp.vcpu.set_kvm_regs(&r, self.lp.trace)?;
+                }
                 crate::diag::host_line(
                     out,
                     diag,

@@ -124,11 +124,21 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
         );
     }
     let (stack_bottom, what) = match vm.mode() {
-        CpuMode::Real => (layout::REAL_END, "stack: SS:SP, grows down"),
-        _ => (layout::STACK_BOTTOM, "stack: RSP, grows down"),
+        CpuMode::Real => (layout::REAL_END, "stack: SS:SP, grows down".to_string()),
+        CpuMode::Long if s.idt.base == layout::HOST_IDT => {
+            let g = crate::x86::exception::stack_guard(0);
+            (
+                layout::STACK_BOTTOM,
+                format!(
+                    "stack: RSP, grows down; its guard page {:#x}..{:#x} is not mapped",
+                    g.start, g.end
+                ),
+            )
+        }
+        _ => (layout::STACK_BOTTOM, "stack: RSP, grows down".to_string()),
     };
     if regs.rsp > stack_bottom {
-        add(stack_bottom, regs.rsp, what.into());
+        add(stack_bottom, regs.rsp, what);
     }
     add(
         layout::CHECK_ADDR,
@@ -140,6 +150,33 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
             layout::RESULT_PAGE,
             layout::RESULT_PAGE + 4096,
             "ABI: num_exits_by_type result page".into(),
+        );
+    }
+    if vm.mode() == CpuMode::Long && s.idt.base == layout::HOST_IDT {
+        use crate::x86::exception as x;
+        let n = vm.vcpu_count() as u64;
+        add(
+            x::IDT,
+            x::STUBS,
+            "host IDT: 32 exception gates (IDTR), each to its stub".into(),
+        );
+        add(
+            x::STUBS,
+            x::TSS,
+            format!(
+                "host exception stubs: `out` to port {:#x}",
+                layout::EXCEPTION_PORT
+            ),
+        );
+        add(
+            x::TSS,
+            x::TSS + n * 128,
+            "host TSS per vCPU (TR): IST1, its exception stack".into(),
+        );
+        add(
+            x::IST_STACKS,
+            x::IST_STACKS + n * x::IST_SIZE,
+            "host exception stack per vCPU (IST1)".into(),
         );
     }
     if vm.mode() == CpuMode::Long {

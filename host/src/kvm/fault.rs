@@ -29,6 +29,23 @@ pub enum Fault {
         #[serde(serialize_with = "crate::size::hex")]
         gpa: u64,
     },
+    /// A CPU exception the guest had no handler for, reported by the
+    /// host's IDT (x86/exception.rs) before it could become a triple fault.
+    Exception {
+        /// The vector (0-31).
+        vector: u8,
+        /// `#DE`, `#PF`, ...
+        mnemonic: &'static str,
+        /// The error code the CPU pushed, for the vectors that have one.
+        #[serde(serialize_with = "crate::size::hex_opt")]
+        error_code: Option<u64>,
+        /// CR2 for a page fault: the address that faulted.
+        #[serde(serialize_with = "crate::size::hex_opt")]
+        cr2: Option<u64>,
+    },
+    /// guest-rt's panic handler said the guest panicked (its message is
+    /// in the guest's output).
+    Panic,
     /// An exit this host does not handle.
     Unhandled {
         /// KVM_EXIT_* number.
@@ -92,6 +109,27 @@ impl std::fmt::Display for Fault {
             Fault::MemoryFault { gpa } => {
                 write!(f, "memory fault at GPA {gpa:#x} (KVM_EXIT_MEMORY_FAULT)")
             }
+            Fault::Exception {
+                vector,
+                mnemonic,
+                error_code,
+                cr2,
+            } => {
+                let (_, name) = crate::x86::exception::name(*vector);
+                write!(f, "{mnemonic} {name} (exception {vector}")?;
+                if let Some(c) = error_code {
+                    let words = crate::x86::exception::explain_error_code(*vector, *c);
+                    write!(f, ", error code {c:#x}")?;
+                    if !words.is_empty() {
+                        write!(f, ": {words}")?;
+                    }
+                }
+                if let Some(a) = cr2 {
+                    write!(f, ", address {a:#x} in CR2")?;
+                }
+                f.write_str(")")
+            }
+            Fault::Panic => f.write_str("the guest panicked (its message is above)"),
             Fault::Unhandled { exit_reason } => write!(f, "unhandled exit reason {exit_reason}"),
         }
     }
@@ -100,6 +138,27 @@ impl std::fmt::Display for Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exception_says_what_it_is() {
+        let f = Fault::Exception {
+            vector: 14,
+            mnemonic: "#PF",
+            error_code: Some(2),
+            cr2: Some(0xdead_0000),
+        };
+        assert_eq!(
+            f.to_string(),
+            "#PF page fault (exception 14, error code 0x2: not present, write, kernel, address 0xdead0000 in CR2)"
+        );
+        let f = Fault::Exception {
+            vector: 0,
+            mnemonic: "#DE",
+            error_code: None,
+            cr2: None,
+        };
+        assert_eq!(f.to_string(), "#DE divide error (exception 0)");
+    }
 
     #[test]
     fn faults_are_read_from_a_hand_made_kvm_run() {

@@ -1,14 +1,19 @@
-//! A crash that explains itself: after a triple fault, internal error or
-//! failed entry, what state the CPU was in (mode, paging, the control
+//! A crash that explains itself: after an exception the guest had no
+//! handler for (the host's IDT reports it), a triple fault, internal error
+//! or failed entry, what state the CPU was in (mode, paging, the control
 //! register bits), where RIP is (`hello::main+0x1c` from the guest ELF),
-//! the instruction there (iced-x86), how RIP and RSP translate (the page
-//! walk of `host layout --translate`), and the last exits before it.
+//! the instruction there (iced-x86), a stack overflow for what it is, the
+//! call chain by frame pointers, how the faulting address, RIP and RSP
+//! translate (the page walk of `host layout --translate`), and the last
+//! exits before it.
 
 use crate::inspect::Translation;
+use crate::kvm::fault::Fault;
 use crate::loader::Symbols;
 use crate::stats::ExitStats;
 use crate::vm::Vm;
 use crate::x86::Regs;
+use crate::x86::exception;
 use crate::x86::translate::{self, Paging};
 use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
 use kvm_bindings::kvm_sregs;
@@ -42,8 +47,73 @@ pub struct Crash {
     pub rip_walk: Translation,
     /// How RSP translates (SS base + RSP).
     pub rsp_walk: Translation,
+    /// For a page fault: how the address in CR2 translates.
+    pub fault_address_walk: Option<Translation>,
+    /// A fault in a vCPU's stack guard: the stack overflowed.
+    pub stack_overflow: Option<String>,
+    /// The call chain by frame pointers (RBP), innermost first: each
+    /// return address as a symbol and offset where the ELF names it.
+    pub backtrace: Vec<String>,
     /// The last exits, oldest first; the last is the crash.
     pub last_exits: Vec<String>,
+}
+
+/// Most lines a backtrace shows (a recursion is one line).
+const MAX_FRAMES: usize = 32;
+/// Most frame pointers followed (a hostile chain may ascend through all
+/// of memory).
+const MAX_STEPS: usize = 4096;
+
+/// The frame-pointer chain from `rbp` (guests are built with frame
+/// pointers): each frame holds the caller's RBP, then the return address.
+/// Stops at a null, unreadable or non-ascending frame pointer.
+fn backtrace(
+    mem: &vm_memory::GuestMemoryMmap,
+    p: &Paging,
+    mut rbp: u64,
+    symbols: &Symbols,
+) -> Vec<String> {
+    let mut frames: Vec<String> = Vec::new();
+    for _ in 0..MAX_STEPS {
+        if frames.len() >= MAX_FRAMES || rbp == 0 {
+            break;
+        }
+        let mut b = [0u8; 16];
+        if translate::read_linear(mem, p, rbp, &mut b) < 16 {
+            break;
+        }
+        let next = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+        let ret = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+        if ret == 0 {
+            break;
+        }
+        // the call is the byte before its return address (a call to a
+        // function that does not return may end its caller)
+        frames.push(match symbols.lookup(ret - 1) {
+            Some(s) => format!("{ret:#x} {s}"),
+            None => format!("{ret:#x}"),
+        });
+        // a recursion is one line with its count
+        if let [.., a, b] = &frames[..]
+            && (a == b || a.starts_with(&format!("{b} (")))
+        {
+            let n = a
+                .rsplit_once(" (")
+                .and_then(|(_, r)| r.strip_suffix(" frames)"))
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(1);
+            let base = b.clone();
+            frames.pop();
+            if let Some(last) = frames.last_mut() {
+                *last = format!("{base} ({} frames)", n + 1);
+            }
+        }
+        if next <= rbp {
+            break;
+        }
+        rbp = next;
+    }
+    frames
 }
 
 fn names<I: Iterator<Item = (&'static str, T)>, T>(it: I) -> Vec<String> {
@@ -80,13 +150,14 @@ fn paging(s: &kvm_sregs) -> &'static str {
     }
 }
 
-/// Explains the crash of vCPU `id` of `vm`, which stopped with `regs`.
-/// `symbols`: the guest ELF's, when its addresses are the ones the guest
-/// runs at (a long-mode ELF, not a mode section or a flat image).
+/// Explains the crash of vCPU `id` of `vm`, which stopped with `regs` and
+/// `fault`. `symbols`: the guest ELF's, when its addresses are the ones
+/// the guest runs at (a long-mode ELF, not a mode section or a flat image).
 pub fn explain(
     vm: &Vm,
     id: usize,
     regs: &Regs,
+    fault: &Fault,
     stats: &ExitStats,
     symbols: &Symbols,
 ) -> Option<Crash> {
@@ -120,6 +191,25 @@ pub fn explain(
         };
         (text, hex.join(" "))
     };
+    let cr2 = match fault {
+        Fault::Exception { cr2, .. } => *cr2,
+        _ => None,
+    };
+    let vcpus = vm.vcpu_count() as u64;
+    let guard = cr2
+        .and_then(|a| exception::in_stack_guard(a, vcpus).map(|v| (a, v)))
+        .or_else(|| exception::in_stack_guard(rsp, vcpus).map(|v| (rsp, v)));
+    let stack_overflow = guard.map(|(a, v)| {
+        let g = exception::stack_guard(v);
+        format!(
+            "stack overflow: {a:#x} is in the guard page below vCPU {v}'s stack ({:#x}..{:#x}, {} KiB; the guard is {:#x}..{:#x}): too deep a recursion or too large a local",
+            g.end,
+            hypercall_abi::layout::STACK_TOP - v * hypercall_abi::layout::VCPU_STACK_SIZE,
+            (hypercall_abi::layout::VCPU_STACK_SIZE - 0x1000) >> 10,
+            g.start,
+            g.end
+        )
+    });
     Some(Crash {
         mode: mode_text.to_string(),
         cpl: (s.cs.selector & 3) as u8,
@@ -132,11 +222,29 @@ pub fn explain(
         bytes,
         rip_walk: crate::inspect::explain(mem, &p, rip),
         rsp_walk: crate::inspect::explain(mem, &p, rsp),
+        fault_address_walk: cr2.map(|a| crate::inspect::explain(mem, &p, a)),
+        stack_overflow,
+        backtrace: match bits {
+            64 => backtrace(mem, &p, regs.rbp, symbols),
+            _ => Vec::new(),
+        },
         last_exits: stats.recent(),
     })
 }
 
 impl Crash {
+    /// The backtrace's lines (none when there is none).
+    pub fn backtrace_text(&self) -> String {
+        let mut o = String::new();
+        if !self.backtrace.is_empty() {
+            o.push_str("  backtrace (frame pointers), innermost first:\n");
+            for f in &self.backtrace {
+                o.push_str(&format!("    {f}\n"));
+            }
+        }
+        o
+    }
+
     /// The text `host run` prints after the fault line.
     pub fn text(&self) -> String {
         let list = |v: &[String]| {
@@ -172,7 +280,20 @@ impl Crash {
             "  instruction at RIP{at}: {}{bytes}\n",
             self.instruction
         ));
-        for (what, w) in [("RIP", &self.rip_walk), ("RSP", &self.rsp_walk)] {
+        if let Some(s) = &self.stack_overflow {
+            o.push_str(&format!("  {s}\n"));
+        }
+        o.push_str(&self.backtrace_text());
+        let walks = [
+            (
+                "the faulting address (CR2)",
+                self.fault_address_walk.as_ref(),
+            ),
+            ("RIP", Some(&self.rip_walk)),
+            ("RSP", Some(&self.rsp_walk)),
+        ];
+        for (what, w) in walks {
+            let Some(w) = w else { continue };
             o.push_str(&format!("  {what}: "));
             o.push_str(&w.text().replace('\n', "\n  "));
             o.truncate(o.trim_end().len());

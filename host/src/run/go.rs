@@ -18,8 +18,8 @@ pub fn run(
         Some(addr) => super::debug::run(&mut p, addr, &opts.vm, out, diag)?,
         None => p.vm.run(out, diag)?,
     };
-    let crash = match outcome.stop {
-        Stop::Faulted { .. } => {
+    let crash = match &outcome.stop {
+        Stop::Faulted { fault, .. } => {
             // (no file can be opened now: this thread is under seccomp)
             let symbols = match p.linked_here {
                 true => Symbols::from_elf(&p.bytes),
@@ -27,7 +27,7 @@ pub fn run(
             };
             let id = outcome.vcpu;
             let stats = outcome.vcpus.get(id).map_or(&outcome.stats, |v| &v.stats);
-            super::explain::explain(&p.vm, id, &outcome.regs, stats, &symbols)
+            super::explain::explain(&p.vm, id, &outcome.regs, fault, stats, &symbols)
         }
         _ => None,
     };

@@ -1,6 +1,7 @@
 //! What `host run` reports: the text summary, the JSON object, the exit code.
 
 use super::code;
+use crate::kvm::fault::Fault;
 use crate::size::Thousandths;
 use crate::vcpu::Stop;
 use crate::vm::{Check42, RunOutcome};
@@ -105,6 +106,11 @@ impl Report {
                 Thousandths(o.elapsed.as_millis().min(u64::MAX as u128) as u64),
                 o.stats.total()
             ),
+            // a panic said what happened: its backtrace follows, no dump
+            Stop::Faulted {
+                fault: Fault::Panic,
+                ..
+            } => format!("host: {who} stopped: {}\n", Fault::Panic),
             Stop::Faulted {
                 fault,
                 cr0,
@@ -126,7 +132,17 @@ impl Report {
             ),
         };
         if let Some(c) = &self.crash {
-            s.push_str(&c.text());
+            match &o.stop {
+                Stop::Faulted {
+                    fault: Fault::Panic,
+                    ..
+                } => s.push_str(&c.backtrace_text()),
+                _ => s.push_str(&c.text()),
+            }
+            s.push_str(&format!(
+                "host: to look closer: `host run {} --gdb` stops at the crash with its registers and memory; `host layout {} --translate ADDR` walks an address\n",
+                self.name, self.name
+            ));
         }
         if let Some(c) = &o.check {
             s.push_str(&format!("host: {}\n", check_line(c)));

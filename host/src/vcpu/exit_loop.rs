@@ -9,15 +9,19 @@ use super::outcome::{Pause, Stop, VcpuError};
 use crate::devices::hypercall::Io;
 use crate::devices::{Bus, Ctx};
 use crate::diag::HostError;
+use crate::kvm::fault::Fault;
 use crate::kvm::{KvmError, Vcpu, vcpu::is_kick};
+use crate::stats::Dir;
 use crate::stats::{ExitReason, ExitStats};
 use crate::trace::Tracer;
-use crate::x86::Regs;
+use crate::x86::{Regs, exception};
+use hypercall_abi::layout;
 use kvm_ioctls::VcpuExit;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vm_memory::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress};
 
 /// What one vCPU's loop works with.
 pub struct ExitLoop<'a> {
@@ -101,6 +105,11 @@ impl ExitLoop<'_> {
                 Ok(VcpuExit::IoOut(port, data)) => {
                     // the data bytes are copied: the vCPU is free again
                     let io = Io::out(data);
+                    if (port == layout::EXCEPTION_PORT || port == layout::PANIC_PORT)
+                        && let Some(p) = exception(self.vcpu, self.trace, &mut cx, port)?
+                    {
+                        return Ok(p);
+                    }
                     let (vcpu, trace) = (&*self.vcpu, &mut *self.trace);
                     self.bus
                         .io_out(&mut cx, port, io, || vcpu.paging_now(trace))?;
@@ -187,4 +196,70 @@ impl ExitLoop<'_> {
         let regs = self.vcpu.regs(self.trace)?;
         Ok(Pause::Ended(stop, regs))
     }
+}
+
+/// An `out` to the panic port: guest-rt's panic handler; the run ends as
+/// a crash (Fault::Panic). An `out` to the exception port: from one of
+/// the host's exception stubs (RIP says which vector), the guest took an
+/// exception it has no handler for. The run ends with it, the registers as they were
+/// when it happened: the CPU's frame on the exception stack has RIP,
+/// RFLAGS and RSP, the stub saved RDX below it. From anywhere else it
+/// is an ordinary port (None).
+fn exception(
+    vcpu: &mut Vcpu,
+    trace: &mut Option<Tracer>,
+    cx: &mut Ctx,
+    port: u16,
+) -> Result<Option<Pause>, VcpuError> {
+    let mut regs = vcpu.regs(trace)?;
+    let vector = exception::vector_at(regs.rip);
+    if vector.is_none() && port == layout::EXCEPTION_PORT {
+        return Ok(None);
+    }
+    cx.stats.record_io(Dir::Out, port);
+    cx.out.flush().map_err(HostError::from)?;
+    vcpu.trace_exit(trace, true);
+    let s = vcpu.sregs("control registers for the exception report", trace)?;
+    let Some(vector) = vector else {
+        // guest-rt's panic handler: the registers are its own
+        let stop = Stop::Faulted {
+            fault: Fault::Panic,
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer,
+        };
+        return Ok(Some(Pause::Ended(stop, regs)));
+    };
+    let word = |at: u64| cx.mem.read_obj::<u64>(GuestAddress(at)).ok();
+    let mut at = regs.rsp;
+    let saved_rdx = word(at);
+    at += 8;
+    let error_code = match exception::has_error_code(vector) {
+        true => {
+            at += 8;
+            word(at - 8)
+        }
+        false => None,
+    };
+    // the CPU's frame: RIP, CS, RFLAGS, RSP, SS
+    if let (Some(rip), Some(rflags), Some(rsp), Some(rdx)) =
+        (word(at), word(at + 16), word(at + 24), saved_rdx)
+    {
+        (regs.rip, regs.rflags, regs.rsp, regs.rdx) = (rip, rflags, rsp, rdx);
+    }
+    let fault = Fault::Exception {
+        vector,
+        mnemonic: exception::name(vector).0,
+        error_code,
+        cr2: (vector == 14).then_some(s.cr2),
+    };
+    let stop = Stop::Faulted {
+        fault,
+        cr0: s.cr0,
+        cr3: s.cr3,
+        cr4: s.cr4,
+        efer: s.efer,
+    };
+    Ok(Some(Pause::Ended(stop, regs)))
 }

@@ -13,7 +13,7 @@ use crate::stats::ExitStats;
 use crate::trace::Tracer;
 use crate::vcpu::thread::ThreadSetup;
 use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
-use crate::x86::{CpuMode, cpuid, gdt, paging};
+use crate::x86::{CpuMode, cpuid, exception, gdt, paging};
 use hypercall_abi::{layout, note};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -100,10 +100,16 @@ impl Vm {
             vcpus.push(vcpu);
         }
         let sregs = cfg.mode.start_sregs(&vcpus[0].reset_sregs(t)?);
-        write_start_tables(vm.memory(), cfg.mode, cfg.mem_size)?;
-        // Every vCPU starts in the same mode with the same tables.
-        for vcpu in &vcpus {
-            vcpu.set_start_sregs(cfg.mode, &sregs, t)?;
+        write_start_tables(vm.memory(), cfg.mode, cfg.mem_size, u64::from(cfg.vcpus))?;
+        // Every vCPU starts in the same mode with the same tables; in long
+        // mode each has the host's IDT and a TSS of its own (its exception
+        // stack), until the guest loads its own.
+        for (id, vcpu) in (0..).zip(&vcpus) {
+            let mut s = sregs;
+            if cfg.mode == CpuMode::Long {
+                exception::use_host_idt(&mut s, id, u64::from(cfg.vcpus));
+            }
+            vcpu.set_start_sregs(cfg.mode, &s, t)?;
         }
         Ok(Vm {
             vcpus,
@@ -371,7 +377,12 @@ impl Vm {
 
 /// Writes what a vCPU starting in `mode` needs in guest memory: the GDT
 /// and, with paging, the host's page tables (nothing in real mode).
-fn write_start_tables(mem: &GuestMemoryMmap, mode: CpuMode, size: u64) -> Result<(), KvmError> {
+fn write_start_tables(
+    mem: &GuestMemoryMmap,
+    mode: CpuMode,
+    size: u64,
+    vcpus: u64,
+) -> Result<(), KvmError> {
     let werr = |e: paging::PagingError| KvmError::Write(e.to_string());
     if mode == CpuMode::Real {
         return Ok(());
@@ -381,7 +392,10 @@ fn write_start_tables(mem: &GuestMemoryMmap, mode: CpuMode, size: u64) -> Result
             .map_err(|e| KvmError::Write(e.to_string()))?;
     }
     match mode {
-        CpuMode::Long => paging::build_identity_map(mem, size).map_err(werr)?,
+        CpuMode::Long => {
+            exception::write_host_idt(mem, vcpus).map_err(|e| KvmError::Write(e.to_string()))?;
+            paging::build_identity_map(mem, size, vcpus).map_err(werr)?
+        }
         CpuMode::Paged32 => paging::build_paged32(mem, size).map_err(werr)?,
         CpuMode::Protected | CpuMode::Real => Vec::new(),
     };

@@ -4,6 +4,7 @@
 //! guest memory and `kvm_bindings` structures, testable without KVM.
 
 pub mod cpuid;
+pub mod exception;
 pub mod gdt;
 pub mod mode;
 pub mod paging;

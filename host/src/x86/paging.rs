@@ -1,5 +1,7 @@
 //! The identity map the host builds for long-mode guests: PML4 -> PDPT ->
-//! one PD per GiB, 2 MiB pages, covering all of guest memory.
+//! one PD per GiB, 2 MiB pages, covering all of guest memory; the first
+//! 2 MiB in 4 KiB pages (`layout::LOW_PT`), so that the page below each
+//! vCPU's stack is a guard that is not mapped.
 
 use hypercall_abi::layout;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -27,8 +29,13 @@ pub enum PagingError {
     Write(u64, vm_memory::GuestMemoryError),
 }
 
-/// Writes the identity map for `mem_size` bytes; CR3 = `layout::PAGE_TABLES`.
-pub fn build_identity_map(mem: &GuestMemoryMmap, mem_size: u64) -> Result<Vec<Table>, PagingError> {
+/// Writes the identity map for `mem_size` bytes, with the stack guards of
+/// `vcpus` vCPUs unmapped; CR3 = `layout::PAGE_TABLES`.
+pub fn build_identity_map(
+    mem: &GuestMemoryMmap,
+    mem_size: u64,
+    vcpus: u64,
+) -> Result<Vec<Table>, PagingError> {
     if mem_size > layout::MAX_MEM {
         return Err(PagingError::TooLarge(mem_size));
     }
@@ -69,6 +76,27 @@ pub fn build_identity_map(mem: &GuestMemoryMmap, mem_size: u64) -> Result<Vec<Ta
             entries: n,
         });
     }
+    // the first 2 MiB in 4 KiB pages, each vCPU's stack guard left out
+    let small = table | PageTableFlags::ACCESSED | PageTableFlags::DIRTY;
+    let pt = layout::LOW_PT;
+    let mut present = 0;
+    for i in 0..512u64.min(mem_size / 4096) {
+        let a = i << 12;
+        let v = match super::exception::in_stack_guard(a, vcpus) {
+            Some(_) => 0,
+            None => {
+                present += 1;
+                a | small.bits()
+            }
+        };
+        w(v, pt + i * 8)?;
+    }
+    w(pt | table.bits(), pdpt + 0x1000)?;
+    tables.push(Table {
+        level: "PT",
+        gpa: pt,
+        entries: present,
+    });
     // The SIMVIRTIO window: one uncached 2 MiB page in the 4th GiB (above
     // all RAM), in the page-table area's last PD.
     let dev = hypercall_abi::simvirtio::MMIO_BASE;
