@@ -157,11 +157,16 @@ fn exceptions_are_named_with_their_error_codes_and_call_chains() {
         "{err}"
     );
     assert!(
-        err.contains("  instruction at RIP (crash_div::divide+0x"),
+        err.contains(
+            "  instruction at RIP (crash_div::divide+0xb at guest-kernel/src/bin/crash_div.rs:16): div %"
+        ),
         "{err}"
     );
     assert!(err.contains(": div %"), "{err}");
-    assert!(err.contains(" crash_div::average+0x"), "{err}");
+    assert!(
+        err.contains(" crash_div::average+0x1a at guest-kernel/src/bin/crash_div.rs:23\n"),
+        "{err}"
+    );
 
     let (code, err) = run(&["run", "crash_gp"]);
     assert_eq!(code, 3, "{err}");
@@ -226,7 +231,11 @@ fn a_panic_is_its_message_and_its_call_chain() {
         err.starts_with("host: crash_panic stopped: the guest panicked (its message is above)\n  backtrace (frame pointers), innermost first:\n"),
         "{err}"
     );
-    assert!(err.contains(" crash_panic::pick+0x"), "{err}");
+    // the function and, from the ELF's DWARF, the source line
+    assert!(
+        err.contains(" crash_panic::pick+0x23 at guest-kernel/src/bin/crash_panic.rs:12\n"),
+        "{err}"
+    );
     assert!(
         !err.contains("rax=") && !err.contains("crash explained"),
         "{err}"

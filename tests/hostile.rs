@@ -728,7 +728,10 @@ fn a_symbol_table_of_huge_names_takes_bounded_memory_in_the_crash_report() {
         err.contains("instruction at RIP (\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x0ahost: forged AAAA"),
         "{err}"
     );
-    assert!(err.contains("AAA...+0x42): ud2"), "{err}");
+    assert!(
+        err.contains("AAA...+0x42 at guest-kernel/src/bin/crash.rs:"),
+        "{err}"
+    );
     assert!(!err.contains('\x1b') && !err.contains('\r'), "{err:?}");
     assert!(!err.contains("\nhost: forged"), "{err}");
 }

@@ -9,7 +9,7 @@
 
 use crate::inspect::Translation;
 use crate::kvm::fault::Fault;
-use crate::loader::Symbols;
+use crate::loader::{Lines, Symbols};
 use crate::stats::ExitStats;
 use crate::vm::Vm;
 use crate::x86::Regs;
@@ -58,6 +58,28 @@ pub struct Crash {
     pub last_exits: Vec<String>,
 }
 
+/// What names addresses in a crash report: the ELF's symbols and, where it
+/// has DWARF, its source lines.
+pub struct Names<'a> {
+    /// Function symbols.
+    pub symbols: &'a Symbols,
+    /// Source lines.
+    pub lines: Option<&'a Lines<'a>>,
+}
+
+impl Names<'_> {
+    /// `function+0xoff at file:line` (what is known of it) for `addr`.
+    pub fn name(&self, addr: u64) -> Option<String> {
+        let line = self.lines.and_then(|l| l.at(addr));
+        match (self.symbols.lookup(addr), line) {
+            (Some(s), Some(l)) => Some(format!("{s} at {l}")),
+            (Some(s), None) => Some(s),
+            (None, Some(l)) => Some(format!("at {l}")),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Most lines a backtrace shows (a recursion is one line).
 const MAX_FRAMES: usize = 32;
 /// Most frame pointers followed (a hostile chain may ascend through all
@@ -71,7 +93,7 @@ fn backtrace(
     mem: &vm_memory::GuestMemoryMmap,
     p: &Paging,
     mut rbp: u64,
-    symbols: &Symbols,
+    names: &Names,
 ) -> Vec<String> {
     let mut frames: Vec<String> = Vec::new();
     for _ in 0..MAX_STEPS {
@@ -89,7 +111,7 @@ fn backtrace(
         }
         // the call is the byte before its return address (a call to a
         // function that does not return may end its caller)
-        frames.push(match symbols.lookup(ret - 1) {
+        frames.push(match names.name(ret - 1) {
             Some(s) => format!("{ret:#x} {s}"),
             None => format!("{ret:#x}"),
         });
@@ -159,7 +181,7 @@ pub fn explain(
     regs: &Regs,
     fault: &Fault,
     stats: &ExitStats,
-    symbols: &Symbols,
+    at: &Names,
 ) -> Option<Crash> {
     let s = vm
         .vcpu_by_id(id)?
@@ -217,7 +239,7 @@ pub fn explain(
         cr0: names(Cr0Flags::from_bits_truncate(s.cr0).iter_names()),
         cr4: names(Cr4Flags::from_bits_truncate(s.cr4).iter_names()),
         efer: names(EferFlags::from_bits_truncate(s.efer).iter_names()),
-        rip_symbol: symbols.lookup(rip),
+        rip_symbol: at.name(rip),
         instruction,
         bytes,
         rip_walk: crate::inspect::explain(mem, &p, rip),
@@ -225,7 +247,7 @@ pub fn explain(
         fault_address_walk: cr2.map(|a| crate::inspect::explain(mem, &p, a)),
         stack_overflow,
         backtrace: match bits {
-            64 => backtrace(mem, &p, regs.rbp, symbols),
+            64 => backtrace(mem, &p, regs.rbp, at),
             _ => Vec::new(),
         },
         last_exits: stats.recent(),

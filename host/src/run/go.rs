@@ -25,9 +25,19 @@ pub fn run(
                 true => Symbols::from_elf(&p.bytes),
                 false => Symbols::default(),
             };
+            // the DWARF, through the mapping made before the jail
+            let lines = p
+                .file
+                .as_ref()
+                .and_then(|f| f.bytes())
+                .and_then(crate::loader::Lines::from_elf);
             let id = outcome.vcpu;
             let stats = outcome.vcpus.get(id).map_or(&outcome.stats, |v| &v.stats);
-            super::explain::explain(&p.vm, id, &outcome.regs, fault, stats, &symbols)
+            let names = super::explain::Names {
+                symbols: &symbols,
+                lines: lines.as_ref(),
+            };
+            super::explain::explain(&p.vm, id, &outcome.regs, fault, stats, &names)
         }
         _ => None,
     };

@@ -123,6 +123,9 @@ pub struct Prepared {
     /// Whether the file's addresses are the ones the guest runs at (a
     /// long-mode ELF, not a mode section or a flat image).
     pub linked_here: bool,
+    /// The file, mapped, when `linked_here`: a crash report reads its
+    /// source lines from the DWARF (not read otherwise).
+    pub file: Option<crate::loader::FileMap>,
 }
 
 /// How reports name the guest: as the user gave it, except that a guest
@@ -147,6 +150,16 @@ pub fn read_guest(
     max_len: u64,
     require_elf: bool,
 ) -> Result<(PathBuf, Vec<u8>), RunError> {
+    read_guest_file(guest, max_len, require_elf).map(|(path, bytes, _)| (path, bytes))
+}
+
+/// [`read_guest`], and the open file (an ELF's DWARF is mapped from it for
+/// crash reports: `loader::FileMap`).
+fn read_guest_file(
+    guest: &str,
+    max_len: u64,
+    require_elf: bool,
+) -> Result<(PathBuf, Vec<u8>, std::fs::File), RunError> {
     use std::io::Read as _;
     let path = guests::resolve(guest)?;
     let read_err = |source| RunError::Read {
@@ -194,13 +207,14 @@ pub fn read_guest(
         // only the headers and what occupies memory: not the DWARF
         // (loader::read_needed), as long as the file was when measured
         let bytes = crate::loader::read_needed(&f, meta.len()).map_err(read_err)?;
-        return Ok((path, bytes));
+        return Ok((path, bytes, f));
     }
     // the file may have grown since it was measured: never read past the cap
-    f.take(max_len - bytes.len() as u64)
+    std::io::Read::by_ref(&mut f)
+        .take(max_len - bytes.len() as u64)
         .read_to_end(&mut bytes)
         .map_err(read_err)?;
-    Ok((path, bytes))
+    Ok((path, bytes, f))
 }
 
 /// Checks an image for `vm`: flat at `flat`, else the ELF's code for the
@@ -238,7 +252,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         Some(_) => opts.vm.mem_size,
         None => hypercall_abi::layout::MAX_MEM,
     };
-    let (path, bytes) = read_guest(&opts.guest, max, opts.flat.is_none())?;
+    let (path, bytes, file) = read_guest_file(&opts.guest, max, opts.flat.is_none())?;
     let plan = plan_guest(&opts.guest, &bytes, opts.flat, &opts.vm)?;
     if vcpus > 1 && plan.flags & hypercall_abi::note::FLAG_SMP == 0 {
         return Err(RunError::Usage(format!(
@@ -273,13 +287,17 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         vm.trace_to(s, &sink_name)?;
     }
     vm.load(&plan, &bytes)?;
+    let linked_here = opts.flat.is_none() && opts.vm.mode == crate::x86::CpuMode::Long;
     Ok(Prepared {
         name: display_name(&opts.guest),
         path,
         plan,
         vm,
         bytes,
-        linked_here: opts.flat.is_none() && opts.vm.mode == crate::x86::CpuMode::Long,
+        linked_here,
+        file: linked_here
+            .then(|| crate::loader::FileMap::new(file))
+            .flatten(),
     })
 }
 

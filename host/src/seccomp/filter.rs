@@ -26,7 +26,7 @@ pub const ALLOWED_IOCTLS: [(u64, &str); 3] = [
 /// lines), and glibc's malloc grows its heaps with brk, mmap, mprotect,
 /// madvise and munmap: those are allowed, mmap and mprotect only without
 /// PROT_EXEC (see `program`).
-pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 21] = [
+pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 22] = [
     (libc::SYS_write, "write"),
     (libc::SYS_writev, "writev"),
     (libc::SYS_rt_sigtimedwait, "rt_sigtimedwait"),
@@ -49,6 +49,9 @@ pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 21] = [
     (libc::SYS_exit_group, "exit_group"),
     (libc::SYS_getrandom, "getrandom"),
     (libc::SYS_getcpu, "getcpu"),
+    // a crash report checks that the guest file it mapped before the jail
+    // still has its length before it reads the DWARF (loader::FileMap)
+    (libc::SYS_fstat, "fstat"),
 ];
 
 /// What a debugger on the vCPU thread (`host run --gdb`) adds to the

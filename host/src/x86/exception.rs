@@ -178,13 +178,15 @@ pub fn in_stack_guard(addr: u64, vcpus: u64) -> Option<u64> {
 /// Writes the host's IDT, its stubs and `vcpus` TSSs into guest memory,
 /// and each TSS's descriptor into the host's GDT (after its three entries).
 pub fn write_host_idt(mem: &GuestMemoryMmap, vcpus: u64) -> Result<(), GuestMemoryError> {
-    for v in 0..VECTORS {
-        mem.write_slice(
-            &gate(v, super::gdt::CODE_SELECTOR),
-            GuestAddress(IDT + v * 16),
-        )?;
-        mem.write_slice(&stub(), GuestAddress(STUBS + v * STUB_SIZE))?;
+    // the gates and the stubs are one block, written at once
+    let mut block = [0u8; (VECTORS * (16 + STUB_SIZE)) as usize];
+    let (gates, stubs) = block.split_at_mut((VECTORS * 16) as usize);
+    let pairs = gates.chunks_exact_mut(16).zip(stubs.chunks_exact_mut(8));
+    for (v, (g, s)) in (0..).zip(pairs) {
+        g.copy_from_slice(&gate(v, super::gdt::CODE_SELECTOR));
+        s.copy_from_slice(&stub());
     }
+    mem.write_slice(&block, GuestAddress(IDT))?;
     for id in 0..vcpus {
         mem.write_slice(&tss(id), GuestAddress(TSS + id * 128))?;
         let at = layout::GDT + (TSS_GDT_INDEX + 2 * id) * 8;

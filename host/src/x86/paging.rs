@@ -77,20 +77,21 @@ pub fn build_identity_map(
         });
     }
     // the first 2 MiB in 4 KiB pages, each vCPU's stack guard left out
+    // built in a buffer and written at once: 512 checked writes were
+    // ~300k instructions of every `host run`
     let small = table | PageTableFlags::ACCESSED | PageTableFlags::DIRTY;
     let pt = layout::LOW_PT;
     let mut present = 0;
-    for i in 0..512u64.min(mem_size / 4096) {
+    let mut entries = [0u8; 4096];
+    for (i, e) in (0..512u64.min(mem_size / 4096)).zip(entries.chunks_exact_mut(8)) {
         let a = i << 12;
-        let v = match super::exception::in_stack_guard(a, vcpus) {
-            Some(_) => 0,
-            None => {
-                present += 1;
-                a | small.bits()
-            }
-        };
-        w(v, pt + i * 8)?;
+        if super::exception::in_stack_guard(a, vcpus).is_none() {
+            present += 1;
+            e.copy_from_slice(&(a | small.bits()).to_le_bytes());
+        }
     }
+    mem.write_slice(&entries, GuestAddress(pt))
+        .map_err(|e| PagingError::Write(pt, e))?;
     w(pt | table.bits(), pdpt + 0x1000)?;
     tables.push(Table {
         level: "PT",
