@@ -40,9 +40,10 @@ binutils: toolchain
 size: binutils
 	$(CARGO) size -q -p guest-kernel --bin $(GUEST) -- -A
 
-# make disasm GUEST=hello: the guest's code, disassembled with its symbols.
+# make disasm GUEST=hello: the guest's code, disassembled with its symbols
+# (Rust names demangled) and the source lines each part comes from.
 disasm: binutils
-	$(CARGO) objdump -q -p guest-kernel --bin $(GUEST) -- -d --no-show-raw-insn
+	$(CARGO) objdump -q -p guest-kernel --bin $(GUEST) -- -d --no-show-raw-insn --demangle --source
 
 # make flat GUEST=hello: the guest as a flat image (objcopy -O binary) in
 # target/flat/GUEST.bin, loaded at its link address 0x100000:

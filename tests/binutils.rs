@@ -39,6 +39,10 @@ fn make_disasm_shows_start_and_main() {
     assert!(out.contains("0000000000100000 <_start>:"), "{out}");
     assert!(out.contains("<__guest_rt_main>"));
     assert!(out.contains("hlt"));
+    // Rust names demangled, the source lines interleaved
+    let out = make(&["disasm", "GUEST=crash"]);
+    assert!(out.contains("<crash::deep>:"), "{out}");
+    assert!(out.contains("core::arch::asm!(\"ud2\")"), "{out}");
 }
 
 #[test]

@@ -534,6 +534,27 @@ fn ctrl_c_wins_over_a_slow_or_stalled_gdb_client() {
     }
 }
 
+/// The run's reported time is the guest's: time stopped in gdb does not
+/// count. gdb sleeps 1.5 s with the guest stopped; debugme runs for a few
+/// ms. Bound: the report says under 1 s (a busy machine slows the guest,
+/// not by hundreds of ms).
+#[test]
+fn time_stopped_in_gdb_is_not_the_guests() {
+    let s = start(&["run", "debugme"]);
+    s.gdb(Some("debugme"), &["shell sleep 1.5", "continue"]);
+    let e = s.end();
+    assert_eq!(e.code, 0, "{}", e.err);
+    let ms: f64 = e
+        .err
+        .split("debugme halted after ")
+        .nth(1)
+        .and_then(|r| r.split(" exits in ").nth(1))
+        .and_then(|r| r.split(" ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no halted line: {}", e.err));
+    assert!(ms < 1000.0, "{ms} ms: {}", e.err);
+}
+
 #[test]
 fn monitor_commands_show_the_hosts_views_of_the_live_vm() {
     let s = start(&["run", "debugme"]);

@@ -145,5 +145,22 @@ fn a_guest_built_after_the_host_runs_by_name() {
     assert_eq!(run.status.code(), Some(0));
     let err = String::from_utf8_lossy(&typo.stderr);
     assert!(err.contains(&format!("did you mean '{name}'?")), "{err}");
-    assert!(String::from_utf8_lossy(&list.stdout).contains(&name));
+    // its source file is not in guest-kernel/src/bin/: `host list` says so
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let line = list
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{name} listed: {list}"));
+    assert!(
+        line.ends_with(&format!(
+            "  (stale: guest-kernel/src/bin/{name}.rs is gone; `cargo clean` removes it)"
+        )),
+        "{line}"
+    );
+    assert!(
+        !list
+            .lines()
+            .any(|l| l.starts_with("hello ") && l.contains("stale")),
+        "{list}"
+    );
 }

@@ -397,7 +397,11 @@ fn json_timeline_and_errors() {
     assert_eq!(o.status.code(), Some(1));
     let o = host(&["matrix", "--vm", "hypercalls"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("has no .kvmwb.real section"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "hypercalls has no real-mode code: the matrix runs 16-bit real-mode programs"
+        )
+    );
 }
 
 #[test]
@@ -538,4 +542,18 @@ fn the_timeline_renders_with_every_turn_and_its_labels() {
         .and_then(|s| s.parse().ok())
         .expect("svg width");
     assert_eq!(f64::from(w), want.ceil());
+}
+
+/// A long-mode guest in the matrix is refused with what the matrix takes
+/// and how to run the guest instead.
+#[test]
+fn a_long_mode_guest_in_the_matrix_is_told_what_the_matrix_runs() {
+    let o = common::host(&["matrix", "--vm", "crash", "--vm", "guest2", "--quanta", "2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "host: error: crash has no real-mode code: the matrix runs 16-bit real-mode programs (a guest's .kvmwb.real section, as guest1, guest2 and spin_real have, or a flat real-mode binary); crash is a long-mode program: run it with `host run crash`"
+    );
+    assert!(o.stdout.is_empty());
 }

@@ -134,6 +134,15 @@ pub fn list() -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+/// Whether the source of guest `name` is gone from the workspace this host
+/// was built in: an ELF left in target/ after its file in
+/// guest-kernel/src/bin/ was deleted or renamed. Said only when that
+/// folder is there (a host copied elsewhere cannot tell).
+pub fn source_gone(name: &str) -> bool {
+    let bins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/src/bin");
+    bins.is_dir() && !bins.join(format!("{name}.rs")).exists()
+}
+
 /// `arg` as a path if it names an existing file or contains a '/',
 /// else as the name of a built guest (the newest of that name). Only the
 /// files of that name are looked at, each with one stat; the build folders

@@ -210,10 +210,15 @@ fn dispatch(cli: Cli) -> Done {
         Cmd::List => {
             let mut text = String::new();
             for (name, path) in guests::list() {
-                let state = if path.is_file() {
-                    ""
+                let state = if !path.is_file() {
+                    "  (missing: rebuild)".to_string()
+                } else if guests::source_gone(&name) {
+                    format!(
+                        "  (stale: guest-kernel/src/bin/{}.rs is gone; `cargo clean` removes it)",
+                        host::diag::escape(&name)
+                    )
                 } else {
-                    "  (missing: rebuild)"
+                    String::new()
                 };
                 // file names in the build folder are the file system's text
                 text.push_str(&format!(

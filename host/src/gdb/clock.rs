@@ -12,6 +12,10 @@ pub struct Clock<'t> {
     total: Duration,
     timer: Option<&'t Timer>,
     since: Option<Instant>,
+    /// Since when the guest is stopped for gdb, and for how long it was
+    /// before (the run's reported time leaves it out).
+    stopped_since: Option<Instant>,
+    stopped: Duration,
 }
 
 impl<'t> Clock<'t> {
@@ -23,6 +27,8 @@ impl<'t> Clock<'t> {
             total: deadline.map_or(Duration::ZERO, |(_, d)| d),
             timer,
             since: None,
+            stopped_since: Some(Instant::now()),
+            stopped: Duration::ZERO,
         };
         c.disarm();
         c
@@ -38,6 +44,9 @@ impl<'t> Clock<'t> {
 
     /// The guest runs from now: the deadline and the timer get the time left.
     pub fn start(&mut self, lp: &mut ExitLoop<'_>) {
+        if let Some(t) = self.stopped_since.take() {
+            self.stopped += t.elapsed();
+        }
         let Some(left) = self.left else { return };
         let now = Instant::now();
         lp.deadline = Some((now + left, self.total));
@@ -50,9 +59,15 @@ impl<'t> Clock<'t> {
 
     /// The guest stopped: the time it ran is spent.
     pub fn stop(&mut self) {
+        self.stopped_since.get_or_insert_with(Instant::now);
         if let (Some(since), Some(left)) = (self.since.take(), self.left) {
             self.left = Some(left.saturating_sub(since.elapsed()));
             self.disarm();
         }
+    }
+
+    /// How long the guest has been stopped for gdb in all.
+    pub fn stopped_total(&self) -> Duration {
+        self.stopped + self.stopped_since.map_or(Duration::ZERO, |t| t.elapsed())
     }
 }

@@ -28,6 +28,8 @@ pub struct Session {
     caps: Caps,
     layout: String,
     routing: Result<(), String>,
+    /// How long the guest was stopped for gdb (after `drive`).
+    stopped: std::time::Duration,
 }
 
 impl Session {
@@ -40,11 +42,16 @@ impl Session {
             caps,
             layout,
             routing: Ok(()),
+            stopped: std::time::Duration::ZERO,
         }
     }
 }
 
 impl Driver for Session {
+    fn stopped(&self) -> std::time::Duration {
+        self.stopped
+    }
+
     fn fd(&self) -> i32 {
         self.fd
     }
@@ -74,9 +81,11 @@ impl Driver for Session {
         let caps = self.caps.clone();
         let d = Debuggee::new(lp, caps, &self.layout);
         match self.mode {
-            CpuMode::Long => serve::<X86_64_SSE>(d, conn, timeout, out, diag),
-            CpuMode::Real => serve::<X86_REAL>(d, conn, timeout, out, diag),
-            CpuMode::Protected | CpuMode::Paged32 => serve::<X86_SSE>(d, conn, timeout, out, diag),
+            CpuMode::Long => serve::<X86_64_SSE>(d, conn, timeout, out, diag, &mut self.stopped),
+            CpuMode::Real => serve::<X86_REAL>(d, conn, timeout, out, diag, &mut self.stopped),
+            CpuMode::Protected | CpuMode::Paged32 => {
+                serve::<X86_SSE>(d, conn, timeout, out, diag, &mut self.stopped)
+            }
         }
     }
 }
@@ -130,8 +139,21 @@ fn serve<A: ModeArch>(
     timeout: Option<&Timer>,
     out: &mut dyn Write,
     diag: &mut dyn Write,
+    stopped: &mut std::time::Duration,
 ) -> Result<(Stop, Regs), VcpuError> {
     let mut clock = Clock::stopped(d.lp.deadline, timeout);
+    let r = serve_with::<A>(d, conn, &mut clock, out, diag);
+    *stopped = clock.stopped_total();
+    r
+}
+
+fn serve_with<A: ModeArch>(
+    d: Debuggee<'_, '_>,
+    conn: Conn,
+    clock: &mut Clock<'_>,
+    out: &mut dyn Write,
+    diag: &mut dyn Write,
+) -> Result<(Stop, Regs), VcpuError> {
     let mut g = Guest::<A>::new(d);
     let stub = GdbStub::new(conn);
     let mut sm = stub.run_state_machine(&mut g).map_err(stub_err)?;
@@ -173,7 +195,7 @@ fn serve<A: ModeArch>(
             GdbStubStateMachine::Running(mut s) => match s.borrow_conn().next_byte(false) {
                 Ok(b) => next!(s.incoming_data(&mut g, b)),
                 Err(NoByte::Gone(_)) => break Left::Detached("gdb closed the connection".into()),
-                Err(NoByte::Kicked | NoByte::Empty) => match g.d.run(&mut clock, out, diag)? {
+                Err(NoByte::Kicked | NoByte::Empty) => match g.d.run(clock, out, diag)? {
                     Ran::Stopped(r) => {
                         if g.d.ended.is_some() {
                             // the last reply: a client that does not read

@@ -72,6 +72,11 @@ pub enum MatrixError {
     /// Bad weights.
     #[error("{0}")]
     Weights(String),
+    /// A guest with no real-mode code (a long-mode program).
+    #[error(
+        "{0} has no real-mode code: the matrix runs 16-bit real-mode programs (a guest's .kvmwb.real section, as guest1, guest2 and spin_real have, or a flat real-mode binary); {0} is a long-mode program: run it with `host run {0}`"
+    )]
+    NotRealMode(String),
     /// KVM failed.
     #[error(transparent)]
     Vm(#[from] VmError),

@@ -4,7 +4,8 @@
 use super::options::{MatrixError, MatrixOptions};
 use super::report::VmState;
 use crate::config::{RunConfig, VmConfig};
-use crate::run;
+use crate::loader::LoadError;
+use crate::run::{self, RunError};
 use crate::stats::ExitStats;
 use crate::vm::Vm;
 use crate::x86::CpuMode;
@@ -39,7 +40,13 @@ fn image(name: &str, cfg: &VmConfig) -> Result<Image, MatrixError> {
     let (_, bytes) = run::read_guest(name, hypercall_abi::layout::MAX_MEM, false)?;
     // the assignment's guests are flat binaries; ours are ELFs with real-mode code
     let flat = (!bytes.starts_with(b"\x7fELF")).then_some(layout::REAL_LOAD);
-    let plan = run::plan_guest(name, &bytes, flat, cfg)?;
+    let plan = run::plan_guest(name, &bytes, flat, cfg).map_err(|e| match e {
+        RunError::Load {
+            source: LoadError::NoModeSection(_),
+            ..
+        } => MatrixError::NotRealMode(crate::diag::escape(name).into_owned()),
+        e => e.into(),
+    })?;
     let size = plan.segments.iter().map(|s| s.file.len() as u64).sum();
     // the supported CPUID only for a guest that asks (as `host run` does)
     let cfg = VmConfig {

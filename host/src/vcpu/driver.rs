@@ -30,4 +30,10 @@ pub trait Driver: Send {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<(Stop, Regs), VcpuError>;
+
+    /// How long `drive` kept the guest stopped (for a debugger): the run's
+    /// reported time leaves it out.
+    fn stopped(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }

@@ -257,11 +257,18 @@ impl Vm {
             cancel: None,
             profile: run.profile,
         };
-        let (stop, regs) = match driver {
-            Some(d) => d.drive(&mut lp, armed.timeout(), out, diag)?,
-            None => lp.run(out, diag)?,
+        let (stop, regs, stopped) = match driver {
+            Some(d) => {
+                let (stop, regs) = d.drive(&mut lp, armed.timeout(), out, diag)?;
+                (stop, regs, d.stopped())
+            }
+            None => {
+                let (stop, regs) = lp.run(out, diag)?;
+                (stop, regs, Duration::ZERO)
+            }
         };
-        let elapsed = start.elapsed();
+        // the guest's time: not the time it was stopped for a debugger
+        let elapsed = start.elapsed().saturating_sub(stopped);
         drop(armed);
         let report = VcpuReport {
             id: 0,
