@@ -221,6 +221,9 @@ fn a_failed_check_exits_4() {
     ]);
     assert_eq!(o.status.code(), Some(4));
     assert!(text(&o.stderr).contains("check 42: FAIL (memory[0x400] = 0, RAX = 0)"));
+    assert!(text(&o.stderr).contains(
+        "host: the 42 check wants 42 in the 32-bit word at GPA 0x400 and in RAX when the guest halts (guest_rt::pass_check_42() does both; docs/abi.md section 5)"
+    ));
 }
 
 /// Ctrl-C (SIGINT) and SIGTERM stop a guest that never exits, cleanly: the

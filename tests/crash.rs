@@ -245,3 +245,32 @@ fn a_panic_is_its_message_and_its_call_chain() {
         "{err}"
     );
 }
+
+/// `guest_rt::heap!` gives a guest Vec, String, format! and Box; what does
+/// not fit is said in one line, and the allocation failure is a panic with
+/// its backtrace. `host layout` names the heap's area.
+#[test]
+fn a_guest_heap_serves_vec_string_and_box_and_says_when_it_is_full() {
+    let o = common::host(&["run", "heap_demo"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(out.starts_with(
+        "the sum of the first 1000 squares is 332833500\n200 boxes, their last bytes add up to 19900\nguest heap: out of memory: 1048576 bytes asked (alignment 1), "
+    ), "{out}");
+    assert!(
+        out.contains(" of 65536 bytes in use; guest_rt::heap!(SIZE) sets its size\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("guest panic: memory allocation of 1048576 bytes failed"),
+        "{out}"
+    );
+    assert!(
+        err.starts_with("host: heap_demo stopped: the guest panicked"),
+        "{err}"
+    );
+    let o = common::host(&["layout", "heap_demo"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("; guest_rt::heap!: 64 KiB at 0x"), "{text}");
+}

@@ -52,12 +52,24 @@ fn layout(tag: &str, host: bool) -> (PathBuf, PathBuf) {
 
 /// Runs `cmd` with only PATH and `env` in its environment (no CARGO: not
 /// run by cargo).
+///
+/// The tests copy executables and run them at once; a fork in a parallel
+/// test can hold a copy's write descriptor for a moment, and exec then
+/// fails with ETXTBSY (errno 26): that is retried.
 fn bare_with(cmd: &mut Command, env: &[(&str, &str)]) -> Output {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .output()
-        .expect("spawn")
+        .envs(env.iter().copied());
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {}
+            Ok(o) if String::from_utf8_lossy(&o.stderr).contains("execve failed with errno 26") => {
+            }
+            o => return o.expect("spawn"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cmd.output().expect("spawn")
 }
 
 fn bare(cmd: &mut Command) -> Output {

@@ -20,6 +20,7 @@ extern crate self as guest_rt;
 
 mod cpu;
 pub mod hc;
+pub mod heap;
 pub mod kernel;
 pub mod launch;
 mod print;
@@ -94,6 +95,22 @@ macro_rules! entry {
             0
         }
     };
+}
+
+/// Passes the 42 check (`entry!(main, check_42)`, `host run --check-42`):
+/// writes 42 to the word at GPA 0x400 and returns 42, for `main` to return
+/// (the host wants it in RAX too: docs/abi.md section 5).
+///
+/// ```ignore
+/// guest_rt::entry!(main, check_42);
+/// fn main() -> u64 { guest_rt::pass_check_42() }
+/// ```
+pub fn pass_check_42() -> u64 {
+    use abi::layout::{CHECK_ADDR, CHECK_VALUE};
+    // SAFETY: CHECK_ADDR is identity-mapped guest RAM that the ABI
+    // reserves for this word (long mode; the host maps it at every start).
+    unsafe { core::ptr::write_volatile(CHECK_ADDR as *mut u32, CHECK_VALUE as u32) };
+    CHECK_VALUE
 }
 
 /// One vCPU of a multi-vCPU guest (`host run --vcpus N`).

@@ -4,15 +4,11 @@
 #![no_std]
 #![no_main]
 
-use guest_rt::abi::layout::{CHECK_ADDR, CHECK_VALUE};
 use guest_rt::hc;
 
 guest_rt::entry!(main, check_42);
 
 fn main() -> u64 {
     let _ = hc::print_str(c"Hello, world!\n");
-    // SAFETY: CHECK_ADDR is identity-mapped guest RAM that the ABI reserves
-    // for this check; nothing else lives there.
-    unsafe { core::ptr::write_volatile(CHECK_ADDR as *mut u64, CHECK_VALUE) };
-    CHECK_VALUE
+    guest_rt::pass_check_42()
 }

@@ -113,13 +113,21 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
         let kind = if seg.exec { "code" } else { "data" };
         let file = seg.file.end - seg.file.start;
         let bss = seg.memsz - file as u64;
+        let heap = match plan.heap {
+            Some((at, size)) if seg.range().contains(&at) => format!(
+                "; guest_rt::heap!: {} at {at:#x}..{:#x}",
+                crate::size::human(size),
+                at + size
+            ),
+            _ => String::new(),
+        };
         add(
             seg.gpa,
             seg.gpa + seg.memsz,
             if bss > 0 {
-                format!("guest image: {kind}, {file} bytes from the file + {bss} zero")
+                format!("guest image: {kind}, {file} bytes from the file + {bss} zero{heap}")
             } else {
-                format!("guest image: {kind}, {file} bytes from the file")
+                format!("guest image: {kind}, {file} bytes from the file{heap}")
             },
         );
     }

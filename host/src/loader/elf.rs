@@ -83,11 +83,14 @@ pub fn plan_elf(bytes: &[u8], mem: u64) -> Result<Plan, LoadError> {
         return Err(LoadError::BadEntry(entry));
     }
     segments.sort_by_key(|s| s.gpa);
+    // guest_rt::heap!'s area, for `host layout`
+    let heap = super::symbols::find(&file, b"__guest_rt_heap_area");
     Ok(Plan {
         kind: ImageKind::Elf,
         segments,
         entry,
         flags,
+        heap,
     })
 }
 

@@ -45,6 +45,8 @@ pub struct Plan {
     pub entry: u64,
     /// The ABI note's flags (0 for flat images).
     pub flags: u32,
+    /// `guest_rt::heap!`'s area (`__guest_rt_heap_area`): address and size.
+    pub heap: Option<(u64, u64)>,
 }
 
 impl Plan {
@@ -128,6 +130,7 @@ pub fn plan_flat_in(len: usize, addr: u64, area: &Range<u64>, mem: u64) -> Resul
             exec: true,
         }],
         entry: addr,
+        heap: None,
         flags: 0,
     })
 }

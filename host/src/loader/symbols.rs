@@ -35,6 +35,25 @@ fn readable(raw: &[u8]) -> String {
     crate::diag::escape(&name).into_owned()
 }
 
+/// The address and size of the symbol named exactly `name`, comparing at
+/// most `name.len() + 1` bytes of each name (object's `symbol_by_name`
+/// scans every name to its NUL: 64 GB for 65,536 symbols naming one 1 MB
+/// string).
+pub(super) fn find(f: &ElfFile64<Endianness>, name: &[u8]) -> Option<(u64, u64)> {
+    let strings = f
+        .section_by_index(f.elf_symbol_table().string_section())
+        .ok()?
+        .data()
+        .ok()?;
+    let endian = f.endian();
+    f.symbols().find_map(|s| {
+        let at = usize::try_from(s.elf_symbol().st_name(endian)).ok()?;
+        let end = at.checked_add(name.len())?;
+        let hit = strings.get(at..end) == Some(name) && strings.get(end) == Some(&0);
+        hit.then(|| (s.address(), s.size()))
+    })
+}
+
 impl Symbols {
     /// The function symbols of `bytes` (none if it is not an ELF with a
     /// symbol table).

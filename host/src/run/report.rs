@@ -146,6 +146,13 @@ impl Report {
         }
         if let Some(c) = &o.check {
             s.push_str(&format!("host: {}\n", check_line(c)));
+            if !c.pass {
+                s.push_str(&format!(
+                    "host: the 42 check wants {} in the 32-bit word at GPA {:#x} and in RAX when the guest halts (guest_rt::pass_check_42() does both; docs/abi.md section 5)\n",
+                    hypercall_abi::layout::CHECK_VALUE,
+                    hypercall_abi::layout::CHECK_ADDR
+                ));
+            }
         }
         if o.guest_errors > 0 {
             s.push_str(&format!(
