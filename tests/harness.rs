@@ -164,3 +164,53 @@ fn a_guest_built_after_the_host_runs_by_name() {
         "{list}"
     );
 }
+
+/// libtest's output options: --format terse (and -q), --show-output,
+/// --nocapture, --test-threads; what is not supported is refused in one
+/// line, never ignored.
+#[test]
+fn libtest_output_options_work_or_are_refused() {
+    let elf = test_elf("harness_demo");
+    let run = |args: &[&str]| {
+        let mut a = vec!["cargo-runner", elf.as_str()];
+        a.extend_from_slice(args);
+        let o = common::host(&a);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&["--format", "terse"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\nrunning 4 tests\nii.i\n"), "{out}");
+    // each test has a VM of its own; they run one after another
+    let (code, out, _) = run(&["-q", "--test-threads=4"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\nrunning 4 tests\nii.i\n"), "{out}");
+    let (code, out, _) = run(&["--show-output", "passes"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("\nsuccesses:\n\n---- harness_demo::tests::passes stdout ----\nthis one passes\n\nsuccesses:\n    harness_demo::tests::passes\n"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["--nocapture", "passes"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("this one passes\ntest harness_demo::tests::passes ... ok\n"),
+        "{out}"
+    );
+    assert!(!out.contains("successes:"), "{out}");
+    let (code, _, err) = run(&["--format", "json"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--format json is not supported (pretty and terse are)"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--test-threads", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--test-threads wants a number of at least 1, not 0"),
+        "{err}"
+    );
+}

@@ -31,39 +31,78 @@ pub struct Selection {
     pub include_ignored: bool,
     /// `--timeout DURATION` (ours, not libtest's): the limit per test.
     pub timeout: Option<Duration>,
+    /// `--nocapture`: each test's output as it comes, not kept.
+    pub nocapture: bool,
+    /// `--show-output`: the output of passing tests too, at the end.
+    pub show_output: bool,
+    /// `--format terse` (or `-q`): one character per test.
+    pub terse: bool,
 }
 
 impl Selection {
-    /// libtest's arguments: filters, `--exact`, `--list`; output-format
-    /// flags are accepted and ignored. Another flag is an error.
+    /// libtest's arguments: filters, `--exact`, `--list`, `--ignored`,
+    /// `--include-ignored`, `--nocapture`, `--show-output`, `--format
+    /// pretty|terse` (`-q`), `--test-threads N` (each test has a VM of its
+    /// own and they run one after another, as with N = 1: any N >= 1 is
+    /// taken), `--color` (the output has no colour). Anything else is an
+    /// error that says what is supported: nothing is ignored silently.
     pub fn parse(args: &[String]) -> Result<Selection, String> {
         let mut s = Selection::default();
-        let mut it = args.iter();
+        let mut it = args.to_vec().into_iter();
         while let Some(a) = it.next() {
-            match a.as_str() {
-                "--exact" => s.exact = true,
-                "--list" => s.list = true,
-                "--ignored" => s.ignored = true,
-                "--include-ignored" => s.include_ignored = true,
-                "--timeout" => {
-                    let v = it
-                        .next()
-                        .ok_or("cargo-runner: --timeout needs a duration")?;
-                    s.timeout = Some(crate::size::parse_duration(v).map_err(|e| e.to_string())?);
+            let (flag, inline) = match a.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (a.clone(), None),
+            };
+            let val = |it: &mut std::vec::IntoIter<String>| -> Result<String, String> {
+                inline
+                    .clone()
+                    .or_else(|| it.next())
+                    .ok_or(format!("cargo-runner: {flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--nocapture" => s.nocapture = true,
+                "--show-output" => s.show_output = true,
+                "-q" | "--quiet" => s.terse = true,
+                "--format" => match val(&mut it)?.as_str() {
+                    "pretty" => s.terse = false,
+                    "terse" => s.terse = true,
+                    f => {
+                        return Err(format!(
+                            "cargo-runner: --format {f} is not supported (pretty and terse are)"
+                        ));
+                    }
+                },
+                "--test-threads" => {
+                    let n = val(&mut it)?;
+                    if n.parse::<usize>().map_or(true, |n| n == 0) {
+                        return Err(format!(
+                            "cargo-runner: --test-threads wants a number of at least 1, not {n}"
+                        ));
+                    }
                 }
-                "--nocapture" | "--show-output" | "-q" | "--quiet" => {}
-                "--test-threads" | "--color" | "--format" | "-Z" => {
-                    it.next();
+                "--color" => {
+                    val(&mut it)?;
                 }
-                f if f.starts_with("--test-threads=")
-                    || f.starts_with("--color=")
-                    || f.starts_with("--format=") => {}
-                f if f.starts_with('-') => {
-                    return Err(format!(
-                        "cargo-runner: unknown test option {f} (filters, --exact, --list, --ignored, --include-ignored and --timeout are supported)"
-                    ));
-                }
-                f => s.filters.push(f.to_string()),
+                _ => match a.as_str() {
+                    "--exact" => s.exact = true,
+                    "--list" => s.list = true,
+                    "--ignored" => s.ignored = true,
+                    "--include-ignored" => s.include_ignored = true,
+                    "--timeout" => {
+                        let v = it
+                            .next()
+                            .ok_or("cargo-runner: --timeout needs a duration")?;
+                        s.timeout =
+                            Some(crate::size::parse_duration(&v).map_err(|e| e.to_string())?);
+                    }
+                    f if f.starts_with('-') => {
+                        return Err(format!(
+                            "cargo-runner: unknown test option {f} (filters, --exact, --list, --ignored, --include-ignored, --nocapture, --show-output, --format pretty|terse, -q, --test-threads, --color and --timeout are supported)"
+                        ));
+                    }
+                    f => s.filters.push(f.to_string()),
+                },
             }
         }
         Ok(s)
@@ -145,15 +184,16 @@ impl Write for Tail {
     }
 }
 
-/// Both streams of a run into one [`Tail`], in order.
-struct Both<'a>(&'a std::cell::RefCell<Tail>);
+/// Both streams of a run into one writer, in order: a [`Tail`], or with
+/// `--nocapture` the harness's own output.
+struct Both<'a, W: Write>(&'a std::cell::RefCell<W>);
 
-impl Write for Both<'_> {
+impl<W: Write> Write for Both<'_, W> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.0.borrow_mut().write_all(b).map(|()| b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.0.borrow_mut().flush()
     }
 }
 
@@ -285,6 +325,8 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
     // kept while they fit in TAILS_TOTAL
     let mut failed_bits = vec![0u64; total.div_ceil(64)];
     let mut details: Vec<Failed> = Vec::new();
+    // --show-output: passing tests' output, in the same budget
+    let mut successes: Vec<Failed> = Vec::new();
     let (mut passed, mut failed, mut ignored, mut kept) = (0, 0, 0, 0usize);
     let mut interrupted = None;
     for (i, raw, is_ignored) in listed(&text).filter(|(_, n, _)| sel.wants(n)) {
@@ -294,16 +336,28 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
         } else {
             !sel.ignored
         };
+        // libtest's line for a test, or its one character with --format terse
+        let line = |verdict: &str, c: &str| match sel.terse {
+            true => c.to_string(),
+            false => format!("test {name} ... {verdict}\n"),
+        };
         if !runs {
             ignored += 1;
-            put(out, &format!("test {name} ... ignored\n"))?;
+            put(out, &line("ignored", "i"))?;
             continue;
         }
         if crate::signals::interrupted() {
             interrupted = Some(name.into_owned());
             break;
         }
-        let (r, tail) = run_test(elf, i as u64, timeout)?;
+        let (r, tail) = if sel.nocapture {
+            // the output as it comes: nothing is kept
+            let live = std::cell::RefCell::new(&mut *out);
+            let r = run_once(elf, i as u64, timeout, &mut Both(&live), &mut Both(&live))?;
+            (r, Tail::default())
+        } else {
+            run_test(elf, i as u64, timeout)?
+        };
         if r.outcome.stop == Stop::Interrupted {
             interrupted = Some(name.into_owned());
             break;
@@ -311,11 +365,20 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
         match failure(&r) {
             None => {
                 passed += 1;
-                put(out, &format!("test {name} ... ok\n"))?;
+                put(out, &line("ok", "."))?;
+                let size = tail.kept().len() + raw.len();
+                if sel.show_output && !tail.kept().is_empty() && kept + size <= TAILS_TOTAL {
+                    kept += size;
+                    successes.push(Failed {
+                        name: raw,
+                        why: String::new(),
+                        tail,
+                    });
+                }
             }
             Some(why) => {
                 failed += 1;
-                put(out, &format!("test {name} ... FAILED\n"))?;
+                put(out, &line("FAILED", "F"))?;
                 failed_bits[i / 64] |= 1 << (i % 64);
                 let size = tail.kept().len() + raw.len() + why.len();
                 if kept + size <= TAILS_TOTAL {
@@ -327,6 +390,24 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
                     });
                 }
             }
+        }
+    }
+    if sel.terse {
+        put(out, "\n")?;
+    }
+    if !successes.is_empty() {
+        put(out, "\nsuccesses:\n")?;
+        for t in &successes {
+            put(
+                out,
+                &format!("\n---- {} stdout ----\n", crate::diag::escape(t.name)),
+            )?;
+            out.write_all(t.tail.kept())
+                .map_err(|e| RunError::Vm(crate::vm::VmError::Host(e.into())))?;
+        }
+        put(out, "\nsuccesses:\n")?;
+        for t in &successes {
+            put(out, &format!("    {}\n", crate::diag::escape(t.name)))?;
         }
     }
     if failed > 0 {
@@ -431,7 +512,7 @@ mod tests {
         let a = |v: &[&str]| Selection::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let s = a(&["ring", "--exact", "--test-threads", "1", "--nocapture"]).unwrap();
         assert_eq!(s.filters, ["ring"]);
-        assert!(s.exact && !s.list);
+        assert!(s.exact && !s.list && s.nocapture && !s.terse);
         assert!(s.wants("ring") && !s.wants("ring2"));
         let s = a(&[
             "--list",
@@ -441,7 +522,22 @@ mod tests {
             "2s",
         ])
         .unwrap();
-        assert!(s.list && s.wants("anything") && s.include_ignored);
+        assert!(s.list && s.wants("anything") && s.include_ignored && s.terse);
+        assert!(
+            a(&["--show-output", "--color", "never"])
+                .unwrap()
+                .show_output
+        );
+        assert!(
+            a(&["--format", "json"])
+                .unwrap_err()
+                .contains("json is not supported")
+        );
+        assert!(
+            a(&["--test-threads"])
+                .unwrap_err()
+                .contains("needs a value")
+        );
         assert_eq!(s.timeout, Some(std::time::Duration::from_secs(2)));
         assert!(a(&["--bogus"]).unwrap_err().contains("--bogus"));
     }
