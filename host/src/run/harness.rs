@@ -48,13 +48,13 @@ impl Selection {
     /// error that says what is supported: nothing is ignored silently.
     pub fn parse(args: &[String]) -> Result<Selection, String> {
         let mut s = Selection::default();
-        let mut it = args.to_vec().into_iter();
+        let mut it = args.iter().cloned();
         while let Some(a) = it.next() {
             let (flag, inline) = match a.split_once('=') {
                 Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
                 _ => (a.clone(), None),
             };
-            let val = |it: &mut std::vec::IntoIter<String>| -> Result<String, String> {
+            let val = |it: &mut dyn Iterator<Item = String>| -> Result<String, String> {
                 inline
                     .clone()
                     .or_else(|| it.next())
