@@ -143,13 +143,7 @@ impl ExitLoop<'_> {
                     let s = self
                         .vcpu
                         .sregs("control registers for the fault report", self.trace)?;
-                    let stop = Stop::Faulted {
-                        fault,
-                        cr0: s.cr0,
-                        cr3: s.cr3,
-                        cr4: s.cr4,
-                        efer: s.efer,
-                    };
+                    let stop = Stop::faulted(fault, &s);
                     return Ok(Pause::Ended(stop, regs));
                 }
                 Err(e) if is_kick(&e) => {
@@ -222,13 +216,7 @@ fn exception(
     let s = vcpu.sregs("control registers for the exception report", trace)?;
     let Some(vector) = vector else {
         // guest-rt's panic handler: the registers are its own
-        let stop = Stop::Faulted {
-            fault: Fault::Panic,
-            cr0: s.cr0,
-            cr3: s.cr3,
-            cr4: s.cr4,
-            efer: s.efer,
-        };
+        let stop = Stop::faulted(Fault::Panic, &s);
         return Ok(Some(Pause::Ended(stop, regs)));
     };
     let word = |at: u64| cx.mem.read_obj::<u64>(GuestAddress(at)).ok();
@@ -254,12 +242,6 @@ fn exception(
         error_code,
         cr2: (vector == 14).then_some(s.cr2),
     };
-    let stop = Stop::Faulted {
-        fault,
-        cr0: s.cr0,
-        cr3: s.cr3,
-        cr4: s.cr4,
-        efer: s.efer,
-    };
+    let stop = Stop::faulted(fault, &s);
     Ok(Some(Pause::Ended(stop, regs)))
 }

@@ -41,6 +41,20 @@ pub enum Stop {
     },
 }
 
+impl Stop {
+    /// A fault, with the control registers of `s` (the vCPU's special
+    /// registers when it happened).
+    pub fn faulted(fault: Fault, s: &kvm_bindings::kvm_sregs) -> Stop {
+        Stop::Faulted {
+            fault,
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer,
+        }
+    }
+}
+
 /// Where `ExitLoop::run_debug` handed the vCPU back to the debugger.
 // A Pause is made once per run end or debugger stop, never per exit, and
 // moved once: its size does not matter (an exception's details made
