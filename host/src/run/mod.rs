@@ -8,6 +8,7 @@ mod go;
 pub mod harness;
 mod prepare;
 mod report;
+mod selection;
 
 pub use go::run;
 pub use prepare::{Prepared, RunError, RunOptions, plan_guest, prepare, read_guest};
