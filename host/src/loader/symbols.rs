@@ -1,7 +1,7 @@
 //! A guest ELF's function symbols, for crash reports: an address as
 //! `hello::main+0x1c` (Rust names demangled, without their hash).
 
-use object::read::elf::{ElfFile64, Sym as _};
+use object::read::elf::{ElfFile64, ElfSymbol64, Sym as _};
 use object::{Endianness, Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 /// Most functions kept (a hostile ELF cannot make the host allocate more).
@@ -35,23 +35,43 @@ fn readable(raw: &[u8]) -> String {
     crate::diag::escape(&name).into_owned()
 }
 
-/// The address and size of the symbol named exactly `name`, comparing at
-/// most `name.len() + 1` bytes of each name (object's `symbol_by_name`
-/// scans every name to its NUL: 64 GB for 65,536 symbols naming one 1 MB
-/// string).
+/// Symbol names read from the string table by hand, at most `max` bytes
+/// each (up to the NUL): object's own lookup scans every name to its NUL,
+/// and 65,536 symbols naming one 1 MB string would scan 64 GB.
+struct Names<'a> {
+    strings: &'a [u8],
+    endian: Endianness,
+}
+
+impl<'a> Names<'a> {
+    fn of(f: &ElfFile64<'a, Endianness>) -> Names<'a> {
+        let strings = f
+            .section_by_index(f.elf_symbol_table().string_section())
+            .ok()
+            .and_then(|s| s.data().ok())
+            .unwrap_or_default();
+        Names {
+            strings,
+            endian: f.endian(),
+        }
+    }
+
+    /// The first `max` bytes of `s`'s name (all of it when shorter).
+    fn get(&self, s: &ElfSymbol64<'a, '_, Endianness>, max: usize) -> Option<&'a [u8]> {
+        let at = usize::try_from(s.elf_symbol().st_name(self.endian)).ok()?;
+        let rest = self.strings.get(at..)?;
+        let raw = &rest[..rest.len().min(max)];
+        Some(&raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())])
+    }
+}
+
+/// The address and size of the symbol named exactly `name` (each name is
+/// read at most `name.len() + 1` bytes: see [`Names`]).
 pub(super) fn find(f: &ElfFile64<Endianness>, name: &[u8]) -> Option<(u64, u64)> {
-    let strings = f
-        .section_by_index(f.elf_symbol_table().string_section())
-        .ok()?
-        .data()
-        .ok()?;
-    let endian = f.endian();
-    f.symbols().find_map(|s| {
-        let at = usize::try_from(s.elf_symbol().st_name(endian)).ok()?;
-        let end = at.checked_add(name.len())?;
-        let hit = strings.get(at..end) == Some(name) && strings.get(end) == Some(&0);
-        hit.then(|| (s.address(), s.size()))
-    })
+    let names = Names::of(f);
+    f.symbols()
+        .find(|s| names.get(s, name.len() + 1) == Some(name))
+        .map(|s| (s.address(), s.size()))
 }
 
 impl Symbols {
@@ -61,23 +81,12 @@ impl Symbols {
         let Ok(f) = ElfFile64::<Endianness>::parse(bytes) else {
             return Symbols::default();
         };
-        // names are read from the string table by hand, at most MAX_NAME
-        // bytes each: object's lookup scans to the NUL, and 65,536 symbols
-        // naming one 1 MB string would scan 64 GB
-        let strings = f
-            .section_by_index(f.elf_symbol_table().string_section())
-            .ok()
-            .and_then(|s| s.data().ok())
-            .unwrap_or_default();
-        let endian = f.endian();
+        let names = Names::of(&f);
         let mut funcs: Vec<(u64, u64, String)> = f
             .symbols()
             .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
             .filter_map(|s| {
-                let at = usize::try_from(s.elf_symbol().st_name(endian)).ok()?;
-                let rest = strings.get(at..)?;
-                let raw = &rest[..rest.len().min(MAX_NAME + 1)];
-                let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+                let raw = names.get(&s, MAX_NAME + 1)?;
                 Some((s.address(), s.size(), readable(raw)))
             })
             .take(MAX_FUNCTIONS)

@@ -95,9 +95,10 @@ fn backtrace(
     mut rbp: u64,
     names: &Names,
 ) -> Vec<String> {
-    let mut frames: Vec<String> = Vec::new();
+    // each line and how many frames in a row it stands for (a recursion)
+    let mut frames: Vec<(String, u32)> = Vec::new();
     for _ in 0..MAX_STEPS {
-        if frames.len() >= MAX_FRAMES || rbp == 0 {
+        if rbp == 0 {
             break;
         }
         let mut b = [0u8; 16];
@@ -111,24 +112,18 @@ fn backtrace(
         }
         // the call is the byte before its return address (a call to a
         // function that does not return may end its caller)
-        frames.push(match names.name(ret - 1) {
+        let line = match names.name(ret - 1) {
             Some(s) => format!("{ret:#x} {s}"),
             None => format!("{ret:#x}"),
-        });
-        // a recursion is one line with its count
-        if let [.., a, b] = &frames[..]
-            && (a == b || a.starts_with(&format!("{b} (")))
+        };
+        if let Some((last, n)) = frames.last_mut()
+            && *last == line
         {
-            let n = a
-                .rsplit_once(" (")
-                .and_then(|(_, r)| r.strip_suffix(" frames)"))
-                .and_then(|n| n.parse::<u32>().ok())
-                .unwrap_or(1);
-            let base = b.clone();
-            frames.pop();
-            if let Some(last) = frames.last_mut() {
-                *last = format!("{base} ({} frames)", n + 1);
-            }
+            *n += 1;
+        } else if frames.len() < MAX_FRAMES {
+            frames.push((line, 1));
+        } else {
+            break;
         }
         if next <= rbp {
             break;
@@ -136,6 +131,12 @@ fn backtrace(
         rbp = next;
     }
     frames
+        .into_iter()
+        .map(|(line, n)| match n {
+            1 => line,
+            n => format!("{line} ({n} frames)"),
+        })
+        .collect()
 }
 
 fn names<I: Iterator<Item = (&'static str, T)>, T>(it: I) -> Vec<String> {

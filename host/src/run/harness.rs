@@ -118,11 +118,17 @@ fn run_once(
     })
 }
 
-/// One test run and its tail.
-fn run_test(elf: &str, index: u64, timeout: Duration) -> Result<(Report, Tail), RunError> {
-    let tail = std::cell::RefCell::new(Tail::default());
-    let r = run_once(elf, index, timeout, &mut Both(&tail), &mut Both(&tail))?;
-    Ok((r, tail.into_inner()))
+/// One test run with both its streams written to `sink` (a [`Tail`], or
+/// the harness's output with `--nocapture`), which comes back after it.
+fn run_test<W: Write>(
+    elf: &str,
+    index: u64,
+    timeout: Duration,
+    sink: W,
+) -> Result<(Report, W), RunError> {
+    let sink = std::cell::RefCell::new(sink);
+    let r = run_once(elf, index, timeout, &mut Both(&sink), &mut Both(&sink))?;
+    Ok((r, sink.into_inner()))
 }
 
 /// Why a test failed, from how its VM ended (None: it passed).
@@ -249,11 +255,12 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
         }
         let (r, tail) = if sel.nocapture {
             // the output as it comes: nothing is kept
-            let live = std::cell::RefCell::new(&mut *out);
-            let r = run_once(elf, i as u64, timeout, &mut Both(&live), &mut Both(&live))?;
-            (r, Tail::default())
+            (
+                run_test(elf, i as u64, timeout, &mut *out)?.0,
+                Tail::default(),
+            )
         } else {
-            run_test(elf, i as u64, timeout)?
+            run_test(elf, i as u64, timeout, Tail::default())?
         };
         if r.outcome.stop == Stop::Interrupted {
             interrupted = Some(name.into_owned());

@@ -219,20 +219,14 @@ fn exception(
         let stop = Stop::faulted(Fault::Panic, &s);
         return Ok(Some(Pause::Ended(stop, regs)));
     };
+    // the exception stack: the stub's saved RDX, the error code for the
+    // vectors that have one, then the CPU's frame: RIP, CS, RFLAGS, RSP, SS
     let word = |at: u64| cx.mem.read_obj::<u64>(GuestAddress(at)).ok();
-    let mut at = regs.rsp;
-    let saved_rdx = word(at);
-    at += 8;
-    let error_code = match exception::has_error_code(vector) {
-        true => {
-            at += 8;
-            word(at - 8)
-        }
-        false => None,
-    };
-    // the CPU's frame: RIP, CS, RFLAGS, RSP, SS
+    let has_code = exception::has_error_code(vector);
+    let error_code = has_code.then(|| word(regs.rsp + 8)).flatten();
+    let at = regs.rsp + if has_code { 16 } else { 8 };
     if let (Some(rip), Some(rflags), Some(rsp), Some(rdx)) =
-        (word(at), word(at + 16), word(at + 24), saved_rdx)
+        (word(at), word(at + 16), word(at + 24), word(regs.rsp))
     {
         (regs.rip, regs.rflags, regs.rsp, regs.rdx) = (rip, rflags, rsp, rdx);
     }
