@@ -264,6 +264,50 @@ fn adding_a_hypercall_as_the_abi_doc_says() {
     }
     assert!(log.contains("$ make abi-doc"), "{log}");
 
+    // The other way: guests built after the change, on this workspace's
+    // host (built before it). `hello` does not call `add`, so its note
+    // does not list it and it runs; `add` is refused naming what is true.
+    let old_host = env!("CARGO_BIN_EXE_host");
+    let o = Command::new("cargo")
+        .args([
+            "build",
+            "-p",
+            "guest-kernel",
+            "--bin",
+            "hello",
+            "--bin",
+            "add",
+        ])
+        .current_dir(&ws)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo build");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let new_guest = |name: &str| target.join("x86_64-unknown-none/debug").join(name);
+    let o = Command::new(old_host)
+        .arg("run")
+        .arg(new_guest("hello"))
+        .output()
+        .expect("run new hello");
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref()),
+        (Some(0), "Hello, world!\n"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = Command::new(old_host)
+        .arg("run")
+        .arg(new_guest("add"))
+        .output()
+        .expect("run new add");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the guest's hypercall ABI differs from this host's: hypercall add (nr 7, port 0x507): the guest calls it and this host does not have it"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
     // A guest file that forgets `guest_rt::entry!` is told so by name
     // (linker/guest.ld's ASSERT), not with rust-lld's undefined symbol.
     std::fs::write(

@@ -4,9 +4,10 @@ mod common;
 
 use host::config::{RunConfig, VmConfig};
 use host::kvm::Fault;
+use host::loader;
 use host::run::{self, RunOptions};
 use host::vcpu::Stop;
-use hypercall_abi::{BASE_FINGERPRINT, Hypercall, layout};
+use hypercall_abi::{ABI_VERSION, BASE_FINGERPRINT, Hypercall, layout};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 struct Ran {
@@ -161,9 +162,10 @@ fn bad_pointers_get_an_error_and_one_host_line_each() {
     assert_eq!(r.report.outcome.stop, Stop::Halted);
 }
 
-/// `hello`'s ELF with its ABI note patched: `f` gets the note's descriptor
-/// (header, then one 32-byte entry per hypercall) and the offset of
-/// `descsz` before it.
+/// `hello`'s ELF with its ABI note patched: `f` gets the note from its
+/// `descsz` on (the descriptor: a 16-byte header, then hello's entries
+/// in section-name order: num_exits, print32bit, print8bit, print_str and
+/// print_str's three field records).
 fn patched_note(tag: &str, f: impl Fn(&mut [u8])) -> std::path::PathBuf {
     let mut elf = common::guest_elf("hello");
     let at = elf
@@ -172,14 +174,23 @@ fn patched_note(tag: &str, f: impl Fn(&mut [u8])) -> std::path::PathBuf {
         .expect("note in hello")
         - 12;
     let desc = at + 20;
-    let len = 20 + 32 * Hypercall::COUNT;
+    let len = 16 + 4 * 32 + 3 * 32;
     assert_eq!(elf[at + 4..at + 8], (len as u32).to_le_bytes());
+    let names: Vec<String> = loader::parse_note(&elf[at..desc + len])
+        .expect("hello's note")
+        .entries
+        .iter()
+        .map(|l| l.entry.name_str().to_string())
+        .collect();
+    assert_eq!(names, ["num_exits", "print32bit", "print8bit", "print_str"]);
     f(&mut elf[at + 4..desc + len]);
     common::temp_file(tag, &elf)
 }
 
 /// Byte `o` of the descriptor in what `patched_note` hands its closure.
 const D: usize = 16;
+/// Where print_str's entry starts in the descriptor.
+const PRINT_STR: usize = D + 16 + 3 * 32;
 
 fn refusal(p: &std::path::Path) -> String {
     let opts = RunOptions {
@@ -204,20 +215,31 @@ fn a_guest_built_against_another_abi_is_refused_naming_what_differs() {
         "{msg}"
     );
 
-    let v = patched_note("version", |d| d[D] = 3);
+    let v = patched_note("version", |d| d[D] = 9);
     let msg = refusal(&v);
     assert!(
-        msg.contains("note is version 3, this host reads version 2"),
+        msg.contains(&format!(
+            "note is version 9, this host reads version {ABI_VERSION}"
+        )),
         "{msg}"
     );
 
-    // print_str (entry 3) built against a 24-byte block
-    let blk = patched_note("block", |d| d[D + 20 + 32 * 3 + 26] = 24);
+    // print_str built against a 24-byte block
+    let blk = patched_note("block", |d| d[PRINT_STR + 26] = 24);
     assert_eq!(
         refusal(&blk),
         format!(
             "{}: the guest's hypercall ABI differs from this host's: hypercall print_str: guest expects port 0x503 block of 24 bytes, host has 16 bytes",
             blk.display()
+        )
+    );
+    // ... and with its `len` field 8 bytes wide (field record 1, size at +22)
+    let field = patched_note("field", |d| d[PRINT_STR + 32 + 32 + 22] = 8);
+    assert_eq!(
+        refusal(&field),
+        format!(
+            "{}: the guest's hypercall ABI differs from this host's: hypercall print_str (port 0x503): its argument block differs: field `len` is u32 (8 bytes) at offset 8 in the guest, u32 at offset 8 in this host",
+            field.display()
         )
     );
 
@@ -226,15 +248,15 @@ fn a_guest_built_against_another_abi_is_refused_naming_what_differs() {
 }
 
 #[test]
-fn a_guest_built_before_a_hypercall_was_added_still_runs() {
-    // the note of a guest whose ABI had only the first 6 hypercalls
-    let old = patched_note("old", |d| {
-        let n = Hypercall::COUNT - 1;
-        d[..4].copy_from_slice(&((20 + 32 * n) as u32).to_le_bytes());
-        d[D + 16..D + 20].copy_from_slice(&(n as u32).to_le_bytes());
+fn a_guest_listing_only_some_hypercalls_runs() {
+    // hello's note cut to its first entry (num_exits): a guest that lists
+    // fewer hypercalls than it uses is still served (the note is a check,
+    // not a permission)
+    let fewer = patched_note("fewer", |d| {
+        d[..4].copy_from_slice(&((16 + 32) as u32).to_le_bytes());
     });
     let r = run_guest(&RunOptions {
-        guest: old.display().to_string(),
+        guest: fewer.display().to_string(),
         ..Default::default()
     });
     assert_eq!(r.out, "Hello, world!\n");

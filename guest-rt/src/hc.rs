@@ -59,11 +59,28 @@ pub mod raw {
     macro_rules! raw_wrappers {
         ($( $(#[doc = $doc:literal])* $nr:literal $v:ident $name:ident = $port:literal : $t:ident $(($b:ty))? ; )*) => {
             $( raw_wrappers!(@one [$($doc)*] $v $name $t $(($b))?); )*
+
+            /// Each hypercall's entry in the ABI note, in a section of its
+            /// own that the linker keeps only when a wrapper that is linked
+            /// names it ([`listed!`](crate::listed)); linker/guest.ld
+            /// gathers the ones kept into `.note.kvmwb.abi`.
+            #[doc(hidden)]
+            #[allow(non_upper_case_globals)]
+            pub mod listing {
+                use hypercall_abi::Hypercall;
+                use hypercall_abi::note::{Listing, field_count};
+                $(
+                    #[unsafe(link_section = concat!(".kvmwb.abi.hc.", stringify!($name)))]
+                    pub static $name: Listing<{ field_count(Hypercall::$v) }> =
+                        Listing::of(Hypercall::$v);
+                )*
+            }
         };
         (@one [$($doc:literal)*] $v:ident $name:ident Out8) => {
             $(#[doc = $doc])*
             #[inline(always)]
             pub fn $name(v: u8) {
+                crate::listed!($name);
                 out8(const { Hypercall::$v.port() }, v)
             }
         };
@@ -71,6 +88,7 @@ pub mod raw {
             $(#[doc = $doc])*
             #[inline(always)]
             pub fn $name(v: u32) {
+                crate::listed!($name);
                 out32(const { Hypercall::$v.port() }, v)
             }
         };
@@ -78,6 +96,7 @@ pub mod raw {
             $(#[doc = $doc])*
             #[inline(always)]
             pub fn $name() -> u32 {
+                crate::listed!($name);
                 in32(const { Hypercall::$v.port() })
             }
         };
@@ -85,12 +104,34 @@ pub mod raw {
             $(#[doc = $doc])*
             #[inline(always)]
             pub fn $name(block: &mut $b) {
+                crate::listed!($name);
                 out32(const { Hypercall::$v.port() }, gpa(block as *mut $b))
             }
         };
     }
 
     hypercall_abi::hypercalls!(raw_wrappers);
+}
+
+/// Lists hypercall `name` in the program's ABI note (guest-rt's wrappers
+/// do this; code that executes the port instruction itself, in `asm!`,
+/// uses it too): a relocation that emits no instruction and no byte, only
+/// keeps `name`'s entry from the linker's garbage collection. In
+/// `global_asm!` write `".reloc ., R_X86_64_NONE, {e}"` with
+/// `e = sym guest_rt::hc::raw::listing::NAME` instead.
+#[macro_export]
+macro_rules! listed {
+    ($name:ident) => {
+        // SAFETY: the directive emits no instruction: only a relocation
+        // of type NONE, which the linker reads and never applies.
+        unsafe {
+            ::core::arch::asm!(
+                ".reloc ., R_X86_64_NONE, {e}",
+                e = sym $crate::hc::raw::listing::$name,
+                options(nomem, nostack, preserves_flags)
+            )
+        }
+    };
 }
 
 pub use raw::{host_cpuid, num_exits, print8bit, print32bit};
@@ -135,5 +176,6 @@ pub fn gva_to_hva(gva: u64) -> Result<u64, HcStatus> {
 /// address, for programs that test the host's checks. Results, if the block
 /// is inside guest memory, are in the block.
 pub fn gva_to_hva_raw(block: u32) {
+    crate::listed!(gva_to_hva);
     out32(const { Hypercall::GvaToHva.port() }, block);
 }

@@ -39,7 +39,7 @@ pub use print::_print;
 pub use print::Console;
 
 #[doc(hidden)]
-pub use hypercall_abi::note::Note as __Note;
+pub use hypercall_abi::note::Header as __NoteHeader;
 
 /// Declares the program's `main` (a `fn() -> u64`), its `_start` and its ABI
 /// note. `entry!(main, check_42)` also asks the host to run the 42 check;
@@ -72,16 +72,18 @@ macro_rules! entry {
         $crate::entry!(@tests);
     };
     (@note $flags:expr) => {
+        // The note's header; linker/guest.ld writes the ELF note header
+        // before it and the entries of the hypercalls linked after it.
         #[cfg(not(test))]
-        #[unsafe(link_section = ".note.kvmwb.abi")]
+        #[unsafe(link_section = ".kvmwb.abi.header")]
         #[used]
-        static __GUEST_RT_ABI_NOTE: $crate::__Note = $crate::__Note::new($flags);
+        static __GUEST_RT_ABI_NOTE: $crate::__NoteHeader = $crate::__NoteHeader::new($flags);
         // `cargo test`: a test build (the harness in guest_rt::testing)
         #[cfg(test)]
-        #[unsafe(link_section = ".note.kvmwb.abi")]
+        #[unsafe(link_section = ".kvmwb.abi.header")]
         #[used]
-        static __GUEST_RT_ABI_NOTE: $crate::__Note =
-            $crate::__Note::new($crate::abi::note::FLAG_TESTS | $crate::abi::note::FLAG_CPUID);
+        static __GUEST_RT_ABI_NOTE: $crate::__NoteHeader =
+            $crate::__NoteHeader::new($crate::abi::note::FLAG_TESTS | $crate::abi::note::FLAG_CPUID);
     };
     // `cargo test` builds the program with its #[test] functions and the
     // harness entry `test_main` (.cargo/config.toml's -Zcrate-attr flags):

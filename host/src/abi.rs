@@ -79,18 +79,37 @@ fn blocks() -> Vec<&'static BlockLayout> {
     v
 }
 
-fn asm_entry(e: &Entry) -> String {
+/// The assembly lines of `hc`'s entry and its block's field records.
+fn asm_listing(hc: Hypercall) -> String {
+    let e = Entry::of(hc);
     let name = e.name_str();
-    format!(
-        "        .ascii \"{name}\"; .zero {}; .short {}, {:#x}; .byte {}, 0; .short {}; .long {:#x}",
+    let mut s = format!(
+        "        .ascii \"{name}\"; .zero {}; .short {}, {:#x}; .byte {}, {}; .short {}; .long {:#x}\n",
         note::NAME_LEN - name.len(),
         e.nr,
         e.port,
         e.transport,
+        e.fields,
         e.block_size,
         e.block_layout
-    )
+    );
+    for f in hc.block().map(|b| b.fields).unwrap_or_default() {
+        let _ = writeln!(
+            s,
+            "        .ascii \"{}\"; .zero {}; .short {}, {}; .ascii \"{}\"; .zero {}",
+            f.name,
+            note::NAME_LEN - f.name.len(),
+            f.offset,
+            f.size,
+            f.ty,
+            note::TYPE_LEN - f.ty.len()
+        );
+    }
+    s
 }
+
+/// The hypercalls docs/abi.md's assembly guest calls.
+const ASM_CALLS: [Hypercall; 2] = [Hypercall::Print8bit, Hypercall::PrintStr];
 
 /// The generated regions of docs/abi.md: (name, content).
 pub fn regions() -> Vec<(&'static str, String)> {
@@ -128,27 +147,35 @@ pub fn regions() -> Vec<(&'static str, String)> {
 
     let n = Hypercall::COUNT;
     let mut nt = format!(
-        "The note is {} bytes: a 20-byte ELF note header and name, a 20-byte\n\
-         descriptor header, and {n} entries of 32 bytes, one per hypercall of this\n\
-         ABI (`descsz` = 20 + 32 x {n} = {}).\n\n\
+        "The descriptor is a 16-byte header, then one 32-byte entry per\n\
+         hypercall the guest calls, each followed by one 32-byte record per\n\
+         field of its argument block. A note listing all {n} hypercalls of this\n\
+         ABI has `descsz` = {}; the assembly guest below lists the two it calls\n\
+         (`descsz` = {}).\n\n\
          | offset | size | field | value |\n| --- | --- | --- | --- |\n\
-         | 0 | 4 | namesz | 6 |\n| 4 | 4 | descsz | 20 + 32 x count |\n| 8 | 4 | type | {} |\n\
+         | 0 | 4 | namesz | 6 |\n| 4 | 4 | descsz | 16 + the entries and records that follow |\n| 8 | 4 | type | {} |\n\
          | 12 | 8 | name | `\"KVMWB\\0\"` + 2 bytes of padding |\n\
          | 20 | 4 | version | {ABI_VERSION} |\n\
-         | 24 | 4 | flags | bit 0: run the 42 check at HLT; bit 1: runs on several vCPUs (`--vcpus`); bit 2: a test build (`cargo test`: RDX at entry is `TESTS_LIST` = u64::MAX, list the tests, or a test's index, run it; RAX 101 at HLT: it panicked); bit 3: give the vCPUs the host\'s CPU features (KVM\'s supported CPUID: the guest kernel, SMP guests, `entry!(main, cpuid)`); other bits must be 0 |\n\
+         | 24 | 4 | flags | bit 0: run the 42 check at HLT; bit 1: runs on several vCPUs (`--vcpus`); bit 2: a test build (`cargo test`: RDX at entry is `TESTS_LIST` = u64::MAX, list the tests, or a test\'s index, run it; RAX 101 at HLT: it panicked); bit 3: give the vCPUs the host\'s CPU features (KVM\'s supported CPUID: the guest kernel, SMP guests, `entry!(main, cpuid)`); other bits must be 0 |\n\
          | 28 | 4 | base fingerprint, low 32 bits | {:#010x} |\n\
          | 32 | 4 | base fingerprint, high 32 bits | {:#010x} |\n\
-         | 36 | 4 | count | the number of entries that follow ({n} here) |\n\
-         | 40 | 32 x count | entries | below |\n\n\
+         | 36 | to the end | entries, each with its field records | below |\n\n\
          Each entry:\n\n\
          | offset | size | field |\n| --- | --- | --- |\n\
          | 0 | 20 | the hypercall's name, NUL-padded |\n| 20 | 2 | nr |\n| 22 | 2 | port |\n\
          | 24 | 1 | transport: 1 `out dx, al`, 2 `out dx, eax` (a value), 3 `in eax, dx`, 4 `out dx, eax` (a block's GPA) |\n\
-         | 25 | 1 | 0 |\n| 26 | 2 | the block's size (0: none) |\n\
+         | 25 | 1 | how many field records follow (0: no block) |\n| 26 | 2 | the block's size (0: none) |\n\
          | 28 | 4 | the block's layout hash (0: none): size, alignment, and every field's name, type, offset and size |\n\n\
-         This host's entries:\n\n| nr | name | port | transport | block size | block layout |\n| --- | --- | --- | --- | --- | --- |\n",
-        20 + note::desc_size(n),
-        note::desc_size(n),
+         Each field record:\n\n\
+         | offset | size | field |\n| --- | --- | --- |\n\
+         | 0 | 20 | the field's name, NUL-padded |\n| 20 | 2 | its offset in the block |\n\
+         | 22 | 2 | its size |\n| 24 | 8 | its type (`u64`, `i32`, ...), NUL-padded |\n\n\
+         This host's entries:\n\n| nr | name | port | transport | fields | block size | block layout |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+        note::full_desc_size(),
+        16 + ASM_CALLS
+            .iter()
+            .map(|&h| note::listing_size(h))
+            .sum::<usize>(),
         note::TYPE,
         BASE_FINGERPRINT as u32,
         (BASE_FINGERPRINT >> 32) as u32,
@@ -157,11 +184,12 @@ pub fn regions() -> Vec<(&'static str, String)> {
         let e = Entry::of(hc);
         let _ = writeln!(
             nt,
-            "| {} | {} | {:#x} | {} | {} | {:#010x} |",
+            "| {} | {} | {:#x} | {} | {} | {} | {:#010x} |",
             e.nr,
             e.name_str(),
             e.port,
             e.transport,
+            e.fields,
             e.block_size,
             e.block_layout
         );
@@ -171,18 +199,21 @@ pub fn regions() -> Vec<(&'static str, String)> {
     let mut a = format!(
         "        .section .note.kvmwb.abi, \"a\", @note\n\
          \x20       .balign 4\n\
-         \x20       .long 6, {}, 1             # namesz, descsz (20 + 32 x {n}), type\n\
+         \x20       .long 6, {}, 1             # namesz, descsz, type\n\
          \x20       .ascii \"KVMWB\\0\\0\\0\"        # name, padded to 4\n\
          \x20       .long {ABI_VERSION}, 1                  # version, flags: check 42\n\
          \x20       .long {:#010x}, {:#010x}  # base fingerprint, low and high words\n\
-         \x20       .long {n}                     # entries: name, nr, port, transport, 0, block size, block layout\n",
-        note::desc_size(n),
+         \x20       # entries: name, nr, port, transport, field records, block size, block layout;\n\
+         \x20       # each block field: name, offset, size, type\n",
+        16 + ASM_CALLS
+            .iter()
+            .map(|&h| note::listing_size(h))
+            .sum::<usize>(),
         BASE_FINGERPRINT as u32,
         (BASE_FINGERPRINT >> 32) as u32,
     );
-    for hc in Hypercall::ALL {
-        a.push_str(&asm_entry(&Entry::of(hc)));
-        a.push('\n');
+    for hc in ASM_CALLS {
+        a.push_str(&asm_listing(hc));
     }
     out.push(("asm-note", a));
     out

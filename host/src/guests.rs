@@ -87,14 +87,21 @@ fn built_guest(name: &str, p: &Path) -> Option<std::time::SystemTime> {
 type Found = (PathBuf, Option<std::time::SystemTime>);
 
 /// Keeps the newer of `found` and the build output `p` (modified at `t`);
-/// an entry whose file is gone always loses.
+/// an entry whose file is gone always loses. Either way one `Option<Found>`
+/// is dropped, so `host run NAME` executes the same functions whichever
+/// build folder holds the newest ELF (tools/order-file --check compares
+/// them with host/link/order.txt).
 fn keep_newest(found: &mut Option<Found>, p: PathBuf, t: std::time::SystemTime) {
-    if found
+    let newer = found
         .as_ref()
-        .is_none_or(|(_, old)| old.is_none_or(|o| t > o))
-    {
-        *found = Some((p, Some(t)));
-    }
+        .is_none_or(|(_, old)| old.is_none_or(|o| t > o));
+    let candidate = Some((p, Some(t)));
+    let loser = if newer {
+        std::mem::replace(found, candidate)
+    } else {
+        candidate
+    };
+    drop(loser);
 }
 
 /// The ELF of the guest `name` that this host was built with.

@@ -12,14 +12,16 @@
 
 pub mod block;
 pub mod fingerprint;
+pub mod serve;
 pub mod simvirtio;
 
 pub use fingerprint::{BASE_FINGERPRINT, FINGERPRINT};
 
 /// The ABI note's format and the contract's generation. Additive changes (a
 /// new hypercall) do not change it: each guest's note lists the hypercalls
-/// it was built against, and the host checks those one by one.
-pub const ABI_VERSION: u32 = 2;
+/// it calls, and the host checks those one by one. Version 3: the note
+/// lists only the hypercalls the guest links, each with its block's fields.
+pub const ABI_VERSION: u32 = 3;
 
 /// Longest string `print_str` reads, NUL excluded. A longer one is an error.
 pub const MAX_STR_LEN: u32 = 4096;
@@ -33,9 +35,9 @@ pub const MAX_STR_LEN: u32 = 4096;
 ///
 /// and everything else is derived from this table: the [`Hypercall`] enum,
 /// [`Hypercall::ALL`], names, ports, transports, port lookup, the argument
-/// block of each, the fingerprint and the ELF note (here); the guest's
-/// typed wrappers (`guest_rt::hc::raw`); `host abi` and the tables in
-/// docs/abi.md. `hypercalls!(m)` hands the table to the macro `m!`.
+/// block of each, the fingerprint, the ELF note entries and the host's
+/// typed handlers ([`serve::Handlers`]) here; the guest's typed wrappers
+/// (`guest_rt::hc::raw`); `host abi` and the tables in docs/abi.md. `hypercalls!(m)` hands the table to the macro `m!`.
 ///
 /// docs/abi.md, "Adding a hypercall", walks through adding a row.
 #[macro_export]
@@ -119,9 +121,9 @@ impl Transport {
 /// Expands the table into the enum and its tables (see [`hypercalls!`]).
 macro_rules! define_hypercalls {
     ($( $(#[doc = $doc:literal])* $nr:literal $v:ident $name:ident = $port:literal : $t:ident $(($b:ty))? ; )*) => {
-        /// Every hypercall, from [`hypercalls!`]. The host dispatches with an
-        /// exhaustive `match` on this enum, so a hypercall declared without
-        /// a host handler does not compile.
+        /// Every hypercall, from [`hypercalls!`]. The host serves them
+        /// through [`serve::Handlers`], one typed method per row, so a
+        /// hypercall declared without a host handler does not compile.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u16)]
         pub enum Hypercall {
@@ -191,6 +193,7 @@ impl Hypercall {
 
 // The table is consistent: numbers, names and ports are unique, names fit
 // the ELF note, and a hypercall has a block exactly when it is `OutBlock`.
+// A clash names both rows: "hypercalls `add` and `mul` both use port 0x507".
 const _: () = {
     let all = Hypercall::ALL;
     let mut i = 0;
@@ -198,7 +201,7 @@ const _: () = {
         let h = all[i];
         assert!(
             h.name().len() < note::NAME_LEN,
-            "a hypercall name must fit the ELF note"
+            "a hypercall name must fit the ELF note (19 bytes)"
         );
         assert!(
             matches!(h.transport(), Transport::OutBlock) == h.block().is_some(),
@@ -206,13 +209,68 @@ const _: () = {
         );
         let mut j = i + 1;
         while j < all.len() {
-            assert!(all[j].nr() != h.nr(), "two hypercalls with one number");
-            assert!(all[j].port() != h.port(), "two hypercalls on one port");
+            if all[j].port() == h.port() {
+                clash(h, all[j], "port", h.port());
+            }
+            if all[j].nr() == h.nr() {
+                clash(h, all[j], "number", h.nr());
+            }
             j += 1;
         }
         i += 1;
     }
 };
+
+/// Stops the build with "hypercalls `A` and `B` both use WHAT 0xN".
+const fn clash(a: Hypercall, b: Hypercall, what: &str, n: u16) {
+    let mut buf = [0u8; 96];
+    let mut at = 0;
+    let parts: [&[u8]; 6] = [
+        b"hypercalls `",
+        a.name().as_bytes(),
+        b"` and `",
+        b.name().as_bytes(),
+        b"` both use ",
+        what.as_bytes(),
+    ];
+    let mut p = 0;
+    while p < parts.len() {
+        let mut k = 0;
+        while k < parts[p].len() && at < buf.len() {
+            buf[at] = parts[p][k];
+            at += 1;
+            k += 1;
+        }
+        p += 1;
+    }
+    let digits = b"0123456789abcdef";
+    let hex = *b" 0x";
+    let mut k = 0;
+    while k < hex.len() {
+        buf[at] = hex[k];
+        at += 1;
+        k += 1;
+    }
+    let mut shift = 12;
+    let mut started = false;
+    loop {
+        let d = ((n >> shift) & 0xf) as usize;
+        if d != 0 || started || shift == 0 {
+            buf[at] = digits[d];
+            at += 1;
+            started = true;
+        }
+        if shift == 0 {
+            break;
+        }
+        shift -= 4;
+    }
+    let (msg, _) = buf.split_at(at);
+    match core::str::from_utf8(msg) {
+        Ok(m) => panic!("{}", m),
+        Err(_) => panic!("two hypercalls share a port or number"),
+    }
+}
 
 /// Result of a block hypercall, written by the host into the block's `status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -426,20 +484,34 @@ mod tests {
     }
 
     #[test]
-    fn note_carries_every_hypercall() {
-        let n = note::Note::new(note::FLAG_CHECK_42);
-        assert_eq!(n.header.version, ABI_VERSION);
-        assert_eq!(n.header.base(), BASE_FINGERPRINT);
-        assert_eq!(n.header.count as usize, Hypercall::COUNT);
-        assert_eq!(&n.name[..6], note::NAME);
-        assert_eq!(n.descsz as usize, 20 + 32 * Hypercall::COUNT);
-        let ps = n.entries[3];
-        assert_eq!((ps.name_str(), ps.nr, ps.port), ("print_str", 3, 0x503));
+    fn listings_carry_entry_and_fields() {
+        let h = note::Header::new(note::FLAG_CHECK_42);
+        assert_eq!(h.version, ABI_VERSION);
+        assert_eq!(h.base(), BASE_FINGERPRINT);
+        let ps: note::Listing<3> = note::Listing::of(Hypercall::PrintStr);
+        let e = ps.entry;
+        assert_eq!((e.name_str(), e.nr, e.port), ("print_str", 3, 0x503));
         assert_eq!(
-            (ps.transport(), ps.block_size),
-            (Some(Transport::OutBlock), 16)
+            (e.transport(), e.block_size, e.fields),
+            (Some(Transport::OutBlock), 16, 3)
         );
-        assert_eq!(ps.block_layout, PrintStrArgs::LAYOUT.hash());
+        assert_eq!(e.block_layout, PrintStrArgs::LAYOUT.hash());
+        let f: std::vec::Vec<_> = ps
+            .fields
+            .iter()
+            .map(|f| (f.name_str(), f.offset, f.size, f.ty_str()))
+            .collect();
+        assert_eq!(
+            f,
+            [
+                ("addr", 0, 8, "u64"),
+                ("len", 8, 4, "u32"),
+                ("status", 12, 4, "i32")
+            ]
+        );
+        let p8: note::Listing<0> = note::Listing::of(Hypercall::Print8bit);
+        assert_eq!((p8.entry.fields, p8.entry.block_size), (0, 0));
+        assert_eq!(note::listing_size(Hypercall::GvaToHva), 32 + 4 * 32);
         assert_ne!(FINGERPRINT, BASE_FINGERPRINT);
     }
 }

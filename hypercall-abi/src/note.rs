@@ -1,7 +1,16 @@
 //! The ELF note every guest carries so the host can check what the guest
 //! was built against, hypercall by hypercall. Section `.note.kvmwb.abi`,
-//! owner "KVMWB", type 1. Descriptor: a [`Header`] then `count`
-//! [`Entry`]s, one per hypercall the guest was built with.
+//! owner "KVMWB", type 1. Descriptor: a [`Header`], then one [`Entry`] per
+//! hypercall the program calls, each followed by a [`FieldRec`] per field
+//! of its argument block, to the end of the descriptor.
+//!
+//! A Rust guest's note lists exactly the hypercalls it links: each typed
+//! wrapper in guest-rt names its entry (a [`Listing`] in a section of its
+//! own, `.kvmwb.abi.hc.NAME`) with a relocation that emits no code, the
+//! linker drops the entries nobody names (`--gc-sections`), and
+//! linker/guest.ld writes the note's header around the ones that stay.
+//! So a guest built after a hypercall was added, but not calling it, runs
+//! on a host built before.
 
 use crate::{Hypercall, Transport};
 
@@ -36,8 +45,16 @@ pub const TEST_FAILED: u64 = 101;
 pub const FLAG_CPUID: u32 = 8;
 /// Every flag this ABI defines.
 pub const FLAGS_KNOWN: u32 = FLAG_CHECK_42 | FLAG_SMP | FLAG_TESTS | FLAG_CPUID;
-/// Bytes for a hypercall's name in an [`Entry`], NUL included.
+/// Bytes for a hypercall's name in an [`Entry`] (and a field's in a
+/// [`FieldRec`]), NUL included.
 pub const NAME_LEN: usize = 20;
+/// Bytes for a field's type in a [`FieldRec`], NUL-padded.
+pub const TYPE_LEN: usize = 8;
+/// Section of the note's [`Header`] (`guest_rt::entry!` puts it there;
+/// linker/guest.ld places it after the ELF note header it writes).
+pub const HEADER_SECTION: &str = ".kvmwb.abi.header";
+/// Prefix of the sections of the [`Listing`]s, one per hypercall.
+pub const ENTRY_SECTION_PREFIX: &str = ".kvmwb.abi.hc.";
 
 /// The start of the descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,18 +68,26 @@ pub struct Header {
     pub base_lo: u32,
     /// High 32 bits of it (two words keep the note 4-byte aligned).
     pub base_hi: u32,
-    /// How many [`Entry`]s follow.
-    pub count: u32,
 }
 
 impl Header {
+    /// This ABI's header with `flags`.
+    pub const fn new(flags: u32) -> Header {
+        Header {
+            version: super::ABI_VERSION,
+            flags,
+            base_lo: super::BASE_FINGERPRINT as u32,
+            base_hi: (super::BASE_FINGERPRINT >> 32) as u32,
+        }
+    }
+
     /// The base fingerprint as one value.
     pub const fn base(&self) -> u64 {
         (self.base_hi as u64) << 32 | self.base_lo as u64
     }
 }
 
-/// One hypercall as the guest was built to call it.
+/// One hypercall the guest calls, as it was built to call it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Entry {
@@ -74,8 +99,9 @@ pub struct Entry {
     pub port: u16,
     /// [`Transport::code`].
     pub transport: u8,
-    /// Zero.
-    pub reserved: u8,
+    /// How many [`FieldRec`]s follow this entry: its block's fields (0:
+    /// no block).
+    pub fields: u8,
     /// The argument block's size (0: none).
     pub block_size: u16,
     /// [`crate::block::BlockLayout::hash`] of the block (0: none).
@@ -101,7 +127,10 @@ impl Entry {
             nr: hc.nr(),
             port: hc.port(),
             transport: hc.transport().code(),
-            reserved: 0,
+            fields: match hc.block() {
+                Some(b) => b.fields.len() as u8,
+                None => 0,
+            },
             block_size,
             block_layout,
         }
@@ -109,8 +138,7 @@ impl Entry {
 
     /// The name up to its NUL ("?" if it is not UTF-8).
     pub fn name_str(&self) -> &str {
-        let end = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
-        core::str::from_utf8(&self.name[..end]).unwrap_or("?")
+        until_nul(&self.name)
     }
 
     /// The transport this entry names, if it is one.
@@ -125,63 +153,147 @@ impl Entry {
     }
 }
 
-/// Size of a descriptor with `count` entries.
-pub const fn desc_size(count: usize) -> usize {
-    core::mem::size_of::<Header>() + count * core::mem::size_of::<Entry>()
+/// `bytes` up to the first NUL ("?" if that is not UTF-8).
+pub fn until_nul(bytes: &[u8]) -> &str {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    core::str::from_utf8(&bytes[..end]).unwrap_or("?")
 }
 
-/// A whole ELF note (header, padded name, descriptor) for every hypercall
-/// of this ABI, as placed in the section.
+/// One field of a hypercall's argument block, after its [`Entry`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct FieldRec {
+    /// The field's name, NUL-padded.
+    pub name: [u8; NAME_LEN],
+    /// Its offset in the block.
+    pub offset: u16,
+    /// Its size.
+    pub size: u16,
+    /// Its Rust type (`u64`, `i32`, ...), NUL-padded.
+    pub ty: [u8; TYPE_LEN],
+}
+
+/// `s` NUL-padded to `N` bytes (cut to `N - 1`).
+const fn padded<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && i < N - 1 {
+        out[i] = b[i];
+        i += 1;
+    }
+    out
+}
+
+impl FieldRec {
+    /// The record of `f`.
+    pub const fn of(f: &crate::block::Field) -> FieldRec {
+        FieldRec {
+            name: padded(f.name),
+            offset: f.offset as u16,
+            size: f.size as u16,
+            ty: padded(f.ty),
+        }
+    }
+
+    /// The name up to its NUL.
+    pub fn name_str(&self) -> &str {
+        until_nul(&self.name)
+    }
+
+    /// The type up to its NUL.
+    pub fn ty_str(&self) -> &str {
+        until_nul(&self.ty)
+    }
+}
+
+/// How many fields `hc`'s block has (0: none): the `N` of its [`Listing`].
+pub const fn field_count(hc: Hypercall) -> usize {
+    match hc.block() {
+        Some(b) => b.fields.len(),
+        None => 0,
+    }
+}
+
+/// A hypercall's entry with its block's fields, as a guest places it in
+/// `.kvmwb.abi.hc.NAME`; `N` is [`field_count`].
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(4))]
-pub struct Note {
-    /// Length of the name, NUL included.
-    pub namesz: u32,
-    /// Length of the descriptor.
-    pub descsz: u32,
-    /// [`TYPE`].
-    pub ntype: u32,
-    /// [`NAME`], padded to 4 bytes.
-    pub name: [u8; 8],
-    /// The descriptor's header.
-    pub header: Header,
-    /// One entry per hypercall.
-    pub entries: [Entry; Hypercall::COUNT],
+pub struct Listing<const N: usize> {
+    /// The entry.
+    pub entry: Entry,
+    /// Its block's fields.
+    pub fields: [FieldRec; N],
 }
 
-impl Note {
-    /// The note for this ABI with `flags`.
-    pub const fn new(flags: u32) -> Note {
-        let mut entries = [Entry::of(Hypercall::ALL[0]); Hypercall::COUNT];
-        let mut i = 0;
-        while i < Hypercall::COUNT {
-            entries[i] = Entry::of(Hypercall::ALL[i]);
-            i += 1;
+impl<const N: usize> Listing<N> {
+    /// This ABI's listing of `hc` (`N` must be its [`field_count`]).
+    pub const fn of(hc: Hypercall) -> Listing<N> {
+        assert!(N == field_count(hc), "a listing has one record per field");
+        let empty = FieldRec {
+            name: [0; NAME_LEN],
+            offset: 0,
+            size: 0,
+            ty: [0; TYPE_LEN],
+        };
+        let mut fields = [empty; N];
+        if let Some(b) = hc.block() {
+            let mut i = 0;
+            while i < N {
+                fields[i] = FieldRec::of(&b.fields[i]);
+                i += 1;
+            }
         }
-        Note {
-            namesz: NAME.len() as u32,
-            descsz: desc_size(Hypercall::COUNT) as u32,
-            ntype: TYPE,
-            name: *b"KVMWB\0\0\0",
-            header: Header {
-                version: super::ABI_VERSION,
-                flags,
-                base_lo: super::BASE_FINGERPRINT as u32,
-                base_hi: (super::BASE_FINGERPRINT >> 32) as u32,
-                count: Hypercall::COUNT as u32,
-            },
-            entries,
+        Listing {
+            entry: Entry::of(hc),
+            fields,
         }
     }
 }
 
+/// Bytes of `hc`'s listing in a descriptor.
+pub const fn listing_size(hc: Hypercall) -> usize {
+    core::mem::size_of::<Entry>() + field_count(hc) * core::mem::size_of::<FieldRec>()
+}
+
+/// Size of the descriptor of a note listing every hypercall of this ABI.
+pub const fn full_desc_size() -> usize {
+    let mut n = core::mem::size_of::<Header>();
+    let mut i = 0;
+    while i < Hypercall::COUNT {
+        n += listing_size(Hypercall::ALL[i]);
+        i += 1;
+    }
+    n
+}
+
 const _: () = {
-    assert!(core::mem::size_of::<Header>() == 20);
+    assert!(core::mem::size_of::<Header>() == 16);
     assert!(core::mem::size_of::<Entry>() == 32);
+    assert!(core::mem::size_of::<FieldRec>() == 32);
     assert!(core::mem::offset_of!(Entry, nr) == 20);
+    assert!(core::mem::offset_of!(Entry, fields) == 25);
     assert!(core::mem::offset_of!(Entry, block_layout) == 28);
-    assert!(core::mem::align_of::<Note>() == 4);
-    assert!(core::mem::offset_of!(Note, header) == 20);
-    assert!(core::mem::offset_of!(Note, entries) == 40);
-    assert!(core::mem::size_of::<Note>() == 20 + desc_size(Hypercall::COUNT));
+    assert!(core::mem::offset_of!(FieldRec, ty) == 24);
+    assert!(core::mem::size_of::<Listing<3>>() == 32 + 3 * 32);
+    // every name and type fits its record with a NUL
+    let mut i = 0;
+    while i < Hypercall::COUNT {
+        if let Some(b) = Hypercall::ALL[i].block() {
+            assert!(b.fields.len() < 256, "a block has at most 255 fields");
+            let mut j = 0;
+            while j < b.fields.len() {
+                assert!(
+                    b.fields[j].name.len() < NAME_LEN,
+                    "a block field's name fits the note (19 bytes)"
+                );
+                assert!(
+                    b.fields[j].ty.len() < TYPE_LEN,
+                    "a block field's type fits the note"
+                );
+                j += 1;
+            }
+        }
+        i += 1;
+    }
 };

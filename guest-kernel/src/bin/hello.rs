@@ -25,6 +25,8 @@ fn main() -> u64 {
 core::arch::global_asm!(
     concat!(".pushsection ", real_section!(), ", \"ax\""),
     ".code16",
+    // list print8bit in the ABI note (a relocation, no bytes)
+    ".reloc ., R_X86_64_NONE, {print8_entry}",
     "    call 7f",
     "7:  pop %si",
     "    add $(2f - 7b), %si",
@@ -41,6 +43,7 @@ core::arch::global_asm!(
     ".code64",
     ".popsection",
     print8 = const Hypercall::Print8bit.port(),
+    print8_entry = sym guest_rt::hc::raw::listing::print8bit,
     check = const CHECK_ADDR,
     value = const CHECK_VALUE,
     options(att_syntax),
@@ -53,6 +56,11 @@ core::arch::global_asm!(
 core::arch::global_asm!(
     concat!(".pushsection ", prot32_section!(), ", \"ax\""),
     ".code32",
+    // list the four hypercalls in the ABI note (relocations, no bytes)
+    ".reloc ., R_X86_64_NONE, {print8_entry}",
+    ".reloc ., R_X86_64_NONE, {num_exits_entry}",
+    ".reloc ., R_X86_64_NONE, {print32_entry}",
+    ".reloc ., R_X86_64_NONE, {print_str_entry}",
     "    call 7f",
     "7:  pop %ebx",
     "    lea (2f - 7b)(%ebx), %esi",
@@ -86,6 +94,10 @@ core::arch::global_asm!(
     num_exits = const Hypercall::NumExits.port(),
     print32 = const Hypercall::Print32bit.port(),
     print_str = const Hypercall::PrintStr.port(),
+    print8_entry = sym guest_rt::hc::raw::listing::print8bit,
+    num_exits_entry = sym guest_rt::hc::raw::listing::num_exits,
+    print32_entry = sym guest_rt::hc::raw::listing::print32bit,
+    print_str_entry = sym guest_rt::hc::raw::listing::print_str,
     check = const CHECK_ADDR,
     value = const CHECK_VALUE,
     options(att_syntax),

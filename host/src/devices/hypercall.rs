@@ -1,5 +1,8 @@
-//! Hypercall dispatch: an exhaustive `match` over `hypercall_abi::Hypercall`,
-//! so a hypercall added to the ABI without a handler here does not compile.
+//! Hypercall dispatch: the access is checked against the row's transport,
+//! then `hypercall_abi::serve` calls this host's typed handler for it (the
+//! `Handlers` trait, one method per row of the table), so a hypercall
+//! added to the ABI without a handler here, or with a handler taking
+//! another block type, does not compile.
 //!
 //! Guests are hostile: every pointer is checked through vm-memory's
 //! bounds-checked accessors. A bad argument is reported on the host's
@@ -10,6 +13,7 @@ use crate::diag::{HostError, host_line};
 use crate::stats::{Dir, ExitStats};
 use crate::x86::translate::{self, Paging};
 use hypercall_abi::block::Block;
+use hypercall_abi::serve::{Handlers, serve};
 use hypercall_abi::{GvaToHvaArgs, HcStatus, Hypercall, MAX_STR_LEN, PrintStrArgs, layout};
 use std::io::Write;
 use std::mem::size_of;
@@ -117,75 +121,110 @@ pub fn dispatch(
         )?;
         return Ok(u32::MAX);
     }
-    match hc {
-        Hypercall::Print8bit => {
-            env.out.write_all(&[io.value as u8])?;
-        }
-        Hypercall::Print32bit => {
-            writeln!(env.out, "{}", io.value)?;
-        }
-        Hypercall::NumExits => return Ok(env.stats.total() as u32),
-        Hypercall::PrintStr => block_call(env, hc, io.value, |env, b: &mut PrintStrArgs| {
-            (b.status, b.len) = match print_guest_str(env, b.addr)? {
-                Ok(len) => (HcStatus::Ok as i32, len),
-                Err(status) => (status as i32, 0),
-            };
-            Ok(())
-        })?,
-        Hypercall::NumExitsByType => return num_exits_by_type(env),
-        Hypercall::GvaToHva => block_call(env, hc, io.value, |env, b: &mut GvaToHvaArgs| {
-            (b.status, b.hva) = match translate::gva_to_hva(env.mem, &paging()?, b.gva) {
-                Ok((_, hva)) => (HcStatus::Ok as i32, hva),
-                Err(_) => {
-                    env.out.write_all(b"Invalid GVA\n")?;
-                    (HcStatus::InvalidGva as i32, 0)
-                }
-            };
-            Ok(())
-        })?,
-        Hypercall::HostCpuid => {
-            // SAFETY: sched_getcpu has no preconditions (glibc reads it from
-            // rseq or the vDSO, or makes the getcpu system call).
-            let cpu = unsafe { libc::sched_getcpu() };
-            return Ok(u32::try_from(cpu).unwrap_or(u32::MAX));
-        }
-    }
-    Ok(u32::MAX)
+    serve(
+        &mut Served {
+            env,
+            paging: Some(paging),
+        },
+        hc,
+        io.value,
+    )
 }
 
-/// Serves a block hypercall: reads its argument block `B` from guest
-/// memory at `at` (or reports in one line that it lies outside), lets `f`
-/// fill in the results, and writes the block back. `B`'s layout is its
-/// `abi_block!` declaration in hypercall-abi.
-pub fn block_call<B: Block>(
-    env: &mut Env,
-    hc: Hypercall,
-    at: u32,
-    f: impl FnOnce(&mut Env, &mut B) -> Result<(), HostError>,
-) -> Result<(), HostError> {
-    let at = GuestAddress(u64::from(at));
-    let mut b = B::default();
-    // SAFETY: `B: Block` is `#[repr(C)]` with only integer fields and no
-    // padding (checked by `abi_block!`), so any bytes are a valid `B`; the
-    // slice covers exactly `b` and ends before `b` is used again.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut((&raw mut b).cast::<u8>(), size_of::<B>()) };
-    if env.mem.read_slice(bytes, at).is_err() {
-        return env.guest_error(
-            hc,
-            format_args!(
-                "argument block at {:#x} ({} bytes) is outside guest memory",
-                at.0,
-                size_of::<B>()
-            ),
-        );
+/// The host's handlers, one per hypercall of the table (`Handlers` is
+/// generated from it): a handler for a new hypercall is missing, or takes
+/// another block type than its row declares, and this does not compile.
+struct Served<'e, 'a, P> {
+    env: &'e mut Env<'a>,
+    /// Asked once, by the one hypercall that walks page tables.
+    paging: Option<P>,
+}
+
+impl<P: FnOnce() -> Result<Paging, HostError>> Handlers for Served<'_, '_, P> {
+    type Error = HostError;
+
+    /// Reads block `B` from guest memory at `gpa`, or reports in one line
+    /// that it lies outside. `B`'s layout is its `abi_block!` declaration.
+    fn read_block<B: Block>(&mut self, hc: Hypercall, gpa: u32) -> Result<Option<B>, HostError> {
+        let at = GuestAddress(u64::from(gpa));
+        let mut b = B::default();
+        // SAFETY: `B: Block` is `#[repr(C)]` with only integer fields and no
+        // padding (checked by `abi_block!`), so any bytes are a valid `B`; the
+        // slice covers exactly `b` and ends before `b` is used again.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut((&raw mut b).cast::<u8>(), size_of::<B>()) };
+        if self.env.mem.read_slice(bytes, at).is_err() {
+            self.env.guest_error(
+                hc,
+                format_args!(
+                    "argument block at {:#x} ({} bytes) is outside guest memory",
+                    at.0,
+                    size_of::<B>()
+                ),
+            )?;
+            return Ok(None);
+        }
+        Ok(Some(b))
     }
-    f(env, &mut b)?;
-    // SAFETY: as above (no padding: every byte is initialised); read-only.
-    let bytes = unsafe { std::slice::from_raw_parts((&raw const b).cast::<u8>(), size_of::<B>()) };
-    // It was read from there, so it fits.
-    let _ = env.mem.write_slice(bytes, at);
-    Ok(())
+
+    fn write_block<B: Block>(&mut self, gpa: u32, b: &B) -> Result<(), HostError> {
+        // SAFETY: as in `read_block` (no padding: every byte is initialised);
+        // read-only, and `b` outlives the slice.
+        let bytes =
+            unsafe { std::slice::from_raw_parts((b as *const B).cast::<u8>(), size_of::<B>()) };
+        // It was read from there, so it fits.
+        let _ = self
+            .env
+            .mem
+            .write_slice(bytes, GuestAddress(u64::from(gpa)));
+        Ok(())
+    }
+
+    fn print8bit(&mut self, byte: u8) -> Result<(), HostError> {
+        Ok(self.env.out.write_all(&[byte])?)
+    }
+
+    fn print32bit(&mut self, value: u32) -> Result<(), HostError> {
+        Ok(writeln!(self.env.out, "{value}")?)
+    }
+
+    fn num_exits(&mut self) -> Result<u32, HostError> {
+        Ok(self.env.stats.total() as u32)
+    }
+
+    fn print_str(&mut self, b: &mut PrintStrArgs) -> Result<(), HostError> {
+        (b.status, b.len) = match print_guest_str(self.env, b.addr)? {
+            Ok(len) => (HcStatus::Ok as i32, len),
+            Err(status) => (status as i32, 0),
+        };
+        Ok(())
+    }
+
+    fn num_exits_by_type(&mut self) -> Result<u32, HostError> {
+        num_exits_by_type(self.env)
+    }
+
+    fn gva_to_hva(&mut self, b: &mut GvaToHvaArgs) -> Result<(), HostError> {
+        let paging = match self.paging.take() {
+            Some(p) => p()?,
+            None => return Err(HostError::Internal("gva_to_hva served twice in one exit")),
+        };
+        (b.status, b.hva) = match translate::gva_to_hva(self.env.mem, &paging, b.gva) {
+            Ok((_, hva)) => (HcStatus::Ok as i32, hva),
+            Err(_) => {
+                self.env.out.write_all(b"Invalid GVA\n")?;
+                (HcStatus::InvalidGva as i32, 0)
+            }
+        };
+        Ok(())
+    }
+
+    fn host_cpuid(&mut self) -> Result<u32, HostError> {
+        // SAFETY: sched_getcpu has no preconditions (glibc reads it from
+        // rseq or the vDSO, or makes the getcpu system call).
+        let cpu = unsafe { libc::sched_getcpu() };
+        Ok(u32::try_from(cpu).unwrap_or(u32::MAX))
+    }
 }
 
 /// Where a guest string ends: `Ok(len)` or the status and reason it fails.

@@ -141,7 +141,7 @@ pub enum LoadError {
         "the guest was built against another memory map or device ABI (base fingerprint {0:#018x}, this host's is {BASE_FINGERPRINT:#018x}): rebuild the guest"
     )]
     AbiBase(u64),
-    /// A hypercall the guest was built to call differs from this host's.
+    /// A hypercall the guest calls differs from this host's, or is missing.
     #[error("the guest's hypercall ABI differs from this host's: {0}")]
     AbiHypercall(String),
 }

@@ -16,7 +16,7 @@ mod symbols;
 pub use elf::{plan_elf, plan_section};
 pub use error::{LoadError, MAX_SEGMENTS};
 pub use lines::{FileMap, Lines};
-pub use note::{GuestNote, check as check_note, parse_note};
+pub use note::{GuestNote, Listed, check as check_note, note_bytes, parse_note};
 pub use plan::{ImageKind, Plan, Segment, plan_flat, plan_flat_in};
 pub use sparse::read_needed;
 pub use symbols::Symbols;
