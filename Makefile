@@ -74,7 +74,7 @@ list: toolchain
 test: toolchain test-deps binfmt-clean binutils
 	$(CARGO) test --workspace
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy -p host -p hypercall-abi --all-targets -- -D warnings
+	$(CARGO) clippy -p host -p hypercall-abi -p guest-rt-macros --all-targets -- -D warnings
 	$(CARGO) clippy -p guest-kernel -p guest-rt -- -D warnings
 	$(MAKE) --no-print-directory order-check
 

@@ -29,6 +29,7 @@ const COPY: &[&str] = &[
     "Makefile",
     "hypercall-abi",
     "guest-rt",
+    "guest-rt-macros",
     "guest-kernel",
     "host",
     "linker",
@@ -330,4 +331,28 @@ fn adding_a_hypercall_as_the_abi_doc_says() {
         "{err}"
     );
     assert!(!err.contains("undefined symbol"), "{err}");
+    let _ = std::fs::remove_file(ws.join("guest-kernel/src/bin/noentry.rs"));
+
+    // guest_rt::test refuses what libtest would, at the spot, in one error
+    std::fs::write(
+        ws.join("guest-kernel/src/bin/badtest.rs"),
+        "#![no_std]\n#![no_main]\nguest_rt::entry!(main);\nfn main() -> u64 {\n    0\n}\n#[cfg(test)]\nmod tests {\n    use guest_rt::test;\n    #[test]\n    fn takes(x: u32) {\n        assert_eq!(x, 1);\n    }\n    #[test]\n    #[should_panic(wanted = \"x\")]\n    fn misspelt() {}\n}\n",
+    )
+    .expect("badtest.rs");
+    let o = Command::new("cargo")
+        .args(["test", "-p", "guest-kernel", "--bin", "badtest", "--no-run"])
+        .current_dir(&ws)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo test");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("error: a #[test] function takes no arguments"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: write #[should_panic], #[should_panic = \"text\"] or #[should_panic(expected = \"text\")]"),
+        "{err}"
+    );
 }

@@ -47,46 +47,71 @@ fn each_guest_test_runs_in_its_own_vm_and_is_reported_by_name() {
     let o = common::host(&["cargo-runner", &elf]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("running 4 tests\n"));
-    assert!(out.contains("test harness_demo::tests::passes ... ok\n"));
-    assert!(out.contains("test harness_demo::tests::panics ... ignored\n"));
+    assert!(out.contains("running 9 tests\n"), "{out}");
+    assert!(out.contains("test tests::passes ... ok\n"));
+    assert!(out.contains("test tests::divides_by_zero - should panic ... ok\n"));
+    assert!(out.contains("test tests::panics ... ignored\n"));
+    assert!(out.contains("test tests::faults ... ignored, an invalid opcode, on purpose\n"));
+    assert!(out.contains("test tests::does_not_panic - should panic ... ignored\n"));
     assert!(
-        out.contains("test result: ok. 1 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out;")
+        out.contains("test result: ok. 3 passed; 0 failed; 6 ignored; 0 measured; 0 filtered out;"),
+        "{out}"
     );
 
-    // the failing ones: a panic, a triple fault, a timeout; each by name
-    // with its output, and the test after them still runs
+    // the failing ones: a panic, a triple fault, a timeout, no panic where
+    // one should be, the wrong panic; each by name with its output, and
+    // the tests after them still run
     let o = common::host(&["cargo-runner", &elf, "--include-ignored", "--timeout", "1s"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(101), "libtest's code: {out}");
-    for t in ["never_returns", "panics", "triple_faults"] {
+    for t in [
+        "never_returns ...",
+        "panics ...",
+        "faults ...",
+        "does_not_panic - should panic ...",
+        "panics_with_another_message - should panic ...",
+        "returns_an_error ...",
+    ] {
+        assert!(out.contains(&format!("test tests::{t} FAILED\n")), "{out}");
+        let name = t.split(' ').next().unwrap_or(t);
         assert!(
-            out.contains(&format!("test harness_demo::tests::{t} ... FAILED\n")),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("---- harness_demo::tests::{t} stdout ----\n")),
+            out.contains(&format!("---- tests::{name} stdout ----\n")),
             "{out}"
         );
     }
-    assert!(out.contains("test harness_demo::tests::passes ... ok\n"));
+    assert!(out.contains("test tests::passes ... ok\n"));
+    assert!(out.contains("test tests::returns_ok ... ok\n"));
+    assert!(out.contains("test tests::divides_by_zero - should panic ... ok\n"));
+    assert!(out.contains("---- tests::returns_an_error stdout ----\nError: \"no such file\"\nhost: the test failed: it panicked, or returned an Err (its output says which)\n"), "{out}");
     assert!(
         out.contains("about to fail\nguest panic: assertion `left == right` failed: arithmetic")
     );
-    assert!(out.contains("host: the test panicked\n"));
+    assert!(out.contains(
+        "host: the test failed: it panicked, or returned an Err (its output says which)\n"
+    ));
     assert!(out.contains("host: the test stopped: #UD invalid opcode (exception 6)"));
     assert!(out.contains("host: the test stopped: timeout after 1.000 s"));
     assert!(out.contains(
-        "test result: FAILED. 1 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out;"
-    ));
+        "---- tests::does_not_panic stdout ----\nnote: test did not panic as expected\nhost: the test did not panic as its #[should_panic] expects (the note above says how)\n"
+    ), "{out}");
+    assert!(
+        out.contains("guest panic: overflow at guest-kernel/src/bin/harness_demo.rs:"),
+        "{out}"
+    );
+    assert!(out.contains(
+        "note: panic did not contain expected string\n      panic message: \"overflow\",\n expected substring: \"out of range\"\n"
+    ), "{out}");
+    assert!(
+        out.contains(
+            "test result: FAILED. 3 passed; 6 failed; 0 ignored; 0 measured; 0 filtered out;"
+        ),
+        "{out}"
+    );
 
     // a filter, and --list
     let o = common::host(&["cargo-runner", &elf, "pass", "--list"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        out,
-        "harness_demo::tests::passes: test\n\n1 tests, 0 benchmarks\n"
-    );
+    assert_eq!(out, "tests::passes: test\n\n1 tests, 0 benchmarks\n");
     let o = common::host(&["cargo-runner", &elf, "--bogus"]);
     assert_eq!(o.status.code(), Some(2));
 }
@@ -183,21 +208,21 @@ fn libtest_output_options_work_or_are_refused() {
     };
     let (code, out, _) = run(&["--format", "terse"]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("\nrunning 4 tests\nii.i\n"), "{out}");
+    assert!(out.contains("\nrunning 9 tests\n.iiiii.i.\n"), "{out}");
     // each test has a VM of its own; they run one after another
     let (code, out, _) = run(&["-q", "--test-threads=4"]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("\nrunning 4 tests\nii.i\n"), "{out}");
+    assert!(out.contains("\nrunning 9 tests\n.iiiii.i.\n"), "{out}");
     let (code, out, _) = run(&["--show-output", "passes"]);
     assert_eq!(code, Some(0));
     assert!(
-        out.contains("\nsuccesses:\n\n---- harness_demo::tests::passes stdout ----\nthis one passes\n\nsuccesses:\n    harness_demo::tests::passes\n"),
+        out.contains("\nsuccesses:\n\n---- tests::passes stdout ----\nthis one passes\n\nsuccesses:\n    tests::passes\n"),
         "{out}"
     );
     let (code, out, _) = run(&["--nocapture", "passes"]);
     assert_eq!(code, Some(0));
     assert!(
-        out.contains("this one passes\ntest harness_demo::tests::passes ... ok\n"),
+        out.contains("this one passes\ntest tests::passes ... ok\n"),
         "{out}"
     );
     assert!(!out.contains("successes:"), "{out}");

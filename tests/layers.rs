@@ -363,7 +363,12 @@ fn a_mod_rs_only_declares_and_reexports() {
 #[test]
 fn no_file_has_more_than_about_400_lines_of_non_test_code() {
     let mut big = Vec::new();
-    for src in ["host/src", "guest-rt/src", "hypercall-abi/src"] {
+    for src in [
+        "host/src",
+        "guest-rt/src",
+        "guest-rt-macros/src",
+        "hypercall-abi/src",
+    ] {
         for (f, n) in read_crate(&root().join(src), &[]).sizes {
             if n > MAX_LINES {
                 big.push(format!("{}: {n} lines", f.display()));

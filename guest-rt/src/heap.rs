@@ -250,11 +250,12 @@ macro_rules! heap {
 #[cfg(test)]
 mod tests {
     use super::{Area, Heap};
+    use crate::test;
     use core::alloc::{GlobalAlloc, Layout};
 
     static mut AREA: Area<4096> = Area::new();
 
-    #[test_case]
+    #[test]
     fn blocks_are_reused_merged_aligned_and_bounded() {
         let h = Heap::new((&raw mut AREA).cast(), 4096);
         let l = |size, align| Layout::from_size_align(size, align).unwrap();

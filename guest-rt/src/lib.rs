@@ -31,6 +31,11 @@ pub mod user;
 
 pub use hypercall_abi as abi;
 
+/// `#[test]` for guest programs, with `#[should_panic]` and `#[ignore]`:
+/// `use guest_rt::test;` in the test module, then as with libtest
+/// ([`testing`]).
+pub use guest_rt_macros::test;
+
 // `cargo test -p guest-rt`: this crate's unit tests are a guest program.
 #[cfg(test)]
 entry!(unused);
@@ -210,9 +215,9 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     let _ = c.write_str("\n");
     c.flush();
     if testing::running() {
-        // a failing #[test]: halt with libtest's code, the next test runs
-        // in a fresh VM
-        testing::halt_failed();
+        // a #[test]: halt with libtest's code (0 for a #[should_panic] test
+        // whose message is as expected); the next test runs in a fresh VM
+        testing::panicked(&info.message());
     }
     // The host ends the run here as a crash, with a backtrace and no
     // register dump (the message above says what happened). In user mode

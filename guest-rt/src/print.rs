@@ -99,6 +99,7 @@ macro_rules! println {
 #[cfg(test)]
 mod tests {
     use super::{CAP, Console};
+    use crate::test;
     use core::fmt::Write;
 
     /// A fixed buffer to see what core::fmt produces in a guest.
@@ -119,7 +120,7 @@ mod tests {
         }
     }
 
-    #[test_case]
+    #[test]
     fn a_line_goes_out_at_its_newline() {
         let mut c = Console::new();
         c.write_str("held").unwrap();
@@ -128,7 +129,7 @@ mod tests {
         assert_eq!(c.len, 0, "sent with one print_str");
     }
 
-    #[test_case]
+    #[test]
     fn a_full_buffer_is_sent_before_the_next_byte() {
         let mut c = Console::new();
         for _ in 0..CAP {
@@ -142,7 +143,7 @@ mod tests {
         c.len = 0;
     }
 
-    #[test_case]
+    #[test]
     fn formatting_works_without_sse() {
         // the guest target is soft-float: integer and float formatting
         // must not touch SSE (an internal error at ring 0 on kvm-pvm)
@@ -151,7 +152,7 @@ mod tests {
         assert_eq!(&b.b[..b.n], b"   42|0x00ff|2.50|-7");
     }
 
-    #[test_case]
+    #[test]
     fn a_nul_in_the_text_does_not_cut_it() {
         let mut c = Console::new();
         c.write_str("a\0b\n").unwrap();

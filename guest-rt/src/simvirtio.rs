@@ -222,6 +222,7 @@ impl Device {
 #[cfg(test)]
 mod tests {
     use crate::abi::simvirtio::{self as sv, QueueControl, QueueError};
+    use crate::test;
 
     const QUEUE_LEN: usize = sv::QUEUE_LEN as usize;
 
@@ -247,7 +248,7 @@ mod tests {
         }
     }
 
-    #[test_case]
+    #[test]
     fn a_queue_holds_one_less_than_its_length() {
         let mut r = Ring {
             c: QueueControl::default(),
@@ -263,7 +264,7 @@ mod tests {
         assert_eq!(r.push(0xfe), Err(QueueError::Full));
     }
 
-    #[test_case]
+    #[test]
     fn indices_wrap_around_in_order() {
         let mut r = Ring {
             c: QueueControl {
@@ -285,7 +286,7 @@ mod tests {
         assert_eq!(sv::used(r.c), 0);
     }
 
-    #[test_case]
+    #[test]
     fn indices_past_the_end_are_corrupt_not_slots() {
         let bad = QueueControl {
             head: QUEUE_LEN as u32,

@@ -28,8 +28,10 @@ pub const FLAG_CHECK_42: u32 = 1;
 pub const FLAG_SMP: u32 = 2;
 /// A test build (`cargo test`): the program runs `#[test]` functions, not
 /// `main`. At entry RDX says what to do: [`TESTS_LIST`] (print each test's
-/// name on a line of its own, then halt) or a test's index (run it; halt
-/// with RAX 0 when it passes, [`TEST_FAILED`] when it panics).
+/// name on a line of its own, then halt; after the name, a tab and
+/// `should_panic`, and a tab and `ignored` or `ignored=reason`, mark such
+/// tests) or a test's index (run it; halt with RAX 0 when it passes,
+/// [`TEST_FAILED`] when it fails).
 pub const FLAG_TESTS: u32 = 4;
 /// RDX at entry of a test build: list the tests.
 pub const TESTS_LIST: u64 = u64::MAX;

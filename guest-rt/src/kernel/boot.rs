@@ -281,8 +281,9 @@ pub(super) extern "C" fn user_start() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test;
 
-    #[test_case]
+    #[test]
     fn user_pages_are_read_only_code_and_writable_data() {
         let (start, text, end) = (0x10_0000, 0x10_3000, 0x10_5000);
         let f = |a| page_flags(a, start, text, end);
@@ -312,7 +313,7 @@ mod tests {
         }
     }
 
-    #[test_case]
+    #[test]
     fn boot_maps_this_program_for_user_mode() {
         boot();
         let (start, text_end, end) = user_range();

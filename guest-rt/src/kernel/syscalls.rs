@@ -102,8 +102,9 @@ pub(super) extern "C" fn kvmwb_syscall(nr: u64, a1: u64, a2: u64, a3: u64, via: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test;
 
-    #[test_case]
+    #[test]
     fn user_pointers_are_checked_with_their_length() {
         let (start, _, end) = user_range();
         assert!(check_user(start, 0));
@@ -117,7 +118,7 @@ mod tests {
         assert!(!check_user(0x3000, 8), "the host's page tables");
     }
 
-    #[test_case]
+    #[test]
     fn write_refuses_bad_descriptors_and_kernel_pointers() {
         static TEXT: [u8; 3] = *b"ok\n";
         let p = TEXT.as_ptr() as u64;

@@ -1,11 +1,12 @@
 //! `host cargo-runner ELF [ARGS]` for a test build (`cargo test` of a
-//! guest crate, ABI note flag TESTS): every `#[test_case]` runs in a VM of
+//! guest crate, ABI note flag TESTS): every `#[test]` runs in a VM of
 //! its own, and the output is libtest's, so cargo and CI read it as they
 //! read any test binary's. One run in list mode (RDX = TESTS_LIST) gives
 //! the names; then one VM per selected test (RDX = its index). A test
-//! passes when the guest halts with RAX 0; a panic (RAX 101), a triple
+//! passes when the guest halts with RAX 0; a panic (RAX 101), an exception, a triple
 //! fault or a timeout fails it, with its output, and the others still run.
 
+use super::listing::listed;
 use super::prepare::{RunError, RunOptions, prepare};
 use super::report::Report;
 pub use super::selection::Selection;
@@ -132,11 +133,16 @@ fn run_test<W: Write>(
 }
 
 /// Why a test failed, from how its VM ended (None: it passed).
-fn failure(r: &Report) -> Option<String> {
+fn failure(r: &Report, should_panic: bool) -> Option<String> {
     let o = &r.outcome;
     match &o.stop {
         Stop::Halted if o.regs.rax == 0 => None,
-        Stop::Halted if o.regs.rax == TEST_FAILED => Some("panicked".to_string()),
+        Stop::Halted if o.regs.rax == TEST_FAILED && should_panic => Some(
+            "did not panic as its #[should_panic] expects (the note above says how)".to_string(),
+        ),
+        Stop::Halted if o.regs.rax == TEST_FAILED => {
+            Some("failed: it panicked, or returned an Err (its output says which)".to_string())
+        }
         Stop::Halted => Some(format!("halted with RAX {:#x}", o.regs.rax)),
         _ => {
             let line = r.human().lines().next().unwrap_or("stopped").to_string();
@@ -158,18 +164,6 @@ fn put(out: &mut dyn Write, s: &str) -> Result<(), RunError> {
     out.write_all(s.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| RunError::Vm(crate::vm::VmError::Host(e.into())))
-}
-
-/// The listed tests: one line per test, its name, then " ignored" for an
-/// ignored one. Names are borrowed from the listing's text (bounded by
-/// [`super::JSON_OUTPUT_CAP`]), never copied per test.
-fn listed(text: &str) -> impl Iterator<Item = (usize, &str, bool)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| match l.strip_suffix(" ignored") {
-            Some(n) => (i, n, true),
-            None => (i, l, false),
-        })
 }
 
 /// Runs the test program `elf`; prints libtest's lines to `out`.
@@ -197,7 +191,7 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
             )
         } else {
             let _ = out.write_all(r.human().as_bytes());
-            failure(&r).unwrap_or_else(|| "halted".into())
+            failure(&r, false).unwrap_or_else(|| "halted".into())
         };
         put(
             out,
@@ -214,10 +208,10 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
     }
     let text = String::from_utf8_lossy(&list.bytes);
     let total = listed(&text).count();
-    let chosen = listed(&text).filter(|(_, n, _)| sel.wants(n)).count();
+    let chosen = listed(&text).filter(|t| sel.wants(t.name)).count();
     if sel.list {
-        for (_, n, _) in listed(&text).filter(|(_, n, _)| sel.wants(n)) {
-            put(out, &format!("{}: test\n", crate::diag::escape(n)))?;
+        for t in listed(&text).filter(|t| sel.wants(t.name)) {
+            put(out, &format!("{}: test\n", crate::diag::escape(t.name)))?;
         }
         put(out, &format!("\n{chosen} tests, 0 benchmarks\n"))?;
         return Ok(Verdict::Passed);
@@ -232,21 +226,31 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
     let mut successes: Vec<Failed> = Vec::new();
     let (mut passed, mut failed, mut ignored, mut kept) = (0, 0, 0, 0usize);
     let mut interrupted = None;
-    for (i, raw, is_ignored) in listed(&text).filter(|(_, n, _)| sel.wants(n)) {
+    for t in listed(&text).filter(|t| sel.wants(t.name)) {
+        let (i, raw) = (t.index, t.name);
         let name = crate::diag::escape(raw);
-        let runs = if is_ignored {
+        let runs = if t.ignored {
             sel.ignored || sel.include_ignored
         } else {
             !sel.ignored
         };
         // libtest's line for a test, or its one character with --format terse
+        let sp = if t.should_panic {
+            " - should panic"
+        } else {
+            ""
+        };
         let line = |verdict: &str, c: &str| match sel.terse {
             true => c.to_string(),
-            false => format!("test {name} ... {verdict}\n"),
+            false => format!("test {name}{sp} ... {verdict}\n"),
         };
         if !runs {
             ignored += 1;
-            put(out, &line("ignored", "i"))?;
+            let verdict = match t.reason {
+                "" => "ignored".to_string(),
+                r => format!("ignored, {}", crate::diag::escape(r)),
+            };
+            put(out, &line(&verdict, "i"))?;
             continue;
         }
         if crate::signals::interrupted() {
@@ -266,7 +270,7 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
             interrupted = Some(name.into_owned());
             break;
         }
-        match failure(&r) {
+        match failure(&r, t.should_panic) {
             None => {
                 passed += 1;
                 put(out, &line("ok", "."))?;
@@ -350,9 +354,10 @@ pub fn run_tests(elf: &str, sel: &Selection, out: &mut dyn Write) -> Result<Verd
             )?;
         }
         put(out, "\nfailures:\n")?;
-        for (i, n, _) in listed(&text) {
+        for t in listed(&text) {
+            let i = t.index;
             if failed_bits[i / 64] & (1 << (i % 64)) != 0 {
-                put(out, &format!("    {}\n", crate::diag::escape(n)))?;
+                put(out, &format!("    {}\n", crate::diag::escape(t.name)))?;
             }
         }
     }

@@ -6,6 +6,7 @@ mod debug;
 pub mod explain;
 mod go;
 pub mod harness;
+mod listing;
 mod prepare;
 mod report;
 mod selection;
