@@ -310,3 +310,54 @@ fn host_cpuid_reports_the_cpu_and_follows_pin() {
         2,
     );
 }
+
+/// `host run GUEST -- ARGS`: the guest reads them as `&[&str]`
+/// (guest_rt::args); too many bytes, or bytes that are not UTF-8, are
+/// refused before the VM starts.
+#[test]
+fn guest_arguments_reach_the_guest() {
+    let o = host(&["run", "primes", "--", "100", "7"]);
+    assert_eq!(
+        text(&o.stdout),
+        "2 3 5 7 11 13 17\n19 23 29 31 37 41 43\n47 53 59 61 67 71 73\n79 83 89 97\n25 primes below 100\n"
+    );
+    assert_eq!(o.status.code(), Some(0));
+    // none: the program's defaults; a bad one: the program says so
+    let o = host(&["run", "primes"]);
+    assert!(
+        text(&o.stdout).ends_with("\n15 primes below 50\n"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = host(&["run", "primes", "--", "ab c"]);
+    assert_eq!(
+        text(&o.stdout),
+        "primes: LIMIT must be a positive number, not \"ab c\" (usage: primes [LIMIT [PER_LINE]])\n"
+    );
+    // the area's 3 KiB: 8 + 16 + 3047 + 1 bytes fit, one more does not
+    let fits = "x".repeat(3047);
+    let o = host(&["run", "primes", "--", &fits]);
+    assert!(
+        text(&o.stdout).contains("not \"xxxx"),
+        "{}",
+        text(&o.stderr)
+    );
+    let over = "x".repeat(3048);
+    one_line_error_code(
+        &host(&["run", "primes", "--", &over]),
+        "the guest's 1 argument takes 3073 bytes in guest memory, more than the 3072 the ABI has room for (docs/abi.md, \"Arguments\")",
+        2,
+    );
+    use std::os::unix::ffi::OsStrExt;
+    let o = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["run", "primes", "--"])
+        .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .expect("spawn host");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("invalid UTF-8"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -146,6 +146,37 @@ fn cargo_run_runs_a_guest_in_a_vm() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json");
     assert_eq!(v["output"], "shout 6\n");
+    // the guest's arguments: words after `--`, or after the host's flags
+    // and a second `--`
+    let o = cargo(&[
+        "run",
+        "-q",
+        "-p",
+        "guest-kernel",
+        "--bin",
+        "primes",
+        "--",
+        "30",
+        "4",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "2 3 5 7\n11 13 17 19\n23 29\n10 primes below 30\n"
+    );
+    let o = cargo(&[
+        "run",
+        "-q",
+        "-p",
+        "guest-kernel",
+        "--bin",
+        "primes",
+        "--",
+        "--json",
+        "--",
+        "10",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json");
+    assert_eq!(v["output"], "2 3 5 7\n4 primes below 10\n");
 }
 
 #[test]

@@ -18,6 +18,7 @@
 // attribute in .cargo/config.toml names `guest_rt::testing::runner`).
 extern crate self as guest_rt;
 
+mod args;
 mod cpu;
 pub mod hc;
 pub mod heap;
@@ -39,6 +40,7 @@ pub use guest_rt_macros::test;
 // `cargo test -p guest-rt`: this crate's unit tests are a guest program.
 #[cfg(test)]
 entry!(unused);
+pub use args::args;
 #[doc(hidden)]
 pub use print::_print;
 pub use print::Console;

@@ -43,8 +43,10 @@ pub const BASE_FINGERPRINT: u64 = {
         h = fnv(h, HcStatus::ALL[i] as i32 as u64);
         i += 1;
     }
-    let words: [u64; 53] = [
+    let words: [u64; 55] = [
         MAX_STR_LEN as u64,
+        crate::args::AREA,
+        crate::args::AREA_END,
         layout::CHECK_ADDR,
         layout::CHECK_VALUE,
         layout::GDT,

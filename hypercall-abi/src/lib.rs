@@ -10,6 +10,7 @@
 //! registers, so the host never needs a register ioctl to serve a hypercall.
 #![no_std]
 
+pub mod args;
 pub mod block;
 pub mod fingerprint;
 pub mod serve;
@@ -377,6 +378,10 @@ const _: () = {
     assert!(MIN_MEM > IMAGE_MIN && MAX_MEM <= 0xfffb_d000);
     assert!(PAGE_TABLES_END <= REAL_LOAD && REAL_LOAD < REAL_END && REAL_END < REAL_STACK_TOP);
     assert!(REAL_STACK_TOP <= 0xFFFF);
+    // the arguments area: after the SIMVIRTIO device table, before the
+    // host's IDT (long mode) and real-mode code
+    assert!(crate::simvirtio::DEVICE_TABLE + 0x400 <= crate::args::AREA);
+    assert!(crate::args::AREA_END <= HOST_IDT && crate::args::AREA_END <= REAL_LOAD);
 };
 
 #[cfg(test)]

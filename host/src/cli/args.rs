@@ -163,6 +163,10 @@ pub struct RunArgs {
     /// or a Unix socket path; default 127.0.0.1:1234). Put it after GUEST.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1234")]
     pub gdb: Option<String>,
+    /// The guest's arguments, after `--` (`host run primes -- 100 7`): the guest
+    /// reads them with guest_rt::args() (docs/abi.md, "Arguments").
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 impl RunArgs {
@@ -204,6 +208,7 @@ impl RunArgs {
             vcpus: 1,
             trace_file: None,
             gdb: None,
+            args: Vec::new(),
         })
     }
 

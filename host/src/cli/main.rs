@@ -137,6 +137,7 @@ fn dispatch(cli: Cli) -> Done {
             poll_interval,
             stats,
             gdb,
+            args,
         }) => {
             let trace = trace_kvm.map(|t| match t {
                 TraceArg::Text => TraceFormat::Text,
@@ -153,6 +154,7 @@ fn dispatch(cli: Cli) -> Done {
                 },
                 trace_file,
                 gdb,
+                args,
                 ..g.options(trace).map_err(usage)?
             };
             opts.vm.vcpus = vcpus;
@@ -267,8 +269,13 @@ fn cmd_cargo_runner(elf: String, args: Vec<String>) -> Done {
         .and_then(|(_, bytes)| host::loader::plan_elf(&bytes, hypercall_abi::layout::MAX_MEM).ok())
         .is_some_and(|p| p.flags & hypercall_abi::note::FLAG_TESTS != 0);
     if !tests {
+        // `cargo run --bin primes -- 100 7`: words that do not start with
+        // '-' are the guest's arguments; host flags come first, and `--`
+        // then starts the guest's (`cargo run ... -- --json -- 100 7`)
+        let guest_args_first = args.first().is_some_and(|a| !a.starts_with('-'));
         let argv = ["host", "run", elf.as_str()]
             .into_iter()
+            .chain(guest_args_first.then_some("--"))
             .map(String::from)
             .chain(args);
         return dispatch(Cli::try_parse_from(argv).map_err(|e| {

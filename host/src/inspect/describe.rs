@@ -160,6 +160,11 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
             "ABI: num_exits_by_type result page".into(),
         );
     }
+    add(
+        hypercall_abi::args::AREA,
+        hypercall_abi::args::AREA_END,
+        "ABI: the guest's arguments (guest_rt::args)".into(),
+    );
     if vm.mode() == CpuMode::Long && s.idt.base == layout::HOST_IDT {
         use crate::x86::exception as x;
         let n = vm.vcpu_count() as u64;

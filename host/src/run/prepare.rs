@@ -23,6 +23,9 @@ pub struct RunOptions {
     pub trace_file: Option<PathBuf>,
     /// `--gdb ADDR`: wait for gdb there and run under it (`super::debug`).
     pub gdb: Option<String>,
+    /// The guest's arguments (`host run GUEST -- ARGS`), written to
+    /// `hypercall_abi::args::AREA` before the first instruction.
+    pub args: Vec<String>,
 }
 
 impl Default for RunOptions {
@@ -34,6 +37,7 @@ impl Default for RunOptions {
             flat: None,
             trace_file: None,
             gdb: None,
+            args: Vec::new(),
         }
     }
 }
@@ -238,6 +242,29 @@ pub fn plan_guest(
     })
 }
 
+/// The arguments area for `args` (docs/abi.md, "Arguments"), or one line
+/// saying they do not fit.
+fn encode_args(args: &[String]) -> Result<Vec<u8>, RunError> {
+    if args.is_empty() {
+        // nothing to write: the area is zero in fresh memory (argc 0)
+        return Ok(Vec::new());
+    }
+    let mut area = vec![0u8; hypercall_abi::args::CAPACITY];
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let n = hypercall_abi::args::encode(&strs, &mut area).map_err(|e| {
+        RunError::Usage(format!(
+            "the guest's {} argument{} take{} {} bytes in guest memory, more than the {} the ABI has room for (docs/abi.md, \"Arguments\")",
+            args.len(),
+            if args.len() == 1 { "" } else { "s" },
+            if args.len() == 1 { "s" } else { "" },
+            e.needed,
+            hypercall_abi::args::CAPACITY
+        ))
+    })?;
+    area.truncate(n);
+    Ok(area)
+}
+
 /// Resolves, reads, checks and loads a guest into a new VM.
 pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     opts.vm.validate().map_err(VmError::from)?;
@@ -252,8 +279,22 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         Some(_) => opts.vm.mem_size,
         None => hypercall_abi::layout::MAX_MEM,
     };
+    let area = encode_args(&opts.args)?;
     let (path, bytes, file) = read_guest_file(&opts.guest, max, opts.flat.is_none())?;
     let plan = plan_guest(&opts.guest, &bytes, opts.flat, &opts.vm)?;
+    if !opts.args.is_empty() {
+        let range = hypercall_abi::args::AREA..hypercall_abi::args::AREA_END;
+        if let Some(s) = plan
+            .segments
+            .iter()
+            .find(|s| s.gpa < range.end && range.start < s.range().end)
+        {
+            return Err(RunError::Usage(format!(
+                "the image's segment at {:#x} covers the arguments area ({:#x}..{:#x}): a guest that takes arguments leaves it free (docs/abi.md, \"Arguments\")",
+                s.gpa, range.start, range.end
+            )));
+        }
+    }
     if vcpus > 1 && plan.flags & hypercall_abi::note::FLAG_SMP == 0 {
         return Err(RunError::Usage(format!(
             "{} does not run on several vCPUs: only a guest whose main is declared with guest_rt::smp_entry! (ABI note flag SMP) may get --vcpus {vcpus}",
@@ -287,6 +328,9 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         vm.trace_to(s, &sink_name)?;
     }
     vm.load(&plan, &bytes)?;
+    if !opts.args.is_empty() {
+        vm.write_guest(hypercall_abi::args::AREA, &area)?;
+    }
     let linked_here = opts.flat.is_none() && opts.vm.mode == crate::x86::CpuMode::Long;
     Ok(Prepared {
         name: display_name(&opts.guest),

@@ -150,6 +150,15 @@ impl Vm {
         Ok(())
     }
 
+    /// Writes `data` into guest memory at `gpa` before the run (the
+    /// guest's arguments).
+    pub fn write_guest(&mut self, gpa: u64, data: &[u8]) -> Result<(), VmError> {
+        self.vm
+            .memory()
+            .write_slice(data, GuestAddress(gpa))
+            .map_err(|e| KvmError::Write(e.to_string()).into())
+    }
+
     /// Sets RDX of every vCPU before the run: what a test build is to do
     /// (`hypercall_abi::note::FLAG_TESTS`).
     pub fn set_test_command(&mut self, command: u64) -> Result<(), VmError> {
