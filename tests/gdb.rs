@@ -584,6 +584,10 @@ fn monitor_commands_show_the_hosts_views_of_the_live_vm() {
     assert_eq!(s.end().code, 0);
 }
 
+/// vCPU 0 of two under gdb; the other runs on, and halts, while vCPU 0 is
+/// stopped. The reported time leaves out the 1.5 s gdb then sleeps (no
+/// vCPU runs): the same bound as the single-vCPU case below, since smp
+/// runs for a few ms.
 #[test]
 fn vcpu_0_of_a_multi_vcpu_guest_under_gdb() {
     let s = start(&["run", "smp", "--vcpus", "2"]);
@@ -593,6 +597,7 @@ fn vcpu_0_of_a_multi_vcpu_guest_under_gdb() {
             "break smp::main",
             "continue",
             "print cpu.id",
+            "shell sleep 1.5",
             "delete",
             "continue",
         ],
@@ -602,6 +607,15 @@ fn vcpu_0_of_a_multi_vcpu_guest_under_gdb() {
     let e = s.end();
     assert_eq!(e.code, 0);
     assert!(e.out.contains("counter 4000, expected 4000"));
+    let ms: f64 = e
+        .err
+        .split("smp halted: all 2 vCPUs, ")
+        .nth(1)
+        .and_then(|r| r.split(" exits in ").nth(1))
+        .and_then(|r| r.split(" ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no halted line: {}", e.err));
+    assert!(ms < 1000.0, "{ms} ms: {}", e.err);
 }
 
 #[test]

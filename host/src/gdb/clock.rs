@@ -3,6 +3,7 @@
 
 use crate::signals::Timer;
 use crate::vcpu::ExitLoop;
+use crate::vcpu::driver::Others;
 use std::time::{Duration, Instant};
 
 /// `--timeout` counts guest time only: the timer runs while the guest
@@ -16,12 +17,19 @@ pub struct Clock<'t> {
     /// before (the run's reported time leaves it out).
     stopped_since: Option<Instant>,
     stopped: Duration,
+    /// With several vCPUs: the others, which run on while vCPU 0 is
+    /// stopped (only the stopped time after they all ended is left out).
+    others: Option<&'t Others>,
 }
 
 impl<'t> Clock<'t> {
     /// The clock of a run with `deadline` (ExitLoop's) and its timer,
     /// stopped: the timer set up with the thread is disarmed.
-    pub fn stopped(deadline: Option<(Instant, Duration)>, timer: Option<&'t Timer>) -> Self {
+    pub fn stopped(
+        deadline: Option<(Instant, Duration)>,
+        timer: Option<&'t Timer>,
+        others: Option<&'t Others>,
+    ) -> Self {
         let mut c = Clock {
             left: deadline.map(|(at, _)| at.saturating_duration_since(Instant::now())),
             total: deadline.map_or(Duration::ZERO, |(_, d)| d),
@@ -29,6 +37,7 @@ impl<'t> Clock<'t> {
             since: None,
             stopped_since: Some(Instant::now()),
             stopped: Duration::ZERO,
+            others,
         };
         c.disarm();
         c
@@ -45,7 +54,7 @@ impl<'t> Clock<'t> {
     /// The guest runs from now: the deadline and the timer get the time left.
     pub fn start(&mut self, lp: &mut ExitLoop<'_>) {
         if let Some(t) = self.stopped_since.take() {
-            self.stopped += t.elapsed();
+            self.stopped += self.not_running(t, Instant::now());
         }
         let Some(left) = self.left else { return };
         let now = Instant::now();
@@ -66,8 +75,20 @@ impl<'t> Clock<'t> {
         }
     }
 
-    /// How long the guest has been stopped for gdb in all.
+    /// Of a stop from `from` to `to`, the time no part of the guest ran.
+    fn not_running(&self, from: Instant, to: Instant) -> Duration {
+        match self.others {
+            Some(o) => o.idle_part(from, to),
+            None => to.saturating_duration_since(from),
+        }
+    }
+
+    /// How long the guest has been stopped for gdb in all (with several
+    /// vCPUs: stopped while none of the others ran).
     pub fn stopped_total(&self) -> Duration {
-        self.stopped + self.stopped_since.map_or(Duration::ZERO, |t| t.elapsed())
+        self.stopped
+            + self
+                .stopped_since
+                .map_or(Duration::ZERO, |t| self.not_running(t, Instant::now()))
     }
 }

@@ -141,7 +141,7 @@ fn serve<A: ModeArch>(
     diag: &mut dyn Write,
     stopped: &mut std::time::Duration,
 ) -> Result<(Stop, Regs), VcpuError> {
-    let mut clock = Clock::stopped(d.lp.deadline, timeout);
+    let mut clock = Clock::stopped(d.lp.deadline, timeout, d.lp.others);
     let r = serve_with::<A>(d, conn, &mut clock, out, diag);
     *stopped = clock.stopped_total();
     r

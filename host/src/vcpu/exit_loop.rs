@@ -44,6 +44,9 @@ pub struct ExitLoop<'a> {
     pub cancel: Option<&'a AtomicBool>,
     /// `--stats`: time the host's handling of each exit.
     pub profile: bool,
+    /// vCPU 0 of several: the others, for a driver's clock
+    /// ([`super::driver::Others`]).
+    pub others: Option<&'a super::driver::Others>,
 }
 
 impl ExitLoop<'_> {

@@ -265,6 +265,7 @@ impl Vm {
             deadline: run.timeout.map(|t| (start + t, t)),
             cancel: None,
             profile: run.profile,
+            others: None,
         };
         let (stop, regs, stopped) = match driver {
             Some(d) => {

@@ -10,6 +10,7 @@ use crate::devices::Bus;
 use crate::diag::HostError;
 use crate::kvm::Vcpu;
 use crate::stats::ExitStats;
+use crate::vcpu::driver::Others;
 use crate::vcpu::thread::ThreadSetup;
 use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
 use crate::x86::Regs;
@@ -33,7 +34,9 @@ impl Vm {
         // bounded: a vCPU that prints faster than the output drains waits
         let (tx, rx) = mpsc::sync_channel::<(Stream, Vec<u8>)>(LINES_IN_FLIGHT);
         let start = Instant::now();
+        let others = Others::new(self.vcpus.len() - 1);
         let job = VcpuJob {
+            others: &others,
             mem: self.vm.memory(),
             bus: &self.bus,
             deadline: self.run.timeout.map(|t| (start + t, t)),
@@ -71,7 +74,10 @@ impl Vm {
                     .spawn_scoped(s, move || {
                         let mut out = ChanWriter::new(tx.clone(), Stream::Out);
                         let mut diag = ChanWriter::new(tx, Stream::Diag);
-                        let r = job.run(&setup, vcpu, stats, driver, &mut out, &mut diag);
+                        let r = job.run(&setup, i, vcpu, stats, driver, &mut out, &mut diag);
+                        if i > 0 {
+                            job.others.ended();
+                        }
                         let _ = out.flush();
                         let _ = diag.flush();
                         if !matches!(r, Ok((Stop::Halted, ..))) {
@@ -121,11 +127,14 @@ impl Vm {
                 None => (Ok(results), pumped),
             }
         });
-        let elapsed = start.elapsed();
+        let mut elapsed = start.elapsed();
         pumped.map_err(HostError::from)?;
         let mut per = Vec::new();
         for (id, r) in results?.into_iter().enumerate() {
-            let (stop, regs, guest_errors) = r?;
+            let (stop, regs, guest_errors, stopped) = r?;
+            // the guest's time: not the time vCPU 0 was stopped for a
+            // debugger after the others had ended
+            elapsed = elapsed.saturating_sub(stopped);
             self.state.guest_errors.count += guest_errors.count;
             per.push(VcpuReport {
                 id,
@@ -198,6 +207,8 @@ impl Write for ChanWriter {
 
 /// What every vCPU thread of one run shares.
 struct VcpuJob<'a> {
+    /// The vCPUs other than 0, for vCPU 0's debugger clock.
+    others: &'a Others,
     mem: &'a GuestMemoryMmap,
     bus: &'a Bus,
     deadline: Option<(Instant, Duration)>,
@@ -209,17 +220,21 @@ struct VcpuJob<'a> {
 }
 
 impl VcpuJob<'_> {
-    /// Sets up this thread for `vcpu` and runs it to its end; returns how
-    /// it ended, its registers and the guest errors it reported.
+    /// Sets up this thread for `vcpu` (number `id`) and runs it to its
+    /// end; returns how it ended, its registers, the guest errors it
+    /// reported and how long a debugger kept it stopped while no other
+    /// vCPU ran.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         setup: &ThreadSetup,
+        id: usize,
         vcpu: &mut Vcpu,
         stats: &mut ExitStats,
         driver: Option<&mut dyn Driver>,
         out: &mut dyn Write,
         diag: &mut dyn Write,
-    ) -> Result<(Stop, Regs, crate::devices::hypercall::GuestErrors), VcpuError> {
+    ) -> Result<(Stop, Regs, crate::devices::hypercall::GuestErrors, Duration), VcpuError> {
         let mut no_trace = None;
         // Registered before the first look at `cancel`: a vCPU that ends
         // the VM after that look kicks this thread out of its KVM_RUN.
@@ -246,12 +261,19 @@ impl VcpuJob<'_> {
             deadline: self.deadline,
             cancel: Some(self.cancel),
             profile: self.profile,
+            others: (id == 0).then_some(self.others),
         };
-        let (stop, regs) = match driver {
-            Some(d) => d.drive(&mut lp, armed.timeout(), out, diag)?,
-            None => lp.run(out, diag)?,
+        let (stop, regs, stopped) = match driver {
+            Some(d) => {
+                let (stop, regs) = d.drive(&mut lp, armed.timeout(), out, diag)?;
+                (stop, regs, d.stopped())
+            }
+            None => {
+                let (stop, regs) = lp.run(out, diag)?;
+                (stop, regs, Duration::ZERO)
+            }
         };
-        Ok((stop, regs, guest_errors))
+        Ok((stop, regs, guest_errors, stopped))
     }
 
     /// Ends the VM: every vCPU thread leaves KVM_RUN and stops.
