@@ -108,17 +108,102 @@ fn a_fault_in_the_guest_kernel_after_user_mode() {
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(out.contains("user: hello from CPL3\n"), "{out}");
     assert!(
-        out.contains("kernel: #PF at RIP"),
-        "the guest kernel's own report: {out}"
+        out.contains("kernel: #PF at RIP 0x"),
+        "the guest kernel's own line: {out}"
     );
+    // the kernel's IDT handed the fault to the host (ExceptionReport on the
+    // exception port): the host's report, with the registers of the fault
+    assert!(
+        err.contains("host: kernel_fault stopped: #PF page fault (exception 14, error code 0x2: not present, write, kernel, address 0x40000000000 in CR2) at RIP 0x100"),
+        "{err}"
+    );
+    assert!(err.contains("rax=0x0000040000000000"), "{err}");
     assert!(err.contains("CPL 0 (kernel)"));
     // user mode ran: the kernel turned SYSCALL on
     assert!(
         err.contains("  EFER: SYSTEM_CALL_EXTENSIONS | LONG_MODE_ENABLE | LONG_MODE_ACTIVE\n"),
         "{err}"
     );
-    assert!(err.contains("  instruction at RIP (kvmwb_trap+0x"), "{err}");
-    assert!(err.contains("KVM_EXIT_SHUTDOWN\n"));
+    assert!(
+        err.contains("  instruction at RIP (__guest_rt_main+0x"),
+        "{err}"
+    );
+    assert!(err.contains("): movq $1,(%rax)"), "{err}");
+    assert!(
+        err.contains("  the faulting address (CR2): translate GVA 0x40000000000:"),
+        "{err}"
+    );
+    assert!(!err.contains("KVM_EXIT_SHUTDOWN"), "{err}");
+}
+
+/// Real and 32-bit protected mode: the host's IVT (at 0, all 256 vectors)
+/// and 32-bit IDT lead every exception to a stub that reports it, with
+/// the registers of the moment; an `int N` with no handler is named as
+/// one; a guest's own IVT entry replaces the host's.
+#[test]
+fn exceptions_in_real_and_protected_mode_are_named() {
+    // real mode: mov dx, 0x1234; xor ax, ax; div ax -> #DE, DX restored
+    let de = flat("de16", &[0xba, 0x34, 0x12, 0x31, 0xc0, 0xf7, 0xf0]);
+    let (code, err) = run(&["run", "--mode", "real", "--flat", "0xa000", &de]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("stopped: #DE divide error (exception 0) at RIP 0xa005\n"),
+        "{err}"
+    );
+    assert!(err.contains("rdx=0x0000000000001234"), "{err}");
+    assert!(err.contains("rsp=0x000000000000fff0"), "{err}");
+    assert!(
+        err.contains("  instruction at RIP: div %ax   [f7 f0]\n"),
+        "{err}"
+    );
+    assert!(err.contains("CPU mode: 16-bit real mode"), "{err}");
+    // real mode: ud2, and int 0x10 (no BIOS here)
+    let ud = flat("ud16", &[0x90, 0x0f, 0x0b]);
+    let (code, err) = run(&["run", "--mode", "real", "--flat", "0xa000", &ud]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("stopped: #UD invalid opcode (exception 6) at RIP 0xa001\n"),
+        "{err}"
+    );
+    let int = flat("int16", &[0x90, 0xcd, 0x10]);
+    let (code, err) = run(&["run", "--mode", "real", "--flat", "0xa000", &int]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("stopped: `int 0x10` with no handler: vector 16's entry is still the host's at RIP 0xa001\n"),
+        "{err}"
+    );
+    // a guest's own #DE handler in the IVT: mov word [0], 0xa010;
+    // mov word [2], 0; xor ax, ax; div ax; at 0xa010: mov al, 'D';
+    // out 0xe9, al; hlt
+    let mut own = vec![
+        0xc7, 0x06, 0x00, 0x00, 0x10, 0xa0, 0xc7, 0x06, 0x02, 0x00, 0x00, 0x00, 0x31, 0xc0, 0xf7,
+        0xf0,
+    ];
+    own.extend_from_slice(&[0xb0, b'D', 0xe6, 0xe9, 0xf4]);
+    let f = flat("own16", &own);
+    let o = common::host(&["run", "--mode", "real", "--flat", "0xa000", &f]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "D");
+    assert_eq!(o.status.code(), Some(0));
+
+    // 32-bit protected mode: #DE, and #GP with its error code (a selector
+    // past the GDT: mov ax, 0x28; mov ds, ax)
+    let de = flat("de32", &[0x31, 0xc0, 0xf7, 0xf0]);
+    let (code, err) = run(&["run", "--mode", "protected", "--flat", "0x80000", &de]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("stopped: #DE divide error (exception 0) at RIP 0x80002\n"),
+        "{err}"
+    );
+    assert!(err.contains("rsp=0x0000000000080000"), "{err}");
+    assert!(err.contains("CPU mode: 32-bit protected mode"), "{err}");
+    let gp = flat("gp32", &[0x66, 0xb8, 0x28, 0x00, 0x8e, 0xd8]);
+    let (code, err) = run(&["run", "--mode", "protected", "--flat", "0x80000", &gp]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("stopped: #GP general protection fault (exception 13, error code 0x28: GDT selector 0x28) at RIP 0x80004\n"),
+        "{err}"
+    );
+    assert!(err.contains("  instruction at RIP: mov %eax,%ds"), "{err}");
 }
 
 #[test]

@@ -220,6 +220,51 @@ fn cases(payload: &Path) -> Vec<Case> {
             gdb: None,
             lines: vec!["stopped: #UD invalid opcode (exception 6) at RIP 0x100000"],
         },
+        // the host's 32-bit IDT in paged32 (which kvm-pvm cannot run), and
+        // an `int N` at ring 0 (kvm-pvm cannot emulate it: instruction
+        // emulation failed there); the guest kernel's own report
+        Case {
+            name: "exception_paged32_de",
+            args: vec![
+                "run".into(),
+                "--mode".into(),
+                "paged32".into(),
+                "--flat".into(),
+                "0x80000".into(),
+                flat("de32", &[0x31, 0xc0, 0xf7, 0xf0]),
+            ],
+            code: 3,
+            gdb: None,
+            lines: vec![
+                "stopped: #DE divide error (exception 0) at RIP 0x80002",
+                "CPU mode: 32-bit protected mode",
+            ],
+        },
+        Case {
+            name: "exception_protected_int",
+            args: vec![
+                "run".into(),
+                "--mode".into(),
+                "protected".into(),
+                "--flat".into(),
+                "0x80000".into(),
+                flat("int14", &[0x90, 0xcd, 0x0e]),
+            ],
+            code: 3,
+            gdb: None,
+            lines: vec![
+                "stopped: `int 0xe` with no handler: vector 14's entry is still the host's at RIP 0x80001",
+            ],
+        },
+        Case {
+            name: "exception_guest_kernel",
+            args: s(&["run", "kernel_fault"]),
+            code: 3,
+            gdb: None,
+            lines: vec![
+                "stopped: #PF page fault (exception 14, error code 0x2: not present, write, kernel, address 0x40000000000 in CR2)",
+            ],
+        },
         Case {
             name: "hostile_unmapped_jump",
             args: long(

@@ -43,7 +43,12 @@ pub const BASE_FINGERPRINT: u64 = {
         h = fnv(h, HcStatus::ALL[i] as i32 as u64);
         i += 1;
     }
-    let words: [u64; 55] = [
+    let words: [u64; 60] = [
+        <crate::ExceptionReport as crate::block::Block>::LAYOUT.hash() as u64,
+        crate::REPORT_ERROR_CODE,
+        crate::REPORT_CR2,
+        layout::REAL_STUBS,
+        layout::REAL_STUBS_END,
         MAX_STR_LEN as u64,
         crate::args::AREA,
         crate::args::AREA_END,

@@ -16,11 +16,21 @@ pub const PAGE_TABLES_END: u64 = 0x9000;
 /// the page below each vCPU's stack, its guard, can be left unmapped.
 pub const LOW_PT: u64 = 0xB000;
 /// Long mode: the host's IDT for guests that have none, its exception
-/// stubs, one TSS and one exception stack per vCPU (the host's
-/// x86/exception.rs lays them out).
+/// stubs, one TSS and one exception stack per vCPU; 32-bit modes: the
+/// host's IDT of 32 gates and its stubs (the host's x86/exception.rs lays
+/// them out).
 pub const HOST_IDT: u64 = 0xA000;
 /// End of the host's exception area.
 pub const HOST_IDT_END: u64 = 0xB000;
+/// Real mode: the host's interrupt vector table is the CPU's, at 0 (256
+/// entries of offset:segment, IDTR base 0); each entry leads to an 8-byte
+/// stub of the host's here (`push dx; mov dx, PORT; out dx, al; hlt`), so
+/// an exception, or an `int N` with no handler of the guest's, is reported
+/// before it runs into memory that holds no code. A guest that writes its
+/// own entry into the IVT replaces the host's.
+pub const REAL_STUBS: u64 = 0x500;
+/// End of the real-mode stubs (256 of 8 bytes).
+pub const REAL_STUBS_END: u64 = 0xD00;
 /// The port the host's exception stubs report on (the vector is where the
 /// stub is: RIP), before an exception could become a triple fault.
 pub const EXCEPTION_PORT: u16 = 0x5f0;

@@ -13,10 +13,12 @@
 pub mod args;
 pub mod block;
 pub mod fingerprint;
+pub mod report;
 pub mod serve;
 pub mod simvirtio;
 
 pub use fingerprint::{BASE_FINGERPRINT, FINGERPRINT};
+pub use report::{ExceptionReport, REPORT_CR2, REPORT_ERROR_CODE};
 
 /// The ABI note's format and the contract's generation. Additive changes (a
 /// new hypercall) do not change it: each guest's note lists the hypercalls
@@ -378,6 +380,11 @@ const _: () = {
     assert!(MIN_MEM > IMAGE_MIN && MAX_MEM <= 0xfffb_d000);
     assert!(PAGE_TABLES_END <= REAL_LOAD && REAL_LOAD < REAL_END && REAL_END < REAL_STACK_TOP);
     assert!(REAL_STACK_TOP <= 0xFFFF);
+    assert!(
+        CHECK_ADDR + 8 <= REAL_STUBS
+            && REAL_STUBS + 256 * 8 == REAL_STUBS_END
+            && REAL_STUBS_END <= GDT
+    );
     // the arguments area: after the SIMVIRTIO device table, before the
     // host's IDT (long mode) and real-mode code
     assert!(crate::simvirtio::DEVICE_TABLE + 0x400 <= crate::args::AREA);

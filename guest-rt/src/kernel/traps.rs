@@ -1,10 +1,9 @@
 //! Exceptions: one report line, then the user program ends (or, in the
-//! kernel, a deliberate triple fault).
+//! kernel, a report to the host, which ends the run as a crash).
 
 use super::boot::*;
 use super::syscalls::*;
 use crate::sys::FAULT_STATUS_BASE;
-use x86_64::VirtAddr;
 use x86_64::registers::control::Cr2;
 
 /// What the CPU pushed for a trap, plus the vector and the registers the
@@ -122,19 +121,60 @@ pub(super) extern "C" fn kvmwb_trap(f: &mut TrapFrame) {
         unsafe { kvmwb_end_user(FAULT_STATUS_BASE + f.vector as i64) }
     }
     crate::println!(
-        "kernel: {name} at RIP {:#x}, error code {:#x}, RSP {:#x}: halting the VM with a triple fault",
+        "kernel: {name} at RIP {:#x}, error code {:#x}, RSP {:#x}: reporting it to the host",
         f.rip,
         f.error,
         f.rsp
     );
-    let empty = x86_64::structures::DescriptorTablePointer {
-        limit: 0,
-        base: VirtAddr::zero(),
+    report(f)
+}
+
+/// Hands a kernel fault to the host (`hypercall_abi::ExceptionReport` on
+/// the exception port), which ends the run as a crash with these
+/// registers: exception, source line, backtrace, as for a program without
+/// an IDT of its own.
+fn report(f: &TrapFrame) -> ! {
+    use crate::abi::{ExceptionReport, REPORT_CR2, REPORT_ERROR_CODE, layout};
+    let has_code = matches!(f.vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
+    let r = ExceptionReport {
+        vector: f.vector,
+        flags: if has_code { REPORT_ERROR_CODE } else { 0 }
+            | if f.vector == 14 { REPORT_CR2 } else { 0 },
+        error_code: f.error,
+        cr2: Cr2::read_raw(),
+        rip: f.rip,
+        cs: f.cs,
+        rflags: f.rflags,
+        rsp: f.rsp,
+        ss: f.ss,
+        rax: f.rax,
+        rbx: f.rbx,
+        rcx: f.rcx,
+        rdx: f.rdx,
+        rsi: f.rsi,
+        rdi: f.rdi,
+        rbp: f.rbp,
+        r8: f.r8,
+        r9: f.r9,
+        r10: f.r10,
+        r11: f.r11,
+        r12: f.r12,
+        r13: f.r13,
+        r14: f.r14,
+        r15: f.r15,
     };
-    // SAFETY: an empty IDT turns the next exception into a triple fault,
-    // which ends the VM: the intent here.
-    unsafe {
-        x86_64::instructions::tables::lidt(&empty);
-        core::arch::asm!("ud2", options(noreturn))
+    loop {
+        // SAFETY: an `out` to the host's exception port with EAX = the
+        // report's address (kernel memory is identity-mapped below 4 GiB):
+        // the host reads the report and ends the run; `hlt` is never run.
+        unsafe {
+            core::arch::asm!(
+                "out dx, eax",
+                "hlt",
+                in("dx") layout::EXCEPTION_PORT,
+                in("eax") &raw const r as usize as u32,
+                options(nostack)
+            )
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::signals::Timer;
 use crate::vcpu::ExitLoop;
-use crate::vcpu::driver::Others;
+use crate::vcpu::others::Others;
 use std::time::{Duration, Instant};
 
 /// `--timeout` counts guest time only: the timer runs while the guest

@@ -30,11 +30,12 @@ pub enum Fault {
         gpa: u64,
     },
     /// A CPU exception the guest had no handler for, reported by the
-    /// host's IDT (x86/exception.rs) before it could become a triple fault.
+    /// host's IDT or IVT (x86/exception.rs) before it could become a triple
+    /// fault, or by the guest itself (`hypercall_abi::ExceptionReport`).
     Exception {
-        /// The vector (0-31).
+        /// The vector (0-31; up to 255 for an `int N` in real mode).
         vector: u8,
-        /// `#DE`, `#PF`, ...
+        /// `#DE`, `#PF`, ...; `INT` for an `int N` instruction.
         mnemonic: &'static str,
         /// The error code the CPU pushed, for the vectors that have one.
         #[serde(serialize_with = "crate::size::hex_opt")]
@@ -115,6 +116,12 @@ impl std::fmt::Display for Fault {
                 error_code,
                 cr2,
             } => {
+                if *mnemonic == "INT" {
+                    return write!(
+                        f,
+                        "`int {vector:#x}` with no handler: vector {vector}'s entry is still the host's"
+                    );
+                }
                 let (_, name) = crate::x86::exception::name(*vector);
                 write!(f, "{mnemonic} {name} (exception {vector}")?;
                 if let Some(c) = error_code {

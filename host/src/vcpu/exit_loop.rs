@@ -15,7 +15,7 @@ use crate::stats::Dir;
 use crate::stats::{ExitReason, ExitStats};
 use crate::trace::Tracer;
 use crate::x86::{Regs, exception};
-use hypercall_abi::layout;
+use hypercall_abi::{ExceptionReport, REPORT_CR2, REPORT_ERROR_CODE, layout};
 use kvm_ioctls::VcpuExit;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,8 +45,8 @@ pub struct ExitLoop<'a> {
     /// `--stats`: time the host's handling of each exit.
     pub profile: bool,
     /// vCPU 0 of several: the others, for a driver's clock
-    /// ([`super::driver::Others`]).
-    pub others: Option<&'a super::driver::Others>,
+    /// ([`super::others::Others`]).
+    pub others: Option<&'a super::others::Others>,
 }
 
 impl ExitLoop<'_> {
@@ -109,7 +109,7 @@ impl ExitLoop<'_> {
                     // the data bytes are copied: the vCPU is free again
                     let io = Io::out(data);
                     if (port == layout::EXCEPTION_PORT || port == layout::PANIC_PORT)
-                        && let Some(p) = exception(self.vcpu, self.trace, &mut cx, port)?
+                        && let Some(p) = exception(self.vcpu, self.trace, &mut cx, port, io)?
                     {
                         return Ok(p);
                     }
@@ -196,48 +196,119 @@ impl ExitLoop<'_> {
 }
 
 /// An `out` to the panic port: guest-rt's panic handler; the run ends as
-/// a crash (Fault::Panic). An `out` to the exception port: from one of
-/// the host's exception stubs (RIP says which vector), the guest took an
-/// exception it has no handler for. The run ends with it, the registers as they were
-/// when it happened: the CPU's frame on the exception stack has RIP,
-/// RFLAGS and RSP, the stub saved RDX below it. From anywhere else it
-/// is an ordinary port (None).
+/// a crash (Fault::Panic). A one-byte `out` to the exception port from one
+/// of the host's exception stubs (the vector is which stub: RIP, in the
+/// table of the CPU's mode): the guest took an exception it has no
+/// handler for; the registers become those of the moment it happened,
+/// from the frame the CPU pushed. A four-byte `out` there: the guest's
+/// own report (`hypercall_abi::ExceptionReport` at the GPA in EAX, the
+/// guest kernel's trap handler). The run ends with it. Anything else on
+/// that port is an ordinary port (None).
 fn exception(
     vcpu: &mut Vcpu,
     trace: &mut Option<Tracer>,
     cx: &mut Ctx,
     port: u16,
+    io: Io,
 ) -> Result<Option<Pause>, VcpuError> {
     let mut regs = vcpu.regs(trace)?;
-    let vector = exception::vector_at(regs.rip);
-    if vector.is_none() && port == layout::EXCEPTION_PORT {
+    let mut s = vcpu.sregs("control registers for the exception report", trace)?;
+    let mode = exception::StubMode::of(&s);
+    let from_stub = exception::vector_at(mode, mode.linear(s.cs.base, regs.rip));
+    let report = if port == layout::EXCEPTION_PORT && from_stub.is_none() && io.size == 4 {
+        let mut b = ExceptionReport::default();
+        // SAFETY: `ExceptionReport` is an `abi_block!`: `#[repr(C)]`, only
+        // u64 fields, no padding; any bytes are a valid value, and the slice
+        // covers exactly `b`.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                (&raw mut b).cast::<u8>(),
+                std::mem::size_of::<ExceptionReport>(),
+            )
+        };
+        match cx.mem.read_slice(bytes, GuestAddress(u64::from(io.value))) {
+            Ok(()) if b.vector < 256 => Some(b),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    if port == layout::EXCEPTION_PORT && from_stub.is_none() && report.is_none() {
         return Ok(None);
     }
     cx.stats.record_io(Dir::Out, port);
     cx.out.flush().map_err(HostError::from)?;
     vcpu.trace_exit(trace, true);
-    let s = vcpu.sregs("control registers for the exception report", trace)?;
-    let Some(vector) = vector else {
+    let fault = if let Some(r) = report {
+        regs = Regs {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rsp: r.rsp,
+            rbp: r.rbp,
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+            rip: r.rip,
+            rflags: r.rflags,
+        };
+        let vector = r.vector as u8;
+        Fault::Exception {
+            vector,
+            mnemonic: exception::name(vector).0,
+            error_code: (r.flags & REPORT_ERROR_CODE != 0).then_some(r.error_code),
+            cr2: (r.flags & REPORT_CR2 != 0).then_some(r.cr2),
+        }
+    } else if let Some(vector) = from_stub {
+        let stack = match mode {
+            exception::StubMode::Real => s.ss.base + (regs.rsp & 0xffff),
+            _ => s.ss.base + regs.rsp,
+        };
+        let word = |at: u64, n: usize| -> Option<u64> {
+            let mut b = [0u8; 8];
+            cx.mem.read_slice(&mut b[..n], GuestAddress(at)).ok()?;
+            Some(u64::from_le_bytes(b))
+        };
+        let cs_base = |cs: u16| match mode {
+            exception::StubMode::Real => u64::from(cs) << 4,
+            _ => s.cs.base,
+        };
+        let int_before = |ip: u64, cs: u16| {
+            let at = mode.linear(cs_base(cs), ip.wrapping_sub(2));
+            let mut b = [0u8; 2];
+            cx.mem.read_slice(&mut b, GuestAddress(at)).is_ok() && b == [0xcd, vector]
+        };
+        let frame = exception::frame_at(mode, vector, stack, word, int_before);
+        if let Some(f) = frame {
+            (regs.rip, regs.rflags, regs.rsp, regs.rdx) = (f.ip, f.flags, f.sp, f.dx);
+            if mode == exception::StubMode::Real {
+                // the faulting code's segment, for the report's disassembly
+                s.cs.selector = f.cs;
+                s.cs.base = u64::from(f.cs) << 4;
+            }
+        }
+        let software = frame.is_some_and(|f| f.software);
+        Fault::Exception {
+            vector,
+            mnemonic: if software {
+                "INT"
+            } else {
+                exception::name(vector).0
+            },
+            error_code: frame.and_then(|f| f.error_code),
+            cr2: (vector == 14 && !software).then_some(s.cr2),
+        }
+    } else {
         // guest-rt's panic handler: the registers are its own
-        let stop = Stop::faulted(Fault::Panic, &s);
-        return Ok(Some(Pause::Ended(stop, regs)));
-    };
-    // the exception stack: the stub's saved RDX, the error code for the
-    // vectors that have one, then the CPU's frame: RIP, CS, RFLAGS, RSP, SS
-    let word = |at: u64| cx.mem.read_obj::<u64>(GuestAddress(at)).ok();
-    let has_code = exception::has_error_code(vector);
-    let error_code = has_code.then(|| word(regs.rsp + 8)).flatten();
-    let at = regs.rsp + if has_code { 16 } else { 8 };
-    if let (Some(rip), Some(rflags), Some(rsp), Some(rdx)) =
-        (word(at), word(at + 16), word(at + 24), word(regs.rsp))
-    {
-        (regs.rip, regs.rflags, regs.rsp, regs.rdx) = (rip, rflags, rsp, rdx);
-    }
-    let fault = Fault::Exception {
-        vector,
-        mnemonic: exception::name(vector).0,
-        error_code,
-        cr2: (vector == 14).then_some(s.cr2),
+        Fault::Panic
     };
     let stop = Stop::faulted(fault, &s);
     Ok(Some(Pause::Ended(stop, regs)))

@@ -13,7 +13,7 @@ use crate::stats::ExitStats;
 use crate::trace::Tracer;
 use crate::vcpu::thread::ThreadSetup;
 use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
-use crate::x86::{CpuMode, cpuid, exception, gdt, paging};
+use crate::x86::{CpuMode, cpuid, exception};
 use hypercall_abi::{layout, note};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -100,14 +100,22 @@ impl Vm {
             vcpus.push(vcpu);
         }
         let sregs = cfg.mode.start_sregs(&vcpus[0].reset_sregs(t)?);
-        write_start_tables(vm.memory(), cfg.mode, cfg.mem_size, u64::from(cfg.vcpus))?;
+        super::start::write_start_tables(
+            vm.memory(),
+            cfg.mode,
+            cfg.mem_size,
+            u64::from(cfg.vcpus),
+        )?;
         // Every vCPU starts in the same mode with the same tables; in long
         // mode each has the host's IDT and a TSS of its own (its exception
         // stack), until the guest loads its own.
         for (id, vcpu) in (0..).zip(&vcpus) {
             let mut s = sregs;
-            if cfg.mode == CpuMode::Long {
-                exception::use_host_idt(&mut s, id, u64::from(cfg.vcpus));
+            match cfg.mode {
+                CpuMode::Long => exception::use_host_idt(&mut s, id, u64::from(cfg.vcpus)),
+                CpuMode::Protected | CpuMode::Paged32 => exception::use_idt32(&mut s),
+                // the IVT at 0 is the reset state's IDTR (base 0, limit 0x3ff)
+                CpuMode::Real => {}
             }
             vcpu.set_start_sregs(cfg.mode, &s, t)?;
         }
@@ -390,31 +398,4 @@ impl Vm {
             device: self.bus.device_stats(),
         })
     }
-}
-
-/// Writes what a vCPU starting in `mode` needs in guest memory: the GDT
-/// and, with paging, the host's page tables (nothing in real mode).
-fn write_start_tables(
-    mem: &GuestMemoryMmap,
-    mode: CpuMode,
-    size: u64,
-    vcpus: u64,
-) -> Result<(), KvmError> {
-    let werr = |e: paging::PagingError| KvmError::Write(e.to_string());
-    if mode == CpuMode::Real {
-        return Ok(());
-    }
-    for (i, d) in gdt::entries(mode == CpuMode::Long).iter().enumerate() {
-        mem.write_obj(*d, GuestAddress(layout::GDT + 8 * i as u64))
-            .map_err(|e| KvmError::Write(e.to_string()))?;
-    }
-    match mode {
-        CpuMode::Long => {
-            exception::write_host_idt(mem, vcpus).map_err(|e| KvmError::Write(e.to_string()))?;
-            paging::build_identity_map(mem, size, vcpus).map_err(werr)?
-        }
-        CpuMode::Paged32 => paging::build_paged32(mem, size).map_err(werr)?,
-        CpuMode::Protected | CpuMode::Real => Vec::new(),
-    };
-    Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod machine;
 pub mod outcome;
 mod smp;
+mod start;
 
 pub use machine::{Vm, VmError};
 pub use outcome::{Check42, RunOutcome, VcpuReport};

@@ -10,7 +10,7 @@ use crate::devices::Bus;
 use crate::diag::HostError;
 use crate::kvm::Vcpu;
 use crate::stats::ExitStats;
-use crate::vcpu::driver::Others;
+use crate::vcpu::others::Others;
 use crate::vcpu::thread::ThreadSetup;
 use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
 use crate::x86::Regs;
