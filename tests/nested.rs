@@ -265,6 +265,41 @@ fn cases(payload: &Path) -> Vec<Case> {
                 "stopped: #PF page fault (exception 14, error code 0x2: not present, write, kernel, address 0x40000000000 in CR2)",
             ],
         },
+        // interrupts on a real KVM: both controllers, the PIT, an irqfd
+        Case {
+            name: "irq_user",
+            args: s(&["run", "irq_user", "--mode", "real", "--inject-every", "2ms"]),
+            code: 0,
+            gdb: None,
+            lines: vec!["5 interrupts: vector 0x20, injected by the host", check],
+        },
+        Case {
+            name: "irq_pit_ticks",
+            args: s(&["run", "pit_ticks", "--mode", "real"]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "10 PIT ticks: IRQ 0, vector 8, through the in-kernel PIC",
+                check,
+            ],
+        },
+        Case {
+            name: "irq_line_irqfd",
+            args: s(&[
+                "run",
+                "irq_line",
+                "--mode",
+                "real",
+                "--inject-every",
+                "2ms:5",
+            ]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "5 interrupts: IRQ 5, vector 0x25, raised through an irqfd",
+                check,
+            ],
+        },
         Case {
             name: "hostile_unmapped_jump",
             args: long(

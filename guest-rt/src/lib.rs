@@ -272,7 +272,11 @@ macro_rules! real_loop {
 #[macro_export]
 macro_rules! real_mode_only {
     ($name:literal) => {
-        $crate::entry!(main);
+        $crate::real_mode_only!($name, 0);
+    };
+    // with ABI note flags, e.g. `abi::note::FLAG_IRQ_KERNEL`
+    ($name:literal, $flags:expr) => {
+        $crate::entry!(@emit main, $flags);
         fn main() -> u64 {
             $crate::println!(
                 "{} is a 16-bit real-mode program: run it with `host matrix --vm {}` or `host run {} --mode real`",

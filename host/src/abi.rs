@@ -156,7 +156,7 @@ pub fn regions() -> Vec<(&'static str, String)> {
          | 0 | 4 | namesz | 6 |\n| 4 | 4 | descsz | 16 + the entries and records that follow |\n| 8 | 4 | type | {} |\n\
          | 12 | 8 | name | `\"KVMWB\\0\"` + 2 bytes of padding |\n\
          | 20 | 4 | version | {ABI_VERSION} |\n\
-         | 24 | 4 | flags | bit 0: run the 42 check at HLT; bit 1: runs on several vCPUs (`--vcpus`); bit 2: a test build (`cargo test`: RDX at entry is `TESTS_LIST` = u64::MAX, list the tests, or a test\'s index, run it; RAX 101 at HLT: it panicked); bit 3: give the vCPUs the host\'s CPU features (KVM\'s supported CPUID: the guest kernel, SMP guests, `entry!(main, cpuid)`); other bits must be 0 |\n\
+         | 24 | 4 | flags | bit 0: run the 42 check at HLT; bit 1: runs on several vCPUs (`--vcpus`); bit 2: a test build (`cargo test`: RDX at entry is `TESTS_LIST` = u64::MAX, list the tests, or a test\'s index, run it; RAX 101 at HLT: it panicked); bit 3: give the vCPUs the host\'s CPU features (KVM\'s supported CPUID: the guest kernel, SMP guests, `entry!(main, cpuid)`); bit 4: interrupts from the user-space controller (`--irqchip user`); bit 5: KVM\'s in-kernel PIC, APICs and PIT (`--irqchip kernel`; [interrupts.md](interrupts.md)); other bits must be 0 |\n\
          | 28 | 4 | base fingerprint, low 32 bits | {:#010x} |\n\
          | 32 | 4 | base fingerprint, high 32 bits | {:#010x} |\n\
          | 36 | to the end | entries, each with its field records | below |\n\n\

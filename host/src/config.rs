@@ -21,6 +21,47 @@ pub enum ConfigError {
     Vcpus(String),
 }
 
+/// Which interrupt controller a VM has (`--irqchip`; by default what the
+/// guest's ABI note asks for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IrqChip {
+    /// None: nothing interrupts the guest (HLT exits to the host).
+    #[default]
+    None,
+    /// The host injects vectors with KVM_INTERRUPT when the guest can take
+    /// one, asking for an interrupt window when it cannot; HLT exits to the
+    /// host.
+    User,
+    /// KVM's in-kernel PIC, IOAPIC and local APICs (KVM_CREATE_IRQCHIP)
+    /// and PIT (KVM_CREATE_PIT2); HLT sleeps in the kernel.
+    Kernel,
+}
+
+impl IrqChip {
+    /// The controller a guest's ABI note flags ask for.
+    pub fn from_note(flags: u32) -> IrqChip {
+        use hypercall_abi::note::{FLAG_IRQ_KERNEL, FLAG_IRQ_USER};
+        if flags & FLAG_IRQ_KERNEL != 0 {
+            IrqChip::Kernel
+        } else if flags & FLAG_IRQ_USER != 0 {
+            IrqChip::User
+        } else {
+            IrqChip::None
+        }
+    }
+}
+
+/// `--inject-every PERIOD[:N]`: the host interrupts the guest every period:
+/// vector N through KVM_INTERRUPT (user-space controller), or IRQ line N
+/// through an irqfd (in-kernel controller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inject {
+    /// How often.
+    pub period: Duration,
+    /// The vector (user) or IRQ line (kernel).
+    pub n: u32,
+}
+
 /// How to build a VM.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
@@ -39,6 +80,8 @@ pub struct VmConfig {
     /// ABI note (`note::FLAG_CPUID`); a flat image, which declares
     /// nothing, gets it.
     pub cpuid: bool,
+    /// The interrupt controller; `None`: what the guest's note asks for.
+    pub irqchip: Option<IrqChip>,
 }
 
 impl VmConfig {
@@ -83,6 +126,7 @@ impl Default for VmConfig {
             vcpus: 1,
             trace: None,
             cpuid: true,
+            irqchip: None,
         }
     }
 }
@@ -109,6 +153,8 @@ pub struct RunConfig {
     pub profile: bool,
     /// Do the 42 check at HLT even if the guest's note does not ask for it.
     pub check_42: bool,
+    /// `--inject-every`: interrupt the guest periodically.
+    pub inject: Option<Inject>,
 }
 
 impl RunConfig {

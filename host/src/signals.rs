@@ -73,7 +73,7 @@ pub fn report_interrupts() {
 
 extern "C" fn on_kick(_: libc::c_int) {}
 
-fn set_of(sigs: &[libc::c_int]) -> libc::sigset_t {
+pub(crate) fn set_of(sigs: &[libc::c_int]) -> libc::sigset_t {
     // SAFETY: sigemptyset/sigaddset only write the local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

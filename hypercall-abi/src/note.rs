@@ -45,8 +45,20 @@ pub const TEST_FAILED: u64 = 101;
 /// `guest_rt::user_program!` and `smp_entry!` set it; `entry!(main, cpuid)`
 /// asks for it.
 pub const FLAG_CPUID: u32 = 8;
+/// The program takes interrupts from a user-space controller: the host
+/// injects vectors with KVM_INTERRUPT when the guest can take one
+/// (`host run --irqchip user`, the default for such a program). HLT still
+/// exits to the host.
+pub const FLAG_IRQ_USER: u32 = 16;
+/// The program takes interrupts from KVM's in-kernel controllers (PIC,
+/// IOAPIC, local APICs) and PIT (`--irqchip kernel`, the default for such
+/// a program): classic PC code that programs the PIC and the PIT runs as
+/// is. HLT then sleeps in the kernel; a HLT with interrupts off still
+/// ends the run.
+pub const FLAG_IRQ_KERNEL: u32 = 32;
 /// Every flag this ABI defines.
-pub const FLAGS_KNOWN: u32 = FLAG_CHECK_42 | FLAG_SMP | FLAG_TESTS | FLAG_CPUID;
+pub const FLAGS_KNOWN: u32 =
+    FLAG_CHECK_42 | FLAG_SMP | FLAG_TESTS | FLAG_CPUID | FLAG_IRQ_USER | FLAG_IRQ_KERNEL;
 /// Bytes for a hypercall's name in an [`Entry`] (and a field's in a
 /// [`FieldRec`]), NUL included.
 pub const NAME_LEN: usize = 20;

@@ -31,6 +31,52 @@ pub enum Mode {
     Long,
 }
 
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
+pub enum IrqChipArg {
+    /// The host injects vectors with KVM_INTERRUPT (HLT exits to the host).
+    User,
+    /// KVM's in-kernel PIC, IOAPIC, local APICs and PIT (HLT sleeps in KVM).
+    Kernel,
+    /// No interrupt controller.
+    None,
+}
+
+impl From<IrqChipArg> for host::config::IrqChip {
+    fn from(a: IrqChipArg) -> Self {
+        match a {
+            IrqChipArg::User => host::config::IrqChip::User,
+            IrqChipArg::Kernel => host::config::IrqChip::Kernel,
+            IrqChipArg::None => host::config::IrqChip::None,
+        }
+    }
+}
+
+/// `--inject-every PERIOD[:N]` (N decimal or 0x hex).
+pub fn parse_inject(s: &str) -> Result<host::config::Inject, String> {
+    let (p, n) = match s.split_once(':') {
+        Some((p, n)) => {
+            let v = match n.strip_prefix("0x") {
+                Some(h) => u32::from_str_radix(h, 16),
+                None => n.parse(),
+            }
+            .map_err(|_| format!("{n:?} is not a vector or IRQ number"))?;
+            if v > 255 {
+                return Err(format!("{n} is past 255, the last vector"));
+            }
+            (p, v)
+        }
+        None => (s, 0x20),
+    };
+    let period = size::parse_duration(p).map_err(|e| e.to_string())?;
+    if period < host::config::MIN_PERIOD {
+        return Err(format!(
+            "{p} is shorter than the {:?} this host can serve",
+            host::config::MIN_PERIOD
+        ));
+    }
+    Ok(host::config::Inject { period, n })
+}
+
 impl From<Mode> for host::x86::CpuMode {
     fn from(m: Mode) -> Self {
         match m {
@@ -75,6 +121,9 @@ pub struct GuestArgs {
     /// The KVM device.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_KVM)]
     pub kvm_device: PathBuf,
+    /// The interrupt controller (default: what the guest's ABI note asks for, else none).
+    #[arg(long, value_enum)]
+    pub irqchip: Option<IrqChipArg>,
 }
 
 impl GuestArgs {
@@ -96,6 +145,7 @@ impl GuestArgs {
                 vcpus: 1,
                 // run::prepare keeps it only for a guest that asks
                 cpuid: true,
+                irqchip: self.irqchip.map(Into::into),
             },
             flat: self.flat,
             ..RunOptions::default()
@@ -163,6 +213,10 @@ pub struct RunArgs {
     /// or a Unix socket path; default 127.0.0.1:1234). Put it after GUEST.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1234")]
     pub gdb: Option<String>,
+    /// Interrupt the guest every PERIOD: vector N (default 0x20) with --irqchip user,
+    /// IRQ line N through an irqfd with --irqchip kernel (e.g. 10ms, 1ms:0x30).
+    #[arg(long, value_name = "PERIOD[:N]", value_parser = parse_inject)]
+    pub inject_every: Option<host::config::Inject>,
     /// The guest's arguments, after `--` (`host run primes -- 100 7`): the guest
     /// reads them with guest_rt::args() (docs/abi.md, "Arguments").
     #[arg(last = true, value_name = "ARGS")]
@@ -195,6 +249,7 @@ impl RunArgs {
                 mem: size::parse_size(DEFAULT_MEM).ok()?,
                 flat: None,
                 kvm_device: PathBuf::from(DEFAULT_KVM),
+                irqchip: None,
             },
             check_42: false,
             json: false,
@@ -208,6 +263,7 @@ impl RunArgs {
             vcpus: 1,
             trace_file: None,
             gdb: None,
+            inject_every: None,
             args: Vec::new(),
         })
     }

@@ -137,6 +137,7 @@ fn dispatch(cli: Cli) -> Done {
             poll_interval,
             stats,
             gdb,
+            inject_every,
             args,
         }) => {
             let trace = trace_kvm.map(|t| match t {
@@ -151,6 +152,7 @@ fn dispatch(cli: Cli) -> Done {
                     polling: polling.then_some(poll_interval),
                     profile: stats,
                     check_42,
+                    inject: inject_every,
                 },
                 trace_file,
                 gdb,

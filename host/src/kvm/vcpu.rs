@@ -348,6 +348,11 @@ impl Vcpu {
         self.fd.run()
     }
 
+    /// The shared kvm_run area, to write a request into before KVM_RUN.
+    pub(super) fn kvm_run_mut(&mut self) -> &mut k::kvm_run {
+        self.fd.get_kvm_run()
+    }
+
     /// The shared kvm_run area as the last exit left it.
     pub fn kvm_run(&mut self) -> &k::kvm_run {
         self.fd.get_kvm_run()

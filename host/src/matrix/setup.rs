@@ -92,6 +92,8 @@ pub(super) fn set_up(
         vcpus: 1,
         // `image` keeps it for the guests that ask
         cpuid: true,
+        // the matrix's guests are not interrupted
+        irqchip: Some(crate::config::IrqChip::None),
     };
     let mut gs = Vec::with_capacity(opts.vms.len());
     let mut images = HashMap::new();

@@ -318,9 +318,21 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     };
     // the supported CPUID only for a guest that declares it needs it (or
     // a flat image, which cannot say)
+    // the interrupt controller: --irqchip, else what the note asks for
+    let irqchip = opts
+        .vm
+        .irqchip
+        .unwrap_or(crate::config::IrqChip::from_note(plan.flags));
+    if opts.run.inject.is_some() && irqchip == crate::config::IrqChip::None {
+        return Err(RunError::Usage(format!(
+            "--inject-every needs an interrupt controller, and {} asks for none: add --irqchip user (KVM_INTERRUPT) or --irqchip kernel (in-kernel PIC/APIC, through an irqfd)",
+            display_name(&opts.guest)
+        )));
+    }
     let cfg = VmConfig {
         cpuid: opts.vm.cpuid
             && (opts.flat.is_some() || plan.flags & hypercall_abi::note::FLAG_CPUID != 0),
+        irqchip: Some(irqchip),
         ..opts.vm.clone()
     };
     let mut vm = Vm::new(&cfg, opts.run.clone())?;

@@ -22,13 +22,16 @@ pub enum ExitReason {
     Intr,
     /// KVM_EXIT_DEBUG: a single step or a breakpoint (`--gdb` only).
     Debug,
+    /// KVM_EXIT_IRQ_WINDOW_OPEN: the guest can take the interrupt the
+    /// host holds (user-space controller).
+    IrqWindow,
     /// Anything else.
     Other,
 }
 
 impl ExitReason {
     /// All reasons, in table order.
-    pub const ALL: [ExitReason; 9] = [
+    pub const ALL: [ExitReason; 10] = [
         ExitReason::Io,
         ExitReason::Mmio,
         ExitReason::Hlt,
@@ -37,6 +40,7 @@ impl ExitReason {
         ExitReason::InternalError,
         ExitReason::Intr,
         ExitReason::Debug,
+        ExitReason::IrqWindow,
         ExitReason::Other,
     ];
 
@@ -52,6 +56,7 @@ impl ExitReason {
             ExitReason::InternalError => k::KVM_EXIT_INTERNAL_ERROR,
             ExitReason::Intr => k::KVM_EXIT_INTR,
             ExitReason::Debug => k::KVM_EXIT_DEBUG,
+            ExitReason::IrqWindow => k::KVM_EXIT_IRQ_WINDOW_OPEN,
             ExitReason::Other => return None,
         })
     }
@@ -67,6 +72,7 @@ impl ExitReason {
             ExitReason::InternalError => "KVM_EXIT_INTERNAL_ERROR",
             ExitReason::Intr => "KVM_EXIT_INTR",
             ExitReason::Debug => "KVM_EXIT_DEBUG",
+            ExitReason::IrqWindow => "KVM_EXIT_IRQ_WINDOW_OPEN",
             ExitReason::Other => "other",
         }
     }

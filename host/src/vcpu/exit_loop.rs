@@ -47,6 +47,9 @@ pub struct ExitLoop<'a> {
     /// vCPU 0 of several: the others, for a driver's clock
     /// ([`super::others::Others`]).
     pub others: Option<&'a super::others::Others>,
+    /// Interrupts: the controller, `--inject-every` (None: a VM without a
+    /// controller, whose loop has nothing to do for them).
+    pub irq: Option<super::irq::IrqRun<'a>>,
 }
 
 impl ExitLoop<'_> {
@@ -94,6 +97,9 @@ impl ExitLoop<'_> {
             if self.cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
                 return self.end(Stop::Cancelled, out);
             }
+            if let Some(irq) = &mut self.irq {
+                irq.before_entry(self.vcpu, self.trace)?;
+            }
             let exit = self.vcpu.run();
             let t0 = self.profile.then(Instant::now);
             self.bus.poll(self.mem, out, diag)?;
@@ -122,7 +128,21 @@ impl ExitLoop<'_> {
                 Ok(VcpuExit::MmioWrite(addr, data)) => self.bus.mmio_write(&mut cx, addr, data)?,
                 Ok(VcpuExit::Hlt) => {
                     self.stats.record(ExitReason::Hlt);
-                    return self.end(Stop::Halted, out);
+                    // halted with interrupts on and a tick to come: it waits
+                    let deadline = self.deadline.map(|(at, _)| at);
+                    if !self
+                        .irq
+                        .as_mut()
+                        .is_some_and(|i| i.wait_at_hlt(self.vcpu, deadline))
+                    {
+                        return self.end(Stop::Halted, out);
+                    }
+                    if let Some(stop) = self.stop_request() {
+                        return self.end(stop, out);
+                    }
+                }
+                Ok(VcpuExit::IrqWindowOpen) => {
+                    self.stats.record(ExitReason::IrqWindow);
                 }
                 Ok(VcpuExit::Debug(d)) if debug => {
                     self.stats.record(ExitReason::Debug);
@@ -155,14 +175,16 @@ impl ExitLoop<'_> {
                         t.exit_errno(self.vcpu.fd_raw(), e.errno());
                     }
                     crate::signals::consume_kicks();
-                    if crate::signals::interrupted() {
-                        return self.end(Stop::Interrupted, out);
+                    if let Some(stop) = self.stop_request() {
+                        return self.end(stop, out);
                     }
-                    if let Some((at, after)) = self.deadline
-                        && Instant::now() >= at
+                    // the in-kernel controller: a HLT with interrupts off
+                    // does not exit; the kick timer looks for it
+                    if let Some(irq) = &self.irq
+                        && irq.halted_for_good(self.vcpu)?
                     {
-                        let after_ms = after.as_millis() as u64;
-                        return self.end(Stop::TimedOut { after_ms }, out);
+                        self.stats.record(ExitReason::Hlt);
+                        return self.end(Stop::Halted, out);
                     }
                     if let Some(t0) = t0 {
                         self.stats.charge(t0.elapsed());
@@ -179,6 +201,19 @@ impl ExitLoop<'_> {
             if let Some(t0) = t0 {
                 self.stats.charge(t0.elapsed());
             }
+        }
+    }
+
+    /// A stop request that is due: Ctrl-C (or SIGTERM), or `--timeout`.
+    fn stop_request(&self) -> Option<Stop> {
+        if crate::signals::interrupted() {
+            return Some(Stop::Interrupted);
+        }
+        match self.deadline {
+            Some((at, after)) if Instant::now() >= at => Some(Stop::TimedOut {
+                after_ms: after.as_millis() as u64,
+            }),
+            _ => None,
         }
     }
 

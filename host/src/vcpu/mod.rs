@@ -6,6 +6,7 @@
 
 pub mod driver;
 pub mod exit_loop;
+pub mod irq;
 pub mod others;
 pub mod outcome;
 pub mod thread;

@@ -4,13 +4,13 @@
 //! exit loop of vCPU 0 (or hands several vCPUs to `super::smp`).
 
 use super::outcome::{Check42, RunOutcome, VcpuReport};
-use crate::config::{ConfigError, RunConfig, VmConfig};
+use crate::config::{ConfigError, IrqChip, RunConfig, VmConfig};
 use crate::devices::Bus;
 use crate::diag::HostError;
 use crate::kvm::{KvmError, System, Vcpu, VmObject};
-use crate::loader::Plan;
 use crate::stats::ExitStats;
 use crate::trace::Tracer;
+use crate::vcpu::irq::IrqRun;
 use crate::vcpu::thread::ThreadSetup;
 use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
 use crate::x86::{CpuMode, cpuid, exception};
@@ -73,6 +73,10 @@ pub struct Vm {
     pub(super) run: RunConfig,
     pub(super) state: RunState,
     pub(super) bus: Bus,
+    /// The interrupt controller, and with the in-kernel one and
+    /// `--inject-every` the eventfd bound to its IRQ line.
+    pub(super) irqchip: IrqChip,
+    pub(super) irqfd: Option<vmm_sys_util::eventfd::EventFd>,
 }
 
 impl Vm {
@@ -84,6 +88,15 @@ impl Vm {
         let t = &mut cfg.trace.map(Tracer::new);
         let sys = System::open(&cfg.kvm_path, t)?;
         let vm = VmObject::create(&sys, cfg.mem_size, t)?;
+        // the in-kernel controllers come before the vCPUs
+        let irqchip = cfg.irqchip.unwrap_or_default();
+        if irqchip == IrqChip::Kernel {
+            vm.create_irqchip(t)?;
+        }
+        let irqfd = match (irqchip, run.inject) {
+            (IrqChip::Kernel, Some(i)) => Some(vm.irqfd(i.n, t)?),
+            _ => None,
+        };
         // Without the supported CPUID the guest sees no features and, e.g.,
         // cannot set EFER.SCE for SYSCALL; a guest that needs neither
         // skips the query (VmConfig::cpuid, from its ABI note).
@@ -125,6 +138,8 @@ impl Vm {
             _sys: sys,
             config: cfg.clone(),
             bus: Bus::new(run.polling.is_some()),
+            irqchip,
+            irqfd,
             state: RunState {
                 flags: if run.check_42 { note::FLAG_CHECK_42 } else { 0 },
                 stats: vec![ExitStats::default(); cfg.vcpus as usize],
@@ -134,48 +149,6 @@ impl Vm {
             },
             run,
         })
-    }
-
-    /// Copies a checked plan's segments into guest memory (bss is zero: the
-    /// memory is freshly mapped) and points every vCPU at the entry: vCPU i
-    /// with RSP = `CpuMode::start_rsp(i)`, RDI = i, RSI = the number of vCPUs.
-    pub fn load(&mut self, plan: &Plan, bytes: &[u8]) -> Result<(), VmError> {
-        for s in &plan.segments {
-            let data = bytes
-                .get(s.file.clone())
-                .ok_or_else(|| KvmError::Write("segment outside the file".into()))?;
-            self.vm
-                .memory()
-                .write_slice(data, GuestAddress(s.gpa))
-                .map_err(|e| KvmError::Write(e.to_string()))?;
-        }
-        self.state.flags |= plan.flags;
-        let n = self.vcpus.len() as u64;
-        for (id, vcpu) in (0..).zip(&self.vcpus) {
-            let rsp = self.config.mode.start_rsp(id);
-            vcpu.set_entry(plan.entry, rsp, id, n, &mut self.state.trace)?;
-        }
-        Ok(())
-    }
-
-    /// Writes `data` into guest memory at `gpa` before the run (the
-    /// guest's arguments).
-    pub fn write_guest(&mut self, gpa: u64, data: &[u8]) -> Result<(), VmError> {
-        self.vm
-            .memory()
-            .write_slice(data, GuestAddress(gpa))
-            .map_err(|e| KvmError::Write(e.to_string()).into())
-    }
-
-    /// Sets RDX of every vCPU before the run: what a test build is to do
-    /// (`hypercall_abi::note::FLAG_TESTS`).
-    pub fn set_test_command(&mut self, command: u64) -> Result<(), VmError> {
-        for vcpu in &self.vcpus {
-            let mut r = vcpu.kvm_regs()?;
-            r.rdx = command;
-            vcpu.set_kvm_regs(&r, &mut self.state.trace)?;
-        }
-        Ok(())
     }
 
     /// Sends the `--trace-kvm` output to `sink` (what was recorded so far
@@ -219,6 +192,8 @@ impl Vm {
             run,
             state,
             bus,
+            irqchip,
+            irqfd,
             ..
         } = self;
         let trace = &mut state.trace;
@@ -253,7 +228,7 @@ impl Vm {
         let armed = ThreadSetup {
             arm: first,
             timeout: run.timeout,
-            poll: run.polling,
+            poll: IrqRun::kick_period(run.polling, *irqchip, run.inject),
             pin: run.pin.first().copied().filter(|_| first),
             seccomp: run.seccomp,
             debugger: driver.as_ref().map(|d| d.fd()),
@@ -274,6 +249,8 @@ impl Vm {
             cancel: None,
             profile: run.profile,
             others: None,
+            irq: (*irqchip != IrqChip::None)
+                .then(|| IrqRun::new(*irqchip, run.inject, irqfd.as_ref())),
         };
         let (stop, regs, stopped) = match driver {
             Some(d) => {

@@ -2,6 +2,7 @@
 //! ([`machine`]), several vCPUs on threads of their own ([`smp`]), and what
 //! a run produced ([`outcome`]).
 
+mod load;
 pub mod machine;
 pub mod outcome;
 mod smp;

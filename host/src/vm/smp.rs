@@ -6,10 +6,12 @@
 
 use super::machine::{Vm, VmError};
 use super::outcome::{RunOutcome, VcpuReport};
+use crate::config::IrqChip;
 use crate::devices::Bus;
 use crate::diag::HostError;
 use crate::kvm::Vcpu;
 use crate::stats::ExitStats;
+use crate::vcpu::irq::IrqRun;
 use crate::vcpu::others::Others;
 use crate::vcpu::thread::ThreadSetup;
 use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
@@ -47,6 +49,7 @@ impl Vm {
         let first = !self.state.started;
         self.state.started = true;
         let run = &self.run;
+        let (irqchip, irqfd) = (self.irqchip, self.irqfd.as_ref());
         let (results, pumped) = std::thread::scope(|s| {
             let mut handles = Vec::new();
             let mut spawn_error = None;
@@ -57,11 +60,13 @@ impl Vm {
                 .enumerate()
             {
                 let tx = tx.clone();
+                // --inject-every interrupts vCPU 0
+                let inject = run.inject.filter(|_| i == 0);
                 let setup = ThreadSetup {
                     arm: true,
                     timeout: run.timeout,
                     // the polling timer runs on vCPU 0's thread
-                    poll: run.polling.filter(|_| i == 0),
+                    poll: IrqRun::kick_period(run.polling.filter(|_| i == 0), irqchip, inject),
                     pin: run.pin.get(i).copied().filter(|_| first),
                     seccomp: run.seccomp,
                     debugger: driver.as_ref().filter(|_| i == 0).map(|d| d.fd()),
@@ -74,7 +79,9 @@ impl Vm {
                     .spawn_scoped(s, move || {
                         let mut out = ChanWriter::new(tx.clone(), Stream::Out);
                         let mut diag = ChanWriter::new(tx, Stream::Diag);
-                        let r = job.run(&setup, i, vcpu, stats, driver, &mut out, &mut diag);
+                        let irq = (irqchip != IrqChip::None)
+                            .then(|| IrqRun::new(irqchip, inject, irqfd.filter(|_| i == 0)));
+                        let r = job.run(&setup, i, vcpu, stats, driver, irq, &mut out, &mut diag);
                         if i > 0 {
                             job.others.ended();
                         }
@@ -232,6 +239,7 @@ impl VcpuJob<'_> {
         vcpu: &mut Vcpu,
         stats: &mut ExitStats,
         driver: Option<&mut dyn Driver>,
+        irq: Option<IrqRun<'_>>,
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<(Stop, Regs, crate::devices::hypercall::GuestErrors, Duration), VcpuError> {
@@ -262,6 +270,7 @@ impl VcpuJob<'_> {
             cancel: Some(self.cancel),
             profile: self.profile,
             others: (id == 0).then_some(self.others),
+            irq,
         };
         let (stop, regs, stopped) = match driver {
             Some(d) => {

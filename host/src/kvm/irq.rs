@@ -1,0 +1,130 @@
+//! Interrupts, the KVM API's fifth operation: the in-kernel controllers
+//! and PIT of a VM (KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2), an irqfd to
+//! raise an IRQ line from the host, and for a vCPU without them the
+//! user-space path: KVM_INTERRUPT when `kvm_run` says the guest can take
+//! one, and the interrupt window request when it cannot.
+
+use super::error::KvmError;
+use super::vcpu::Vcpu;
+use super::vm::VmObject;
+use crate::trace::{Call, Tracer, record};
+use kvm_bindings as k;
+use std::os::fd::AsRawFd;
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+/// `_IOW(KVMIO, 0x86, struct kvm_interrupt)`; kvm-ioctls has no wrapper.
+const KVM_INTERRUPT: libc::c_ulong = 0x4004_ae86;
+/// RFLAGS.IF.
+const IF: u64 = 1 << 9;
+
+impl VmObject {
+    /// The in-kernel PIC, IOAPIC and local APICs, then the PIT (before any
+    /// vCPU is created).
+    pub fn create_irqchip(&self, trace: &mut Option<Tracer>) -> Result<(), KvmError> {
+        let target = || format!("vm {}", self.fd().as_raw_fd());
+        self.fd()
+            .create_irq_chip()
+            .map_err(KvmError::ioctl("KVM_CREATE_IRQCHIP"))?;
+        record(trace, || {
+            Call::ioctl(
+                target(),
+                "KVM_CREATE_IRQCHIP",
+                String::new(),
+                "0".into(),
+                "in-kernel PIC, IOAPIC and local APICs: HLT now sleeps in the kernel",
+            )
+        });
+        let pit = k::kvm_pit_config {
+            flags: k::KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        self.fd()
+            .create_pit2(pit)
+            .map_err(KvmError::ioctl("KVM_CREATE_PIT2"))?;
+        record(trace, || {
+            Call::ioctl(
+                target(),
+                "KVM_CREATE_PIT2",
+                "flags KVM_PIT_SPEAKER_DUMMY".into(),
+                "0".into(),
+                "in-kernel 8254 PIT on ports 0x40-0x43, wired to IRQ 0",
+            )
+        });
+        Ok(())
+    }
+
+    /// An eventfd bound to IRQ line `gsi` with KVM_IRQFD: a write to it
+    /// raises the line in the in-kernel controller, without a vCPU ioctl.
+    pub fn irqfd(&self, gsi: u32, trace: &mut Option<Tracer>) -> Result<EventFd, KvmError> {
+        let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| KvmError::Write(e.to_string()))?;
+        self.fd()
+            .register_irqfd(&fd, gsi)
+            .map_err(KvmError::ioctl("KVM_IRQFD"))?;
+        record(trace, || {
+            Call::ioctl(
+                format!("vm {}", self.fd().as_raw_fd()),
+                "KVM_IRQFD",
+                format!("eventfd {}, gsi {gsi}", fd.as_raw_fd()),
+                "0".into(),
+                "a write to the eventfd raises the IRQ line in the kernel",
+            )
+        });
+        Ok(fd)
+    }
+}
+
+impl Vcpu {
+    /// Whether the guest can take an interrupt now (`kvm_run` after an
+    /// exit: ready for injection, and RFLAGS.IF set).
+    pub fn can_take_interrupt(&mut self) -> bool {
+        let r = self.kvm_run();
+        r.ready_for_interrupt_injection != 0 && r.if_flag != 0
+    }
+
+    /// Whether RFLAGS.IF was set at the last exit.
+    pub fn interrupts_on(&mut self) -> bool {
+        self.kvm_run().if_flag != 0
+    }
+
+    /// Asks KVM to exit (KVM_EXIT_IRQ_WINDOW_OPEN) as soon as the guest
+    /// can take an interrupt; `false` withdraws the request.
+    pub fn request_interrupt_window(&mut self, on: bool) {
+        self.kvm_run_mut().request_interrupt_window = u8::from(on);
+    }
+
+    /// Injects `vector` (user-space controller: no in-kernel irqchip).
+    pub fn interrupt(&self, vector: u32, trace: &mut Option<Tracer>) -> Result<(), KvmError> {
+        let irq = k::kvm_interrupt { irq: vector };
+        // SAFETY: KVM_INTERRUPT reads one `struct kvm_interrupt` from the
+        // pointer, which points at `irq`, alive for the call.
+        let rc = unsafe { libc::ioctl(self.fd_raw(), KVM_INTERRUPT, &raw const irq) };
+        if rc < 0 {
+            return Err(KvmError::ioctl("KVM_INTERRUPT")(kvm_ioctls::Error::last()));
+        }
+        record(trace, || {
+            Call::ioctl(
+                format!("vcpu {}", self.fd_raw()),
+                "KVM_INTERRUPT",
+                format!("vector {vector:#x}"),
+                "0".into(),
+                "inject the interrupt at the next entry",
+            )
+        });
+        Ok(())
+    }
+
+    /// In-kernel controller: whether the vCPU is halted with interrupts
+    /// off (KVM_GET_MP_STATE says HALTED and RFLAGS.IF is clear), which no
+    /// interrupt but an NMI can end: the run's end, as a HLT exit is
+    /// without the in-kernel controller.
+    pub fn halted_for_good(&self) -> Result<bool, KvmError> {
+        let mp = self
+            .fd()
+            .get_mp_state()
+            .map_err(KvmError::ioctl("KVM_GET_MP_STATE"))?;
+        if mp.mp_state != k::KVM_MP_STATE_HALTED {
+            return Ok(false);
+        }
+        Ok(self.kvm_regs()?.rflags & IF == 0)
+    }
+}

@@ -1,0 +1,155 @@
+//! A vCPU's interrupts, in its exit loop: the ticks of `--inject-every`
+//! (through KVM_INTERRUPT with the user-space controller, through an irqfd
+//! with the in-kernel one), the interrupt window, what a HLT means when
+//! interrupts can still come, and, with the in-kernel controller (where
+//! HLT does not exit), noticing a HLT with interrupts off.
+
+use crate::config::{Inject, IrqChip};
+use crate::kvm::{KvmError, Vcpu};
+use crate::trace::Tracer;
+use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::EventFd;
+
+/// How often the vCPU thread is kicked out of KVM_RUN, with the in-kernel
+/// controller, to see whether the guest halted with interrupts off (no
+/// exit says so): a bound on how late such a run ends.
+pub const HALT_WATCH: Duration = Duration::from_millis(2);
+
+/// One vCPU's interrupt state.
+pub struct IrqRun<'a> {
+    /// The VM's controller.
+    pub chip: IrqChip,
+    /// `--inject-every` (vCPU 0 only).
+    pub inject: Option<Inject>,
+    /// In-kernel controller: the eventfd bound to the IRQ line to raise.
+    pub irqfd: Option<&'a EventFd>,
+    next: Option<Instant>,
+    pending: bool,
+    /// Interrupts injected or raised so far.
+    pub delivered: u64,
+}
+
+impl<'a> IrqRun<'a> {
+    /// The state of a run with `chip` and `inject`, ticking from now.
+    pub fn new(chip: IrqChip, inject: Option<Inject>, irqfd: Option<&'a EventFd>) -> Self {
+        IrqRun {
+            chip,
+            inject,
+            irqfd,
+            next: inject.map(|i| Instant::now() + i.period),
+            pending: false,
+            delivered: 0,
+        }
+    }
+
+    /// The period of the thread's kick timer: `--polling`'s, and what
+    /// `chip` and `inject` need; the shortest of them.
+    pub fn kick_period(
+        polling: Option<Duration>,
+        chip: IrqChip,
+        inject: Option<Inject>,
+    ) -> Option<Duration> {
+        let watch = (chip == IrqChip::Kernel).then_some(HALT_WATCH);
+        [polling, watch, inject.map(|i| i.period)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Counts the ticks due by now.
+    fn tick(&mut self) -> Result<(), KvmError> {
+        let (Some(next), Some(inj)) = (self.next, self.inject) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now < next {
+            return Ok(());
+        }
+        // ticks missed while the guest could not take them are one, as an
+        // edge-triggered line coalesces them
+        let mut n = next + inj.period;
+        if n <= now {
+            n = now + inj.period;
+        }
+        self.next = Some(n);
+        match (self.chip, self.irqfd) {
+            (IrqChip::Kernel, Some(fd)) => {
+                fd.write(1)
+                    .map_err(|e| KvmError::Write(format!("irqfd: {e}")))?;
+                self.delivered += 1;
+            }
+            _ => self.pending = true,
+        }
+        Ok(())
+    }
+
+    /// Before KVM_RUN: a tick due is raised (irqfd) or, with the user-space
+    /// controller, injected if the guest can take it now, else the
+    /// interrupt window is asked for.
+    pub fn before_entry(
+        &mut self,
+        vcpu: &mut Vcpu,
+        trace: &mut Option<Tracer>,
+    ) -> Result<(), KvmError> {
+        self.tick()?;
+        if self.chip != IrqChip::User {
+            return Ok(());
+        }
+        if self.pending && vcpu.can_take_interrupt() {
+            if let Some(i) = self.inject {
+                vcpu.interrupt(i.n, trace)?;
+                self.delivered += 1;
+            }
+            self.pending = false;
+            vcpu.request_interrupt_window(false);
+        } else {
+            vcpu.request_interrupt_window(self.pending);
+        }
+        Ok(())
+    }
+
+    /// At a HLT exit (no in-kernel controller): whether the run goes on.
+    /// It does when the guest halted with interrupts on and a tick will
+    /// come: this waits for it, or for Ctrl-C or `deadline` (`--timeout`),
+    /// after which the loop looks at its stop requests.
+    pub fn wait_at_hlt(&mut self, vcpu: &mut Vcpu, deadline: Option<Instant>) -> bool {
+        let (Some(next), IrqChip::User) = (self.next, self.chip) else {
+            return false;
+        };
+        if !vcpu.interrupts_on() {
+            return false;
+        }
+        let until = deadline.map_or(next, |d| d.min(next));
+        loop {
+            let now = Instant::now();
+            if now >= until || crate::signals::interrupted() {
+                return true;
+            }
+            // the thread's timer kicks at every period: wait on
+            wait_kick(until - now);
+        }
+    }
+
+    /// At a kick, with the in-kernel controller: whether the guest is
+    /// halted with interrupts off, which ends the run as a HLT exit does.
+    pub fn halted_for_good(&self, vcpu: &Vcpu) -> Result<bool, KvmError> {
+        if self.chip != IrqChip::Kernel {
+            return Ok(false);
+        }
+        vcpu.halted_for_good()
+    }
+}
+
+/// Waits up to `max` for a kick (the thread's timer, or a stop request)
+/// and dequeues it.
+fn wait_kick(max: Duration) {
+    let set = crate::signals::set_of(&[crate::signals::kick_signal()]);
+    let t = libc::timespec {
+        tv_sec: max.as_secs() as libc::time_t,
+        tv_nsec: max.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: the kick is blocked in this thread outside KVM_RUN;
+    // sigtimedwait waits for one pending instance until the timeout and
+    // dequeues it (a timeout or EINTR is fine: the caller looks again).
+    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &t) };
+}

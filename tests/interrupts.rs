@@ -1,0 +1,171 @@
+//! Interrupts, both ways a VMM can deliver them (docs/interrupts.md): the
+//! user-space controller (KVM_INTERRUPT at the guest's HLT exit, or when
+//! the interrupt window opens) and KVM's in-kernel PIC and PIT (HLT sleeps
+//! in the kernel; the host still ends a `cli; hlt` run), with the host
+//! raising an IRQ line through an irqfd. Real-mode guests of
+//! guest-kernel/src/bin: irq_user, pit_ticks, irq_line.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+struct Ran {
+    code: Option<i32>,
+    out: String,
+    err: String,
+    took: Duration,
+}
+
+fn run(args: &[&str]) -> Ran {
+    let t0 = Instant::now();
+    let o = common::host(args);
+    Ran {
+        code: o.status.code(),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+        took: t0.elapsed(),
+    }
+}
+
+/// The user-space controller: each HLT exit waits for the next tick and
+/// the host injects vector 0x20 (5 ticks: 5 HLT exits, then the last).
+#[test]
+fn the_host_injects_vectors_at_the_guests_hlt_exits() {
+    let r = run(&["run", "irq_user", "--mode", "real", "--inject-every", "2ms"]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(r.out, "5 interrupts: vector 0x20, injected by the host\n");
+    assert!(r.err.contains("host: check 42: pass"), "{}", r.err);
+    assert!(
+        r.err
+            .contains("  KVM_EXIT_HLT                     (5)          6\n"),
+        "{}",
+        r.err
+    );
+    // the trace shows the five injections
+    let r = run(&[
+        "run",
+        "irq_user",
+        "--mode",
+        "real",
+        "--inject-every",
+        "2ms",
+        "--trace-kvm",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(r.err.matches("KVM_INTERRUPT").count(), 5, "{}", r.err);
+}
+
+/// The classic PC: the guest programs the in-kernel PIC and PIT and takes
+/// IRQ 0 through the IVT; HLT no longer exits, yet the run ends at its
+/// `cli; hlt`. Bound: 10 ticks at ~100 Hz are 0.1 s; the host looks for
+/// the final HLT every 2 ms; 10 s leaves room for a busy machine.
+#[test]
+fn classic_pc_code_takes_pit_ticks_from_the_in_kernel_pic() {
+    let r = run(&["run", "pit_ticks", "--mode", "real", "--trace-kvm"]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(
+        r.out,
+        "10 PIT ticks: IRQ 0, vector 8, through the in-kernel PIC\n"
+    );
+    assert!(r.err.contains("host: check 42: pass"), "{}", r.err);
+    assert!(r.err.contains("KVM_CREATE_IRQCHIP"), "{}", r.err);
+    assert!(r.err.contains("KVM_CREATE_PIT2"), "{}", r.err);
+    assert!(r.took < Duration::from_secs(10), "{:?}", r.took);
+}
+
+/// `--inject-every` with the in-kernel controller raises an IRQ line
+/// through an irqfd.
+#[test]
+fn the_host_raises_an_irq_line_through_an_irqfd() {
+    let r = run(&[
+        "run",
+        "irq_line",
+        "--mode",
+        "real",
+        "--inject-every",
+        "2ms:5",
+        "--trace-kvm",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(
+        r.out,
+        "5 interrupts: IRQ 5, vector 0x25, raised through an irqfd\n"
+    );
+    assert!(r.err.contains("KVM_IRQFD"), "{}", r.err);
+    assert!(r.err.contains("gsi 5"), "{}", r.err);
+}
+
+/// A guest asleep with interrupts on and nothing to wake it is ended by
+/// `--timeout` (exit 5), under the in-kernel controller too. Bound as
+/// above.
+#[test]
+fn a_guest_asleep_for_good_is_ended_by_the_timeout() {
+    let r = run(&[
+        "run",
+        "irq_user",
+        "--mode",
+        "real",
+        "--irqchip",
+        "kernel",
+        "--timeout",
+        "300ms",
+    ]);
+    assert_eq!(r.code, Some(5), "{}", r.err);
+    assert!(
+        r.err.contains("stopped: timeout after 0.300 s"),
+        "{}",
+        r.err
+    );
+    assert!(r.took < Duration::from_secs(10), "{:?}", r.took);
+}
+
+#[test]
+fn interrupt_options_that_cannot_work_are_refused_in_one_line() {
+    for (args, want) in [
+        (
+            &["run", "hello", "--inject-every", "1ms"][..],
+            "--inject-every needs an interrupt controller, and hello asks for none: add --irqchip user",
+        ),
+        (
+            &[
+                "run",
+                "irq_user",
+                "--mode",
+                "real",
+                "--inject-every",
+                "1ms:300",
+            ][..],
+            "300 is past 255, the last vector",
+        ),
+        (
+            &[
+                "run",
+                "irq_user",
+                "--mode",
+                "real",
+                "--inject-every",
+                "10us",
+            ][..],
+            "is shorter than the",
+        ),
+    ] {
+        let r = run(args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.err);
+        assert!(r.err.contains(want), "{args:?}: {}", r.err);
+    }
+    // a controller the guest does not use changes nothing
+    let r = run(&["run", "hello", "--irqchip", "kernel"]);
+    assert_eq!(
+        (r.code, r.out.as_str()),
+        (Some(0), "Hello, world!\n"),
+        "{}",
+        r.err
+    );
+    let r = run(&["run", "hello", "--irqchip", "user"]);
+    assert_eq!(
+        (r.code, r.out.as_str()),
+        (Some(0), "Hello, world!\n"),
+        "{}",
+        r.err
+    );
+}
