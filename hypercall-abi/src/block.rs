@@ -71,6 +71,32 @@ ints!(u8 u16 u32 u64 i8 i16 i32 i64);
 pub unsafe trait Block: Copy + Default {
     /// Its layout, from its declaration.
     const LAYOUT: BlockLayout;
+
+    /// Its bytes, to write it to guest memory.
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: the trait's contract: `#[repr(C)]`, integer fields, no
+        // padding, so every byte is initialised; the slice covers exactly
+        // `self` and borrows it.
+        unsafe {
+            core::slice::from_raw_parts(
+                (self as *const Self).cast::<u8>(),
+                core::mem::size_of::<Self>(),
+            )
+        }
+    }
+
+    /// Its bytes, to fill it from guest memory: any bytes are a valid value.
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_bytes`, and every bit pattern is a valid value
+        // (integer fields only), so any write through the slice leaves a
+        // valid `Self`; the slice borrows `self` mutably.
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                (self as *mut Self).cast::<u8>(),
+                core::mem::size_of::<Self>(),
+            )
+        }
+    }
 }
 
 /// Declares an argument block: a `#[repr(C)]` struct whose layout is

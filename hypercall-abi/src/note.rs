@@ -125,13 +125,7 @@ pub struct Entry {
 impl Entry {
     /// This ABI's entry for `hc`.
     pub const fn of(hc: Hypercall) -> Entry {
-        let mut name = [0u8; NAME_LEN];
-        let n = hc.name().as_bytes();
-        let mut i = 0;
-        while i < n.len() && i < NAME_LEN - 1 {
-            name[i] = n[i];
-            i += 1;
-        }
+        let name = padded(hc.name());
         let (block_size, block_layout) = match hc.block() {
             Some(b) => (b.size as u16, b.hash()),
             None => (0, 0),

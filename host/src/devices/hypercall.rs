@@ -148,12 +148,7 @@ impl<P: FnOnce() -> Result<Paging, HostError>> Handlers for Served<'_, '_, P> {
     fn read_block<B: Block>(&mut self, hc: Hypercall, gpa: u32) -> Result<Option<B>, HostError> {
         let at = GuestAddress(u64::from(gpa));
         let mut b = B::default();
-        // SAFETY: `B: Block` is `#[repr(C)]` with only integer fields and no
-        // padding (checked by `abi_block!`), so any bytes are a valid `B`; the
-        // slice covers exactly `b` and ends before `b` is used again.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut((&raw mut b).cast::<u8>(), size_of::<B>()) };
-        if self.env.mem.read_slice(bytes, at).is_err() {
+        if self.env.mem.read_slice(b.as_bytes_mut(), at).is_err() {
             self.env.guest_error(
                 hc,
                 format_args!(
@@ -168,15 +163,11 @@ impl<P: FnOnce() -> Result<Paging, HostError>> Handlers for Served<'_, '_, P> {
     }
 
     fn write_block<B: Block>(&mut self, gpa: u32, b: &B) -> Result<(), HostError> {
-        // SAFETY: as in `read_block` (no padding: every byte is initialised);
-        // read-only, and `b` outlives the slice.
-        let bytes =
-            unsafe { std::slice::from_raw_parts((b as *const B).cast::<u8>(), size_of::<B>()) };
         // It was read from there, so it fits.
         let _ = self
             .env
             .mem
-            .write_slice(bytes, GuestAddress(u64::from(gpa)));
+            .write_slice(b.as_bytes(), GuestAddress(u64::from(gpa)));
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use crate::stats::Dir;
 use crate::stats::{ExitReason, ExitStats};
 use crate::trace::Tracer;
 use crate::x86::{Regs, exception};
+use hypercall_abi::block::Block;
 use hypercall_abi::{ExceptionReport, REPORT_CR2, REPORT_ERROR_CODE, layout};
 use kvm_ioctls::VcpuExit;
 use std::io::Write;
@@ -252,16 +253,10 @@ fn exception(
     let from_stub = exception::vector_at(mode, mode.linear(s.cs.base, regs.rip));
     let report = if port == layout::EXCEPTION_PORT && from_stub.is_none() && io.size == 4 {
         let mut b = ExceptionReport::default();
-        // SAFETY: `ExceptionReport` is an `abi_block!`: `#[repr(C)]`, only
-        // u64 fields, no padding; any bytes are a valid value, and the slice
-        // covers exactly `b`.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(
-                (&raw mut b).cast::<u8>(),
-                std::mem::size_of::<ExceptionReport>(),
-            )
-        };
-        match cx.mem.read_slice(bytes, GuestAddress(u64::from(io.value))) {
+        match cx
+            .mem
+            .read_slice(b.as_bytes_mut(), GuestAddress(u64::from(io.value)))
+        {
             Ok(()) if b.vector < 256 => Some(b),
             _ => None,
         }
@@ -275,26 +270,7 @@ fn exception(
     cx.out.flush().map_err(HostError::from)?;
     vcpu.trace_exit(trace, true);
     let fault = if let Some(r) = report {
-        regs = Regs {
-            rax: r.rax,
-            rbx: r.rbx,
-            rcx: r.rcx,
-            rdx: r.rdx,
-            rsi: r.rsi,
-            rdi: r.rdi,
-            rsp: r.rsp,
-            rbp: r.rbp,
-            r8: r.r8,
-            r9: r.r9,
-            r10: r.r10,
-            r11: r.r11,
-            r12: r.r12,
-            r13: r.r13,
-            r14: r.r14,
-            r15: r.r15,
-            rip: r.rip,
-            rflags: r.rflags,
-        };
+        regs = Regs::from(&r);
         let vector = r.vector as u8;
         Fault::Exception {
             vector,

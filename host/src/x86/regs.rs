@@ -45,8 +45,10 @@ pub struct Regs {
     pub rflags: u64,
 }
 
-impl From<&kvm_regs> for Regs {
-    fn from(r: &kvm_regs) -> Regs {
+/// A `Regs` from any value with the same 18 fields.
+macro_rules! regs_of {
+    ($r:expr) => {{
+        let r = $r;
         Regs {
             rax: r.rax,
             rbx: r.rbx,
@@ -67,6 +69,19 @@ impl From<&kvm_regs> for Regs {
             rip: r.rip,
             rflags: r.rflags,
         }
+    }};
+}
+
+impl From<&kvm_regs> for Regs {
+    fn from(r: &kvm_regs) -> Regs {
+        regs_of!(r)
+    }
+}
+
+/// The registers a guest's own exception report carries.
+impl From<&hypercall_abi::ExceptionReport> for Regs {
+    fn from(r: &hypercall_abi::ExceptionReport) -> Regs {
+        regs_of!(r)
     }
 }
 
