@@ -158,8 +158,12 @@ fn as_user_in_kvm_group(elf: &Path, with_group: bool) -> Output {
     } else {
         "65534".into()
     };
+    // the tmpfs's mount point lies beside the ELF, in the test's folder,
+    // which the test removes (a mktemp -d in /tmp stayed behind)
+    let mount_point = elf.with_file_name(format!("kvm-dev-{with_group}"));
+    std::fs::create_dir_all(&mount_point).expect("mount point");
     let script = format!(
-        "set -e; d=$(mktemp -d); mount -t tmpfs -o mode=0755 kvmwb-dev \"$d\"; \
+        "set -e; d=\"$1\"; mount -t tmpfs -o mode=0755 kvmwb-dev \"$d\"; \
          mknod -m 0660 \"$d/kvm\" c {maj} {min}; chgrp {gid} \"$d/kvm\"; \
          mount --bind \"$d/kvm\" /dev/kvm; \
          exec setpriv --reuid 65534 --regid 65534 --groups {groups} -- \"$0\""
@@ -167,7 +171,8 @@ fn as_user_in_kvm_group(elf: &Path, with_group: bool) -> Output {
     bare(
         Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .arg(elf),
+            .arg(elf)
+            .arg(&mount_point),
     )
 }
 
