@@ -300,6 +300,65 @@ fn cases(payload: &Path) -> Vec<Case> {
                 check,
             ],
         },
+        // the user-space controller in the 32-bit modes (kvm-pvm cannot
+        // emulate their IRET at ring 0), in long mode and on vCPU 1
+        Case {
+            name: "irq_user_protected",
+            args: s(&[
+                "run",
+                "irq_user",
+                "--mode",
+                "protected",
+                "--inject-every",
+                "2ms",
+            ]),
+            code: 0,
+            gdb: None,
+            lines: vec!["5 interrupts: vector 0x20, injected by the host", check],
+        },
+        Case {
+            name: "irq_user_paged32",
+            args: s(&[
+                "run",
+                "irq_user",
+                "--mode",
+                "paged32",
+                "--inject-every",
+                "2ms",
+            ]),
+            code: 0,
+            gdb: None,
+            lines: vec!["5 interrupts: vector 0x20, injected by the host", check],
+        },
+        Case {
+            name: "irq_user_long_vcpu1",
+            args: s(&["run", "irq_user", "--vcpus", "2", "--inject-every", "2ms@1"]),
+            code: 0,
+            gdb: None,
+            lines: vec!["taken by vCPU: 0=0 1=5", check],
+        },
+        // the local APIC: its timer in three modes, and an IPI
+        Case {
+            name: "irq_lapic_timer",
+            args: s(&["run", "lapic_timer"]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "periodic: 10 ticks every 2 ms on vector 0x30 (APIC id 0)",
+                "one-shot: 3 ticks, 1 ms each, re-armed; count left 0",
+                // QEMU's TCG CPU has no TSC-deadline timer: the guest says
+                // so (kvm-pvm has it: tests/interrupts.rs)
+                "TSC-deadline: this CPU does not offer it (CPUID.1:ECX[24] clear)",
+                check,
+            ],
+        },
+        Case {
+            name: "irq_ipi",
+            args: s(&["run", "ipi", "--vcpus", "2"]),
+            code: 0,
+            gdb: None,
+            lines: vec!["vcpu 1 (APIC id 1): woken from HLT by the IPI", check],
+        },
         Case {
             name: "hostile_unmapped_jump",
             args: long(

@@ -22,6 +22,7 @@ mod args;
 mod cpu;
 pub mod hc;
 pub mod heap;
+pub mod interrupts;
 pub mod kernel;
 pub mod launch;
 mod print;
@@ -49,25 +50,24 @@ pub use print::Console;
 pub use hypercall_abi::note::Header as __NoteHeader;
 
 /// Declares the program's `main` (a `fn() -> u64`), its `_start` and its ABI
-/// note. `entry!(main, check_42)` also asks the host to run the 42 check;
-/// `entry!(main, cpuid)` (or `entry!(main, check_42, cpuid)`) asks for the
-/// host's CPU features, which the guest kernel ([`kernel`]) and a program
-/// that reads CPUID need.
+/// note, with any of these flags after `main`:
+/// - `check_42`: the host runs the 42 check;
+/// - `cpuid`: the vCPU reports the host's CPU features (the guest kernel
+///   ([`kernel`]) and a program that reads CPUID need them);
+/// - `irq_kernel`: KVM's in-kernel interrupt controllers (PIC, IOAPIC, local
+///   APICs, PIT: [`interrupts`]);
+/// - `irq_user`: the host's user-space controller (KVM_INTERRUPT).
+///
+/// `entry!(main, check_42, irq_kernel)` asks for both.
 #[macro_export]
 macro_rules! entry {
-    ($main:path) => {
-        $crate::entry!(@emit $main, 0);
+    ($main:path $(, $flag:ident)*) => {
+        $crate::entry!(@emit $main, 0 $(| $crate::entry!(@flag $flag))*);
     };
-    ($main:path, check_42) => {
-        $crate::entry!(@emit $main, $crate::abi::note::FLAG_CHECK_42);
-    };
-    // the vCPU reports the host's CPU features (CPUID; the guest kernel)
-    ($main:path, cpuid) => {
-        $crate::entry!(@emit $main, $crate::abi::note::FLAG_CPUID);
-    };
-    ($main:path, check_42, cpuid) => {
-        $crate::entry!(@emit $main, $crate::abi::note::FLAG_CHECK_42 | $crate::abi::note::FLAG_CPUID);
-    };
+    (@flag check_42) => { $crate::abi::note::FLAG_CHECK_42 };
+    (@flag cpuid) => { $crate::abi::note::FLAG_CPUID };
+    (@flag irq_kernel) => { $crate::abi::note::FLAG_IRQ_KERNEL };
+    (@flag irq_user) => { $crate::abi::note::FLAG_IRQ_USER };
     (@emit $main:path, $flags:expr) => {
         $crate::entry!(@note $flags);
         #[cfg(not(test))]
@@ -133,12 +133,13 @@ pub struct Cpu {
 
 /// Like [`entry!`] for a program that runs on every vCPU: `main` is a
 /// `fn(Cpu) -> u64` and is called once per vCPU, each on its own stack.
-/// vCPU 0's return value is the VM's RAX. `smp_entry!(main, check_42)` asks
-/// for the 42 check (on vCPU 0).
+/// vCPU 0's return value is the VM's RAX. The flags are [`entry!`]'s:
+/// `smp_entry!(main, check_42)` asks for the 42 check (on vCPU 0),
+/// `smp_entry!(main, irq_kernel)` for local APICs that send IPIs.
 #[macro_export]
 macro_rules! smp_entry {
-    ($main:path $(, $check:ident)?) => {
-        $crate::entry!(@note $crate::abi::note::FLAG_SMP | $crate::abi::note::FLAG_CPUID $(| $crate::smp_entry!(@flag $check))?);
+    ($main:path $(, $flag:ident)*) => {
+        $crate::entry!(@note $crate::abi::note::FLAG_SMP | $crate::abi::note::FLAG_CPUID $(| $crate::entry!(@flag $flag))*);
         $crate::entry!(@tests);
         #[cfg(not(test))]
         #[unsafe(no_mangle)]
@@ -147,7 +148,6 @@ macro_rules! smp_entry {
             f($crate::Cpu { id, count })
         }
     };
-    (@flag check_42) => { $crate::abi::note::FLAG_CHECK_42 };
 }
 
 /// A program that runs as a user program at CPL3 under the guest kernel
@@ -189,7 +189,10 @@ macro_rules! start {
             "    test al, 3",
             "    jnz 3f",
             "    call __guest_rt_main",
-            "2:  hlt",
+            // interrupts off: a HLT that ends the run under the in-kernel
+            // controller too
+            "2:  cli",
+            "    hlt",
             "    jmp 2b",
             "3:  mov rdi, rsp",
             "    and rsp, -16",

@@ -60,6 +60,9 @@ pub struct Inject {
     pub period: Duration,
     /// The vector (user) or IRQ line (kernel).
     pub n: u32,
+    /// The vCPU the user-space controller interrupts (`@VCPU`; the
+    /// in-kernel controller routes its lines itself: always 0 there).
+    pub vcpu: u32,
 }
 
 /// How to build a VM.

@@ -43,7 +43,9 @@ pub const BASE_FINGERPRINT: u64 = {
         h = fnv(h, HcStatus::ALL[i] as i32 as u64);
         i += 1;
     }
-    let words: [u64; 62] = [
+    let words: [u64; 64] = [
+        layout::LAPIC,
+        layout::IOAPIC,
         note::FLAG_IRQ_USER as u64,
         note::FLAG_IRQ_KERNEL as u64,
         <crate::ExceptionReport as crate::block::Block>::LAYOUT.hash() as u64,

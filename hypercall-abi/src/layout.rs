@@ -64,6 +64,13 @@ pub const REAL_STACK_TOP: u64 = 0xFFF0;
 /// starts it; ESP = STACK_TOP as in long mode.
 pub const PROT32_LOAD: u64 = IMAGE_MIN;
 
+/// The local APIC's registers (in-kernel controller, `--irqchip kernel`):
+/// the host maps this 2 MiB page uncached in long mode, like the SIMVIRTIO
+/// window; accesses go to KVM's APIC without an exit to user space.
+pub const LAPIC: u64 = 0xFEE0_0000;
+/// The IOAPIC's registers (in-kernel controller), mapped the same way.
+pub const IOAPIC: u64 = 0xFEC0_0000;
+
 /// Several vCPUs (`host run --vcpus N`): every vCPU starts at the ELF
 /// entry with RDI = its id (0..N), RSI = N and its own stack, RSP =
 /// `STACK_TOP - id * VCPU_STACK_SIZE`.

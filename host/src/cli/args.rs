@@ -51,8 +51,16 @@ impl From<IrqChipArg> for host::config::IrqChip {
     }
 }
 
-/// `--inject-every PERIOD[:N]` (N decimal or 0x hex).
+/// `--inject-every PERIOD[:N][@VCPU]` (N decimal or 0x hex).
 pub fn parse_inject(s: &str) -> Result<host::config::Inject, String> {
+    let (s, vcpu) = match s.split_once('@') {
+        Some((s, v)) => (
+            s,
+            v.parse::<u32>()
+                .map_err(|_| format!("{v:?} after @ is not a vCPU number"))?,
+        ),
+        None => (s, 0),
+    };
     let (p, n) = match s.split_once(':') {
         Some((p, n)) => {
             let v = match n.strip_prefix("0x") {
@@ -74,7 +82,7 @@ pub fn parse_inject(s: &str) -> Result<host::config::Inject, String> {
             host::config::MIN_PERIOD
         ));
     }
-    Ok(host::config::Inject { period, n })
+    Ok(host::config::Inject { period, n, vcpu })
 }
 
 impl From<Mode> for host::x86::CpuMode {
@@ -214,8 +222,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1234")]
     pub gdb: Option<String>,
     /// Interrupt the guest every PERIOD: vector N (default 0x20) with --irqchip user,
-    /// IRQ line N through an irqfd with --irqchip kernel (e.g. 10ms, 1ms:0x30).
-    #[arg(long, value_name = "PERIOD[:N]", value_parser = parse_inject)]
+    /// on vCPU VCPU (default 0), IRQ line N through an irqfd with --irqchip kernel
+    /// (e.g. 10ms, 1ms:0x30, 2ms:0x20@1).
+    #[arg(long, value_name = "PERIOD[:N][@VCPU]", value_parser = parse_inject)]
     pub inject_every: Option<host::config::Inject>,
     /// The guest's arguments, after `--` (`host run primes -- 100 7`): the guest
     /// reads them with guest_rt::args() (docs/abi.md, "Arguments").

@@ -454,7 +454,7 @@ mod tests {
     #[test]
     fn gva_to_hva_valid_and_invalid() {
         let m = mem();
-        paging::build_identity_map(&m, 2 << 20, 1).unwrap();
+        paging::build_identity_map(&m, 2 << 20, 1, false).unwrap();
         let s = ExitStats::default();
         let block = 0x9000u64;
         for (gva, ok) in [

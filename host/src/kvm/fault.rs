@@ -116,6 +116,12 @@ impl std::fmt::Display for Fault {
                 error_code,
                 cr2,
             } => {
+                if *mnemonic == "IRQ" {
+                    return write!(
+                        f,
+                        "interrupt vector {vector:#x} with no handler (guest_rt::interrupts::set_handler installs one)"
+                    );
+                }
                 if *mnemonic == "INT" {
                     return write!(
                         f,

@@ -113,6 +113,30 @@ impl Vcpu {
         Ok(())
     }
 
+    /// In-kernel controller: makes a vCPU other than the first runnable.
+    /// With KVM's local APICs every vCPU but the bootstrap one starts
+    /// waiting for INIT and SIPI (KVM_MP_STATE_UNINITIALIZED), and KVM_RUN
+    /// would leave it asleep at its entry; the host starts every vCPU at the
+    /// ELF entry (docs/abi.md), as without the controller.
+    pub fn make_runnable(&self, trace: &mut Option<Tracer>) -> Result<(), KvmError> {
+        let mp = k::kvm_mp_state {
+            mp_state: k::KVM_MP_STATE_RUNNABLE,
+        };
+        self.fd()
+            .set_mp_state(mp)
+            .map_err(KvmError::ioctl("KVM_SET_MP_STATE"))?;
+        record(trace, || {
+            Call::ioctl(
+                format!("vcpu {}", self.fd_raw()),
+                "KVM_SET_MP_STATE",
+                "RUNNABLE".into(),
+                "0".into(),
+                "start this application processor without INIT/SIPI",
+            )
+        });
+        Ok(())
+    }
+
     /// In-kernel controller: whether the vCPU is halted with interrupts
     /// off (KVM_GET_MP_STATE says HALTED and RFLAGS.IF is clear), which no
     /// interrupt but an NMI can end: the run's end, as a HLT exit is

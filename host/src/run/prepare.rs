@@ -316,8 +316,6 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         Some(f) => f.display().to_string(),
         None => "standard error".to_string(),
     };
-    // the supported CPUID only for a guest that declares it needs it (or
-    // a flat image, which cannot say)
     // the interrupt controller: --irqchip, else what the note asks for
     let irqchip = opts
         .vm
@@ -329,9 +327,29 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
             display_name(&opts.guest)
         )));
     }
+    // the supported CPUID only for a guest that declares it needs it, a
+    // flat image (which cannot say) or the in-kernel controller: KVM
+    // derives the local APIC's timer modes from CPUID leaf 1 (without it
+    // the LVT timer keeps neither the periodic nor the TSC-deadline bit)
+    if let Some(i) = opts.run.inject.filter(|i| i.vcpu > 0) {
+        if irqchip == crate::config::IrqChip::Kernel {
+            return Err(RunError::Usage(format!(
+                "--inject-every ...@{}: the in-kernel controller sends IRQ line {} where the guest's PIC or IOAPIC routes it, not to a vCPU the host picks (use --irqchip user to pick one)",
+                i.vcpu, i.n
+            )));
+        }
+        if i.vcpu >= opts.vm.vcpus {
+            return Err(RunError::Usage(format!(
+                "--inject-every ...@{}: the VM has {} vCPU(s), numbered from 0",
+                i.vcpu, opts.vm.vcpus
+            )));
+        }
+    }
     let cfg = VmConfig {
         cpuid: opts.vm.cpuid
-            && (opts.flat.is_some() || plan.flags & hypercall_abi::note::FLAG_CPUID != 0),
+            && (opts.flat.is_some()
+                || plan.flags & hypercall_abi::note::FLAG_CPUID != 0
+                || irqchip == crate::config::IrqChip::Kernel),
         irqchip: Some(irqchip),
         ..opts.vm.clone()
     };

@@ -274,7 +274,12 @@ fn exception(
         let vector = r.vector as u8;
         Fault::Exception {
             vector,
-            mnemonic: exception::name(vector).0,
+            // an interrupt guest-rt's IDT has no handler for
+            mnemonic: if vector >= 32 {
+                "IRQ"
+            } else {
+                exception::name(vector).0
+            },
             error_code: (r.flags & REPORT_ERROR_CODE != 0).then_some(r.error_code),
             cr2: (r.flags & REPORT_CR2 != 0).then_some(r.cr2),
         }

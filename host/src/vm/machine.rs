@@ -118,6 +118,7 @@ impl Vm {
             cfg.mode,
             cfg.mem_size,
             u64::from(cfg.vcpus),
+            irqchip == IrqChip::Kernel,
         )?;
         // Every vCPU starts in the same mode with the same tables; in long
         // mode each has the host's IDT and a TSS of its own (its exception
@@ -131,6 +132,9 @@ impl Vm {
                 CpuMode::Real => {}
             }
             vcpu.set_start_sregs(cfg.mode, &s, t)?;
+            if id > 0 && irqchip == IrqChip::Kernel {
+                vcpu.make_runnable(t)?;
+            }
         }
         Ok(Vm {
             vcpus,

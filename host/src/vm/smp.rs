@@ -60,8 +60,8 @@ impl Vm {
                 .enumerate()
             {
                 let tx = tx.clone();
-                // --inject-every interrupts vCPU 0
-                let inject = run.inject.filter(|_| i == 0);
+                // --inject-every interrupts the vCPU it names (0 by default)
+                let inject = run.inject.filter(|x| x.vcpu as usize == i);
                 let setup = ThreadSetup {
                     arm: true,
                     timeout: run.timeout,
@@ -79,8 +79,9 @@ impl Vm {
                     .spawn_scoped(s, move || {
                         let mut out = ChanWriter::new(tx.clone(), Stream::Out);
                         let mut diag = ChanWriter::new(tx, Stream::Diag);
-                        let irq = (irqchip != IrqChip::None)
-                            .then(|| IrqRun::new(irqchip, inject, irqfd.filter(|_| i == 0)));
+                        let irq = (irqchip != IrqChip::None).then(|| {
+                            IrqRun::new(irqchip, inject, irqfd.filter(|_| inject.is_some()))
+                        });
                         let r = job.run(&setup, i, vcpu, stats, driver, irq, &mut out, &mut diag);
                         if i > 0 {
                             job.others.ended();

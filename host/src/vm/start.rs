@@ -9,12 +9,14 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Writes what a vCPU starting in `mode` needs in guest memory: the GDT,
 /// the host's exception tables and, with paging, the host's page tables
-/// (real mode: the IVT and its stubs only).
+/// (real mode: the IVT and its stubs only); with `apic`, the in-kernel
+/// controller's pages are mapped too.
 pub(super) fn write_start_tables(
     mem: &GuestMemoryMmap,
     mode: CpuMode,
     size: u64,
     vcpus: u64,
+    apic: bool,
 ) -> Result<(), KvmError> {
     let werr = |e: paging::PagingError| KvmError::Write(e.to_string());
     let merr = |e: vm_memory::GuestMemoryError| KvmError::Write(e.to_string());
@@ -28,7 +30,7 @@ pub(super) fn write_start_tables(
     match mode {
         CpuMode::Long => {
             exception::write_host_idt(mem, vcpus).map_err(|e| KvmError::Write(e.to_string()))?;
-            paging::build_identity_map(mem, size, vcpus).map_err(werr)?
+            paging::build_identity_map(mem, size, vcpus, apic).map_err(werr)?
         }
         CpuMode::Paged32 => {
             exception::write_idt32(mem).map_err(merr)?;

@@ -30,11 +30,13 @@ pub enum PagingError {
 }
 
 /// Writes the identity map for `mem_size` bytes, with the stack guards of
-/// `vcpus` vCPUs unmapped; CR3 = `layout::PAGE_TABLES`.
+/// `vcpus` vCPUs unmapped, and with `apic` the in-kernel controller's
+/// pages (LAPIC, IOAPIC); CR3 = `layout::PAGE_TABLES`.
 pub fn build_identity_map(
     mem: &GuestMemoryMmap,
     mem_size: u64,
     vcpus: u64,
+    apic: bool,
 ) -> Result<Vec<Table>, PagingError> {
     if mem_size > layout::MAX_MEM {
         return Err(PagingError::TooLarge(mem_size));
@@ -105,22 +107,27 @@ pub fn build_identity_map(
     let pd = pdpt + 0x1000 * (gib + 1);
     w(pd | table.bits(), pdpt + gib * 8)?;
     let mmio = page | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
-    w(
-        (dev & !0x1f_ffff) | mmio.bits(),
-        pd + ((dev >> 21) & 511) * 8,
-    )?;
+    let mut entries = 0;
+    let apic_pages = [layout::LAPIC, layout::IOAPIC];
+    for at in std::iter::once(dev).chain(apic_pages.into_iter().filter(|_| apic)) {
+        w((at & !0x1f_ffff) | mmio.bits(), pd + ((at >> 21) & 511) * 8)?;
+        entries += 1;
+    }
     tables.push(Table {
         level: "PD",
         gpa: pd,
-        entries: 1,
+        entries,
     });
     Ok(tables)
 }
 
-// The device's PD fits in the page-table area, after the PDs for RAM.
+// The device's PD fits in the page-table area, after the PDs for RAM; the
+// APIC pages are in the same GiB.
 const _: () = {
     let gib = hypercall_abi::simvirtio::MMIO_BASE >> 30;
     assert!(gib == layout::MAX_MEM >> 30);
+    assert!(layout::LAPIC >> 30 == gib && layout::IOAPIC >> 30 == gib);
+    assert!(layout::LAPIC.is_multiple_of(2 << 20) && layout::IOAPIC.is_multiple_of(2 << 20));
     assert!(layout::PAGE_TABLES + 0x1000 * (gib + 2) + 0x1000 <= layout::PAGE_TABLES_END);
 };
 

@@ -423,7 +423,7 @@ mod tests {
     fn identity_map_translates_every_2mib_page() {
         let size = 6 << 20;
         let m = mem(size);
-        paging::build_identity_map(&m, size, 1).unwrap();
+        paging::build_identity_map(&m, size, 1, false).unwrap();
         let p = long_paging();
         assert_eq!(p.mode(), PagingMode::Long4);
         for gva in [0u64, 0x400, 0x10_0123, (2 << 20) + 5, size - 1] {
@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn four_kib_and_one_gib_pages() {
         let m = mem(4 << 20);
-        paging::build_identity_map(&m, 4 << 20, 1).unwrap();
+        paging::build_identity_map(&m, 4 << 20, 1, false).unwrap();
         let p = long_paging();
         let (pt, pd) = (0x20_0000u64, layout::PAGE_TABLES + 0x2000);
         // PD[1] -> a 4 KiB page table whose entry 3 maps GPA 0x5000
@@ -568,7 +568,7 @@ mod tests {
     #[test]
     fn hostile_tables_end_the_walk() {
         let m = mem(2 << 20);
-        paging::build_identity_map(&m, 2 << 20, 1).unwrap();
+        paging::build_identity_map(&m, 2 << 20, 1, false).unwrap();
         let mut p = long_paging();
         // a PML4 entry pointing at the PML4 itself: the walk stays bounded
         let tf = (PageTableFlags::PRESENT | PageTableFlags::WRITABLE).bits();
