@@ -181,7 +181,125 @@ fn cases() -> Vec<Case> {
                 "6 device errors",
             ],
         },
+        // interrupts (irq_hostile; docs/security.md, docs/interrupts.md)
+        Case {
+            name: "an interrupt storm: the LAPIC timer at count 1",
+            args: s(&["run", "irq_hostile", "--timeout", "1s", "--", "storm"]),
+            code: 5,
+            lines: &["stopped: timeout after 1.000 s, guest still running"],
+        },
+        Case {
+            name: "an interrupt storm: self-IPIs from the handler",
+            args: s(&["run", "irq_hostile", "--timeout", "1s", "--", "self_ipi"]),
+            code: 5,
+            lines: &["stopped: timeout after 1.000 s, guest still running"],
+        },
+        Case {
+            name: "a handler that never sends its end of interrupt",
+            args: s(&["run", "irq_hostile", "--timeout", "500ms", "--", "no_eoi"]),
+            code: 5,
+            lines: &["stopped: timeout after 0.500 s, guest still running"],
+        },
+        Case {
+            name: "a handler that faults",
+            args: s(&["run", "irq_hostile", "--timeout", "20s", "--", "fault"]),
+            code: 3,
+            lines: &[
+                "stopped: #PF page fault (exception 14, error code 0x2: not present, write, kernel, address 0x4000000000 in CR2)",
+            ],
+        },
+        Case {
+            name: "an interrupt on a vector with no handler",
+            args: s(&["run", "irq_hostile", "--timeout", "20s", "--", "unhandled"]),
+            code: 3,
+            lines: &[
+                "stopped: interrupt vector 0x31 with no handler (guest_rt::interrupts::set_handler installs one)",
+            ],
+        },
+        Case {
+            name: "an IDT in unmapped memory, then an interrupt",
+            args: s(&["run", "irq_hostile", "--timeout", "20s", "--", "bad_idt"]),
+            code: 3,
+            lines: &["stopped: triple fault (KVM_EXIT_SHUTDOWN, exit reason 8)"],
+        },
+        Case {
+            name: "IPIs to vCPUs that do not exist",
+            args: s(&[
+                "run",
+                "irq_hostile",
+                "--timeout",
+                "20s",
+                "--",
+                "ipi_nowhere",
+            ]),
+            code: 0,
+            lines: &["check 42: pass"],
+        },
+        Case {
+            name: "--inject-every faster than the guest takes them (interrupts off)",
+            args: s(&[
+                "run",
+                "irq_hostile",
+                "--irqchip",
+                "user",
+                "--inject-every",
+                "100us",
+                "--timeout",
+                "1s",
+                "--",
+                "cli_spin",
+            ]),
+            code: 5,
+            lines: &["stopped: timeout after 1.000 s, guest still running"],
+        },
+        Case {
+            name: "a device interrupt on an exception's vector",
+            args: s(&[
+                "run",
+                "irq_hostile",
+                "--irqchip",
+                "user",
+                "--inject-every",
+                "1ms:14",
+                "--",
+                "wait",
+            ]),
+            code: 2,
+            lines: &["--inject-every ...:14: vectors 0-31 are the CPU's exceptions in long mode"],
+        },
     ]
+}
+
+/// Interrupt storms take bounded memory and time, and Ctrl-C ends them at
+/// once with the summary. Bounds: runs of 1 s given 10 s (a busy
+/// machine); RSS 64 MiB, as the other hostile cases (a run takes ~5 MiB).
+#[test]
+fn interrupt_storms_are_bounded_and_ctrl_c_wins() {
+    for case in ["storm", "self_ipi"] {
+        let (code, err, took, rss) =
+            measured(&["run", "irq_hostile", "--timeout", "1s", "--", case], None);
+        assert_eq!(code, 5, "{case}: {err}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{case}: {took:?}"
+        );
+        assert!(rss < 64 * 1024, "{case}: peak RSS {rss} KiB");
+        let m = measured_with(
+            &["run", "irq_hostile", "--", case],
+            Some((std::time::Duration::from_millis(300), libc::SIGINT)),
+        );
+        assert_eq!(m.code, 130, "{case}: {}", m.err);
+        assert!(
+            m.err.contains("stopped: interrupted (SIGINT/SIGTERM)"),
+            "{case}: {}",
+            m.err
+        );
+        assert!(
+            m.took < std::time::Duration::from_secs(5),
+            "{case}: {:?}",
+            m.took
+        );
+    }
 }
 
 #[test]
@@ -621,6 +739,8 @@ fn every_guest_runs_under_the_jail_on_one_vcpu_and_several() {
         .collect();
     assert!(names.len() > 15, "{names:?}");
     let smp = [
+        "ipi",
+        "irq_user",
         "smp",
         "smp_crash",
         "smp_flood",

@@ -115,6 +115,53 @@ fn an_ipi_wakes_a_halted_vcpu() {
     }
 }
 
+/// The lines of `prog` in `out`, by their index in the output.
+fn lines_of(out: &str, prog: &str) -> Vec<(usize, String)> {
+    out.lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(&format!("{prog}: line ")))
+        .map(|(i, l)| (i, l.to_string()))
+        .collect()
+}
+
+/// The guest kernel runs two user programs that never yield and preempts
+/// them on its local APIC timer: each program's lines come in order, and
+/// they interleave (each program spins three quanta between its lines, so
+/// neither can print all five before the other starts). With `-- fault`
+/// beta ends in a #GP after its second line and alpha runs on.
+#[test]
+fn the_guest_kernel_preempts_its_programs_round_robin() {
+    let r = run(&["run", "round_robin", "--timeout", "20s"]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    let (a, b) = (lines_of(&r.out, "alpha"), lines_of(&r.out, "beta"));
+    for (prog, got) in [("alpha", &a), ("beta", &b)] {
+        let want: Vec<String> = (1..=5).map(|i| format!("{prog}: line {i} of 5")).collect();
+        let texts: Vec<String> = got.iter().map(|(_, l)| l.clone()).collect();
+        assert_eq!(texts, want, "{}", r.out);
+    }
+    assert!(
+        b[0].0 < a[4].0 && a[0].0 < b[4].0,
+        "not interleaved:\n{}",
+        r.out
+    );
+    let summary = r
+        .out
+        .lines()
+        .find(|l| {
+            l.starts_with("kernel: 2 programs round-robin on the LAPIC timer (1 ms quantum): ")
+        })
+        .unwrap_or_else(|| panic!("no summary:\n{}", r.out));
+    assert!(summary.ends_with("exit statuses 0 and 0"), "{summary}");
+    assert!(r.err.contains("host: check 42: pass"), "{}", r.err);
+
+    let r = run(&["run", "round_robin", "--timeout", "20s", "--", "fault"]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(lines_of(&r.out, "alpha").len(), 5, "{}", r.out);
+    assert_eq!(lines_of(&r.out, "beta").len(), 2, "{}", r.out);
+    assert!(r.out.contains("user program: #GP at RIP 0x"), "{}", r.out);
+    assert!(r.out.contains("exit statuses 0 and 141\n"), "{}", r.out);
+}
+
 /// The classic PC: the guest programs the in-kernel PIC and PIT and takes
 /// IRQ 0 through the IVT; HLT no longer exits, yet the run ends at its
 /// `cli; hlt`. Bound: 10 ticks at ~100 Hz are 0.1 s; the host looks for

@@ -359,6 +359,47 @@ fn cases(payload: &Path) -> Vec<Case> {
             gdb: None,
             lines: vec!["vcpu 1 (APIC id 1): woken from HLT by the IPI", check],
         },
+        // the guest kernel preempting its programs, with SYSCALL/SYSRETQ
+        Case {
+            name: "irq_round_robin",
+            args: s(&["run", "round_robin"]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "alpha: line 5 of 5",
+                "beta: line 5 of 5",
+                "kernel: 2 programs round-robin on the LAPIC timer (1 ms quantum): ",
+                "exit statuses 0 and 0",
+                check,
+            ],
+        },
+        // hostile interrupts on a real KVM
+        Case {
+            name: "irq_hostile_fault",
+            args: s(&["run", "irq_hostile", "--", "fault"]),
+            code: 3,
+            gdb: None,
+            lines: vec![
+                "stopped: #PF page fault (exception 14, error code 0x2: not present, write, kernel, address 0x4000000000 in CR2)",
+                // kvm_amd keeps the vector in the APIC's ISR while the
+                // handler runs (kvm-pvm's ISR reads empty there)
+                ", while serving interrupt vector 0x30 (in service in the local APIC)",
+            ],
+        },
+        Case {
+            name: "irq_hostile_storm",
+            args: s(&["run", "irq_hostile", "--timeout", "1s", "--", "storm"]),
+            code: 5,
+            gdb: None,
+            lines: vec!["stopped: timeout after 1.000 s"],
+        },
+        Case {
+            name: "irq_hostile_no_eoi",
+            args: s(&["run", "irq_hostile", "--timeout", "1s", "--", "no_eoi"]),
+            code: 5,
+            gdb: None,
+            lines: vec!["no_eoi: 1 tick taken, no end of interrupt sent"],
+        },
         Case {
             name: "hostile_unmapped_jump",
             args: long(

@@ -63,6 +63,9 @@ pub struct Inject {
     /// The vCPU the user-space controller interrupts (`@VCPU`; the
     /// in-kernel controller routes its lines itself: always 0 there).
     pub vcpu: u32,
+    /// In-kernel controller: raise the line with KVM_IRQ_LINE (raise, then
+    /// lower: a VM ioctl per tick) instead of an irqfd write.
+    pub irq_line_ioctl: bool,
 }
 
 /// How to build a VM.

@@ -79,8 +79,10 @@ unsafe extern "C" {
     pub(super) fn kvmwb_syscall_entry();
     pub(super) fn kvmwb_int80_entry();
     pub(super) fn kvmwb_int81_entry();
-    pub(super) fn kvmwb_run_user(entry: u64, rsp: u64) -> i64;
+    pub(super) fn kvmwb_run_user(entry: u64, rsp: u64, rflags: u64) -> i64;
     pub(super) fn kvmwb_end_user(status: i64) -> !;
+    pub(super) fn kvmwb_timer_stub();
+    pub(super) fn kvmwb_resume(frame: *const super::frame::TrapFrame) -> !;
 }
 
 /// The user-accessible range [start, end) and where its read-only part ends.
@@ -101,6 +103,9 @@ pub(super) fn check_user(ptr: u64, len: u64) -> bool {
 /// User data and code selectors (without RPL): GDT entries 3 and 4.
 pub(super) const UDATA: u16 = 0x18;
 pub(super) const UCODE: u16 = 0x20;
+
+/// The round-robin timer's vector in the kernel's IDT (tasks.rs).
+pub const TIMER_VECTOR: u8 = 0x30;
 
 /// Size of one trap stub in `kvmwb_trap_stubs` (see the assembly).
 pub(super) const STUB_SIZE: u64 = 16;
@@ -176,6 +181,8 @@ pub fn boot() {
         idt[0x81]
             .set_handler_addr(VirtAddr::new(kvmwb_int81_entry as *const () as u64))
             .set_privilege_level(PrivilegeLevel::Ring3);
+        // The round-robin timer (tasks.rs), from the local APIC.
+        idt[TIMER_VECTOR].set_handler_addr(VirtAddr::new(kvmwb_timer_stub as *const () as u64));
         idt.load_unsafe();
 
         // KVM refuses EFER.SCE unless the vCPU's CPUID has SYSCALL, which
@@ -263,7 +270,7 @@ pub fn run_user(main: fn() -> i32) -> i64 {
     let top = (&raw const USER_STACK) as u64 + USER_STACK_SIZE as u64;
     // SAFETY: boot() set up everything the switch needs; kvmwb_run_user
     // saves the kernel's callee-saved registers and returns here on exit.
-    unsafe { kvmwb_run_user(user_start as *const () as u64, top - 8) }
+    unsafe { kvmwb_run_user(user_start as *const () as u64, top - 8, 0x2) }
 }
 
 pub(super) static USER_MAIN: Global<Option<fn() -> i32>> = Global::new(None);

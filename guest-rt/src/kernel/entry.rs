@@ -1,13 +1,15 @@
 //! The assembly: entry to and exit from user mode, the SYSCALL and
-//! `int 0x80`/`0x81` entries, and the 32 trap stubs.
+//! `int 0x80`/`0x81` entries, the 32 trap stubs, the round-robin timer's
+//! stub and the switch into a saved user context.
 
 use super::boot::{TSS, UCODE, UDATA};
 use super::syscalls::{VIA_FORWARD, VIA_INT80, VIA_SYSCALL};
 
 // Entry and exit of user mode, the SYSCALL entry and the 32 trap stubs.
 //
-// kvmwb_run_user(entry, rsp): saves the callee-saved registers, stores the
-// kernel RSP in KVMWB_KERNEL_RSP and TSS.RSP0, then IRETQ to entry at CPL3.
+// kvmwb_run_user(entry, rsp, rflags): saves the callee-saved registers,
+// stores the kernel RSP in KVMWB_KERNEL_RSP and TSS.RSP0, then IRETQ to
+// entry at CPL3 with RFLAGS = rflags.
 // kvmwb_end_user(status): back on that stack, restores and returns status
 // from kvmwb_run_user.
 core::arch::global_asm!(
@@ -25,7 +27,7 @@ core::arch::global_asm!(
     "    mov [rip + {tss} + 4], rsp",
     "    push {udata}",
     "    push rsi",
-    "    push 0x2",
+    "    push rdx",
     "    push {ucode}",
     "    push rdi",
     "    xor eax, eax",
@@ -100,11 +102,7 @@ core::arch::global_asm!(
     ".global kvmwb_int80_entry",
     "kvmwb_int80_entry:",
     "    mov r8d, {via_int80}",
-    "    jmp 3f",
-    ".global kvmwb_int81_entry",
-    "kvmwb_int81_entry:",
-    "    mov r8d, {via_forward}",
-    "3:  mov rcx, rdx",
+    "    mov rcx, rdx",
     "    mov rdx, rsi",
     "    mov rsi, rdi",
     "    mov rdi, rax",
@@ -121,6 +119,36 @@ core::arch::global_asm!(
     "    xor r11d, r11d",
     "    iretq",
     "",
+    // A SYSCALL forwarded from CPL3: RCX and R11 are the program's RIP and
+    // RFLAGS (the entry's `jmp rcx` and `popfq` use them), and SYSCALL
+    // cleared IF, which POPFQ at CPL3 cannot set again: the IRETQ here
+    // does, when the program had it (a preemptible program).
+    ".global kvmwb_int81_entry",
+    "kvmwb_int81_entry:",
+    "    push rcx",
+    "    push r11",
+    "    mov r8d, {via_forward}",
+    "    mov rcx, rdx",
+    "    mov rdx, rsi",
+    "    mov rsi, rdi",
+    "    mov rdi, rax",
+    "    sub rsp, 8",
+    "    call kvmwb_syscall",
+    "    add rsp, 8",
+    "    pop r11",
+    "    pop rcx",
+    "    and qword ptr [rsp + 16], ~0x200",
+    "    mov rdi, r11",
+    "    and edi, 0x200",
+    "    or qword ptr [rsp + 16], rdi",
+    "    xor edi, edi",
+    "    xor esi, esi",
+    "    xor edx, edx",
+    "    xor r8d, r8d",
+    "    xor r9d, r9d",
+    "    xor r10d, r10d",
+    "    iretq",
+    "",
     // Trap stubs: 16 bytes each (.balign), vector v at kvmwb_trap_stubs + 16 v.
     // Vectors without an error code push a 0 in its place.
     ".balign 16",
@@ -135,6 +163,37 @@ core::arch::global_asm!(
     "    push \\v",
     "    jmp kvmwb_trap_common",
     ".endr",
+    "",
+    // The round-robin timer (tasks.rs): a stub like the traps'.
+    "    .balign 16",
+    ".global kvmwb_timer_stub",
+    "kvmwb_timer_stub:",
+    "    push 0",
+    "    push {timer}",
+    "    jmp kvmwb_trap_common",
+    "",
+    // kvmwb_resume(frame): enters the user context a TrapFrame holds (the
+    // registers, then IRETQ with its RIP, CS, RFLAGS, RSP, SS).
+    ".global kvmwb_resume",
+    "kvmwb_resume:",
+    "    mov rsp, rdi",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop r11",
+    "    pop r10",
+    "    pop r9",
+    "    pop r8",
+    "    pop rbp",
+    "    pop rdi",
+    "    pop rsi",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rbx",
+    "    pop rax",
+    "    add rsp, 16",
+    "    iretq",
     "",
     "kvmwb_trap_common:",
     "    push rax",
@@ -176,6 +235,7 @@ core::arch::global_asm!(
     "    add rsp, 16",
     "    iretq",
     tss = sym TSS,
+    timer = const super::boot::TIMER_VECTOR,
     via_syscall = const VIA_SYSCALL,
     via_int80 = const VIA_INT80,
     via_forward = const VIA_FORWARD,

@@ -17,19 +17,28 @@
 //! when it calls `exit`, or when the kernel ends it for a fault (reported as
 //! "user program: #GP at RIP ..., port I/O is not allowed in user mode").
 //!
+//! [`run_round_robin`] runs up to [`MAX_TASKS`] user programs at once,
+//! preempting them on the local APIC timer (the program declares
+//! `irq_kernel`: KVM's in-kernel controller): each gets a quantum, then the
+//! next ready one runs; a program that exits or faults leaves the others
+//! running.
+//!
 //! System calls (Linux numbering and convention: RAX = number, RDI, RSI, RDX
 //! = arguments, RAX = result, negative errno on error) are in [`crate::sys::nr`].
 
 mod boot;
 mod entry;
+mod frame;
 mod syscalls;
+mod tasks;
 mod traps;
 
 pub use crate::cpu::cpl;
 pub use crate::sys::{FAULT_STATUS_BASE, errno, nr};
 pub use boot::{boot, run_user};
+pub use frame::TrapFrame;
 pub use syscalls::{
     VIA_FORWARD, VIA_FORWARD_UD, VIA_INT80, VIA_INT80_UD, VIA_SYSCALL, report_entries,
     syscall_entries,
 };
-pub use traps::TrapFrame;
+pub use tasks::{MAX_TASKS, RoundRobin, TIMER_VECTOR, run_round_robin, ticks};

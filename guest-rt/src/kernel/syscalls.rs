@@ -88,11 +88,9 @@ pub(super) extern "C" fn kvmwb_syscall(nr: u64, a1: u64, a2: u64, a3: u64, via: 
     unsafe { (*ENTRIES.get())[(via as usize).min(4)] += 1 };
     match nr {
         nr::WRITE => sys_write(a1, a2, a3),
-        nr::EXIT => {
-            // SAFETY: called from the syscall path, on the kernel stack below
-            // KVMWB_KERNEL_RSP, which kvmwb_end_user returns to.
-            unsafe { kvmwb_end_user(a1 as i32 as i64) }
-        }
+        // the syscall path runs on the kernel stack below KVMWB_KERNEL_RSP,
+        // which tasks::end leaves
+        nr::EXIT => super::tasks::end(a1 as i32 as i64),
         nr::HOST_CPUID => i64::from(hc::host_cpuid()),
         _ => -errno::ENOSYS,
     }

@@ -2,43 +2,19 @@
 //! kernel, a report to the host, which ends the run as a crash).
 
 use super::boot::*;
+use super::frame::TrapFrame;
 use super::syscalls::*;
 use crate::sys::FAULT_STATUS_BASE;
 use x86_64::registers::control::Cr2;
-
-/// What the CPU pushed for a trap, plus the vector and the registers the
-/// stub saved (lowest address first).
-#[repr(C)]
-pub struct TrapFrame {
-    r15: u64,
-    r14: u64,
-    r13: u64,
-    r12: u64,
-    r11: u64,
-    r10: u64,
-    r9: u64,
-    r8: u64,
-    rbp: u64,
-    rdi: u64,
-    rsi: u64,
-    rdx: u64,
-    rcx: u64,
-    rbx: u64,
-    rax: u64,
-    vector: u64,
-    error: u64,
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
-    ss: u64,
-}
 
 pub(super) const NAMES: [&str; 32] = [
     "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#09", "#TS", "#NP", "#SS",
     "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "#22", "#23", "#24", "#25",
     "#26", "#27", "#HV", "#VC", "#SX", "#31",
 ];
+
+/// RFLAGS.IF.
+const IF: u64 = 1 << 9;
 
 /// Why a #GP happened, from the instruction at RIP (user memory only).
 pub(super) fn gp_reason(rip: u64) -> &'static str {
@@ -72,6 +48,11 @@ pub(super) fn gp_reason(rip: u64) -> &'static str {
 /// deliberate triple fault, which the host reports as a crash.
 #[unsafe(no_mangle)]
 pub(super) extern "C" fn kvmwb_trap(f: &mut TrapFrame) {
+    if f.vector == u64::from(super::tasks::TIMER_VECTOR) {
+        // returns only when the interrupted program goes on
+        super::tasks::tick(f);
+        return;
+    }
     let name = NAMES[(f.vector & 31) as usize];
     if f.cs & 3 == 3 && f.vector == 6 && check_user(f.rip, 2) {
         // kvm-pvm raises #UD for `int n` at CPL3 instead of using the
@@ -86,6 +67,12 @@ pub(super) extern "C" fn kvmwb_trap(f: &mut TrapFrame) {
             };
             f.rax = kvmwb_syscall(f.rax, f.rdi, f.rsi, f.rdx, via) as u64;
             f.rip += 2;
+            if via == VIA_FORWARD_UD {
+                // SYSCALL cleared IF and the forward's POPFQ at CPL3
+                // cannot set it again: the IRETQ does, from the program's
+                // RFLAGS in R11 (a preemptible program has it)
+                f.rflags = (f.rflags & !IF) | (f.r11 & IF);
+            }
             return;
         }
     }
@@ -116,9 +103,9 @@ pub(super) extern "C" fn kvmwb_trap(f: &mut TrapFrame) {
                 f.error
             ),
         }
-        // SAFETY: a trap from CPL3 runs on the stack below KVMWB_KERNEL_RSP
-        // (TSS.RSP0), which kvmwb_end_user returns to.
-        unsafe { kvmwb_end_user(FAULT_STATUS_BASE + f.vector as i64) }
+        // a trap from CPL3 runs on the stack below KVMWB_KERNEL_RSP
+        // (TSS.RSP0), which tasks::end leaves
+        super::tasks::end(FAULT_STATUS_BASE + f.vector as i64)
     }
     crate::println!(
         "kernel: {name} at RIP {:#x}, error code {:#x}, RSP {:#x}: reporting it to the host",

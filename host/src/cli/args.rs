@@ -7,6 +7,8 @@ use host::size;
 use host::trace::TraceFormat;
 use std::path::PathBuf;
 
+pub use super::irq::*;
+
 #[derive(Parser)]
 #[command(
     name = "host",
@@ -29,60 +31,6 @@ pub enum Mode {
     Paged32,
     /// 64-bit long mode with identity-mapped 2 MiB pages.
     Long,
-}
-
-#[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
-pub enum IrqChipArg {
-    /// The host injects vectors with KVM_INTERRUPT (HLT exits to the host).
-    User,
-    /// KVM's in-kernel PIC, IOAPIC, local APICs and PIT (HLT sleeps in KVM).
-    Kernel,
-    /// No interrupt controller.
-    None,
-}
-
-impl From<IrqChipArg> for host::config::IrqChip {
-    fn from(a: IrqChipArg) -> Self {
-        match a {
-            IrqChipArg::User => host::config::IrqChip::User,
-            IrqChipArg::Kernel => host::config::IrqChip::Kernel,
-            IrqChipArg::None => host::config::IrqChip::None,
-        }
-    }
-}
-
-/// `--inject-every PERIOD[:N][@VCPU]` (N decimal or 0x hex).
-pub fn parse_inject(s: &str) -> Result<host::config::Inject, String> {
-    let (s, vcpu) = match s.split_once('@') {
-        Some((s, v)) => (
-            s,
-            v.parse::<u32>()
-                .map_err(|_| format!("{v:?} after @ is not a vCPU number"))?,
-        ),
-        None => (s, 0),
-    };
-    let (p, n) = match s.split_once(':') {
-        Some((p, n)) => {
-            let v = match n.strip_prefix("0x") {
-                Some(h) => u32::from_str_radix(h, 16),
-                None => n.parse(),
-            }
-            .map_err(|_| format!("{n:?} is not a vector or IRQ number"))?;
-            if v > 255 {
-                return Err(format!("{n} is past 255, the last vector"));
-            }
-            (p, v)
-        }
-        None => (s, 0x20),
-    };
-    let period = size::parse_duration(p).map_err(|e| e.to_string())?;
-    if period < host::config::MIN_PERIOD {
-        return Err(format!(
-            "{p} is shorter than the {:?} this host can serve",
-            host::config::MIN_PERIOD
-        ));
-    }
-    Ok(host::config::Inject { period, n, vcpu })
 }
 
 impl From<Mode> for host::x86::CpuMode {
@@ -226,6 +174,16 @@ pub struct RunArgs {
     /// (e.g. 10ms, 1ms:0x30, 2ms:0x20@1).
     #[arg(long, value_name = "PERIOD[:N][@VCPU]", value_parser = parse_inject)]
     pub inject_every: Option<host::config::Inject>,
+    /// How --inject-every raises the IRQ line with --irqchip kernel: an irqfd (an
+    /// eventfd write, default) or the KVM_IRQ_LINE ioctl (raise, then lower).
+    #[arg(
+        long,
+        value_name = "HOW",
+        value_enum,
+        default_value = "irqfd",
+        requires = "inject_every"
+    )]
+    pub raise_with: RaiseWith,
     /// The guest's arguments, after `--` (`host run primes -- 100 7`): the guest
     /// reads them with guest_rt::args() (docs/abi.md, "Arguments").
     #[arg(last = true, value_name = "ARGS")]
@@ -273,6 +231,7 @@ impl RunArgs {
             trace_file: None,
             gdb: None,
             inject_every: None,
+            raise_with: RaiseWith::Irqfd,
             args: Vec::new(),
         })
     }

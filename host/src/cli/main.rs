@@ -13,9 +13,12 @@ use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod abi_cmd;
 mod args;
+mod irq;
 mod patient;
 
+use abi_cmd::cmd_abi;
 use args::*;
 
 /// A command that could not finish: one line on standard error and an
@@ -138,6 +141,7 @@ fn dispatch(cli: Cli) -> Done {
             stats,
             gdb,
             inject_every,
+            raise_with,
             args,
         }) => {
             let trace = trace_kvm.map(|t| match t {
@@ -152,7 +156,7 @@ fn dispatch(cli: Cli) -> Done {
                     polling: polling.then_some(poll_interval),
                     profile: stats,
                     check_42,
-                    inject: inject_every,
+                    inject: inject_with(inject_every, raise_with),
                 },
                 trace_file,
                 gdb,
@@ -391,30 +395,4 @@ fn cmd_matrix(
         stderr(&r.human())?;
     }
     Ok(r.exit_code())
-}
-
-fn cmd_abi(markdown: bool, update: Option<PathBuf>, check: Option<PathBuf>) -> Done {
-    use host::abi;
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p)
-            .map_err(|e| host_error(format!("cannot read {}: {e}", p.display())))
-    };
-    if let Some(p) = update {
-        let new = abi::splice(&read(&p)?).map_err(host_error)?;
-        std::fs::write(&p, new)
-            .map_err(|e| host_error(format!("cannot write {}: {e}", p.display())))?;
-    } else if let Some(p) = check {
-        abi::check_doc(&read(&p)?).map_err(host_error)?;
-    } else if markdown {
-        let mut text = String::new();
-        for (name, body) in abi::regions() {
-            text.push_str(&format!(
-                "<!-- abi:{name}:begin -->\n{body}<!-- abi:{name}:end -->\n"
-            ));
-        }
-        stdout(&text)?;
-    } else {
-        stdout(&abi::table())?;
-    }
-    Ok(code::OK)
 }

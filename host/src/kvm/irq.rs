@@ -14,6 +14,77 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 /// `_IOW(KVMIO, 0x86, struct kvm_interrupt)`; kvm-ioctls has no wrapper.
 const KVM_INTERRUPT: libc::c_ulong = 0x4004_ae86;
+/// `_IOW(KVMIO, 0x61, struct kvm_irq_level)`: set by the vCPU thread on
+/// the VM's fd, so it is made here on the raw fd (the seccomp filter
+/// allows it).
+pub const KVM_IRQ_LINE: libc::c_ulong = 0x4008_ae61;
+
+/// How the host raises an IRQ line of the in-kernel controller
+/// (`--inject-every` with `--irqchip kernel`).
+pub enum Raiser {
+    /// An eventfd bound with KVM_IRQFD: a write raises the line (edge).
+    Irqfd {
+        /// The eventfd.
+        fd: EventFd,
+        /// The line.
+        gsi: u32,
+    },
+    /// KVM_IRQ_LINE on the VM's fd: level 1, then 0.
+    Line {
+        /// The VM's fd (the VM outlives every vCPU thread).
+        vm: std::os::fd::RawFd,
+        /// The line.
+        gsi: u32,
+    },
+}
+
+impl Raiser {
+    /// Raises the line once.
+    pub fn raise(&self, trace: &mut Option<Tracer>) -> Result<(), KvmError> {
+        match self {
+            Raiser::Irqfd { fd, .. } => fd
+                .write(1)
+                .map_err(|e| KvmError::Write(format!("irqfd: {e}"))),
+            Raiser::Line { vm, gsi } => {
+                for level in [1, 0] {
+                    let l = k::kvm_irq_level {
+                        __bindgen_anon_1: k::kvm_irq_level__bindgen_ty_1 { irq: *gsi },
+                        level,
+                    };
+                    // SAFETY: KVM_IRQ_LINE reads one `struct kvm_irq_level`
+                    // from the pointer, which points at `l`, alive for the
+                    // call; `vm` is the VM's open fd.
+                    let rc = unsafe { libc::ioctl(*vm, KVM_IRQ_LINE, &raw const l) };
+                    if rc < 0 {
+                        return Err(KvmError::ioctl("KVM_IRQ_LINE")(kvm_ioctls::Error::last()));
+                    }
+                    record(trace, || {
+                        Call::ioctl(
+                            format!("vm {vm}"),
+                            "KVM_IRQ_LINE",
+                            format!("irq {gsi}, level {level}"),
+                            "0".into(),
+                            if level == 1 {
+                                "raise the IRQ line in the in-kernel controller"
+                            } else {
+                                "lower it again (an edge)"
+                            },
+                        )
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// What the exit table calls it.
+    pub fn via(&self) -> crate::stats::IrqVia {
+        match self {
+            Raiser::Irqfd { .. } => crate::stats::IrqVia::Irqfd,
+            Raiser::Line { .. } => crate::stats::IrqVia::IrqLine,
+        }
+    }
+}
 /// RFLAGS.IF.
 const IF: u64 = 1 << 9;
 
@@ -51,6 +122,26 @@ impl VmObject {
             )
         });
         Ok(())
+    }
+
+    /// How `--inject-every` raises line `gsi`: KVM_IRQ_LINE on this VM's
+    /// fd with `ioctl`, else an irqfd.
+    pub fn raiser(
+        &self,
+        gsi: u32,
+        ioctl: bool,
+        trace: &mut Option<Tracer>,
+    ) -> Result<Raiser, KvmError> {
+        Ok(match ioctl {
+            true => Raiser::Line {
+                vm: self.fd().as_raw_fd(),
+                gsi,
+            },
+            false => Raiser::Irqfd {
+                fd: self.irqfd(gsi, trace)?,
+                gsi,
+            },
+        })
     }
 
     /// An eventfd bound to IRQ line `gsi` with KVM_IRQFD: a write to it
@@ -137,6 +228,17 @@ impl Vcpu {
         Ok(())
     }
 
+    /// In-kernel controller: the highest vector in service in this vCPU's
+    /// local APIC (its ISR, KVM_GET_LAPIC), if any: the interrupt whose
+    /// handler runs and has not sent its end of interrupt.
+    pub fn in_service(&self) -> Result<Option<u8>, KvmError> {
+        let l = self
+            .fd()
+            .get_lapic()
+            .map_err(KvmError::ioctl("KVM_GET_LAPIC"))?;
+        Ok(highest_in_service(&l.regs))
+    }
+
     /// In-kernel controller: whether the vCPU is halted with interrupts
     /// off (KVM_GET_MP_STATE says HALTED and RFLAGS.IF is clear), which no
     /// interrupt but an NMI can end: the run's end, as a HLT exit is
@@ -150,5 +252,33 @@ impl Vcpu {
             return Ok(false);
         }
         Ok(self.kvm_regs()?.rflags & IF == 0)
+    }
+}
+
+/// The highest vector whose bit is set in a local APIC register page's ISR
+/// (eight 32-bit words at 0x100, 0x110, ... 0x170).
+pub fn highest_in_service(regs: &[libc::c_char]) -> Option<u8> {
+    (0..8usize).rev().find_map(|i| {
+        let at = 0x100 + 0x10 * i;
+        let w = regs.get(at..at + 4)?;
+        let word = u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
+        (word != 0).then(|| (i as u32 * 32 + 31 - word.leading_zeros()) as u8)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_highest_isr_bit_is_the_vector_in_service() {
+        let mut r = [0 as libc::c_char; 1024];
+        assert_eq!(highest_in_service(&r), None);
+        r[0x110] = 1; // vector 32
+        assert_eq!(highest_in_service(&r), Some(0x20));
+        r[0x130 + 2] = 1; // word 3, bit 16: vector 0x70
+        assert_eq!(highest_in_service(&r), Some(0x70));
+        r[0x170 + 3] = 0x80u8 as libc::c_char; // vector 255
+        assert_eq!(highest_in_service(&r), Some(0xff));
     }
 }

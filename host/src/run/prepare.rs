@@ -331,6 +331,15 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     // flat image (which cannot say) or the in-kernel controller: KVM
     // derives the local APIC's timer modes from CPUID leaf 1 (without it
     // the LVT timer keeps neither the periodic nor the TSC-deadline bit)
+    if let Some(i) = opts.run.inject.filter(|i| i.n < 32)
+        && irqchip == crate::config::IrqChip::User
+        && opts.vm.mode != crate::x86::CpuMode::Real
+    {
+        return Err(RunError::Usage(format!(
+            "--inject-every ...:{}: vectors 0-31 are the CPU's exceptions in {} mode; an interrupt there would run the exception's handler without the error code it may expect (only real mode's IVT takes device interrupts on them, e.g. the PC's IRQs 0-7 on 8-15)",
+            i.n, opts.vm.mode
+        )));
+    }
     if let Some(i) = opts.run.inject.filter(|i| i.vcpu > 0) {
         if irqchip == crate::config::IrqChip::Kernel {
             return Err(RunError::Usage(format!(

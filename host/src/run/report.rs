@@ -117,10 +117,16 @@ impl Report {
                 cr3,
                 cr4,
                 efer,
+                serving,
             } => format!(
-                "host: {} stopped: {fault} at RIP {:#x}\n{}\n  cr0={cr0:#x} cr3={cr3:#x} cr4={cr4:#x} efer={efer:#x}\n",
+                "host: {} stopped: {fault} at RIP {:#x}{}\n{}\n  cr0={cr0:#x} cr3={cr3:#x} cr4={cr4:#x} efer={efer:#x}\n",
                 who,
                 o.regs.rip,
+                serving
+                    .map(|v| format!(
+                        ", while serving interrupt vector {v:#04x} (in service in the local APIC)"
+                    ))
+                    .unwrap_or_default(),
                 o.regs.dump()
             ),
             Stop::Cancelled => format!("host: {who} stopped: another vCPU ended the VM\n"),
@@ -222,6 +228,7 @@ impl Report {
                 "mmio": o.stats.mmio(),
                 "io_others": o.stats.io_others(),
                 "mmio_others": o.stats.mmio_others(),
+                "interrupts": o.stats.interrupts(),
             },
             "simvirtio": o.device,
             "vcpu": o.vcpu,
@@ -234,6 +241,7 @@ impl Report {
                     "by_reason": v.stats.reasons(),
                     "io": v.stats.ports(),
                     "mmio": v.stats.mmio(),
+                    "interrupts": v.stats.interrupts(),
                 },
             })).collect::<Vec<_>>(),
         })

@@ -16,14 +16,18 @@ pub const SECCOMP_EXIT: i32 = 31;
 /// The KVM ioctls the run loop makes: `_IO(0xAE, 0x80)`,
 /// `_IOR(0xAE, 0x81, struct kvm_regs)`, `_IOR(0xAE, 0x83, struct kvm_sregs)`,
 /// and for interrupts `_IOW(0xAE, 0x86, struct kvm_interrupt)` (the
-/// user-space controller) and `_IOR(0xAE, 0x98, struct kvm_mp_state)` (a
-/// HLT with interrupts off under the in-kernel one).
-pub const ALLOWED_IOCTLS: [(u64, &str); 5] = [
+/// user-space controller), `_IOR(0xAE, 0x98, struct kvm_mp_state)` (a
+/// HLT with interrupts off under the in-kernel one), `_IOW(0xAE, 0x61,
+/// struct kvm_irq_level)` (`--raise-with irq-line`) and `_IOR(0xAE, 0x8e,
+/// struct kvm_lapic_state)` (the vector in service, for a crash report).
+pub const ALLOWED_IOCTLS: [(u64, &str); 7] = [
     (0xae80, "KVM_RUN"),
     (0x8090_ae81, "KVM_GET_REGS"),
     (0x8138_ae83, "KVM_GET_SREGS"),
     (0x4004_ae86, "KVM_INTERRUPT"),
     (0x8004_ae98, "KVM_GET_MP_STATE"),
+    (0x4008_ae61, "KVM_IRQ_LINE"),
+    (0x8400_ae8e, "KVM_GET_LAPIC"),
 ];
 
 /// System calls allowed with any arguments. The vCPU threads allocate (the

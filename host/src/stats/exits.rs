@@ -26,6 +26,8 @@ pub struct ExitStats {
     /// The last [`RECENT`] exits, oldest first from `total % RECENT`
     /// (a crash report shows them).
     recent: [Recent; RECENT],
+    /// Interrupts the host delivered (not exits: counted beside them).
+    pub(super) irqs: super::irqs::IrqCounts,
 }
 
 /// How many of the last exits a crash report shows.
@@ -181,6 +183,17 @@ impl ExitStats {
         self.io_out += other.io_out;
         self.io.merge(&other.io);
         self.mmio.merge(&other.mmio);
+        self.irqs.merge(&other.irqs);
+    }
+
+    /// Counts one interrupt the host delivered: vector or IRQ line `n`.
+    pub fn record_interrupt(&mut self, via: super::IrqVia, n: u8) {
+        self.irqs.record(via, n);
+    }
+
+    /// The interrupts the host delivered, if any.
+    pub fn interrupts(&self) -> Option<super::IrqSummary> {
+        self.irqs.summary()
     }
 
     /// All exits.

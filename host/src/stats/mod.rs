@@ -6,9 +6,11 @@
 
 pub mod exits;
 pub mod index;
+pub mod irqs;
 pub mod kinds;
 mod rows;
 mod text;
 
 pub use exits::ExitStats;
+pub use irqs::{IrqCount, IrqSummary, IrqVia};
 pub use kinds::{AddrCount, Dir, ExitReason, Others, PortCount, ReasonCount, Seen};

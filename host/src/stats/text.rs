@@ -1,6 +1,7 @@
 //! The exit table as text.
 
 use super::exits::ExitStats;
+use super::irqs::IrqVia;
 use super::kinds::{Dir, ExitReason};
 use std::fmt::Write as _;
 
@@ -89,6 +90,27 @@ impl ExitStats {
                         time(o.total(), o.handling_ns)
                     );
                 }
+            }
+        }
+        if let Some(i) = self.interrupts() {
+            let window = self.count(ExitReason::IrqWindow);
+            let _ = writeln!(
+                s,
+                "interrupts: {} delivered by {}{}",
+                i.total,
+                i.via.name(),
+                if window > 0 {
+                    format!(" ({window} interrupt window exits)")
+                } else {
+                    String::new()
+                }
+            );
+            for c in &i.counts {
+                let what = match i.via {
+                    IrqVia::KvmInterrupt => format!("vector {:#04x}", c.n),
+                    _ => format!("{} {}", i.what, c.n),
+                };
+                let _ = writeln!(s, "  {what:<36} {:>10}", c.count);
             }
         }
         s

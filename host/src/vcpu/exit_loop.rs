@@ -99,7 +99,7 @@ impl ExitLoop<'_> {
                 return self.end(Stop::Cancelled, out);
             }
             if let Some(irq) = &mut self.irq {
-                irq.before_entry(self.vcpu, self.trace)?;
+                irq.before_entry(self.vcpu, self.stats, self.trace)?;
             }
             let exit = self.vcpu.run();
             let t0 = self.profile.then(Instant::now);
@@ -118,7 +118,7 @@ impl ExitLoop<'_> {
                     if (port == layout::EXCEPTION_PORT || port == layout::PANIC_PORT)
                         && let Some(p) = exception(self.vcpu, self.trace, &mut cx, port, io)?
                     {
-                        return Ok(p);
+                        return Ok(self.with_serving(p));
                     }
                     let (vcpu, trace) = (&*self.vcpu, &mut *self.trace);
                     self.bus
@@ -168,7 +168,7 @@ impl ExitLoop<'_> {
                         .vcpu
                         .sregs("control registers for the fault report", self.trace)?;
                     let stop = Stop::faulted(fault, &s);
-                    return Ok(Pause::Ended(stop, regs));
+                    return Ok(self.with_serving(Pause::Ended(stop, regs)));
                 }
                 Err(e) if is_kick(&e) => {
                     self.stats.record(ExitReason::Intr);
@@ -215,6 +215,37 @@ impl ExitLoop<'_> {
                 after_ms: after.as_millis() as u64,
             }),
             _ => None,
+        }
+    }
+
+    /// A fault's pause, with the interrupt vector the guest was serving.
+    fn with_serving(&self, p: Pause) -> Pause {
+        match p {
+            Pause::Ended(
+                Stop::Faulted {
+                    fault,
+                    cr0,
+                    cr3,
+                    cr4,
+                    efer,
+                    ..
+                },
+                regs,
+            ) => {
+                let serving = self.irq.as_ref().and_then(|i| i.serving(self.vcpu));
+                Pause::Ended(
+                    Stop::Faulted {
+                        fault,
+                        cr0,
+                        cr3,
+                        cr4,
+                        efer,
+                        serving,
+                    },
+                    regs,
+                )
+            }
+            p => p,
         }
     }
 

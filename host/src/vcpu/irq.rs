@@ -5,10 +5,10 @@
 //! HLT does not exit), noticing a HLT with interrupts off.
 
 use crate::config::{Inject, IrqChip};
-use crate::kvm::{KvmError, Vcpu};
+use crate::kvm::{KvmError, Raiser, Vcpu};
+use crate::stats::{ExitStats, IrqVia};
 use crate::trace::Tracer;
 use std::time::{Duration, Instant};
-use vmm_sys_util::eventfd::EventFd;
 
 /// How often the vCPU thread is kicked out of KVM_RUN, with the in-kernel
 /// controller, to see whether the guest halted with interrupts off (no
@@ -21,24 +21,21 @@ pub struct IrqRun<'a> {
     pub chip: IrqChip,
     /// `--inject-every` (vCPU 0 only).
     pub inject: Option<Inject>,
-    /// In-kernel controller: the eventfd bound to the IRQ line to raise.
-    pub irqfd: Option<&'a EventFd>,
+    /// In-kernel controller: how the IRQ line is raised.
+    pub raiser: Option<&'a Raiser>,
     next: Option<Instant>,
     pending: bool,
-    /// Interrupts injected or raised so far.
-    pub delivered: u64,
 }
 
 impl<'a> IrqRun<'a> {
     /// The state of a run with `chip` and `inject`, ticking from now.
-    pub fn new(chip: IrqChip, inject: Option<Inject>, irqfd: Option<&'a EventFd>) -> Self {
+    pub fn new(chip: IrqChip, inject: Option<Inject>, raiser: Option<&'a Raiser>) -> Self {
         IrqRun {
             chip,
             inject,
-            irqfd,
+            raiser,
             next: inject.map(|i| Instant::now() + i.period),
             pending: false,
-            delivered: 0,
         }
     }
 
@@ -57,7 +54,7 @@ impl<'a> IrqRun<'a> {
     }
 
     /// Counts the ticks due by now.
-    fn tick(&mut self) -> Result<(), KvmError> {
+    fn tick(&mut self, stats: &mut ExitStats, trace: &mut Option<Tracer>) -> Result<(), KvmError> {
         let (Some(next), Some(inj)) = (self.next, self.inject) else {
             return Ok(());
         };
@@ -72,11 +69,10 @@ impl<'a> IrqRun<'a> {
             n = now + inj.period;
         }
         self.next = Some(n);
-        match (self.chip, self.irqfd) {
-            (IrqChip::Kernel, Some(fd)) => {
-                fd.write(1)
-                    .map_err(|e| KvmError::Write(format!("irqfd: {e}")))?;
-                self.delivered += 1;
+        match (self.chip, self.raiser) {
+            (IrqChip::Kernel, Some(r)) => {
+                r.raise(trace)?;
+                stats.record_interrupt(r.via(), inj.n as u8);
             }
             _ => self.pending = true,
         }
@@ -89,16 +85,17 @@ impl<'a> IrqRun<'a> {
     pub fn before_entry(
         &mut self,
         vcpu: &mut Vcpu,
+        stats: &mut ExitStats,
         trace: &mut Option<Tracer>,
     ) -> Result<(), KvmError> {
-        self.tick()?;
+        self.tick(stats, trace)?;
         if self.chip != IrqChip::User {
             return Ok(());
         }
         if self.pending && vcpu.can_take_interrupt() {
             if let Some(i) = self.inject {
                 vcpu.interrupt(i.n, trace)?;
-                self.delivered += 1;
+                stats.record_interrupt(IrqVia::KvmInterrupt, i.n as u8);
             }
             self.pending = false;
             vcpu.request_interrupt_window(false);
@@ -128,6 +125,16 @@ impl<'a> IrqRun<'a> {
             // the thread's timer kicks at every period: wait on
             wait_kick(until - now);
         }
+    }
+
+    /// At a fault: the vector the guest was serving (in-kernel controller:
+    /// the local APIC's in-service register); None with the user-space
+    /// controller, where no end of interrupt tells when a handler ends.
+    pub fn serving(&self, vcpu: &Vcpu) -> Option<u8> {
+        if self.chip != IrqChip::Kernel {
+            return None;
+        }
+        vcpu.in_service().ok().flatten()
     }
 
     /// At a kick, with the in-kernel controller: whether the guest is

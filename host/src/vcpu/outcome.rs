@@ -38,6 +38,9 @@ pub enum Stop {
         /// EFER.
         #[serde(serialize_with = "crate::size::hex")]
         efer: u64,
+        /// The interrupt vector the guest was serving (the in-kernel local
+        /// APIC's highest in-service vector), if any.
+        serving: Option<u8>,
     },
 }
 
@@ -51,6 +54,7 @@ impl Stop {
             cr3: s.cr3,
             cr4: s.cr4,
             efer: s.efer,
+            serving: None,
         }
     }
 }

@@ -74,9 +74,9 @@ pub struct Vm {
     pub(super) state: RunState,
     pub(super) bus: Bus,
     /// The interrupt controller, and with the in-kernel one and
-    /// `--inject-every` the eventfd bound to its IRQ line.
+    /// `--inject-every` how its IRQ line is raised.
     pub(super) irqchip: IrqChip,
-    pub(super) irqfd: Option<vmm_sys_util::eventfd::EventFd>,
+    pub(super) irqfd: Option<crate::kvm::Raiser>,
 }
 
 impl Vm {
@@ -94,7 +94,7 @@ impl Vm {
             vm.create_irqchip(t)?;
         }
         let irqfd = match (irqchip, run.inject) {
-            (IrqChip::Kernel, Some(i)) => Some(vm.irqfd(i.n, t)?),
+            (IrqChip::Kernel, Some(i)) => Some(vm.raiser(i.n, i.irq_line_ioctl, t)?),
             _ => None,
         };
         // Without the supported CPUID the guest sees no features and, e.g.,

@@ -1,0 +1,131 @@
+//! Interrupts the host delivered, by vector or IRQ line, and how.
+
+use serde::Serialize;
+
+/// How the host delivered interrupts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IrqVia {
+    /// KVM_INTERRUPT (user-space controller): the number is a vector.
+    KvmInterrupt,
+    /// An eventfd bound with KVM_IRQFD: the number is an IRQ line.
+    Irqfd,
+    /// KVM_IRQ_LINE (raise, then lower): the number is an IRQ line.
+    IrqLine,
+}
+
+impl IrqVia {
+    /// The KVM call.
+    pub fn name(self) -> &'static str {
+        match self {
+            IrqVia::KvmInterrupt => "KVM_INTERRUPT",
+            IrqVia::Irqfd => "KVM_IRQFD (eventfd write)",
+            IrqVia::IrqLine => "KVM_IRQ_LINE",
+        }
+    }
+
+    /// What the number names.
+    pub fn what(self) -> &'static str {
+        match self {
+            IrqVia::KvmInterrupt => "vector",
+            IrqVia::Irqfd | IrqVia::IrqLine => "IRQ line",
+        }
+    }
+}
+
+/// Counts by vector or line (0-255), and the way they went.
+#[derive(Debug, Clone, Copy)]
+pub struct IrqCounts {
+    via: Option<IrqVia>,
+    by_n: [u64; 256],
+}
+
+impl Default for IrqCounts {
+    fn default() -> Self {
+        IrqCounts {
+            via: None,
+            by_n: [0; 256],
+        }
+    }
+}
+
+/// One row: a vector or line and how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IrqCount {
+    /// The vector or IRQ line.
+    pub n: u8,
+    /// Delivered.
+    pub count: u64,
+}
+
+/// The interrupts of a run, for the table and `--json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IrqSummary {
+    /// How.
+    pub via: IrqVia,
+    /// "vector" or "IRQ line".
+    pub what: &'static str,
+    /// All of them.
+    pub total: u64,
+    /// By number, ascending.
+    pub counts: Vec<IrqCount>,
+}
+
+impl IrqCounts {
+    /// Counts one interrupt `n` delivered `via`.
+    pub fn record(&mut self, via: IrqVia, n: u8) {
+        self.via = Some(via);
+        self.by_n[usize::from(n)] += 1;
+    }
+
+    /// Adds `other`'s counts (the total of several vCPUs).
+    pub fn merge(&mut self, other: &IrqCounts) {
+        self.via = self.via.or(other.via);
+        for (a, b) in self.by_n.iter_mut().zip(other.by_n) {
+            *a += b;
+        }
+    }
+
+    /// The summary, if any interrupt was delivered.
+    pub fn summary(&self) -> Option<IrqSummary> {
+        let via = self.via?;
+        let counts: Vec<IrqCount> = (0..=255u8)
+            .zip(self.by_n)
+            .filter(|(_, c)| *c > 0)
+            .map(|(n, count)| IrqCount { n, count })
+            .collect();
+        Some(IrqSummary {
+            via,
+            what: via.what(),
+            total: counts.iter().map(|c| c.count).sum(),
+            counts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_number_and_merges() {
+        let mut a = IrqCounts::default();
+        assert_eq!(a.summary(), None);
+        for _ in 0..3 {
+            a.record(IrqVia::KvmInterrupt, 0x20);
+        }
+        a.record(IrqVia::KvmInterrupt, 0xff);
+        let mut b = IrqCounts::default();
+        b.record(IrqVia::KvmInterrupt, 0x20);
+        b.merge(&a);
+        let s = b.summary().unwrap();
+        assert_eq!((s.total, s.what), (5, "vector"));
+        assert_eq!(
+            s.counts,
+            [
+                IrqCount { n: 0x20, count: 4 },
+                IrqCount { n: 0xff, count: 1 }
+            ]
+        );
+    }
+}
