@@ -2,7 +2,7 @@
 # (rustup here does not install rust-toolchain.toml's toolchain on its own).
 CARGO ?= cargo
 
-.PHONY: bench-compare all toolchain test-deps binfmt-clean guest-runner-remove order-check binutils size disasm flat demo guests run list test lint fmt bench clean abi-doc order-file
+.PHONY: bench-compare bench-irq all toolchain test-deps binfmt-clean guest-runner-remove order-check binutils size disasm flat demo guests run list test lint fmt bench clean abi-doc order-file
 
 all: demo
 
@@ -100,6 +100,14 @@ bench-compare: toolchain
 	rm -rf target/bench-floor && cp -r $(FLOOR) target/bench-floor && chmod -R u+w target/bench-floor
 	CANDIDATE="$(CURDIR)/target/release/host bench --process-iters 0" $(MAKE) -C target/bench-floor run
 	CANDIDATE="$(CURDIR)/target/release/host run hello" $(MAKE) -C target/bench-floor process
+
+# The interrupt figures against irq_floor, interleaved (ratios in
+# target/bench-floor/results/irq/ratios.txt): only `host bench`'s interrupt
+# stage runs.
+bench-irq: toolchain
+	$(CARGO) build --release -p host
+	rm -rf target/bench-floor && cp -r $(FLOOR) target/bench-floor && chmod -R u+w target/bench-floor
+	CANDIDATE="$(CURDIR)/target/release/host bench --exits 0 --vm-iters 1 --process-iters 0 --preempt-quanta 0 --simvirtio-runs 0 --matrix-vms 0" $(MAKE) -C target/bench-floor irq
 
 # The functions `host run hello` executes, for the linker to put side by side
 # in release builds (host/build.rs, tools/order-file): run it when that path

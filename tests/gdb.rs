@@ -584,6 +584,58 @@ fn monitor_commands_show_the_hosts_views_of_the_live_vm() {
     assert_eq!(s.end().code, 0);
 }
 
+/// Interrupts under gdb: a breakpoint inside a handler of
+/// guest_rt::interrupts, `monitor irq` there (guest-rt's IDT, the LAPIC
+/// timer), and `stepi` over `sti; hlt`: the step holds interrupts back
+/// (KVM_GUESTDBG_BLOCKIRQ where offered), the `hlt` runs plainly until the
+/// timer's handler has run and returned, and the step ends on the next
+/// instruction; no single-step flag leaks into the handler's frame (the
+/// guest would take a #DB at its IRETQ), so the run ends as without gdb.
+#[test]
+fn an_interrupt_handler_under_gdb() {
+    let s = start(&["run", "lapic_timer"]);
+    let g = s.gdb(
+        Some("lapic_timer"),
+        &[
+            "break lapic_timer::tick",
+            "continue",
+            "monitor irq",
+            "delete",
+            "break guest_rt::interrupts::wait",
+            "continue",
+            "stepi",
+            "x/i $pc",
+            "stepi",
+            "x/i $pc",
+            "print lapic_timer::COUNT.v.value.0",
+            "delete",
+            "continue",
+        ],
+    );
+    assert!(g.contains("Breakpoint 1, lapic_timer::tick"), "{g}");
+    assert!(
+        g.contains("interrupts: KVM's in-kernel PIC, IOAPIC, local APICs and PIT"),
+        "{g}"
+    );
+    assert!(g.contains("0x20-0xff  -> 0x"), "guest-rt's stubs: {g}");
+    assert!(
+        g.contains("0x00-0x1f  -> 0xa200.. (8 bytes apart): the host's exception stubs"),
+        "{g}"
+    );
+    assert!(
+        g.contains("timer: vector 0x30, periodic, initial count 2000000, divide by 1"),
+        "{g}"
+    );
+    assert!(
+        g.contains(":\thlt"),
+        "the first stepi stops at the hlt: {g}"
+    );
+    assert!(g.contains(":\tpop"), "the second comes back after it: {g}");
+    let e = s.end();
+    assert_eq!(e.code, 0, "{}", e.err);
+    assert!(e.out.contains("TSC-deadline: 3 ticks"), "{}", e.out);
+}
+
 /// vCPU 0 of two under gdb; the other runs on, and halts, while vCPU 0 is
 /// stopped. The reported time leaves out the 1.5 s gdb then sleeps (no
 /// vCPU runs): the same bound as the single-vCPU case below, since smp

@@ -272,17 +272,25 @@ fn cases() -> Vec<Case> {
 
 /// Interrupt storms take bounded memory and time, and Ctrl-C ends them at
 /// once with the summary. Bounds: runs of 1 s given 10 s (a busy
-/// machine); RSS 64 MiB, as the other hostile cases (a run takes ~5 MiB).
+/// machine); RSS 64 MiB, as the other hostile cases (a run takes ~5 MiB),
+/// measured as the host's own VmHWM (`peak_rss_kib`: a child's wait4
+/// maxrss also counts this test process's memory, which other tests
+/// running beside it grow).
 #[test]
 fn interrupt_storms_are_bounded_and_ctrl_c_wins() {
     for case in ["storm", "self_ipi"] {
-        let (code, err, took, rss) =
+        let (code, err, took, _) =
             measured(&["run", "irq_hostile", "--timeout", "1s", "--", case], None);
         assert_eq!(code, 5, "{case}: {err}");
         assert!(
             took < std::time::Duration::from_secs(10),
             "{case}: {took:?}"
         );
+        let host = std::path::Path::new(env!("CARGO_BIN_EXE_host"));
+        let args = ["run", "irq_hostile", "--timeout", "1s", "--", case];
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        let (rss, code) = host::bench::peak_rss_kib(host, &args).expect("measure the host");
+        assert_eq!(code, 5, "{case}");
         assert!(rss < 64 * 1024, "{case}: peak RSS {rss} KiB");
         let m = measured_with(
             &["run", "irq_hostile", "--", case],
@@ -376,9 +384,18 @@ fn measured_with(args: &[&str], signal: Option<(std::time::Duration, libc::c_int
         .spawn()
         .expect("spawn host");
     let mut o = child.stdout.take().expect("stdout");
+    // keep the first 4 MiB of stdout: a guest that prints forever must
+    // not grow this process (a child's maxrss counts it: see below)
     let out = std::thread::spawn(move || {
         let mut s = Vec::new();
-        let _ = o.read_to_end(&mut s);
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = o.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let room = (4usize << 20).saturating_sub(s.len());
+            s.extend_from_slice(&buf[..n.min(room)]);
+        }
         String::from_utf8_lossy(&s).into_owned()
     });
     if let Some((d, sig)) = signal {
@@ -849,7 +866,8 @@ fn a_symbol_table_of_huge_names_takes_bounded_memory_in_the_crash_report() {
         "{err}"
     );
     assert!(
-        err.contains("AAA...+0x42 at guest-kernel/src/bin/crash.rs:"),
+        // the ud2's offset in the image (0x43 today) moves with guest-rt
+        err.contains("AAA...+0x") && err.contains(" at guest-kernel/src/bin/crash.rs:"),
         "{err}"
     );
     assert!(!err.contains('\x1b') && !err.contains('\r'), "{err:?}");

@@ -53,7 +53,18 @@ fn the_host_injects_vectors_at_the_guests_hlt_exits() {
         "--trace-kvm",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.err);
-    assert_eq!(r.err.matches("KVM_INTERRUPT").count(), 5, "{}", r.err);
+    let injections = r
+        .err
+        .lines()
+        .filter(|l| l.contains("ioctl(") && l.contains("KVM_INTERRUPT"))
+        .count();
+    assert_eq!(injections, 5, "{}", r.err);
+    assert!(
+        r.err
+            .contains("interrupts: 5 delivered by KVM_INTERRUPT\n  vector 0x20 "),
+        "{}",
+        r.err
+    );
 }
 
 /// The same in long mode through guest_rt::interrupts' IDT, and on the
@@ -200,6 +211,72 @@ fn the_host_raises_an_irq_line_through_an_irqfd() {
     );
     assert!(r.err.contains("KVM_IRQFD"), "{}", r.err);
     assert!(r.err.contains("gsi 5"), "{}", r.err);
+    assert!(r.err.contains("interrupts: "), "{}", r.err);
+    assert!(
+        r.err
+            .contains("delivered by KVM_IRQFD (eventfd write)\n  IRQ line 5 "),
+        "{}",
+        r.err
+    );
+    // the same with KVM_IRQ_LINE: raise, then lower, each traced
+    let r = run(&[
+        "run",
+        "irq_line",
+        "--mode",
+        "real",
+        "--inject-every",
+        "2ms:5",
+        "--raise-with",
+        "irq-line",
+        "--trace-kvm",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert!(r.err.contains("KVM_IRQ_LINE"), "{}", r.err);
+    assert!(r.err.contains("irq 5, level 1"), "{}", r.err);
+    assert!(r.err.contains("irq 5, level 0"), "{}", r.err);
+    assert!(
+        r.err.contains("delivered by KVM_IRQ_LINE\n  IRQ line 5 "),
+        "{}",
+        r.err
+    );
+}
+
+/// `--json` counts the injections by vector, `host layout` shows the
+/// interrupt state at the start (the in-kernel controllers here).
+#[test]
+fn json_and_layout_show_interrupts() {
+    let r = run(&[
+        "run",
+        "irq_user",
+        "--mode",
+        "real",
+        "--inject-every",
+        "2ms",
+        "--json",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    let v: serde_json::Value = serde_json::from_str(&r.out).expect("json");
+    let i = &v["exits"]["interrupts"];
+    assert_eq!(i["via"], "kvm_interrupt", "{i}");
+    assert_eq!(i["total"], 5, "{i}");
+    assert_eq!(i["counts"][0]["n"], 0x20, "{i}");
+    let r = run(&["layout", "pit_ticks", "--mode", "real"]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    for want in [
+        "interrupts: KVM's in-kernel PIC, IOAPIC, local APICs and PIT",
+        "IVT at 0x0, limit 0xffff:",
+        "0x00-0xff  -> 0x500.. (8 bytes apart): the host's exception stubs",
+        "local APIC: base 0xfee00000 (xAPIC, BSP), id 0, software-disabled",
+        "IOAPIC at 0xfec00000: every pin masked",
+    ] {
+        assert!(r.out.contains(want), "{want}: {}", r.out);
+    }
+    let r = run(&["layout", "hello"]);
+    assert!(
+        r.out.contains("interrupts: no controller (--irqchip none)"),
+        "{}",
+        r.out
+    );
 }
 
 /// A guest asleep with interrupts on and nothing to wake it is ended by
@@ -224,6 +301,21 @@ fn a_guest_asleep_for_good_is_ended_by_the_timeout() {
         r.err
     );
     assert!(r.took < Duration::from_secs(10), "{:?}", r.took);
+}
+
+/// The user-space controller with nothing to inject: the guest's `sti;
+/// hlt` ends the run, and one line says why.
+#[test]
+fn a_hlt_with_interrupts_on_and_nothing_to_come_is_explained() {
+    let r = run(&["run", "irq_user", "--mode", "real"]);
+    assert_eq!(r.code, Some(4), "the 42 check fails: {}", r.err);
+    assert!(
+        r.err.contains(
+            "host: the guest halted with interrupts on, but nothing will interrupt it (--irqchip user without --inject-every for this vCPU): the HLT ends the run"
+        ),
+        "{}",
+        r.err
+    );
 }
 
 #[test]

@@ -23,7 +23,8 @@ pub enum ConfigError {
 
 /// Which interrupt controller a VM has (`--irqchip`; by default what the
 /// guest's ABI note asks for).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum IrqChip {
     /// None: nothing interrupts the guest (HLT exits to the host).
     #[default]

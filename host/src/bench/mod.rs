@@ -2,8 +2,11 @@
 //! so the two can run side by side:
 //! `CANDIDATE="target/release/host bench" make -C <copy of bench-floor> run`.
 
+mod common;
+mod irq;
 mod process;
 mod stages;
 
+pub use common::BenchError;
 pub use process::peak_rss_kib;
-pub use stages::{BenchError, BenchOptions, Busy, run};
+pub use stages::{BenchOptions, Busy, run};

@@ -1,10 +1,9 @@
 //! The stages of `host bench`, one figure family each.
 
-use crate::config::{RunConfig, VmConfig};
-use crate::loader;
+use super::common::{BenchError, pct, vm_with};
+use crate::config::{IrqChip, VmConfig};
 use crate::run::{self, RunOptions};
 use crate::vcpu::Stop;
-use crate::vm::{Vm, VmError};
 use crate::x86::CpuMode;
 use hypercall_abi::PORT_PRINT8BIT;
 use std::process::{Command, Stdio};
@@ -25,37 +24,12 @@ pub struct BenchOptions {
     pub simvirtio_runs: usize,
     /// VMs in one `host matrix` for the per-VM figures (0 to skip).
     pub matrix_vms: usize,
+    /// Interrupts per path for the *_rtt_us figures (0 to skip).
+    pub irq_injections: usize,
+    /// Time between two of them (the vCPU is asleep, not halt-polling).
+    pub irq_gap: std::time::Duration,
     /// The KVM device.
     pub kvm_path: std::path::PathBuf,
-}
-
-/// Why a benchmark could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// VM set-up or run failed.
-    #[error(transparent)]
-    Vm(#[from] VmError),
-    /// The figures could not be written.
-    #[error("cannot write to standard output: {0}")]
-    Output(#[from] std::io::Error),
-    /// The benchmark's own image was refused.
-    #[error("benchmark image: {0}")]
-    Plan(#[from] crate::loader::LoadError),
-    /// The guest did not halt.
-    #[error("{0}: the benchmark guest did not halt")]
-    NoHalt(&'static str),
-    /// Spawning `host run hello` failed.
-    #[error("cannot run {0}: {1}")]
-    Spawn(String, std::io::Error),
-    /// The matrix failed.
-    #[error(transparent)]
-    Matrix(#[from] crate::matrix::MatrixError),
-    /// `host run hello` failed.
-    #[error("`host run hello` exited with {0}")]
-    Child(std::process::ExitStatus),
-    /// The SIMVIRTIO guest could not run.
-    #[error(transparent)]
-    Run(#[from] crate::run::RunError),
 }
 
 /// A busy loop on every CPU of the machine, for as long as the value
@@ -107,31 +81,6 @@ fn pio_loop(n: u32) -> Vec<u8> {
     c
 }
 
-/// A 2 MiB VM with `code` at the start of the mode's image area. These
-/// images ask for nothing, so the VM gets no CPUID (as `host run` does for
-/// a guest that does not ask); kvm_floor sets none either.
-fn vm_with(code: &[u8], mode: CpuMode, kvm_path: &std::path::Path) -> Result<Vm, BenchError> {
-    let cfg = VmConfig {
-        mem_size: 2 << 20,
-        kvm_path: kvm_path.to_path_buf(),
-        mode,
-        cpuid: false,
-        ..Default::default()
-    };
-    let area = mode.image_area(cfg.mem_size);
-    let plan = loader::plan_flat_in(code.len(), area.start, &area, cfg.mem_size)?;
-    let mut vm = Vm::new(&cfg, RunConfig::default())?;
-    vm.load(&plan, code)?;
-    Ok(vm)
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or(0.0)
-}
-
 /// Runs every benchmark, printing each line as soon as it is measured.
 pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchError> {
     let w = |out: &mut dyn std::io::Write, m: &str, v: f64, unit: &str| {
@@ -146,7 +95,12 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
     // (1) hypercall round trip: a print8bit exit, output discarded
     // (`--exits 0` skips it: the loop's counter would wrap to 2^32)
     if o.exits > 0 {
-        let mut vm = vm_with(&pio_loop(o.exits), CpuMode::Long, &o.kvm_path)?;
+        let mut vm = vm_with(
+            &pio_loop(o.exits),
+            CpuMode::Long,
+            IrqChip::None,
+            &o.kvm_path,
+        )?;
         let r = vm.run(&mut std::io::sink(), &mut std::io::sink())?;
         if r.stop != Stop::Halted {
             return Err(BenchError::NoHalt("long_pio_exit_ns"));
@@ -161,7 +115,7 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
     let (mut tot, mut setup, mut first, mut down) = (vec![], vec![], vec![], vec![]);
     for _ in 0..n {
         let t0 = Instant::now();
-        let mut vm = vm_with(&[0xf4], CpuMode::Real, &o.kvm_path)?;
+        let mut vm = vm_with(&[0xf4], CpuMode::Real, IrqChip::None, &o.kvm_path)?;
         let t1 = Instant::now();
         let r = vm.run(&mut std::io::sink(), &mut std::io::sink())?;
         if r.stop != Stop::Halted {
@@ -326,6 +280,11 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
             pct(&mut per_kib, 0.5)
         )?;
     }
+    // (6) interrupts, as irq_floor: KVM_INTERRUPT, KVM_IRQ_LINE, irqfd
+    if o.irq_injections > 0 {
+        super::irq::run(out, o.irq_injections, o.irq_gap, &o.kvm_path)?;
+    }
+
     // (last) many VMs in one process (issue 19): `host matrix` with
     // `matrix_vms` single-vCPU VMs of 2 MiB, one 1 ms turn each: set-up time
     // and resident memory per VM. Last, because tearing 1000 VMs down

@@ -352,6 +352,12 @@ pub enum Cmd {
         /// VMs in one matrix for matrix_vm_setup_us / matrix_rss_kib_per_vm (0 to skip).
         #[arg(long, default_value_t = 1000)]
         matrix_vms: usize,
+        /// Interrupts per path for kvm_interrupt_rtt_us, irq_line_rtt_us, irqfd_rtt_us (0 to skip).
+        #[arg(long, default_value_t = 2000)]
+        irq_injections: usize,
+        /// Time between two of them, as irq_floor's GAP_US.
+        #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = size::parse_duration)]
+        irq_gap: std::time::Duration,
         /// The KVM device.
         #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
         kvm_device: PathBuf,

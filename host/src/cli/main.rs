@@ -250,6 +250,8 @@ fn dispatch(cli: Cli) -> Done {
             preempt_quanta,
             simvirtio_runs,
             matrix_vms,
+            irq_injections,
+            irq_gap,
             kvm_device,
         } => {
             let o = BenchOptions {
@@ -259,6 +261,8 @@ fn dispatch(cli: Cli) -> Done {
                 preempt_quanta,
                 simvirtio_runs,
                 matrix_vms,
+                irq_injections,
+                irq_gap,
                 kvm_path: kvm_device,
             };
             bench::run(&o, &mut std::io::stdout().lock()).map_err(host_error)?;

@@ -107,9 +107,13 @@ impl<'l, 'a> Debuggee<'l, 'a> {
     }
 
     /// Gives KVM the guest-debug state for a run: the breakpoints, and
-    /// single-step when `single_step`. Only when it changed.
-    fn arm(&mut self, single_step: bool) -> Result<(), VcpuError> {
-        let want = self.points.guest_debug(single_step);
+    /// single-step when `single_step` (with interrupts held back where
+    /// this KVM can), and an execute breakpoint at `back` (where a `hlt`
+    /// run plainly returns). Only when it changed.
+    fn arm(&mut self, single_step: bool, back: Option<u64>) -> Result<(), VcpuError> {
+        let want = self
+            .points
+            .guest_debug_with(single_step, self.caps.block_irq, back);
         if self.last_debug != Some(want) {
             self.lp
                 .vcpu
@@ -179,7 +183,9 @@ impl<'l, 'a> Debuggee<'l, 'a> {
         let stepping = step || self.points.needs_stepping();
         // Under single-step a `hlt` gives a debug exit, not KVM_EXIT_HLT,
         // and the guest goes on past it: step onto a `hlt` and run it
-        // plainly, so it ends the run as it does without gdb.
+        // plainly, so it ends the run as it does without gdb; a hardware
+        // breakpoint on the next instruction brings the step back there
+        // once an interrupt has woken the guest and its handler returned.
         let paging = if stepping { Some(self.paging()?) } else { None };
         let mut pc = match paging {
             Some(_) => Some(self.lp.vcpu.sregs_linear_rip()?),
@@ -191,7 +197,8 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                 (Some(p), Some(pc)) => self.byte_at(p, pc) == Some(HLT),
                 _ => false,
             };
-            if let Err(e) = self.arm(stepping && !at_hlt) {
+            let back = pc.filter(|_| at_hlt).map(|pc| pc + 1);
+            if let Err(e) = self.arm(stepping && !at_hlt, back) {
                 clock.stop();
                 return Err(e);
             }

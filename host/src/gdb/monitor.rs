@@ -1,6 +1,8 @@
 //! gdb's `monitor` commands: the host's own views of the live VM.
 
 use super::debuggee::Debuggee;
+use crate::config::IrqChip;
+use crate::kvm::ChipState;
 use crate::trace::{TraceFormat, Tracer};
 use crate::x86::translate::Paging;
 
@@ -9,6 +11,7 @@ pub const HELP: &str = "\
 monitor layout          the VM as the host set it up (host layout): memory map, GDT, page tables
 monitor translate GVA   the page-table walk of GVA now, step by step
 monitor exits           the exit table so far
+monitor irq             interrupts now: the IDT/IVT in use, the local APIC (timer, IRR/ISR), PICs, IOAPIC, PIT
 monitor trace on|off    the KVM call trace (--trace-kvm) to the host's standard error
 monitor caps            what this KVM can do for gdb
 ";
@@ -21,6 +24,7 @@ pub fn command(d: &mut Debuggee<'_, '_>, cmd: &str) -> String {
         ["layout"] => d.layout.to_string(),
         ["translate", gva] => translate(d, gva),
         ["exits"] => d.lp.stats.table(),
+        ["irq"] => irq(d),
         ["caps"] => format!("{}\n", d.caps.summary()),
         ["trace", "on"] => trace_on(d),
         ["trace", "off"] => match d.lp.trace.take() {
@@ -46,6 +50,30 @@ fn translate(d: &Debuggee<'_, '_>, gva: &str) -> String {
         Ok(s) => crate::inspect::explain(d.lp.mem, &Paging::from_sregs(&s), gva).text(),
         Err(e) => format!("cannot read the control registers: {e}\n"),
     }
+}
+
+fn irq(d: &Debuggee<'_, '_>) -> String {
+    let chip = d.lp.irq.as_ref().map_or(IrqChip::None, |i| i.chip);
+    let s = match d.lp.vcpu.sregs("monitor irq: IDTR, APIC base", &mut None) {
+        Ok(s) => s,
+        Err(e) => return format!("cannot read the special registers: {e}\n"),
+    };
+    let (mut lapic, mut chips) = (None, None);
+    if chip == IrqChip::Kernel {
+        match d.lp.vcpu.lapic_regs() {
+            Ok(r) => lapic = Some(r),
+            Err(e) => return format!("cannot read the local APIC: {e}\n"),
+        }
+        if let Some(fd) = d.lp.irq.as_ref().and_then(|i| i.vm_fd) {
+            // SAFETY: the VM's fd stays open while its vCPUs run (the VM
+            // outlives every vCPU thread and this debugger session).
+            match ChipState::read(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }) {
+                Ok(c) => chips = Some(c),
+                Err(e) => return format!("cannot read the in-kernel controllers: {e}\n"),
+            }
+        }
+    }
+    crate::inspect::irq::view(chip, &s, d.lp.mem, lapic.as_ref(), chips.as_ref()).text()
 }
 
 fn trace_on(d: &mut Debuggee<'_, '_>) -> String {

@@ -75,8 +75,24 @@ impl Points {
     /// KVM_SET_GUEST_DEBUG's control and debug registers; `single_step`:
     /// stop after every instruction (gdb's step, or the RIP-compare
     /// breakpoints: [`Points::needs_stepping`]). Control 0 (debugging off)
-    /// when nothing is set.
+    /// when nothing is set. [`Points::guest_debug_with`] says more.
     pub fn guest_debug(&self, single_step: bool) -> (u32, [u64; 8]) {
+        self.guest_debug_with(single_step, false, None)
+    }
+
+    /// [`Points::guest_debug`], and: `block_irq`, no interrupt is taken
+    /// while stepping (KVM_GUESTDBG_BLOCKIRQ: KVM forces TF on during a
+    /// step, and an interrupt delivered then would save it in the
+    /// handler's frame, so its IRETQ would raise a #DB in the guest);
+    /// `extra`, an execute breakpoint at that address in a free debug
+    /// register (where a `hlt` that is run plainly comes back), if any
+    /// is free.
+    pub fn guest_debug_with(
+        &self,
+        single_step: bool,
+        block_irq: bool,
+        extra: Option<u64>,
+    ) -> (u32, [u64; 8]) {
         let mut dr = [0u64; 8];
         dr[7] = super::probe::DR7_BASE;
         let mut control = 0;
@@ -102,11 +118,19 @@ impl Points {
             dr[7] |= 1 << (2 * i) | rw << (16 + 4 * i) | len << (18 + 4 * i);
             control |= k::KVM_GUESTDBG_USE_HW_BP;
         }
+        if let (Some(at), Some(i)) = (extra, self.slots.iter().position(Option::is_none)) {
+            dr[i] = at;
+            dr[7] |= 1 << (2 * i);
+            control |= k::KVM_GUESTDBG_USE_HW_BP;
+        }
         if !self.int3.is_empty() {
             control |= k::KVM_GUESTDBG_USE_SW_BP;
         }
         if single_step {
             control |= k::KVM_GUESTDBG_SINGLESTEP;
+            if block_irq {
+                control |= k::KVM_GUESTDBG_BLOCKIRQ;
+            }
         }
         if control != 0 {
             control |= k::KVM_GUESTDBG_ENABLE;
@@ -177,6 +201,14 @@ mod tests {
     #[test]
     fn nothing_set_turns_debugging_off() {
         assert_eq!(Points::default().guest_debug(false).0, 0);
+        let (c, dr) = Points::default().guest_debug_with(false, true, Some(0x1234));
+        assert_eq!(c, k::KVM_GUESTDBG_ENABLE | k::KVM_GUESTDBG_USE_HW_BP);
+        assert_eq!((dr[0], dr[7] & 3), (0x1234, 1));
+        let (c, _) = Points::default().guest_debug_with(true, true, None);
+        assert_eq!(
+            c,
+            k::KVM_GUESTDBG_ENABLE | k::KVM_GUESTDBG_SINGLESTEP | k::KVM_GUESTDBG_BLOCKIRQ
+        );
         let (c, _) = Points::default().guest_debug(true);
         assert_eq!(c, k::KVM_GUESTDBG_ENABLE | k::KVM_GUESTDBG_SINGLESTEP);
     }

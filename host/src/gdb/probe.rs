@@ -17,6 +17,9 @@ use vm_memory::{Bytes, GuestAddress};
 pub struct Caps {
     /// KVM_GUESTDBG_SINGLESTEP gives a debug exit after one instruction.
     pub single_step: bool,
+    /// KVM_GUESTDBG_BLOCKIRQ (with single-step) is taken: no interrupt
+    /// enters a handler during a step.
+    pub block_irq: bool,
     /// A DR0 execute breakpoint gives a debug exit.
     pub hw_breakpoints: bool,
     /// A DR0 data-write breakpoint gives a debug exit (kvm-pvm: no, its
@@ -54,8 +57,13 @@ impl Caps {
             "no watchpoints"
         };
         format!(
-            "this KVM: single-step {}, hardware breakpoints {}, hardware watchpoints {}, int3 {}; {how}; {watch}",
+            "this KVM: single-step {}{}, hardware breakpoints {}, hardware watchpoints {}, int3 {}; {how}; {watch}",
             yes(self.single_step),
+            match (self.single_step, self.block_irq) {
+                (true, true) => " (interrupts held back during a step)",
+                (true, false) => " (interrupts may enter a handler during a step)",
+                _ => "",
+            },
             yes(self.hw_breakpoints),
             yes(self.hw_watchpoints),
             yes(self.sw_breakpoints)
@@ -113,6 +121,11 @@ pub fn probe(path: &Path) -> Result<Caps, GdbError> {
         attempt(CODE, k::KVM_GUESTDBG_SINGLESTEP, [0; 8]),
         Ok(Some((1, pc, _))) if pc == CODE + 1
     );
+    caps.block_irq = caps.single_step
+        && matches!(
+            attempt(CODE, k::KVM_GUESTDBG_SINGLESTEP | k::KVM_GUESTDBG_BLOCKIRQ, [0; 8]),
+            Ok(Some((1, pc, _))) if pc == CODE + 1
+        );
     let mut dr = [0u64; 8];
     dr[0] = CODE + 2;
     dr[7] = DR7_BASE | 1;

@@ -271,6 +271,7 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
         tables: tw.out,
         warnings,
         translation,
+        interrupts: super::irq::of_vm(vm)?,
     })
 }
 

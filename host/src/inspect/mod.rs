@@ -4,9 +4,12 @@
 //! GDT and page tables from guest memory starting at the vCPU's GDTR and CR3,
 //! the kvm_run size from KVM_GET_VCPU_MMAP_SIZE and its address from the
 //! vCPU's mapping. Only the names of the ABI's reserved areas (42-check word,
-//! result page, stack) come from `hypercall_abi::layout`.
+//! result page, stack) come from `hypercall_abi::layout`. The interrupt
+//! state ([`irq`]) comes from KVM_GET_LAPIC, KVM_GET_IRQCHIP and KVM_GET_PIT2.
 
 mod describe;
+pub mod irq;
+mod irq_text;
 mod model;
 mod tables;
 mod text;

@@ -173,4 +173,6 @@ pub struct Layout {
     pub warnings: Vec<String>,
     /// `--translate`.
     pub translation: Option<Translation>,
+    /// The interrupt controller and tables at the start.
+    pub interrupts: super::irq::IrqView,
 }

@@ -114,6 +114,8 @@ impl Layout {
                 e.at, e.value, e.flags
             );
         }
+        o.push('\n');
+        o.push_str(&self.interrupts.text());
         if let Some(t) = &self.translation {
             o.push('\n');
             o.push_str(&t.text());

@@ -19,6 +19,67 @@ const KVM_INTERRUPT: libc::c_ulong = 0x4004_ae86;
 /// allows it).
 pub const KVM_IRQ_LINE: libc::c_ulong = 0x4008_ae61;
 
+/// `_IOWR(KVMIO, 0x62, struct kvm_irqchip)`.
+const KVM_GET_IRQCHIP: libc::c_ulong = 0xc208_ae62;
+/// `_IOR(KVMIO, 0x9f, struct kvm_pit_state2)`.
+const KVM_GET_PIT2: libc::c_ulong = 0x8070_ae9f;
+const _: () = assert!(size_of::<k::kvm_irqchip>() == 0x208);
+const _: () = assert!(size_of::<k::kvm_pit_state2>() == 0x70);
+
+/// The in-kernel controllers of a VM, read with KVM_GET_IRQCHIP (PIC
+/// master, PIC slave, IOAPIC) and KVM_GET_PIT2.
+#[derive(Clone, Copy)]
+pub struct ChipState {
+    /// The two 8259s, master first.
+    pub pic: [k::kvm_pic_state; 2],
+    /// The IOAPIC.
+    pub ioapic: k::kvm_ioapic_state,
+    /// The 8254.
+    pub pit: k::kvm_pit_state2,
+}
+
+impl ChipState {
+    /// Reads the controllers of the VM whose fd is `vm` (it has them:
+    /// KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2 were called).
+    pub fn read(vm: std::os::fd::BorrowedFd<'_>) -> Result<ChipState, KvmError> {
+        let chip = |id: u32| -> Result<k::kvm_irqchip, KvmError> {
+            let mut c = k::kvm_irqchip {
+                chip_id: id,
+                ..Default::default()
+            };
+            // SAFETY: KVM_GET_IRQCHIP reads chip_id from and writes one
+            // `struct kvm_irqchip` to the pointer, which points at `c`,
+            // alive for the call.
+            let rc = unsafe { libc::ioctl(vm.as_raw_fd(), KVM_GET_IRQCHIP, &raw mut c) };
+            if rc < 0 {
+                return Err(KvmError::ioctl("KVM_GET_IRQCHIP")(kvm_ioctls::Error::last()));
+            }
+            Ok(c)
+        };
+        let (m, s, io) = (
+            chip(k::KVM_IRQCHIP_PIC_MASTER)?,
+            chip(k::KVM_IRQCHIP_PIC_SLAVE)?,
+            chip(k::KVM_IRQCHIP_IOAPIC)?,
+        );
+        let mut pit = k::kvm_pit_state2::default();
+        // SAFETY: KVM_GET_PIT2 writes one `struct kvm_pit_state2` to the
+        // pointer, which points at `pit`, alive for the call.
+        let rc = unsafe { libc::ioctl(vm.as_raw_fd(), KVM_GET_PIT2, &raw mut pit) };
+        if rc < 0 {
+            return Err(KvmError::ioctl("KVM_GET_PIT2")(kvm_ioctls::Error::last()));
+        }
+        // SAFETY: KVM filled the union member its chip_id names: the PIC
+        // state for the two PICs, the IOAPIC state for the third.
+        Ok(unsafe {
+            ChipState {
+                pic: [m.chip.pic, s.chip.pic],
+                ioapic: io.chip.ioapic,
+                pit,
+            }
+        })
+    }
+}
+
 /// How the host raises an IRQ line of the in-kernel controller
 /// (`--inject-every` with `--irqchip kernel`).
 pub enum Raiser {
@@ -228,15 +289,21 @@ impl Vcpu {
         Ok(())
     }
 
-    /// In-kernel controller: the highest vector in service in this vCPU's
-    /// local APIC (its ISR, KVM_GET_LAPIC), if any: the interrupt whose
-    /// handler runs and has not sent its end of interrupt.
-    pub fn in_service(&self) -> Result<Option<u8>, KvmError> {
+    /// In-kernel controller: this vCPU's local APIC registers (the 1 KiB
+    /// register page, KVM_GET_LAPIC).
+    pub fn lapic_regs(&self) -> Result<[u8; 1024], KvmError> {
         let l = self
             .fd()
             .get_lapic()
             .map_err(KvmError::ioctl("KVM_GET_LAPIC"))?;
-        Ok(highest_in_service(&l.regs))
+        Ok(l.regs.map(|b| b as u8))
+    }
+
+    /// In-kernel controller: the highest vector in service in this vCPU's
+    /// local APIC (its ISR, KVM_GET_LAPIC), if any: the interrupt whose
+    /// handler runs and has not sent its end of interrupt.
+    pub fn in_service(&self) -> Result<Option<u8>, KvmError> {
+        Ok(highest_in_service(&self.lapic_regs()?))
     }
 
     /// In-kernel controller: whether the vCPU is halted with interrupts
@@ -257,11 +324,11 @@ impl Vcpu {
 
 /// The highest vector whose bit is set in a local APIC register page's ISR
 /// (eight 32-bit words at 0x100, 0x110, ... 0x170).
-pub fn highest_in_service(regs: &[libc::c_char]) -> Option<u8> {
+pub fn highest_in_service(regs: &[u8]) -> Option<u8> {
     (0..8usize).rev().find_map(|i| {
         let at = 0x100 + 0x10 * i;
         let w = regs.get(at..at + 4)?;
-        let word = u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
+        let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
         (word != 0).then(|| (i as u32 * 32 + 31 - word.leading_zeros()) as u8)
     })
 }
@@ -272,13 +339,13 @@ mod tests {
 
     #[test]
     fn the_highest_isr_bit_is_the_vector_in_service() {
-        let mut r = [0 as libc::c_char; 1024];
+        let mut r = [0u8; 1024];
         assert_eq!(highest_in_service(&r), None);
         r[0x110] = 1; // vector 32
         assert_eq!(highest_in_service(&r), Some(0x20));
         r[0x130 + 2] = 1; // word 3, bit 16: vector 0x70
         assert_eq!(highest_in_service(&r), Some(0x70));
-        r[0x170 + 3] = 0x80u8 as libc::c_char; // vector 255
+        r[0x170 + 3] = 0x80; // vector 255
         assert_eq!(highest_in_service(&r), Some(0xff));
     }
 }

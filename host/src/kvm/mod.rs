@@ -13,7 +13,7 @@ pub mod vm;
 
 pub use error::KvmError;
 pub use fault::Fault;
-pub use irq::Raiser;
+pub use irq::{ChipState, Raiser};
 pub use system::System;
 pub use vcpu::Vcpu;
 pub use vm::VmObject;

@@ -65,12 +65,16 @@ pub const ALLOWED_SYSCALLS: [(libc::c_long, &str); 22] = [
 
 /// What a debugger on the vCPU thread (`host run --gdb`) adds to the
 /// filter: KVM_SET_REGS, KVM_SET_SREGS and KVM_SET_GUEST_DEBUG
-/// (`_IOW(0xAE, 0x82 / 0x84 / 0x9b, ...)`), ppoll to wait for gdb, and read
+/// (`_IOW(0xAE, 0x82 / 0x84 / 0x9b, ...)`), KVM_GET_IRQCHIP and
+/// KVM_GET_PIT2 (`monitor irq`), ppoll to wait for gdb, and read
 /// on gdb's socket only (write is allowed already).
-pub const DEBUGGER_IOCTLS: [(u64, &str); 3] = [
+pub const DEBUGGER_IOCTLS: [(u64, &str); 5] = [
     (0x4090_ae82, "KVM_SET_REGS"),
     (0x4138_ae84, "KVM_SET_SREGS"),
     (0x4048_ae9b, "KVM_SET_GUEST_DEBUG"),
+    // `monitor irq`: the VM's PICs, IOAPIC and PIT
+    (0xc208_ae62, "KVM_GET_IRQCHIP"),
+    (0x8070_ae9f, "KVM_GET_PIT2"),
 ];
 
 /// Why the filter could not be installed.

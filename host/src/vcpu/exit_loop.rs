@@ -136,6 +136,9 @@ impl ExitLoop<'_> {
                         .as_mut()
                         .is_some_and(|i| i.wait_at_hlt(self.vcpu, deadline))
                     {
+                        if let Some(line) = self.irq.as_ref().and_then(|i| i.hlt_note(self.vcpu)) {
+                            crate::diag::host_line(out, diag, format_args!("{line}"))?;
+                        }
                         return self.end(Stop::Halted, out);
                     }
                     if let Some(stop) = self.stop_request() {

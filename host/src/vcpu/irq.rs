@@ -25,6 +25,9 @@ pub struct IrqRun<'a> {
     pub raiser: Option<&'a Raiser>,
     next: Option<Instant>,
     pending: bool,
+    /// The VM's fd, for reading the in-kernel controllers (gdb's `monitor
+    /// irq`); the VM outlives every vCPU thread.
+    pub vm_fd: Option<std::os::fd::RawFd>,
 }
 
 impl<'a> IrqRun<'a> {
@@ -36,6 +39,15 @@ impl<'a> IrqRun<'a> {
             raiser,
             next: inject.map(|i| Instant::now() + i.period),
             pending: false,
+            vm_fd: None,
+        }
+    }
+
+    /// The same, able to read the VM's in-kernel controllers.
+    pub fn with_vm(self, vm_fd: std::os::fd::RawFd) -> Self {
+        IrqRun {
+            vm_fd: Some(vm_fd),
+            ..self
         }
     }
 
@@ -125,6 +137,16 @@ impl<'a> IrqRun<'a> {
             // the thread's timer kicks at every period: wait on
             wait_kick(until - now);
         }
+    }
+
+    /// At a HLT that ends the run with the user-space controller: a line
+    /// saying why, when the guest halted with interrupts on (it waits for
+    /// an interrupt the host will never inject: no `--inject-every` for
+    /// this vCPU).
+    pub fn hlt_note(&self, vcpu: &mut Vcpu) -> Option<String> {
+        (self.chip == IrqChip::User && self.inject.is_none() && vcpu.interrupts_on()).then(|| {
+            "the guest halted with interrupts on, but nothing will interrupt it (--irqchip user without --inject-every for this vCPU): the HLT ends the run".to_string()
+        })
     }
 
     /// At a fault: the vector the guest was serving (in-kernel controller:

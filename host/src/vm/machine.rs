@@ -253,8 +253,10 @@ impl Vm {
             cancel: None,
             profile: run.profile,
             others: None,
-            irq: (*irqchip != IrqChip::None)
-                .then(|| IrqRun::new(*irqchip, run.inject, irqfd.as_ref())),
+            irq: (*irqchip != IrqChip::None).then(|| {
+                IrqRun::new(*irqchip, run.inject, irqfd.as_ref())
+                    .with_vm(std::os::fd::AsRawFd::as_raw_fd(vm.fd()))
+            }),
         };
         let (stop, regs, stopped) = match driver {
             Some(d) => {
@@ -316,6 +318,11 @@ impl Vm {
     /// The VM object.
     pub fn vm_object(&self) -> &VmObject {
         &self.vm
+    }
+
+    /// The interrupt controller.
+    pub fn irqchip(&self) -> IrqChip {
+        self.irqchip
     }
 }
 

@@ -50,6 +50,7 @@ impl Vm {
         self.state.started = true;
         let run = &self.run;
         let (irqchip, irqfd) = (self.irqchip, self.irqfd.as_ref());
+        let vm_fd = std::os::fd::AsRawFd::as_raw_fd(self.vm.fd());
         let (results, pumped) = std::thread::scope(|s| {
             let mut handles = Vec::new();
             let mut spawn_error = None;
@@ -81,6 +82,7 @@ impl Vm {
                         let mut diag = ChanWriter::new(tx, Stream::Diag);
                         let irq = (irqchip != IrqChip::None).then(|| {
                             IrqRun::new(irqchip, inject, irqfd.filter(|_| inject.is_some()))
+                                .with_vm(vm_fd)
                         });
                         let r = job.run(&setup, i, vcpu, stats, driver, irq, &mut out, &mut diag);
                         if i > 0 {

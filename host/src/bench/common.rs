@@ -1,0 +1,71 @@
+//! What the stages share: their error, a VM around a flat image, and
+//! percentiles.
+
+use crate::config::{IrqChip, RunConfig, VmConfig};
+use crate::loader;
+use crate::vm::{Vm, VmError};
+use crate::x86::CpuMode;
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// VM set-up or run failed.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// The figures could not be written.
+    #[error("cannot write to standard output: {0}")]
+    Output(#[from] std::io::Error),
+    /// The benchmark's own image was refused.
+    #[error("benchmark image: {0}")]
+    Plan(#[from] crate::loader::LoadError),
+    /// The guest did not halt.
+    #[error("{0}: the benchmark guest did not halt")]
+    NoHalt(&'static str),
+    /// Spawning `host run hello` failed.
+    #[error("cannot run {0}: {1}")]
+    Spawn(String, std::io::Error),
+    /// The matrix failed.
+    #[error(transparent)]
+    Matrix(#[from] crate::matrix::MatrixError),
+    /// `host run hello` failed.
+    #[error("`host run hello` exited with {0}")]
+    Child(std::process::ExitStatus),
+    /// The SIMVIRTIO guest could not run.
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    /// A KVM call of the interrupt figures failed, or the guest did not
+    /// do what they time.
+    #[error("interrupt figures: {0}")]
+    Kvm(String),
+}
+
+/// A 2 MiB VM with `code` at the start of the mode's image area. These
+/// images ask for nothing, so the VM gets no CPUID (as `host run` does for
+/// a guest that does not ask); kvm_floor sets none either.
+pub fn vm_with(
+    code: &[u8],
+    mode: CpuMode,
+    irqchip: IrqChip,
+    kvm_path: &std::path::Path,
+) -> Result<Vm, BenchError> {
+    let cfg = VmConfig {
+        mem_size: 2 << 20,
+        kvm_path: kvm_path.to_path_buf(),
+        mode,
+        cpuid: false,
+        irqchip: Some(irqchip),
+        ..Default::default()
+    };
+    let area = mode.image_area(cfg.mem_size);
+    let plan = loader::plan_flat_in(code.len(), area.start, &area, cfg.mem_size)?;
+    let mut vm = Vm::new(&cfg, RunConfig::default())?;
+    vm.load(&plan, code)?;
+    Ok(vm)
+}
+
+pub fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
