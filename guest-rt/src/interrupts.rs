@@ -210,42 +210,57 @@ extern "C" fn __guest_rt_irq(f: &mut Frame) {
 
 /// A vector with no handler: the host ends the run with a report.
 fn report(f: &Frame) -> ! {
-    let r = ExceptionReport {
-        vector: f.vector,
-        flags: 0,
-        error_code: 0,
-        cr2: 0,
-        rip: f.rip,
-        cs: f.cs,
-        rflags: f.rflags,
-        rsp: f.rsp,
-        ss: f.ss,
-        rax: f.rax,
-        rbx: f.rbx,
-        rcx: f.rcx,
-        rdx: f.rdx,
-        rsi: f.rsi,
-        rdi: f.rdi,
-        rbp: f.rbp,
-        r8: f.r8,
-        r9: f.r9,
-        r10: f.r10,
-        r11: f.r11,
-        r12: f.r12,
-        r13: f.r13,
-        r14: f.r14,
-        r15: f.r15,
-    };
+    send_report(&report_of!(f, 0, 0, 0))
+}
+
+/// The registers an interrupt stub saved (guest-rt's [`Frame`], the guest
+/// kernel's `TrapFrame`: the same names) as a report for the host.
+macro_rules! report_of {
+    ($f:expr, $flags:expr, $error:expr, $cr2:expr) => {{
+        let f = $f;
+        $crate::abi::ExceptionReport {
+            vector: f.vector,
+            flags: $flags,
+            error_code: $error,
+            cr2: $cr2,
+            rip: f.rip,
+            cs: f.cs,
+            rflags: f.rflags,
+            rsp: f.rsp,
+            ss: f.ss,
+            rax: f.rax,
+            rbx: f.rbx,
+            rcx: f.rcx,
+            rdx: f.rdx,
+            rsi: f.rsi,
+            rdi: f.rdi,
+            rbp: f.rbp,
+            r8: f.r8,
+            r9: f.r9,
+            r10: f.r10,
+            r11: f.r11,
+            r12: f.r12,
+            r13: f.r13,
+            r14: f.r14,
+            r15: f.r15,
+        }
+    }};
+}
+pub(crate) use report_of;
+
+/// Hands `r` to the host (`out` on the exception port with EAX = its
+/// address), which ends the run as a crash with these registers.
+pub(crate) fn send_report(r: &ExceptionReport) -> ! {
     loop {
         // SAFETY: an `out` to the host's exception port with EAX = the
         // report's address (identity-mapped below 4 GiB): the host reads
-        // it and ends the run.
+        // it and ends the run; `hlt` is never reached.
         unsafe {
             core::arch::asm!(
                 "out dx, eax",
                 "hlt",
                 in("dx") layout::EXCEPTION_PORT,
-                in("eax") &raw const r as usize as u32,
+                in("eax") r as *const ExceptionReport as usize as u32,
                 options(nostack)
             )
         }

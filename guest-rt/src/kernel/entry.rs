@@ -172,8 +172,9 @@ core::arch::global_asm!(
     "    push {timer}",
     "    jmp kvmwb_trap_common",
     "",
-    // kvmwb_resume(frame): enters the user context a TrapFrame holds (the
-    // registers, then IRETQ with its RIP, CS, RFLAGS, RSP, SS).
+    // kvmwb_resume(frame): enters the context a TrapFrame holds (the
+    // registers, then IRETQ with its RIP, CS, RFLAGS, RSP, SS): another
+    // program's (tasks.rs), or the trapped code's (below).
     ".global kvmwb_resume",
     "kvmwb_resume:",
     "    mov rsp, rdi",
@@ -215,25 +216,10 @@ core::arch::global_asm!(
     "    mov rbx, rsp",
     "    and rsp, -16",
     "    call kvmwb_trap",
-    // Back only for a served `int 0x80`/`0x81`: return to the program.
-    "    mov rsp, rbx",
-    "    pop r15",
-    "    pop r14",
-    "    pop r13",
-    "    pop r12",
-    "    pop r11",
-    "    pop r10",
-    "    pop r9",
-    "    pop r8",
-    "    pop rbp",
-    "    pop rdi",
-    "    pop rsi",
-    "    pop rdx",
-    "    pop rcx",
-    "    pop rbx",
-    "    pop rax",
-    "    add rsp, 16",
-    "    iretq",
+    // Back for a served `int 0x80`/`0x81` or a tick that switched nothing:
+    // return to the interrupted code through its frame.
+    "    mov rdi, rbx",
+    "    jmp kvmwb_resume",
     tss = sym TSS,
     timer = const super::boot::TIMER_VECTOR,
     via_syscall = const VIA_SYSCALL,

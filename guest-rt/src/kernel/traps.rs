@@ -121,47 +121,10 @@ pub(super) extern "C" fn kvmwb_trap(f: &mut TrapFrame) {
 /// registers: exception, source line, backtrace, as for a program without
 /// an IDT of its own.
 fn report(f: &TrapFrame) -> ! {
-    use crate::abi::{ExceptionReport, REPORT_CR2, REPORT_ERROR_CODE, layout};
+    use crate::abi::{REPORT_CR2, REPORT_ERROR_CODE};
     let has_code = matches!(f.vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
-    let r = ExceptionReport {
-        vector: f.vector,
-        flags: if has_code { REPORT_ERROR_CODE } else { 0 }
-            | if f.vector == 14 { REPORT_CR2 } else { 0 },
-        error_code: f.error,
-        cr2: Cr2::read_raw(),
-        rip: f.rip,
-        cs: f.cs,
-        rflags: f.rflags,
-        rsp: f.rsp,
-        ss: f.ss,
-        rax: f.rax,
-        rbx: f.rbx,
-        rcx: f.rcx,
-        rdx: f.rdx,
-        rsi: f.rsi,
-        rdi: f.rdi,
-        rbp: f.rbp,
-        r8: f.r8,
-        r9: f.r9,
-        r10: f.r10,
-        r11: f.r11,
-        r12: f.r12,
-        r13: f.r13,
-        r14: f.r14,
-        r15: f.r15,
-    };
-    loop {
-        // SAFETY: an `out` to the host's exception port with EAX = the
-        // report's address (kernel memory is identity-mapped below 4 GiB):
-        // the host reads the report and ends the run; `hlt` is never run.
-        unsafe {
-            core::arch::asm!(
-                "out dx, eax",
-                "hlt",
-                in("dx") layout::EXCEPTION_PORT,
-                in("eax") &raw const r as usize as u32,
-                options(nostack)
-            )
-        }
-    }
+    let flags =
+        if has_code { REPORT_ERROR_CODE } else { 0 } | if f.vector == 14 { REPORT_CR2 } else { 0 };
+    let r = crate::interrupts::report_of!(f, flags, f.error, Cr2::read_raw());
+    crate::interrupts::send_report(&r)
 }

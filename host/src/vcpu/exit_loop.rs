@@ -222,34 +222,11 @@ impl ExitLoop<'_> {
     }
 
     /// A fault's pause, with the interrupt vector the guest was serving.
-    fn with_serving(&self, p: Pause) -> Pause {
-        match p {
-            Pause::Ended(
-                Stop::Faulted {
-                    fault,
-                    cr0,
-                    cr3,
-                    cr4,
-                    efer,
-                    ..
-                },
-                regs,
-            ) => {
-                let serving = self.irq.as_ref().and_then(|i| i.serving(self.vcpu));
-                Pause::Ended(
-                    Stop::Faulted {
-                        fault,
-                        cr0,
-                        cr3,
-                        cr4,
-                        efer,
-                        serving,
-                    },
-                    regs,
-                )
-            }
-            p => p,
+    fn with_serving(&self, mut p: Pause) -> Pause {
+        if let Pause::Ended(Stop::Faulted { serving, .. }, _) = &mut p {
+            *serving = self.irq.as_ref().and_then(|i| i.serving(self.vcpu));
         }
+        p
     }
 
     /// Ends a run that did not fault: the guest's output so far goes out
