@@ -373,6 +373,14 @@ fn cases(payload: &Path) -> Vec<Case> {
                 check,
             ],
         },
+        // SIMVIRTIO with interrupts: the driver sleeps until RX arrives
+        Case {
+            name: "simvirtio_irq_polling",
+            args: s(&["run", "simvirtio_irq", "--polling"]),
+            code: 0,
+            gdb: None,
+            lines: vec!["guest: rx: ack 12", "guest: interrupts: ", check],
+        },
         // hostile interrupts on a real KVM
         Case {
             name: "irq_hostile_fault",

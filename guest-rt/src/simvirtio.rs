@@ -33,6 +33,17 @@ const SPINS: u32 = 1000;
 /// The device at `simvirtio::MMIO_BASE`.
 pub struct Device {
     polling: bool,
+    irq: bool,
+}
+
+/// The device's `INT_*` bits raised and not acknowledged (one MMIO exit).
+pub fn interrupt_status() -> u8 {
+    read8(reg::INTERRUPT_STATUS)
+}
+
+/// Clears `bits` of the interrupt status (one MMIO exit).
+pub fn ack(bits: u8) {
+    write8(reg::INTERRUPT_ACK, bits);
 }
 
 fn reg_ptr(off: u64) -> *mut u8 {
@@ -83,7 +94,20 @@ impl Device {
         }
         Ok(Device {
             polling: read8(reg::Q0_CTL) & sv::CTL_POLLING != 0,
+            irq: false,
         })
+    }
+
+    /// The same device with interrupts: the driver writes DRIVER_IRQ with
+    /// every status from now on. None when the device has no line (the VM
+    /// has no in-kernel controller: `--irqchip kernel`).
+    pub fn with_interrupts(self) -> Option<Device> {
+        (self.line() != sv::NO_LINE).then_some(Device { irq: true, ..self })
+    }
+
+    /// The IRQ line (GSI) the device raises, or `sv::NO_LINE`.
+    pub fn line(&self) -> u8 {
+        read8(reg::INTERRUPT_LINE)
     }
 
     /// Whether the host polls (the driver does not notify).
@@ -98,6 +122,10 @@ impl Device {
 
     /// Writes a driver status (`DRIVER_*`, DRIVER_RESET as its 8-bit form).
     pub fn set_driver_status(&self, v: u16) {
+        let v = match self.irq && v != sv::DRIVER_RESET {
+            true => v | sv::DRIVER_IRQ,
+            false => v,
+        };
         write8(reg::DRIVER_STATUS, sv::driver_reg(v));
     }
 
@@ -208,6 +236,18 @@ impl Device {
                         *d = b;
                     }
                     n += 1;
+                }
+                Err(QueueError::Empty) if self.irq => {
+                    // interrupts off while looking, so that the device's
+                    // interrupt cannot come between the look and the hlt
+                    crate::interrupts::disable();
+                    match sv::pop_slot(control(sv::RX_CONTROL)) {
+                        Err(QueueError::Empty) => crate::interrupts::wait(),
+                        _ => crate::interrupts::enable(),
+                    }
+                    if self.status() & sv::DEVICE_ERROR != 0 {
+                        return Err(Error::Device(self.status()));
+                    }
                 }
                 Err(QueueError::Empty) => {
                     self.wait(&mut spins)?;

@@ -43,7 +43,12 @@ pub const BASE_FINGERPRINT: u64 = {
         h = fnv(h, HcStatus::ALL[i] as i32 as u64);
         i += 1;
     }
-    let words: [u64; 64] = [
+    let words: [u64; 69] = [
+        simvirtio::DRIVER_IRQ as u64,
+        simvirtio::INT_USED as u64,
+        simvirtio::INT_CONFIG as u64,
+        simvirtio::NO_LINE as u64,
+        simvirtio::IRQ_LINE as u64,
         layout::LAPIC,
         layout::IOAPIC,
         note::FLAG_IRQ_USER as u64,

@@ -1,7 +1,14 @@
 //! SIMVIRTIO: a small virtio-like paravirtual device (long mode).
 //!
-//! - Configuration space: [`Config`], 11 bytes memory-mapped at
+//! - Configuration space: [`Config`], 14 bytes memory-mapped at
 //!   [`MMIO_BASE`]. The host emulates it: every access is an MMIO exit.
+//! - Interrupts, opt-in: a driver that writes [`DRIVER_IRQ`] with its
+//!   driver status gets an interrupt on the IRQ line the `interrupt line`
+//!   register names when TX bytes were consumed or RX data arrived
+//!   ([`INT_USED`]) and when the device status changed ([`INT_CONFIG`]);
+//!   it reads `interrupt status` and clears bits by writing them to
+//!   `interrupt ack` (virtio-mmio's InterruptStatus and InterruptACK). A
+//!   driver that does not opt in sees the device as before.
 //! - Two queues in guest memory at fixed addresses: TX (queue 0, guest to
 //!   host) and RX (queue 1, host to guest). Each is a circular buffer of
 //!   [`QUEUE_LEN`] bytes with a [`QueueControl`] {head, tail}: the producer
@@ -53,6 +60,22 @@ pub const DRIVER_RESET: u16 = 0x8000;
 /// [`DRIVER_RESET`].
 pub const DRIVER_RESET_REG: u8 = (DRIVER_RESET >> 8) as u8;
 
+/// Driver status bit: the driver takes interrupts (with DRIVER_ACK, DRIVER
+/// or DRIVER_OK; kept until DRIVER_RESET). Without it the device raises
+/// none.
+pub const DRIVER_IRQ: u16 = 0x10;
+
+/// Interrupt status bit: the device consumed TX bytes or put data on RX.
+pub const INT_USED: u8 = 0x1;
+/// Interrupt status bit: the device status changed.
+pub const INT_CONFIG: u8 = 0x2;
+/// `interrupt line` when the VM has no in-kernel interrupt controller:
+/// the device can raise no interrupt.
+pub const NO_LINE: u8 = 0xff;
+/// The IRQ line (GSI) the device raises with the in-kernel controller: an
+/// IOAPIC pin the guest routes (and the slave PIC's IRQ 11).
+pub const IRQ_LINE: u8 = 11;
+
 /// The 8-bit register value for a 16-bit driver status: the low byte, or
 /// the high byte for DRIVER_RESET (the only value with one).
 pub const fn driver_reg(status: u16) -> u8 {
@@ -95,6 +118,12 @@ pub struct Config {
     pub q0_ctl: u8,
     /// R/W: RX control (`CTL_*`).
     pub q1_ctl: u8,
+    /// R: `INT_*` bits raised and not acknowledged.
+    pub interrupt_status: u8,
+    /// W: the `INT_*` bits to clear (reads 0).
+    pub interrupt_ack: u8,
+    /// R: the IRQ line the device raises ([`IRQ_LINE`]), or [`NO_LINE`].
+    pub interrupt_line: u8,
 }
 
 /// Register offsets in [`Config`].
@@ -113,12 +142,18 @@ pub mod reg {
     pub const Q0_CTL: u64 = 9;
     /// Q1 (RX) control.
     pub const Q1_CTL: u64 = 10;
+    /// Interrupt status.
+    pub const INTERRUPT_STATUS: u64 = 11;
+    /// Interrupt acknowledge.
+    pub const INTERRUPT_ACK: u64 = 12;
+    /// Interrupt line.
+    pub const INTERRUPT_LINE: u64 = 13;
     /// Size of the configuration space.
-    pub const END: u64 = 11;
+    pub const END: u64 = 14;
 
     /// Each register's first offset, its name for messages and its short
     /// name for tables (`sv.<register>`).
-    const NAMES: [(u64, &str, &str); 7] = [
+    const NAMES: [(u64, &str, &str); 10] = [
         (MAGIC, "magic", "sv.magic"),
         (MAX_QUEUE_LEN, "max queue len", "sv.max_queue_len"),
         (DEVICE_STATUS, "device status", "sv.device_status"),
@@ -126,6 +161,9 @@ pub mod reg {
         (QUEUE_SELECTOR, "queue selector", "sv.queue_selector"),
         (Q0_CTL, "Q0/TX control", "sv.q0_ctl"),
         (Q1_CTL, "Q1/RX control", "sv.q1_ctl"),
+        (INTERRUPT_STATUS, "interrupt status", "sv.int_status"),
+        (INTERRUPT_ACK, "interrupt ack", "sv.int_ack"),
+        (INTERRUPT_LINE, "interrupt line", "sv.int_line"),
     ];
 
     /// The names of the register that holds the byte at `offset`.
@@ -152,7 +190,7 @@ pub mod reg {
 
     /// Whether the driver may write the byte at `offset`.
     pub const fn writable(offset: u64) -> bool {
-        matches!(offset, 7..=10)
+        matches!(offset, 7..=10 | 12)
     }
 }
 
@@ -248,6 +286,11 @@ const _: () = {
     assert!(offset_of!(Config, queue_selector) == reg::QUEUE_SELECTOR as usize);
     assert!(offset_of!(Config, q0_ctl) == reg::Q0_CTL as usize);
     assert!(offset_of!(Config, q1_ctl) == reg::Q1_CTL as usize);
+    assert!(offset_of!(Config, interrupt_status) == reg::INTERRUPT_STATUS as usize);
+    assert!(offset_of!(Config, interrupt_ack) == reg::INTERRUPT_ACK as usize);
+    assert!(offset_of!(Config, interrupt_line) == reg::INTERRUPT_LINE as usize);
+    // DRIVER_IRQ fits the 8-bit register beside every other status
+    assert!(driver_reg(DRIVER_OK | DRIVER_IRQ) == 0x14);
     assert!(size_of::<QueueControl>() == 8);
     assert!(offset_of!(QueueControl, tail) == 4);
     assert!(size_of::<DeviceTable>() == 88);
@@ -309,7 +352,7 @@ mod tests {
 
     #[test]
     fn every_config_byte_has_its_register_name() {
-        let names: [&str; 12] = core::array::from_fn(|o| reg::ident(o as u64));
+        let names: [&str; 15] = core::array::from_fn(|o| reg::ident(o as u64));
         assert_eq!(
             names,
             [
@@ -324,6 +367,9 @@ mod tests {
                 "sv.queue_selector",
                 "sv.q0_ctl",
                 "sv.q1_ctl",
+                "sv.int_status",
+                "sv.int_ack",
+                "sv.int_line",
                 "sv.(none)",
             ]
         );

@@ -170,8 +170,16 @@ impl Report {
         let d = &o.device;
         if d.used() {
             s.push_str(&format!(
-                "simvirtio: {} bytes from TX ({} notifies, {} polls), {} bytes to RX, {} device errors\n",
-                d.tx_bytes, d.notifies, d.polls, d.rx_bytes, d.errors
+                "simvirtio: {} bytes from TX ({} notifies, {} polls), {} bytes to RX, {} device errors{}\n",
+                d.tx_bytes,
+                d.notifies,
+                d.polls,
+                d.rx_bytes,
+                d.errors,
+                match d.interrupts {
+                    0 => String::new(),
+                    n => format!(", {n} interrupts"),
+                }
             ));
         }
         if smp {

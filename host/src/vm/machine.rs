@@ -93,6 +93,11 @@ impl Vm {
         if irqchip == IrqChip::Kernel {
             vm.create_irqchip(t)?;
         }
+        // the SIMVIRTIO device's line, for a driver that takes interrupts
+        let sv_irq = match irqchip {
+            IrqChip::Kernel => Some(vm.irqfd(u32::from(hypercall_abi::simvirtio::IRQ_LINE), t)?),
+            _ => None,
+        };
         let irqfd = match (irqchip, run.inject) {
             (IrqChip::Kernel, Some(i)) => Some(vm.raiser(i.n, i.irq_line_ioctl, t)?),
             _ => None,
@@ -141,7 +146,7 @@ impl Vm {
             vm,
             _sys: sys,
             config: cfg.clone(),
-            bus: Bus::new(run.polling.is_some()),
+            bus: Bus::new(run.polling.is_some(), sv_irq),
             irqchip,
             irqfd,
             state: RunState {

@@ -39,6 +39,8 @@ pub struct DeviceStats {
     pub polls: u64,
     /// Device errors reported.
     pub errors: u64,
+    /// Interrupts raised (a driver that took them: DRIVER_IRQ).
+    pub interrupts: u64,
 }
 
 impl DeviceStats {
@@ -60,13 +62,28 @@ pub struct SimVirtio {
     /// Length of the current TX line (data phase), for its `ack N`.
     pub(super) line_len: u64,
     pub(super) stats: DeviceStats,
+    /// TX bytes taken (commands too): what `INT_USED` follows.
+    pub(super) consumed: u64,
+    /// `INT_*` raised and not acknowledged.
+    pub(super) int_status: u8,
+    /// The driver asked for interrupts (DRIVER_IRQ) since the last reset.
+    pub(super) irq_on: bool,
+    /// The eventfd bound to `sv::IRQ_LINE` (KVM_IRQFD), with the in-kernel
+    /// controller.
+    pub(super) irq: Option<vmm_sys_util::eventfd::EventFd>,
 }
 
 impl SimVirtio {
     /// A device in its power-on state; `polling`: the host drains TX on its
-    /// own (`--polling`) and tells the driver not to notify.
-    pub fn new(polling: bool) -> SimVirtio {
+    /// own (`--polling`) and tells the driver not to notify; `irq`: the
+    /// eventfd that raises its IRQ line, if the VM has the in-kernel
+    /// controller.
+    pub fn new(polling: bool, irq: Option<vmm_sys_util::eventfd::EventFd>) -> SimVirtio {
         SimVirtio {
+            consumed: 0,
+            int_status: 0,
+            irq_on: false,
+            irq,
             polling,
             phase: Phase::Start,
             device_status: sv::DEVICE_RESET,
@@ -98,7 +115,8 @@ impl SimVirtio {
         c[0..4].copy_from_slice(&sv::MAGIC_VALUE.to_le_bytes());
         c[4..6].copy_from_slice(&sv::QUEUE_LEN.to_le_bytes());
         c[reg::DEVICE_STATUS as usize] = self.device_status;
-        c[reg::DRIVER_STATUS as usize] = self.driver_status;
+        c[reg::DRIVER_STATUS as usize] =
+            self.driver_status | if self.irq_on { sv::DRIVER_IRQ as u8 } else { 0 };
         c[reg::QUEUE_SELECTOR as usize] = self.queue_selector;
         let mut q0 = self.q_ctl[0];
         if self.polling {
@@ -106,7 +124,36 @@ impl SimVirtio {
         }
         c[reg::Q0_CTL as usize] = q0;
         c[reg::Q1_CTL as usize] = self.q_ctl[1];
+        c[reg::INTERRUPT_STATUS as usize] = self.int_status;
+        c[reg::INTERRUPT_LINE as usize] = match self.irq {
+            Some(_) => sv::IRQ_LINE,
+            None => sv::NO_LINE,
+        };
         c
+    }
+
+    /// What the interrupt bits follow, before a write or a poll.
+    pub(super) fn mark(&self) -> (u8, u64, u64) {
+        (self.device_status, self.consumed, self.stats.rx_bytes)
+    }
+
+    /// After a write or a poll: raises `INT_USED` if TX bytes were taken or
+    /// RX bytes put, `INT_CONFIG` if the device status changed since
+    /// `before` ([`SimVirtio::mark`]), when the driver takes interrupts.
+    pub(super) fn signal(&mut self, before: (u8, u64, u64)) -> Result<(), HostError> {
+        let mut bits = 0;
+        if self.device_status != before.0 {
+            bits |= sv::INT_CONFIG;
+        }
+        if self.consumed != before.1 || self.stats.rx_bytes != before.2 {
+            bits |= sv::INT_USED;
+        }
+        let Some(fd) = self.irq.as_ref().filter(|_| self.irq_on && bits != 0) else {
+            return Ok(());
+        };
+        self.int_status |= bits;
+        self.stats.interrupts += 1;
+        fd.write(1).map_err(HostError::from)
     }
 
     pub(super) fn error(
@@ -139,6 +186,19 @@ impl SimVirtio {
     /// bytes and bytes past the registers are ignored (reported once per
     /// access), writable registers act as documented.
     pub fn write(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        gpa: u64,
+        data: &[u8],
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        let before = self.mark();
+        self.write_regs(mem, gpa, data, out, diag)?;
+        self.signal(before)
+    }
+
+    fn write_regs(
         &mut self,
         mem: &GuestMemoryMmap,
         gpa: u64,
@@ -184,6 +244,7 @@ impl SimVirtio {
                     // the driver acknowledges RX data: nothing to do, the
                     // data bit follows the queue
                 }
+                reg::INTERRUPT_ACK => self.int_status &= !v,
                 _ => {}
             }
         }
@@ -205,6 +266,12 @@ impl SimVirtio {
         if self.device_status & sv::DEVICE_ERROR != 0 {
             return Ok(());
         }
+        // DRIVER_IRQ rides along with any status: interrupts from now on
+        let (raw, irq) = (v, u16::from(v) & sv::DRIVER_IRQ != 0);
+        let v = v & !(sv::DRIVER_IRQ as u8);
+        if irq && matches!(u16::from(v), sv::DRIVER_ACK | sv::DRIVER | sv::DRIVER_OK) {
+            self.irq_on = true;
+        }
         match u16::from(v) {
             sv::DRIVER_ACK | sv::DRIVER => self.driver_status = v,
             sv::DRIVER_OK if self.phase == Phase::Config => {
@@ -223,7 +290,7 @@ impl SimVirtio {
             _ => self.error(
                 out,
                 diag,
-                format_args!("driver status {v:#x} is not DRIVER_ACK, DRIVER, DRIVER_OK or DRIVER_RESET (0x80)"),
+                format_args!("driver status {raw:#x} is not DRIVER_ACK, DRIVER, DRIVER_OK or DRIVER_RESET (0x80)"),
             )?,
         }
         Ok(())
@@ -233,6 +300,8 @@ impl SimVirtio {
     /// the table. `driver`: the driver asked (DRIVER_RESET), so TX is
     /// emptied too.
     pub(super) fn reset(&mut self, mem: &GuestMemoryMmap, driver: bool) {
+        self.int_status = 0;
+        self.irq_on = false;
         self.device_status = sv::DEVICE_RESET;
         self.driver_status = 0;
         self.queue_selector = 0;
@@ -293,7 +362,7 @@ mod tests {
     #[test]
     fn the_protocol_end_to_end() {
         let m = mem();
-        let mut d = SimVirtio::new(false);
+        let mut d = SimVirtio::new(false, None);
         let (mut out, mut diag) = (Vec::new(), Vec::new());
         let mut magic = [0u8; 4];
         d.read(&m, sv::MMIO_BASE, &mut magic);
@@ -329,10 +398,93 @@ mod tests {
         assert_eq!(d.stats().errors, 0);
     }
 
+    /// A driver that opts in (DRIVER_IRQ) gets INT_CONFIG when the device
+    /// status changes and INT_USED when TX is taken or RX filled, each an
+    /// eventfd write; ACK clears bits; a reset forgets the opt-in; a
+    /// driver that does not opt in gets none.
+    #[test]
+    fn interrupts_follow_the_queues_and_the_status_for_a_driver_that_asked() {
+        use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+        let m = mem();
+        let fd = EventFd::new(EFD_NONBLOCK).unwrap();
+        let mut d = SimVirtio::new(false, Some(fd.try_clone().unwrap()));
+        let (mut out, mut diag) = (Vec::new(), Vec::new());
+        let byte = |d: &mut SimVirtio, off| {
+            let mut b = [0u8];
+            d.read(&m, sv::MMIO_BASE + off, &mut b);
+            b[0]
+        };
+        assert_eq!(byte(&mut d, reg::INTERRUPT_LINE), sv::IRQ_LINE);
+        assert_eq!(
+            SimVirtio::new(false, None).config()[reg::INTERRUPT_LINE as usize],
+            sv::NO_LINE
+        );
+        push(&m, b"R");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert!(fd.read().is_err(), "no opt-in yet: no interrupt");
+        let ack_irq = (sv::DRIVER_ACK | sv::DRIVER_IRQ) as u8;
+        wr(
+            &mut d,
+            &m,
+            reg::DRIVER_STATUS,
+            &[ack_irq],
+            &mut out,
+            &mut diag,
+        );
+        assert_eq!(byte(&mut d, reg::DRIVER_STATUS), ack_irq);
+        push(&m, b"C");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert_eq!(fd.read().unwrap(), 1);
+        assert_eq!(
+            byte(&mut d, reg::INTERRUPT_STATUS),
+            sv::INT_CONFIG | sv::INT_USED
+        );
+        wr(
+            &mut d,
+            &m,
+            reg::INTERRUPT_ACK,
+            &[sv::INT_CONFIG],
+            &mut out,
+            &mut diag,
+        );
+        assert_eq!(byte(&mut d, reg::INTERRUPT_STATUS), sv::INT_USED);
+        wr(&mut d, &m, reg::INTERRUPT_ACK, &[0xff], &mut out, &mut diag);
+        assert_eq!(byte(&mut d, reg::INTERRUPT_STATUS), 0);
+        wr(
+            &mut d,
+            &m,
+            reg::DRIVER_STATUS,
+            &[(sv::DRIVER_OK | sv::DRIVER_IRQ) as u8],
+            &mut out,
+            &mut diag,
+        );
+        assert_eq!(status(&mut d, &m), sv::DEVICE_READY);
+        assert_eq!(fd.read().unwrap(), 1, "ready: a config change");
+        push(&m, b"hi\n");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert_eq!(
+            fd.read().unwrap(),
+            1,
+            "TX taken and RX filled: one interrupt"
+        );
+        assert_eq!(
+            byte(&mut d, reg::INTERRUPT_STATUS) & sv::INT_USED,
+            sv::INT_USED
+        );
+        assert_eq!(d.stats().interrupts, 3);
+        // DRIVER_RESET forgets the opt-in
+        wr(&mut d, &m, reg::DRIVER_STATUS, &[0x80], &mut out, &mut diag);
+        assert_eq!(byte(&mut d, reg::INTERRUPT_STATUS), 0);
+        push(&m, b"R");
+        notify(&mut d, &m, &mut out, &mut diag);
+        assert!(fd.read().is_err());
+        assert_eq!(diag, b"");
+    }
+
     #[test]
     fn out_of_order_steps_are_device_errors() {
         let m = mem();
-        let mut d = SimVirtio::new(false);
+        let mut d = SimVirtio::new(false, None);
         let (mut out, mut diag) = (Vec::new(), Vec::new());
         push(&m, b"C");
         notify(&mut d, &m, &mut out, &mut diag);
@@ -355,7 +507,7 @@ mod tests {
     #[test]
     fn corrupt_indices_and_bad_selectors_are_reported() {
         let m = mem();
-        let mut d = SimVirtio::new(false);
+        let mut d = SimVirtio::new(false, None);
         let (mut out, mut diag) = (Vec::new(), Vec::new());
         wr(&mut d, &m, reg::QUEUE_SELECTOR, &[7], &mut out, &mut diag);
         assert!(String::from_utf8_lossy(&diag).contains("queue selector 7 does not exist"));

@@ -55,7 +55,9 @@ impl SimVirtio {
             return Ok(());
         }
         self.stats.polls += 1;
-        self.drain(mem, out, diag)
+        let before = self.mark();
+        self.drain(mem, out, diag)?;
+        self.signal(before)
     }
 
     /// Takes every byte from TX and acts on it.
@@ -91,6 +93,7 @@ impl SimVirtio {
             };
             let b: u8 = rd(mem, sv::TX_BUFFER + u64::from(slot)).unwrap_or(0);
             tx.tail = tail;
+            self.consumed += 1;
             let _ = mem.write_obj(tail, GuestAddress(sv::TX_CONTROL + 4));
             self.byte(mem, b, out, diag)?;
             if self.device_status & sv::DEVICE_ERROR != 0 {
