@@ -107,6 +107,8 @@ const BENCH_QUICK: &[&str] = &[
     "0",
     "--matrix-vms",
     "0",
+    "--irq-injections",
+    "50",
 ];
 
 /// Codes that mean a panic, a jail trip or an abort: never for bad output.

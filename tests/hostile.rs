@@ -270,6 +270,38 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// `--ioeventfd`: six vCPUs rewrite the queues while the device thread
+/// reads them, and Ctrl-C in the middle of a transfer: the device thread
+/// never trips its filter or outlives the run.
+#[test]
+fn the_ioeventfd_device_thread_survives_scribblers_and_ctrl_c() {
+    let (code, err, took, _) = measured(
+        &[
+            "run",
+            "sv_scribble",
+            "--vcpus",
+            "7",
+            "--ioeventfd",
+            "--timeout",
+            "5s",
+        ],
+        None,
+    );
+    assert!(code == 0 || code == 5, "exit {code}: {err}");
+    assert!(
+        !err.contains("seccomp") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    let m = measured_with(
+        &["run", "simvirtio_bulk", "--ioeventfd"],
+        Some((std::time::Duration::from_millis(100), libc::SIGINT)),
+    );
+    assert!(m.code == 130 || m.code == 0, "exit {}: {}", m.code, m.err);
+    assert!(!m.err.contains("seccomp"), "{}", m.err);
+    assert!(m.took < std::time::Duration::from_secs(5), "{:?}", m.took);
+}
+
 /// Interrupt storms take bounded memory and time, and Ctrl-C ends them at
 /// once with the summary. Bounds: runs of 1 s given 10 s (a busy
 /// machine); RSS 64 MiB, as the other hostile cases (a run takes ~5 MiB),

@@ -380,3 +380,39 @@ fn interrupt_options_that_cannot_work_are_refused_in_one_line() {
         r.err
     );
 }
+
+/// `host bench`'s interrupt stage prints irq_floor's metrics (p50, p99,
+/// mean of each path); a few injections are enough to show the stage
+/// works (the figures themselves live in the benchmark, not here).
+#[test]
+fn the_bench_measures_the_three_ways_in() {
+    let r = run(&[
+        "bench",
+        "--exits",
+        "0",
+        "--vm-iters",
+        "1",
+        "--process-iters",
+        "0",
+        "--preempt-quanta",
+        "0",
+        "--simvirtio-runs",
+        "0",
+        "--matrix-vms",
+        "0",
+        "--irq-injections",
+        "50",
+    ]);
+    assert_eq!(r.code, Some(0), "{}{}", r.out, r.err);
+    for path in ["kvm_interrupt_rtt", "irq_line_rtt", "irqfd_rtt"] {
+        for stat in ["p50", "p99", "mean"] {
+            let name = format!("{path}_{stat} ");
+            let v: f64 = r
+                .out
+                .lines()
+                .find_map(|l| l.strip_prefix(&name)?.strip_suffix(" us")?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name}: {}", r.out));
+            assert!(v > 0.0, "{name}{v}");
+        }
+    }
+}

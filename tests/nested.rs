@@ -381,6 +381,16 @@ fn cases(payload: &Path) -> Vec<Case> {
             gdb: None,
             lines: vec!["guest: rx: ack 12", "guest: interrupts: ", check],
         },
+        Case {
+            name: "simvirtio_ioeventfd",
+            args: s(&["run", "simvirtio_bulk", "--ioeventfd"]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "guest: rx: ack 4095",
+                "4096 bytes from TX (4098 notifies, 0 polls)",
+            ],
+        },
         // hostile interrupts on a real KVM
         Case {
             name: "irq_hostile_fault",

@@ -226,3 +226,62 @@ fn a_driver_that_opts_in_sleeps_until_the_device_interrupts() {
         "guest: the device has no interrupt line (run with --irqchip kernel)\n"
     );
 }
+
+/// `--ioeventfd`: KVM catches the notify writes (KVM_IOEVENTFD) and a
+/// device thread serves them. The guest's output is the same as in exit
+/// mode, the notifies are all counted, and none of them is an exit: for
+/// the 4 KiB transfer at least 10x fewer exits per KiB than exit mode (the
+/// issue's aim; 9 against 4107 here). The device thread runs under its
+/// own seccomp filter (the default), and Ctrl-C ends the run at once.
+#[test]
+fn ioeventfd_mode_serves_notifies_without_exits() {
+    let run = |args: &[&str]| {
+        let o = common::host(args);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, exit_out, _) = run(&["run", "simvirtio"]);
+    assert_eq!(code, Some(0));
+    let (code, out, err) = run(&["run", "simvirtio", "--ioeventfd"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, exit_out);
+    assert!(
+        err.contains(
+            "simvirtio: 13 bytes from TX (15 notifies, 0 polls), 7 bytes to RX, 0 device errors\n"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("write 0xd0000009 sv.q0_ctl"),
+        "a notify exited: {err}"
+    );
+    let exits = |err: &str| -> u64 {
+        err.lines()
+            .find_map(|l| {
+                l.strip_prefix("exits: ")?
+                    .strip_suffix(" total")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no exit total: {err}"))
+    };
+    let (code, _, exit_err) = run(&["run", "simvirtio_bulk"]);
+    assert_eq!(code, Some(0), "{exit_err}");
+    let (code, _, err) = run(&["run", "simvirtio_bulk", "--ioeventfd"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("4096 bytes from TX (4098 notifies"), "{err}");
+    assert!(exits(&err) * 10 <= exits(&exit_err), "{err}\n{exit_err}");
+    // with interrupts too
+    let (code, out, err) = run(&["run", "simvirtio_irq", "--ioeventfd"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("guest: rx: ack 12\n"), "{out}");
+    // options that cannot go together
+    let (code, _, err) = run(&["run", "simvirtio", "--ioeventfd", "--polling"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run(&["run", "simvirtio", "--ioeventfd", "--trace-kvm"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("use one at a time"), "{err}");
+}

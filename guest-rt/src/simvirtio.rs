@@ -29,6 +29,8 @@ pub enum Error {
 
 /// Polls of an empty RX or a full TX between two status reads.
 const SPINS: u32 = 1000;
+/// Status reads while waiting for the device to act on a command.
+const STATUS_READS: u32 = 100_000;
 
 /// The device at `simvirtio::MMIO_BASE`.
 pub struct Device {
@@ -136,8 +138,20 @@ impl Device {
         }
     }
 
+    /// Waits for device status `want`. In exit mode the notify exit has
+    /// served the command before the first read; with `--ioeventfd` a
+    /// device thread serves it while the driver reads on, so the status
+    /// is read again (each read an exit) up to [`STATUS_READS`] times.
     fn expect(&self, want: u8) -> Result<(), Error> {
-        match self.status() {
+        let mut got = self.status();
+        for _ in 1..STATUS_READS {
+            if got == want || got & sv::DEVICE_ERROR != 0 {
+                break;
+            }
+            core::hint::spin_loop();
+            got = self.status();
+        }
+        match got {
             s if s & sv::DEVICE_ERROR != 0 => Err(Error::Device(s)),
             s if s == want => Ok(()),
             got => Err(Error::State { want, got }),

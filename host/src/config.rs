@@ -156,6 +156,9 @@ pub struct RunConfig {
     /// SIMVIRTIO polling mode: the host drains TX at every exit and on a
     /// timer of this period (`--polling`); `None`: exit mode.
     pub polling: Option<Duration>,
+    /// SIMVIRTIO ioeventfd mode (`--ioeventfd`): KVM catches the driver's
+    /// notify writes (KVM_IOEVENTFD) and wakes a device thread; no exit.
+    pub ioeventfd: bool,
     /// Time the host's handling of every exit (`--stats`).
     pub profile: bool,
     /// Do the 42 check at HLT even if the guest's note does not ask for it.

@@ -62,6 +62,9 @@ pub enum HostError {
     /// The gdb connection failed while the guest ran (`--gdb`).
     #[error("{0}")]
     Debugger(String),
+    /// The SIMVIRTIO device thread (`--ioeventfd`) could not go on.
+    #[error("the SIMVIRTIO device thread: {0}")]
+    Device(String),
     /// The `--trace-kvm` output could not be written.
     #[error("cannot write the KVM trace to {name}: {source}")]
     Trace {

@@ -100,8 +100,12 @@ fn kvm_interrupt(
     let mut lat = Vec::with_capacity(n);
     let run_err = |e: kvm_ioctls::Error| BenchError::Kvm(format!("KVM_RUN: {e}"));
     while lat.len() < n + WARMUP {
-        if !matches!(vcpu.run().map_err(run_err)?, VcpuExit::Hlt) {
-            continue;
+        match vcpu.run() {
+            Ok(VcpuExit::Hlt) => {}
+            Ok(_) => continue,
+            // a signal (none is expected here): enter again
+            Err(e) if e.errno() == libc::EINTR => continue,
+            Err(e) => return Err(run_err(e)),
         }
         std::thread::sleep(gap);
         let t0 = Instant::now();

@@ -153,6 +153,9 @@ pub struct RunArgs {
     /// SIMVIRTIO polling mode: the driver does not notify; the host drains TX at every exit and on a timer.
     #[arg(long)]
     pub polling: bool,
+    /// SIMVIRTIO ioeventfd mode: the driver's notify writes wake a device thread in the kernel (KVM_IOEVENTFD), with no exit.
+    #[arg(long, conflicts_with = "polling")]
+    pub ioeventfd: bool,
     /// With --polling: the timer's period.
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_POLL, value_parser = size::parse_duration, requires = "polling")]
     pub poll_interval: std::time::Duration,
@@ -225,6 +228,7 @@ impl RunArgs {
             trace_kvm: None,
             pin: Vec::new(),
             polling: false,
+            ioeventfd: false,
             poll_interval: size::parse_duration(DEFAULT_POLL).ok()?,
             stats: false,
             vcpus: 1,

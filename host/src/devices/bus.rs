@@ -107,6 +107,18 @@ impl Bus {
         Ok(())
     }
 
+    /// `--ioeventfd`: the driver notified `count` times (KVM counted the
+    /// writes in an eventfd); the device thread drains TX.
+    pub fn notified(
+        &self,
+        mem: &GuestMemoryMmap,
+        count: u64,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        self.device().notified(mem, count, out, diag)
+    }
+
     /// `out` of `io` (decoded with [`Io::out`]) to `port`. `paging` is
     /// asked for the guest's translation registers only by a hypercall that
     /// walks page tables.

@@ -1,11 +1,12 @@
 //! One file per KVM object, in the manner of rust-vmm kvm-ioctls and
 //! Firecracker's `vstate/`: [`system`] (/dev/kvm), [`vm`] (the VM and its
-//! memory), [`vcpu`] (one vCPU), and `irq.rs` (their interrupt calls). Each ioctl sits beside its `--trace-kvm`
+//! memory), [`vcpu`] (one vCPU), `irq.rs` (their interrupt calls) and `ioevent.rs` (KVM_IOEVENTFD). Each ioctl sits beside its `--trace-kvm`
 //! record, so the trace is the program's real sequence.
 
 pub mod error;
 mod exit_text;
 pub mod fault;
+mod ioevent;
 mod irq;
 pub mod system;
 pub mod vcpu;

@@ -210,8 +210,13 @@ pub fn apply(debugger: Option<i32>) -> Result<bool, SeccompError> {
     if APPLIED.get() {
         return Ok(false);
     }
+    install(&program(debugger)?)
+}
+
+/// Installs the SIGSYS reporter and `prog` on the calling thread, which
+/// has no filter yet ([`apply`], `super::device::apply_device`).
+pub(super) fn install(prog: &[Insn]) -> Result<bool, SeccompError> {
     one_arena();
-    let prog = program(debugger)?;
     // SAFETY: a zeroed sigaction is valid; the handler only uses
     // async-signal-safe calls (write, _exit).
     let rc = unsafe {

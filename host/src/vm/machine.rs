@@ -77,6 +77,9 @@ pub struct Vm {
     /// `--inject-every` how its IRQ line is raised.
     pub(super) irqchip: IrqChip,
     pub(super) irqfd: Option<crate::kvm::Raiser>,
+    /// `--ioeventfd`: the eventfd KVM signals at each SIMVIRTIO notify
+    /// write (the device thread waits on it).
+    pub(super) notify: Option<vmm_sys_util::eventfd::EventFd>,
 }
 
 impl Vm {
@@ -97,6 +100,13 @@ impl Vm {
         let sv_irq = match irqchip {
             IrqChip::Kernel => Some(vm.irqfd(u32::from(hypercall_abi::simvirtio::IRQ_LINE), t)?),
             _ => None,
+        };
+        let notify = match run.ioeventfd {
+            true => {
+                use hypercall_abi::simvirtio as sv;
+                Some(vm.ioeventfd(sv::MMIO_BASE + sv::reg::Q0_CTL, t)?)
+            }
+            false => None,
         };
         let irqfd = match (irqchip, run.inject) {
             (IrqChip::Kernel, Some(i)) => Some(vm.raiser(i.n, i.irq_line_ioctl, t)?),
@@ -149,6 +159,7 @@ impl Vm {
             bus: Bus::new(run.polling.is_some(), sv_irq),
             irqchip,
             irqfd,
+            notify,
             state: RunState {
                 flags: if run.check_42 { note::FLAG_CHECK_42 } else { 0 },
                 stats: vec![ExitStats::default(); cfg.vcpus as usize],
@@ -192,7 +203,8 @@ impl Vm {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<RunOutcome, VmError> {
-        if self.vcpus.len() > 1 {
+        // several vCPUs, or a device thread beside the vCPU: threads
+        if self.vcpus.len() > 1 || self.notify.is_some() {
             return self.run_smp(driver, out, diag);
         }
         let Vm {

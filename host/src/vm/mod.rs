@@ -1,7 +1,9 @@
 //! The VM: KVM objects, its configuration, run state and device bus
 //! ([`machine`]), several vCPUs on threads of their own ([`smp`]), and what
-//! a run produced ([`outcome`]).
+//! a run produced ([`outcome`]); the SIMVIRTIO device thread of
+//! `--ioeventfd` (`device_thread.rs`).
 
+mod device_thread;
 mod load;
 pub mod machine;
 pub mod outcome;

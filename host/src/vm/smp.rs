@@ -17,7 +17,7 @@ use crate::vcpu::thread::ThreadSetup;
 use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
 use crate::x86::Regs;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 use vm_memory::GuestMemoryMmap;
@@ -50,10 +50,51 @@ impl Vm {
         self.state.started = true;
         let run = &self.run;
         let (irqchip, irqfd) = (self.irqchip, self.irqfd.as_ref());
+        // `--ioeventfd`: the device thread ends once every vCPU thread has
+        // (the last one signals `stop`), so the pump below can end too
+        let notify = self.notify.as_ref();
+        let stop = vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)
+            .map_err(HostError::Spawn)?;
+        let self_vcpus = self.vcpus.len();
+        let remaining = AtomicUsize::new(self_vcpus);
+        let vcpu_done = || {
+            if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                let _ = stop.write(1);
+            }
+        };
         let vm_fd = std::os::fd::AsRawFd::as_raw_fd(self.vm.fd());
         let (results, pumped) = std::thread::scope(|s| {
             let mut handles = Vec::new();
             let mut spawn_error = None;
+            let device = match notify {
+                Some(n) => {
+                    let tx = tx.clone();
+                    let (job, stop, seccomp) = (&job, &stop, run.seccomp);
+                    let h = std::thread::Builder::new()
+                        .name("simvirtio".into())
+                        .spawn_scoped(s, move || {
+                            let mut out = ChanWriter::new(tx.clone(), Stream::Out);
+                            let mut diag = ChanWriter::new(tx, Stream::Diag);
+                            let r = super::device_thread::serve(
+                                n, stop, job.bus, job.mem, seccomp, &mut out, &mut diag,
+                            );
+                            let _ = out.flush();
+                            let _ = diag.flush();
+                            if r.is_err() {
+                                job.cancel_all();
+                            }
+                            r
+                        });
+                    match h {
+                        Ok(h) => Some(h),
+                        Err(e) => {
+                            spawn_error = Some(e);
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
             for (i, (vcpu, stats)) in self
                 .vcpus
                 .iter_mut()
@@ -88,6 +129,7 @@ impl Vm {
                         if i > 0 {
                             job.others.ended();
                         }
+                        vcpu_done();
                         let _ = out.flush();
                         let _ = diag.flush();
                         if !matches!(r, Ok((Stop::Halted, ..))) {
@@ -107,6 +149,10 @@ impl Vm {
                 }
             }
             drop(tx);
+            // vCPU threads that never started will not say they ended
+            for _ in handles.len()..self_vcpus {
+                vcpu_done();
+            }
             // This thread writes what the vCPU threads print, in order.
             let mut pumped: std::io::Result<()> = Ok(());
             for (stream, bytes) in rx {
@@ -132,9 +178,14 @@ impl Vm {
                     ))))
                 })
                 .collect();
-            match spawn_error {
-                Some(e) => (Err(VmError::Host(HostError::Spawn(e))), pumped),
-                None => (Ok(results), pumped),
+            let device = device.map(|h| {
+                h.join()
+                    .unwrap_or(Err(HostError::Internal("the device thread panicked")))
+            });
+            match (spawn_error, device) {
+                (Some(e), _) => (Err(VmError::Host(HostError::Spawn(e))), pumped),
+                (None, Some(Err(e))) => (Err(VmError::Host(e)), pumped),
+                (None, _) => (Ok(results), pumped),
             }
         });
         let mut elapsed = start.elapsed();

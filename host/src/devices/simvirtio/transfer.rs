@@ -60,6 +60,21 @@ impl SimVirtio {
         self.signal(before)
     }
 
+    /// `--ioeventfd`: `count` notify writes reached the device thread
+    /// through KVM's eventfd (no exit): drain TX as a notify exit does.
+    pub fn notified(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        count: u64,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        self.stats.notifies += count;
+        let before = self.mark();
+        self.drain(mem, out, diag)?;
+        self.signal(before)
+    }
+
     /// Takes every byte from TX and acts on it.
     pub(super) fn drain(
         &mut self,
