@@ -119,6 +119,8 @@ impl Vm {
                 let h = std::thread::Builder::new()
                     .name(format!("vcpu{i}"))
                     .spawn_scoped(s, move || {
+                        // says this vCPU ended even if the thread unwinds
+                        let _done = OnDrop(&vcpu_done);
                         let mut out = ChanWriter::new(tx.clone(), Stream::Out);
                         let mut diag = ChanWriter::new(tx, Stream::Diag);
                         let irq = (irqchip != IrqChip::None).then(|| {
@@ -129,7 +131,6 @@ impl Vm {
                         if i > 0 {
                             job.others.ended();
                         }
-                        vcpu_done();
                         let _ = out.flush();
                         let _ = diag.flush();
                         if !matches!(r, Ok((Stop::Halted, ..))) {
@@ -205,6 +206,15 @@ impl Vm {
             });
         }
         self.outcome(per, elapsed, out, diag)
+    }
+}
+
+/// Runs its closure when dropped.
+struct OnDrop<'a>(&'a dyn Fn());
+
+impl Drop for OnDrop<'_> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 
