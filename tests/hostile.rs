@@ -302,6 +302,72 @@ fn the_ioeventfd_device_thread_survives_scribblers_and_ctrl_c() {
     assert!(m.took < std::time::Duration::from_secs(5), "{:?}", m.took);
 }
 
+/// SIMVIRTIO drivers that misbehave in `--ioeventfd` mode (sv_hostile):
+/// a notify storm wakes the device thread without end (bounded by
+/// --timeout, memory bounded, no jail trip); a driver that never
+/// acknowledges interrupts still gets every line through; a guest that
+/// halts right after its last notify loses nothing and duplicates nothing
+/// (the device thread's last drain).
+#[test]
+fn hostile_simvirtio_drivers_in_ioeventfd_mode() {
+    let host = std::path::Path::new(env!("CARGO_BIN_EXE_host"));
+    let args = [
+        "run",
+        "sv_hostile",
+        "--ioeventfd",
+        "--timeout",
+        "1s",
+        "--",
+        "storm",
+    ];
+    let m = measured_with(&args, None);
+    assert_eq!(m.code, 5, "{}", m.err);
+    assert!(
+        !m.err.contains("seccomp") && !m.err.contains("panicked"),
+        "{}",
+        m.err
+    );
+    assert!(m.took < std::time::Duration::from_secs(10), "{:?}", m.took);
+    let os: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let (rss, code) = host::bench::peak_rss_kib(host, &os).expect("measure the host");
+    assert_eq!(code, 5);
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
+
+    let m = measured_with(
+        &[
+            "run",
+            "sv_hostile",
+            "--ioeventfd",
+            "--timeout",
+            "20s",
+            "--",
+            "noack",
+        ],
+        None,
+    );
+    assert_eq!(m.code, 0, "{}", m.err);
+    assert_eq!(
+        m.out.matches("never acknowledged\n").count(),
+        21,
+        "{}",
+        m.out
+    );
+    assert!(m.out.contains(" interrupts taken, status 0x"), "{}", m.out);
+
+    for mode in ["--ioeventfd", "--stats"] {
+        let m = measured_with(&["run", "sv_hostile", mode, "--", "halt_mid"], None);
+        assert_eq!(m.code, 0, "{mode}: {}", m.err);
+        assert_eq!(
+            m.out
+                .matches("the last line, sent just before HLT\n")
+                .count(),
+            1,
+            "{mode}: {}",
+            m.out
+        );
+    }
+}
+
 /// Interrupt storms take bounded memory and time, and Ctrl-C ends them at
 /// once with the summary. Bounds: runs of 1 s given 10 s (a busy
 /// machine); RSS 64 MiB, as the other hostile cases (a run takes ~5 MiB),

@@ -415,4 +415,13 @@ fn the_bench_measures_the_three_ways_in() {
             assert!(v > 0.0, "{name}{v}");
         }
     }
+    // the notification loop, bound and not (no exit against an exit each)
+    for name in ["ioeventfd_pio_ns ", "userspace_pio_ns "] {
+        let v: f64 = r
+            .out
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_suffix(" ns")?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}: {}", r.out));
+        assert!(v > 0.0, "{name}{v}");
+    }
 }

@@ -87,7 +87,76 @@ pub fn run(
     report(out, "kvm_interrupt_rtt", kvm_interrupt(n, gap, kvm_path)?)?;
     report(out, "irq_line_rtt", irqchip(true, n, gap, kvm_path)?)?;
     report(out, "irqfd_rtt", irqchip(false, n, gap, kvm_path)?)?;
+    for (metric, bound) in [("ioeventfd_pio_ns", true), ("userspace_pio_ns", false)] {
+        writeln!(
+            out,
+            "{metric} {:.0} ns",
+            notify_loop(bound, NOTIFY_LOOPS, kvm_path)?
+        )?;
+        out.flush()?;
+    }
     Ok(())
+}
+
+/// `out`s of the notification loop (irq_floor's default, and CX's limit).
+const NOTIFY_LOOPS: u16 = 50_000;
+/// The loop's port, and the port that says it is done.
+const NOTE_PORT: u8 = 0x90;
+const DONE_PORT: u16 = 0xf4;
+
+/// ns per `out` of `mov cx, loops; 1: out NOTE_PORT, al; dec cx; jnz 1b;
+/// out DONE_PORT, al; hlt`, from the first entry to the DONE exit, with
+/// NOTE_PORT bound to an eventfd (`bound`) or not (an exit each).
+fn notify_loop(bound: bool, loops: u16, kvm_path: &std::path::Path) -> Result<f64, BenchError> {
+    let [lo, hi] = loops.to_le_bytes();
+    let code = [
+        0xb9,
+        lo,
+        hi, // mov cx, loops
+        0xe6,
+        NOTE_PORT, // 1: out NOTE_PORT, al
+        0x49,      // dec cx
+        0x75,
+        0xfb, // jnz 1b
+        0xe6,
+        DONE_PORT as u8, // out DONE_PORT, al
+        0xf4,            // hlt
+    ];
+    let mut vm = vm_with(&code, CpuMode::Real, IrqChip::None, kvm_path)?;
+    let fd = match bound {
+        true => Some(
+            vm.vm_object()
+                .ioeventfd_pio(u16::from(NOTE_PORT), &mut None)
+                .map_err(|e| BenchError::Kvm(e.to_string()))?,
+        ),
+        false => None,
+    };
+    let vcpu = vm.vcpu_mut();
+    let (t0, mut exits) = (Instant::now(), 0u64);
+    loop {
+        match vcpu.run() {
+            Ok(VcpuExit::IoOut(DONE_PORT, _)) => break,
+            Ok(VcpuExit::IoOut(p, _)) if p == u16::from(NOTE_PORT) => exits += 1,
+            Err(e) if e.errno() == libc::EINTR => {}
+            Ok(e) => {
+                return Err(BenchError::Kvm(format!(
+                    "unexpected exit {e:?} in the notification loop"
+                )));
+            }
+            Err(e) => return Err(BenchError::Kvm(format!("KVM_RUN: {e}"))),
+        }
+    }
+    let ns = t0.elapsed().as_nanos() as f64 / f64::from(loops);
+    let counted = fd.map(|f| f.read().unwrap_or(0));
+    match counted {
+        Some(c) if c != u64::from(loops) => Err(BenchError::Kvm(format!(
+            "the ioeventfd counted {c} notifications of {loops}"
+        ))),
+        None if exits != u64::from(loops) => Err(BenchError::Kvm(format!(
+            "{exits} exits for {loops} notifications"
+        ))),
+        _ => Ok(ns),
+    }
 }
 
 fn kvm_interrupt(
