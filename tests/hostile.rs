@@ -300,6 +300,10 @@ fn the_ioeventfd_device_thread_survives_scribblers_and_ctrl_c() {
     assert!(m.code == 130 || m.code == 0, "exit {}: {}", m.code, m.err);
     assert!(!m.err.contains("seccomp"), "{}", m.err);
     assert!(m.took < std::time::Duration::from_secs(5), "{:?}", m.took);
+    // a crash ends the device thread too
+    let m = measured_with(&["run", "crash", "--ioeventfd"], None);
+    assert_eq!(m.code, 3, "{}", m.err);
+    assert!(m.took < std::time::Duration::from_secs(10), "{:?}", m.took);
 }
 
 /// SIMVIRTIO drivers that misbehave in `--ioeventfd` mode (sv_hostile):

@@ -391,6 +391,13 @@ fn cases(payload: &Path) -> Vec<Case> {
                 "4096 bytes from TX (4098 notifies, 0 polls)",
             ],
         },
+        Case {
+            name: "simvirtio_profile_ioeventfd",
+            args: s(&["run", "simvirtio_profile", "--ioeventfd"]),
+            code: 0,
+            gdb: None,
+            lines: vec!["profile (notify): notify->seen ", check],
+        },
         // hostile interrupts on a real KVM
         Case {
             name: "irq_hostile_fault",

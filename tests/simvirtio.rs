@@ -285,3 +285,32 @@ fn ioeventfd_mode_serves_notifies_without_exits() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("use one at a time"), "{err}");
 }
+
+/// The latency profile the guest measures in its own TSC, in the three
+/// modes (the figures live in `host bench`; here: the line and its two
+/// numbers).
+#[test]
+fn the_profile_guest_measures_both_latencies_in_every_mode() {
+    for (mode, label) in [
+        ("--stats", "notify"),
+        ("--polling", "polling"),
+        ("--ioeventfd", "notify"),
+    ] {
+        let o = common::host(&["run", "simvirtio_profile", mode, "--timeout", "60s"]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{mode}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("profile ({label}): notify->seen ")))
+            .unwrap_or_else(|| panic!("{mode}: {out}"));
+        assert!(
+            line.contains(" us, notify->rx handler ") && line.contains(" us (medians of 64; TSC "),
+            "{line}"
+        );
+    }
+}

@@ -69,3 +69,22 @@ pub fn pct(v: &mut [f64], p: f64) -> f64 {
         .copied()
         .unwrap_or(0.0)
 }
+
+/// The two medians of simvirtio_profile's line (`... notify->seen X us,
+/// notify->rx handler Y us ...`).
+pub fn profile_line(text: &str) -> Option<(u64, u64)> {
+    let l = text.lines().find(|l| l.starts_with("profile ("))?;
+    let num =
+        |after: &str| -> Option<u64> { l.split(after).nth(1)?.split(' ').next()?.parse().ok() };
+    Some((num("notify->seen ")?, num("notify->rx handler ")?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_profile_line_parses() {
+        let l = "x\nprofile (notify): notify->seen 190 us, notify->rx handler 102 us (medians of 64; TSC 2589 MHz)\n";
+        assert_eq!(super::profile_line(l), Some((190, 102)));
+        assert_eq!(super::profile_line("nothing"), None);
+    }
+}

@@ -291,6 +291,28 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
             "simvirtio_tx_{mode}_host_cpu_us_per_kib {:.1} us",
             pct(&mut cpu, 0.5)
         )?;
+        // the latencies, as the guest measures them in its TSC
+        let opts = RunOptions {
+            guest: "simvirtio_profile".into(),
+            vm: VmConfig {
+                kvm_path: o.kvm_path.clone(),
+                ..Default::default()
+            },
+            run: crate::config::RunConfig {
+                polling,
+                ioeventfd,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut text = Vec::new();
+        let r = run::run(&opts, &mut text, &mut std::io::sink())?;
+        let text = String::from_utf8_lossy(&text);
+        let (seen, rx) = super::common::profile_line(&text)
+            .filter(|_| r.outcome.stop == Stop::Halted)
+            .ok_or(BenchError::NoHalt("simvirtio_profile"))?;
+        writeln!(out, "simvirtio_{mode}_notify_seen_us {seen} us")?;
+        writeln!(out, "simvirtio_{mode}_notify_rx_irq_us {rx} us")?;
     }
     // (6) interrupts, as irq_floor: KVM_INTERRUPT, KVM_IRQ_LINE, irqfd
     if o.irq_injections > 0 {
