@@ -281,6 +281,12 @@ fn ioeventfd_mode_serves_notifies_without_exits() {
     // options that cannot go together
     let (code, _, err) = run(&["run", "simvirtio", "--ioeventfd", "--polling"]);
     assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run(&["run", "hello", "--ioeventfd", "--mode", "paged32"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--ioeventfd serves SIMVIRTIO, a long-mode device: not in paged32 mode"),
+        "{err}"
+    );
     let (code, _, err) = run(&["run", "simvirtio", "--ioeventfd", "--trace-kvm"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("use one at a time"), "{err}");

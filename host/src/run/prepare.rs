@@ -331,6 +331,12 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     // flat image (which cannot say) or the in-kernel controller: KVM
     // derives the local APIC's timer modes from CPUID leaf 1 (without it
     // the LVT timer keeps neither the periodic nor the TSC-deadline bit)
+    if opts.run.ioeventfd && opts.vm.mode != crate::x86::CpuMode::Long {
+        return Err(RunError::Usage(format!(
+            "--ioeventfd serves SIMVIRTIO, a long-mode device: not in {} mode",
+            opts.vm.mode
+        )));
+    }
     if opts.run.ioeventfd && opts.vm.trace.is_some() {
         return Err(RunError::Usage(
             "--trace-kvm follows one vCPU on the calling thread, and --ioeventfd runs the device on a thread of its own: use one at a time".into(),
