@@ -33,20 +33,13 @@ impl IrqVia {
     }
 }
 
-/// Counts by vector or line (0-255), and the way they went.
-#[derive(Debug, Clone, Copy)]
+/// Counts by vector or line, and the way they went: one row per number
+/// seen, none until the first interrupt (an ExitStats is made for every
+/// vCPU of every VM, and most never deliver one).
+#[derive(Debug, Clone, Default)]
 pub struct IrqCounts {
     via: Option<IrqVia>,
-    by_n: [u64; 256],
-}
-
-impl Default for IrqCounts {
-    fn default() -> Self {
-        IrqCounts {
-            via: None,
-            by_n: [0; 256],
-        }
-    }
+    rows: Vec<IrqCount>,
 }
 
 /// One row: a vector or line and how many.
@@ -75,30 +68,33 @@ impl IrqCounts {
     /// Counts one interrupt `n` delivered `via`.
     pub fn record(&mut self, via: IrqVia, n: u8) {
         self.via = Some(via);
-        self.by_n[usize::from(n)] += 1;
+        self.add(n, 1);
+    }
+
+    fn add(&mut self, n: u8, count: u64) {
+        // at most 256 rows, kept in order of the number
+        match self.rows.binary_search_by_key(&n, |r| r.n) {
+            Ok(i) => self.rows[i].count += count,
+            Err(i) => self.rows.insert(i, IrqCount { n, count }),
+        }
     }
 
     /// Adds `other`'s counts (the total of several vCPUs).
     pub fn merge(&mut self, other: &IrqCounts) {
         self.via = self.via.or(other.via);
-        for (a, b) in self.by_n.iter_mut().zip(other.by_n) {
-            *a += b;
+        for r in &other.rows {
+            self.add(r.n, r.count);
         }
     }
 
     /// The summary, if any interrupt was delivered.
     pub fn summary(&self) -> Option<IrqSummary> {
         let via = self.via?;
-        let counts: Vec<IrqCount> = (0..=255u8)
-            .zip(self.by_n)
-            .filter(|(_, c)| *c > 0)
-            .map(|(n, count)| IrqCount { n, count })
-            .collect();
         Some(IrqSummary {
             via,
             what: via.what(),
-            total: counts.iter().map(|c| c.count).sum(),
-            counts,
+            total: self.rows.iter().map(|c| c.count).sum(),
+            counts: self.rows.clone(),
         })
     }
 }
