@@ -142,6 +142,22 @@ unsafe extern "C" {
     static __guest_rt_irq_stubs: u8;
 }
 
+/// The stubs' register save: every general register but RSP, RAX pushed
+/// first, so that R15 is at the lowest address: the layout of [`Frame`]
+/// and of the guest kernel's `TrapFrame` (one definition for both).
+macro_rules! push_regs {
+    () => {
+        "push rax\n push rbx\n push rcx\n push rdx\n push rsi\n push rdi\n push rbp\n push r8\n push r9\n push r10\n push r11\n push r12\n push r13\n push r14\n push r15"
+    };
+}
+/// The restore that undoes [`push_regs`].
+macro_rules! pop_regs {
+    () => {
+        "pop r15\n pop r14\n pop r13\n pop r12\n pop r11\n pop r10\n pop r9\n pop r8\n pop rbp\n pop rdi\n pop rsi\n pop rdx\n pop rcx\n pop rbx\n pop rax"
+    };
+}
+pub(crate) use {pop_regs, push_regs};
+
 // Vectors 32-255: a 16-byte stub each (push the vector, jump to the common
 // part), which saves every register, calls `__guest_rt_irq` with the
 // frame (RSP 16-byte aligned), restores and returns.
@@ -157,41 +173,14 @@ core::arch::global_asm!(
     "    jmp 2f",
     ".set vec, vec + 1",
     ".endr",
-    "2:  push rax",
-    "    push rbx",
-    "    push rcx",
-    "    push rdx",
-    "    push rsi",
-    "    push rdi",
-    "    push rbp",
-    "    push r8",
-    "    push r9",
-    "    push r10",
-    "    push r11",
-    "    push r12",
-    "    push r13",
-    "    push r14",
-    "    push r15",
+    "2:",
+    push_regs!(),
     "    mov rdi, rsp",
     "    mov rbp, rsp",
     "    and rsp, -16",
     "    call __guest_rt_irq",
     "    mov rsp, rbp",
-    "    pop r15",
-    "    pop r14",
-    "    pop r13",
-    "    pop r12",
-    "    pop r11",
-    "    pop r10",
-    "    pop r9",
-    "    pop r8",
-    "    pop rbp",
-    "    pop rdi",
-    "    pop rsi",
-    "    pop rdx",
-    "    pop rcx",
-    "    pop rbx",
-    "    pop rax",
+    pop_regs!(),
     "    add rsp, 8",
     "    iretq",
     ".popsection",
