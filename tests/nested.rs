@@ -388,7 +388,8 @@ fn cases(payload: &Path) -> Vec<Case> {
             gdb: None,
             lines: vec![
                 "guest: rx: ack 4095",
-                "4096 bytes from TX (4098 notifies, 0 polls)",
+                "4096 bytes from TX (",
+                " notifies, 0 polls), 9 bytes to RX, 0 device errors",
             ],
         },
         Case {

@@ -85,7 +85,11 @@ macro_rules! entry {
         #[unsafe(link_section = ".kvmwb.abi.header")]
         #[used]
         static __GUEST_RT_ABI_NOTE: $crate::__NoteHeader = $crate::__NoteHeader::new($flags);
-        // `cargo test`: a test build (the harness in guest_rt::testing)
+        // `cargo test`: a test build (the harness in guest_rt::testing);
+        // the program's own flags are still evaluated, so what names them
+        // is used in both builds
+        #[cfg(test)]
+        const _: u32 = $flags;
         #[cfg(test)]
         #[unsafe(link_section = ".kvmwb.abi.header")]
         #[used]

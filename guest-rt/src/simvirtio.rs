@@ -4,7 +4,9 @@
 //! Register accesses are MMIO exits. Queue accesses are plain guest memory
 //! (no exit). In exit mode every pushed byte is followed by a notify (one
 //! exit per byte); when the device reports CTL_POLLING the driver never
-//! notifies and the host drains TX on its own.
+//! notifies and the host drains TX on its own; when it reports CTL_BATCH
+//! (a device thread serves it: `--ioeventfd`), [`Device::send`] notifies
+//! once after its last byte and once each time TX fills up.
 
 use core::ptr::{read_volatile, write_volatile};
 use hypercall_abi::simvirtio::{self as sv, QueueControl, QueueError, reg};
@@ -35,6 +37,7 @@ const STATUS_READS: u32 = 100_000;
 /// The device at `simvirtio::MMIO_BASE`.
 pub struct Device {
     polling: bool,
+    batch: bool,
     irq: bool,
 }
 
@@ -94,8 +97,10 @@ impl Device {
         if magic != sv::MAGIC_VALUE {
             return Err(Error::NoDevice(magic));
         }
+        let q0 = read8(reg::Q0_CTL);
         Ok(Device {
-            polling: read8(reg::Q0_CTL) & sv::CTL_POLLING != 0,
+            polling: q0 & sv::CTL_POLLING != 0,
+            batch: q0 & sv::CTL_BATCH != 0,
             irq: false,
         })
     }
@@ -158,21 +163,41 @@ impl Device {
         }
     }
 
+    /// Whether the driver notifies once per batch (the device reads
+    /// CTL_BATCH: a device thread serves TX).
+    pub fn batch(&self) -> bool {
+        self.batch
+    }
+
     /// Pushes one byte on TX, waiting while the queue is full (in polling
     /// mode the host drains it on its timer; a status read every `SPINS`
-    /// polls is an exit at which the host drains too). Notifies in exit mode.
+    /// polls is an exit at which the host drains too). Notifies, unless
+    /// the host polls.
     pub fn push(&self, b: u8) -> Result<(), Error> {
+        self.put(b, true)
+    }
+
+    /// `push`, with the notify after the byte only if `notify`; a full
+    /// queue is notified before the driver waits for room.
+    fn put(&self, b: u8, notify: bool) -> Result<(), Error> {
         let mut spins = 0;
+        let mut told = notify;
         loop {
             match sv::push_slot(control(sv::TX_CONTROL)) {
                 Ok((slot, head)) => {
                     // SAFETY: slot < QUEUE_LEN: inside the TX buffer.
                     unsafe { write_volatile((sv::TX_BUFFER + u64::from(slot)) as *mut u8, b) };
                     set_index(sv::TX_CONTROL, head);
-                    self.notify();
+                    if notify {
+                        self.notify();
+                    }
                     return Ok(());
                 }
                 Err(QueueError::Full) => {
+                    if !told {
+                        self.notify();
+                        told = true;
+                    }
                     if self.wait(&mut spins)? {
                         self.notify();
                     }
@@ -198,10 +223,15 @@ impl Device {
         }
     }
 
-    /// Sends `bytes` on TX.
+    /// Sends `bytes` on TX: a notify per byte in exit mode; with CTL_BATCH
+    /// one after the last byte (and one whenever TX fills up), as a virtio
+    /// driver kicks once after adding several buffers.
     pub fn send(&self, bytes: &[u8]) -> Result<(), Error> {
         for &b in bytes {
-            self.push(b)?;
+            self.put(b, !self.batch)?;
+        }
+        if self.batch && !bytes.is_empty() {
+            self.notify();
         }
         Ok(())
     }

@@ -43,7 +43,7 @@ pub const BASE_FINGERPRINT: u64 = {
         h = fnv(h, HcStatus::ALL[i] as i32 as u64);
         i += 1;
     }
-    let words: [u64; 69] = [
+    let words: [u64; 70] = [
         simvirtio::DRIVER_IRQ as u64,
         simvirtio::INT_USED as u64,
         simvirtio::INT_CONFIG as u64,
@@ -105,6 +105,7 @@ pub const BASE_FINGERPRINT: u64 = {
         simvirtio::CMD_CONFIG as u64,
         simvirtio::CTL_NOTIFY as u64,
         simvirtio::CTL_POLLING as u64,
+        simvirtio::CTL_BATCH as u64,
         simvirtio::CTL_ERROR as u64,
         simvirtio::reg::END,
         simvirtio::DEVICE_TABLE,

@@ -97,6 +97,11 @@ pub const CTL_NOTIFY: u8 = 0x01;
 /// Queue control bit, read only: the host polls TX (`--polling`), the
 /// driver should not notify.
 pub const CTL_POLLING: u8 = 0x40;
+/// Queue control bit, read only: a device thread serves the queue
+/// (`--ioeventfd`), so the driver notifies once per batch (after the last
+/// byte it sends, and when TX is full) instead of once per byte, as virtio
+/// drivers kick once after adding several buffers.
+pub const CTL_BATCH: u8 = 0x20;
 /// Queue control bit, read only: the queue's indices were corrupt.
 pub const CTL_ERROR: u8 = 0x80;
 

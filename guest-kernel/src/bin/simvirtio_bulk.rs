@@ -1,6 +1,8 @@
 //! A 4 KiB SIMVIRTIO message: 4095 bytes and a newline through a 256-byte
-//! TX queue, so the indices wrap 16 times. Compare the exits of
-//! `host run simvirtio_bulk` (a notify per byte) and `--polling`.
+//! TX queue, so the indices wrap 16 times, sent 256 bytes at a time.
+//! Compare the exits of `host run simvirtio_bulk` (a notify per byte),
+//! `--polling` (none) and `--ioeventfd` (one per 256-byte send, caught by
+//! KVM).
 #![no_std]
 #![no_main]
 
@@ -11,6 +13,8 @@ guest_rt::entry!(main);
 
 /// Bytes sent, newline included.
 const LEN: usize = 4096;
+/// Bytes per `send` (LEN is a multiple).
+const CHUNK: usize = 256;
 
 fn main() -> u64 {
     let Ok(dev) = Device::probe() else {
@@ -21,16 +25,21 @@ fn main() -> u64 {
         println!("guest: handshake failed: {e:?}");
         return 1;
     }
-    // the host prints the message: the alphabet over and over
-    for i in 0..LEN - 1 {
-        if let Err(e) = dev.push(b'a' + (i % 26) as u8) {
-            println!("guest: send failed at byte {i}: {e:?}");
+    // the host prints the message: the alphabet over and over, then '\n'
+    let mut chunk = [0u8; CHUNK];
+    for start in (0..LEN).step_by(CHUNK) {
+        for (k, b) in chunk.iter_mut().enumerate() {
+            let i = start + k;
+            *b = if i == LEN - 1 {
+                b'\n'
+            } else {
+                b'a' + (i % 26) as u8
+            };
+        }
+        if let Err(e) = dev.send(&chunk) {
+            println!("guest: send failed in bytes {start}..: {e:?}");
             return 1;
         }
-    }
-    if let Err(e) = dev.push(b'\n') {
-        println!("guest: send failed: {e:?}");
-        return 1;
     }
     let mut buf = [0u8; 32];
     match dev.recv_line(&mut buf) {

@@ -8,7 +8,7 @@
 //! its tests below serve hand-made exits with no KVM.
 
 use super::hypercall::{self, Env, GuestErrors, Io};
-use super::simvirtio::{DeviceStats, SimVirtio};
+use super::simvirtio::{DeviceStats, Serving, SimVirtio};
 use crate::diag::{HostError, host_line};
 use crate::stats::{Dir, ExitStats, Seen};
 use crate::x86::Paging;
@@ -77,13 +77,14 @@ impl Ctx<'_> {
 }
 
 impl Bus {
-    /// The bus with its devices in their power-on state; `polling`: the
-    /// SIMVIRTIO device is drained by the host (`--polling`); `irq`: the
-    /// eventfd that raises the device's IRQ line (in-kernel controller).
-    pub fn new(polling: bool, irq: Option<vmm_sys_util::eventfd::EventFd>) -> Bus {
+    /// The bus with its devices in their power-on state; `serving`: how
+    /// the SIMVIRTIO device learns of TX data (notify exits, `--polling`,
+    /// `--ioeventfd`); `irq`: the eventfd that raises the device's IRQ line
+    /// (in-kernel controller).
+    pub fn new(serving: Serving, irq: Option<vmm_sys_util::eventfd::EventFd>) -> Bus {
         Bus {
-            simvirtio: Mutex::new(SimVirtio::new(polling, irq)),
-            polling,
+            simvirtio: Mutex::new(SimVirtio::new(serving, irq)),
+            polling: serving == Serving::Polling,
         }
     }
 
@@ -270,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_print8bit_out_exit_prints_its_byte_and_is_counted() {
-        let bus = Bus::new(false, None);
+        let bus = Bus::new(Serving::Exits, None);
         let mut r = Rig::new();
         for b in *b"Hi" {
             bus.io_out(&mut r.cx(), PORT_PRINT8BIT, Io::out(&[b]), no_walk)
@@ -283,7 +284,7 @@ mod tests {
 
     #[test]
     fn a_port_with_no_device_is_reported_once_and_reads_as_all_ones() {
-        let bus = Bus::new(false, None);
+        let bus = Bus::new(Serving::Exits, None);
         let mut r = Rig::new();
         let mut data = [0u8; 2];
         bus.io_in(&mut r.cx(), 0x70, &mut data).unwrap();
@@ -303,7 +304,7 @@ mod tests {
 
     #[test]
     fn mmio_outside_memory_and_devices_is_reported_once_per_address() {
-        let bus = Bus::new(false, None);
+        let bus = Bus::new(Serving::Exits, None);
         let mut r = Rig::new();
         let mut data = [0u8; 4];
         let gpa = 0x4000_0000;
@@ -320,7 +321,7 @@ mod tests {
 
     #[test]
     fn the_simvirtio_window_answers_with_its_magic() {
-        let mut bus = Bus::new(false, None);
+        let mut bus = Bus::new(Serving::Exits, None);
         let mut r = Rig::new();
         let mut data = [0u8; 4];
         bus.mmio_read(&mut r.cx(), sv::MMIO_BASE, &mut data)
@@ -333,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_repeated_misuse_is_reported_once_and_counted_each_time() {
-        let bus = Bus::new(false, None);
+        let bus = Bus::new(Serving::Exits, None);
         let mut r = Rig::new();
         let port = Hypercall::NumExits.port();
         for _ in 0..1000 {
@@ -347,7 +348,7 @@ mod tests {
 
     #[test]
     fn num_exits_counts_the_exit_that_asks() {
-        let bus = Bus::new(false, None);
+        let bus = Bus::new(Serving::Exits, None);
         let mut r = Rig::new();
         bus.io_out(&mut r.cx(), PORT_PRINT8BIT, Io::out(b"x"), no_walk)
             .unwrap();

@@ -7,3 +7,4 @@ pub mod hypercall;
 pub mod simvirtio;
 
 pub use bus::{Bus, Ctx};
+pub use simvirtio::Serving;

@@ -5,7 +5,7 @@
 
 use super::outcome::{Check42, RunOutcome, VcpuReport};
 use crate::config::{ConfigError, IrqChip, RunConfig, VmConfig};
-use crate::devices::Bus;
+use crate::devices::{Bus, Serving};
 use crate::diag::HostError;
 use crate::kvm::{KvmError, System, Vcpu, VmObject};
 use crate::stats::ExitStats;
@@ -156,7 +156,14 @@ impl Vm {
             vm,
             _sys: sys,
             config: cfg.clone(),
-            bus: Bus::new(run.polling.is_some(), sv_irq),
+            bus: Bus::new(
+                match (run.polling.is_some(), run.ioeventfd) {
+                    (true, _) => Serving::Polling,
+                    (false, true) => Serving::Thread,
+                    (false, false) => Serving::Exits,
+                },
+                sv_irq,
+            ),
             irqchip,
             irqfd,
             notify,

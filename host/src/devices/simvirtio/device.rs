@@ -54,6 +54,9 @@ impl DeviceStats {
 #[derive(Debug)]
 pub struct SimVirtio {
     pub(super) polling: bool,
+    /// A device thread serves TX (`--ioeventfd`): Q0 control reads
+    /// `CTL_BATCH`, the driver notifies once per batch.
+    pub(super) batch: bool,
     pub(super) phase: Phase,
     pub(super) device_status: u8,
     pub(super) driver_status: u8,
@@ -73,18 +76,31 @@ pub struct SimVirtio {
     pub(super) irq: Option<vmm_sys_util::eventfd::EventFd>,
 }
 
+/// How the host learns that TX has data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// Each notify is an MMIO exit (the assignment's exit mode).
+    Exits,
+    /// The host drains TX at every exit and on a timer (`--polling`); Q0
+    /// control reads `CTL_POLLING` and the driver does not notify.
+    Polling,
+    /// A device thread woken by KVM_IOEVENTFD (`--ioeventfd`); Q0 control
+    /// reads `CTL_BATCH` and the driver notifies once per batch.
+    Thread,
+}
+
 impl SimVirtio {
-    /// A device in its power-on state; `polling`: the host drains TX on its
-    /// own (`--polling`) and tells the driver not to notify; `irq`: the
-    /// eventfd that raises its IRQ line, if the VM has the in-kernel
-    /// controller.
-    pub fn new(polling: bool, irq: Option<vmm_sys_util::eventfd::EventFd>) -> SimVirtio {
+    /// A device in its power-on state; `serving`: how the host learns
+    /// that TX has data; `irq`: the eventfd that raises its IRQ line, if
+    /// the VM has the in-kernel controller.
+    pub fn new(serving: Serving, irq: Option<vmm_sys_util::eventfd::EventFd>) -> SimVirtio {
         SimVirtio {
+            polling: serving == Serving::Polling,
+            batch: serving == Serving::Thread,
             consumed: 0,
             int_status: 0,
             irq_on: false,
             irq,
-            polling,
             phase: Phase::Start,
             device_status: sv::DEVICE_RESET,
             driver_status: 0,
@@ -121,6 +137,9 @@ impl SimVirtio {
         let mut q0 = self.q_ctl[0];
         if self.polling {
             q0 |= sv::CTL_POLLING;
+        }
+        if self.batch {
+            q0 |= sv::CTL_BATCH;
         }
         c[reg::Q0_CTL as usize] = q0;
         c[reg::Q1_CTL as usize] = self.q_ctl[1];
@@ -362,7 +381,7 @@ mod tests {
     #[test]
     fn the_protocol_end_to_end() {
         let m = mem();
-        let mut d = SimVirtio::new(false, None);
+        let mut d = SimVirtio::new(Serving::Exits, None);
         let (mut out, mut diag) = (Vec::new(), Vec::new());
         let mut magic = [0u8; 4];
         d.read(&m, sv::MMIO_BASE, &mut magic);
@@ -403,11 +422,19 @@ mod tests {
     /// eventfd write; ACK clears bits; a reset forgets the opt-in; a
     /// driver that does not opt in gets none.
     #[test]
+    fn q0_control_tells_the_driver_how_to_notify() {
+        let q0 = |s| SimVirtio::new(s, None).config()[reg::Q0_CTL as usize];
+        assert_eq!(q0(Serving::Exits), 0);
+        assert_eq!(q0(Serving::Polling), sv::CTL_POLLING);
+        assert_eq!(q0(Serving::Thread), sv::CTL_BATCH);
+    }
+
+    #[test]
     fn interrupts_follow_the_queues_and_the_status_for_a_driver_that_asked() {
         use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
         let m = mem();
         let fd = EventFd::new(EFD_NONBLOCK).unwrap();
-        let mut d = SimVirtio::new(false, Some(fd.try_clone().unwrap()));
+        let mut d = SimVirtio::new(Serving::Exits, Some(fd.try_clone().unwrap()));
         let (mut out, mut diag) = (Vec::new(), Vec::new());
         let byte = |d: &mut SimVirtio, off| {
             let mut b = [0u8];
@@ -416,7 +443,7 @@ mod tests {
         };
         assert_eq!(byte(&mut d, reg::INTERRUPT_LINE), sv::IRQ_LINE);
         assert_eq!(
-            SimVirtio::new(false, None).config()[reg::INTERRUPT_LINE as usize],
+            SimVirtio::new(Serving::Exits, None).config()[reg::INTERRUPT_LINE as usize],
             sv::NO_LINE
         );
         push(&m, b"R");
@@ -484,7 +511,7 @@ mod tests {
     #[test]
     fn out_of_order_steps_are_device_errors() {
         let m = mem();
-        let mut d = SimVirtio::new(false, None);
+        let mut d = SimVirtio::new(Serving::Exits, None);
         let (mut out, mut diag) = (Vec::new(), Vec::new());
         push(&m, b"C");
         notify(&mut d, &m, &mut out, &mut diag);
@@ -507,7 +534,7 @@ mod tests {
     #[test]
     fn corrupt_indices_and_bad_selectors_are_reported() {
         let m = mem();
-        let mut d = SimVirtio::new(false, None);
+        let mut d = SimVirtio::new(Serving::Exits, None);
         let (mut out, mut diag) = (Vec::new(), Vec::new());
         wr(&mut d, &m, reg::QUEUE_SELECTOR, &[7], &mut out, &mut diag);
         assert!(String::from_utf8_lossy(&diag).contains("queue selector 7 does not exist"));

@@ -11,4 +11,4 @@ mod device;
 mod memory;
 mod transfer;
 
-pub use device::{DeviceStats, SimVirtio};
+pub use device::{DeviceStats, Serving, SimVirtio};
