@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 
 /// The host's layers, lowest first (as in host/src/lib.rs).
 const HOST_LAYERS: &[(&str, &[&str])] = &[
-    ("leaves", &["stats", "trace", "size"]),
+    ("leaves", &["stats", "trace", "size", "wire"]),
     ("x86 facts", &["x86"]),
     (
         "plumbing",
-        &["diag", "config", "loader", "guests", "signals", "seccomp"],
+        &[
+            "diag", "config", "loader", "guests", "signals", "seccomp", "snapshot",
+        ],
     ),
     ("KVM objects", &["kvm"]),
     ("devices", &["devices"]),

@@ -165,6 +165,37 @@ pub struct RunConfig {
     pub check_42: bool,
     /// `--inject-every`: interrupt the guest periodically.
     pub inject: Option<Inject>,
+    /// `--snapshot FILE --snapshot-at ...`: where the run stops for a
+    /// snapshot (`crate::snapshot`).
+    pub snapshot_at: Option<SnapAt>,
+}
+
+/// Where a run stops to be saved (`--snapshot-at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapAt {
+    /// Right after exit number N (`exits:N`, N >= 1).
+    Exits(u64),
+    /// At the guest's `snapshot` hypercall (`call`, the default).
+    Call,
+    /// At Ctrl-C or `--timeout`, instead of only ending (`stop`).
+    Stop,
+}
+
+impl SnapAt {
+    /// `exits:N`, `call` or `stop`.
+    pub fn parse(s: &str) -> Result<SnapAt, String> {
+        match s {
+            "call" => Ok(SnapAt::Call),
+            "stop" => Ok(SnapAt::Stop),
+            _ => match s.strip_prefix("exits:").map(str::parse::<u64>) {
+                Some(Ok(n)) if n > 0 => Ok(SnapAt::Exits(n)),
+                _ => Err(format!(
+                    "'{}': give exits:N (N >= 1, after that exit), call (at the guest's snapshot hypercall) or stop (at Ctrl-C or --timeout)",
+                    crate::diag::escape(s)
+                )),
+            },
+        }
+    }
 }
 
 impl RunConfig {

@@ -6,9 +6,9 @@
 //!
 //! | layer | modules |
 //! | --- | --- |
-//! | leaves | `stats`, `trace`, `size` (and the hypercall-abi crate) |
+//! | leaves | `stats`, `trace`, `size`, `wire` (and the hypercall-abi crate) |
 //! | x86 facts | `x86` |
-//! | plumbing | `diag`, `config`, `loader`, `guests`, `signals`, `seccomp` |
+//! | plumbing | `diag`, `config`, `loader`, `guests`, `signals`, `seccomp`, `snapshot` |
 //! | KVM objects | `kvm` |
 //! | devices | `devices` |
 //! | one vCPU | `vcpu` |
@@ -30,8 +30,10 @@ pub mod run;
 pub mod seccomp;
 pub mod signals;
 pub mod size;
+pub mod snapshot;
 pub mod stats;
 pub mod trace;
 pub mod vcpu;
 pub mod vm;
+pub mod wire;
 pub mod x86;

@@ -63,6 +63,11 @@ macro_rules! hypercalls {
             /// `host_cpuid() -> u32`: the host CPU running the calling vCPU's
             /// thread at the moment of the exit (sched_getcpu).
             6 HostCpuid host_cpuid = 0x0506: In32;
+            /// `snapshot(u32)`: "my set-up is done": with `host run --snapshot
+            /// FILE` (`--snapshot-at call`, the default) the host saves the VM
+            /// right after this call, which a restore then returns from; the
+            /// value is the guest's own tag. Otherwise nothing happens.
+            7 Snapshot snapshot = 0x0507: Out32;
         }
     };
 }

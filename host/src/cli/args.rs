@@ -187,6 +187,17 @@ pub struct RunArgs {
         requires = "inject_every"
     )]
     pub raise_with: RaiseWith,
+    /// Save the VM to FILE where --snapshot-at says, and stop there (docs/snapshots.md).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// Where --snapshot saves: exits:N (after exit N), call (at the guest's
+    /// snapshot hypercall; the default), stop (at Ctrl-C or --timeout).
+    #[arg(long, value_name = "POINT", value_parser = host::config::SnapAt::parse, requires = "snapshot")]
+    pub snapshot_at: Option<host::config::SnapAt>,
+    /// Continue the VM saved in FILE (by --snapshot) instead of starting GUEST; GUEST,
+    /// if given, must be the guest it was saved from.
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
     /// The guest's arguments, after `--` (`host run primes -- 100 7`): the guest
     /// reads them with guest_rt::args() (docs/abi.md, "Arguments").
     #[arg(last = true, value_name = "ARGS")]
@@ -236,6 +247,9 @@ impl RunArgs {
             gdb: None,
             inject_every: None,
             raise_with: RaiseWith::Irqfd,
+            snapshot: None,
+            snapshot_at: None,
+            restore: None,
             args: Vec::new(),
         })
     }

@@ -143,12 +143,17 @@ fn dispatch(cli: Cli) -> Done {
             gdb,
             inject_every,
             raise_with,
+            snapshot,
+            snapshot_at,
+            restore,
             args,
         }) => {
             let trace = trace_kvm.map(|t| match t {
                 TraceArg::Text => TraceFormat::Text,
                 TraceArg::Mermaid => TraceFormat::Mermaid,
             });
+            // --restore without GUEST: the guest the snapshot names
+            let no_guest = g.guest.is_none();
             let mut opts = RunOptions {
                 run: RunConfig {
                     timeout,
@@ -159,13 +164,21 @@ fn dispatch(cli: Cli) -> Done {
                     profile: stats,
                     check_42,
                     inject: inject_with(inject_every, raise_with),
+                    snapshot_at: snapshot
+                        .as_ref()
+                        .map(|_| snapshot_at.unwrap_or(host::config::SnapAt::Call)),
                 },
+                snapshot,
+                restore,
                 trace_file,
                 gdb,
                 args,
                 ..g.options(trace).map_err(usage)?
             };
             opts.vm.vcpus = vcpus;
+            if opts.restore.is_some() && no_guest {
+                opts.guest.clear();
+            }
             cmd_run(&opts, json)
         }
         Cmd::Layout {

@@ -220,6 +220,16 @@ impl Bus {
         Ok(())
     }
 
+    /// Appends the devices' state to a snapshot's bytes.
+    pub fn save(&self, e: &mut crate::wire::Enc) {
+        self.device().save(e);
+    }
+
+    /// Takes the devices' state from a snapshot's bytes.
+    pub fn load(&self, d: &mut crate::wire::Dec) -> Result<(), crate::wire::WireError> {
+        self.device().load(d)
+    }
+
     /// What the SIMVIRTIO device did.
     pub fn device_stats(&mut self) -> DeviceStats {
         self.simvirtio

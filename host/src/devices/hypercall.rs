@@ -210,6 +210,12 @@ impl<P: FnOnce() -> Result<Paging, HostError>> Handlers for Served<'_, '_, P> {
         Ok(())
     }
 
+    fn snapshot(&mut self, _tag: u32) -> Result<(), HostError> {
+        // the exit loop stops here with `--snapshot-at call`; otherwise
+        // the call is a counted exit and nothing more
+        Ok(())
+    }
+
     fn host_cpuid(&mut self) -> Result<u32, HostError> {
         // SAFETY: sched_getcpu has no preconditions (glibc reads it from
         // rseq or the vDSO, or makes the getcpu system call).

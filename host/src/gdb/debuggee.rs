@@ -299,6 +299,8 @@ impl<'l, 'a> Debuggee<'l, 'a> {
             Stop::TimedOut { .. } => R::Terminated(Signal::SIGALRM),
             Stop::Interrupted => R::Terminated(Signal::SIGINT),
             Stop::Cancelled | Stop::Killed => R::Terminated(Signal::SIGKILL),
+            // (`--gdb` and `--snapshot` do not go together)
+            Stop::Snapshot => R::Terminated(Signal::SIGSTOP),
         };
         self.ended = Some((stop, regs));
         Ok(reason)

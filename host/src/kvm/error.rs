@@ -31,6 +31,12 @@ pub enum KvmError {
     /// Writing the host's structures or the image failed.
     #[error("cannot write guest memory: {0}")]
     Write(String),
+    /// KVM took part of a call's values and refused the rest.
+    #[error("{0} refused {1}")]
+    Refused(&'static str, String),
+    /// A request this host cannot form.
+    #[error("{0}")]
+    Internal(&'static str),
 }
 
 impl KvmError {

@@ -384,6 +384,11 @@ impl Vcpu {
         &self.fd
     }
 
+    /// The kvm-ioctls handle, to set kvm_run fields through.
+    pub(super) fn fd_mut(&mut self) -> &mut VcpuFd {
+        &mut self.fd
+    }
+
     /// Records the exit in kvm_run (after the host answered it, so an `in`
     /// shows the value returned). `last`: the run ends with it.
     pub fn trace_exit(&mut self, trace: &mut Option<Tracer>, last: bool) {

@@ -7,7 +7,7 @@ use crate::trace::{Call, Tracer, record};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use std::os::fd::AsRawFd;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Where KVM's three TSS pages go (needed by VMX without unrestricted guest):
 /// above guest RAM, which ends at or below `layout::MAX_MEM`.
@@ -108,6 +108,53 @@ impl VmObject {
             )
         });
         Ok(VmObject { fd, mem, run_size })
+    }
+
+    /// Maps `len` bytes of `file` at `offset` over guest RAM at `gpa`,
+    /// MAP_PRIVATE: pages come from the file when first touched, and the
+    /// guest's writes stay in this process (a restore from a snapshot).
+    /// Before any vCPU runs.
+    pub fn map_file(
+        &self,
+        gpa: u64,
+        len: u64,
+        file: &std::fs::File,
+        offset: u64,
+    ) -> Result<(), KvmError> {
+        let size = self.mem.iter().map(|r| r.len()).sum::<u64>();
+        if gpa.checked_add(len).is_none_or(|end| end > size) {
+            return Err(KvmError::Alloc(
+                len,
+                format!("{gpa:#x} + {len:#x} is outside guest RAM"),
+            ));
+        }
+        let host = self
+            .mem
+            .get_host_address(GuestAddress(gpa))
+            .map_err(|e| KvmError::Alloc(len, e.to_string()))?;
+        // SAFETY: [host, host + len) lies inside guest RAM's mapping, owned
+        // by `self.mem` (checked above); MAP_FIXED replaces those pages
+        // with the file's, same protection and privacy, before any vCPU
+        // ran and while no Rust reference into guest memory is alive (it
+        // is only reached through vm-memory's volatile accessors). KVM's
+        // memory slot follows the new pages (MMU notifiers).
+        let p = unsafe {
+            libc::mmap(
+                host.cast(),
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                std::os::fd::AsRawFd::as_raw_fd(file),
+                offset as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(KvmError::Alloc(
+                len,
+                std::io::Error::last_os_error().to_string(),
+            ));
+        }
+        Ok(())
     }
 
     /// The kvm-ioctls handle.

@@ -3,6 +3,7 @@
 
 use super::prepare::{RunError, RunOptions, prepare};
 use super::report::Report;
+use super::snapshot;
 use crate::loader::Symbols;
 use crate::vcpu::Stop;
 use std::io::Write;
@@ -13,11 +14,43 @@ pub fn run(
     out: &mut dyn Write,
     diag: &mut dyn Write,
 ) -> Result<Report, RunError> {
-    let mut p = prepare(opts)?;
+    snapshot::check(opts)?;
+    let file = match &opts.snapshot {
+        Some(path) => Some(snapshot::create(path)?),
+        None => None,
+    };
+    let (mut p, before) = match &opts.restore {
+        Some(path) => snapshot::prepare_restore(opts, path)?,
+        None => (prepare(opts)?, Vec::new()),
+    };
+    // a restored run prints the output it had, as if never stopped
+    out.write_all(&before)
+        .map_err(|e| crate::vm::VmError::Host(e.into()))?;
+    let mut keep = super::snapshot::Keep::new(out, before);
+    let out: &mut dyn Write = match file {
+        Some(_) => &mut keep,
+        None => keep.inner(),
+    };
     let outcome = match &opts.gdb {
         Some(addr) => super::debug::run(&mut p, addr, &opts.vm, out, diag)?,
         None => p.vm.run(out, diag)?,
     };
+    if let (Some(f), Some(path)) = (&file, &opts.snapshot) {
+        let line = match snapshot::due(&outcome.stop, opts.run.snapshot_at) {
+            true => snapshot::save(&mut p, f, path, &outcome, &keep.kept)?,
+            false => format!(
+                "snapshot: none taken: the run ended before {}; {} is left empty",
+                match opts.run.snapshot_at {
+                    Some(crate::config::SnapAt::Exits(n)) => format!("exit {n}"),
+                    Some(crate::config::SnapAt::Stop) => "Ctrl-C or --timeout".into(),
+                    _ => "the guest's snapshot hypercall".into(),
+                },
+                crate::diag::escape(&path.display().to_string())
+            ),
+        };
+        crate::diag::host_line(keep.inner(), diag, format_args!("{line}"))
+            .map_err(crate::vm::VmError::Host)?;
+    }
     let crash = match &outcome.stop {
         Stop::Faulted { fault, .. } => {
             // (no file can be opened now: this thread is under seccomp)

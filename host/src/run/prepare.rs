@@ -26,6 +26,11 @@ pub struct RunOptions {
     /// The guest's arguments (`host run GUEST -- ARGS`), written to
     /// `hypercall_abi::args::AREA` before the first instruction.
     pub args: Vec<String>,
+    /// `--snapshot FILE`: where the run stops (`run.snapshot_at`), save it
+    /// here.
+    pub snapshot: Option<PathBuf>,
+    /// `--restore FILE`: continue this snapshot instead of starting.
+    pub restore: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -38,6 +43,8 @@ impl Default for RunOptions {
             trace_file: None,
             gdb: None,
             args: Vec::new(),
+            snapshot: None,
+            restore: None,
         }
     }
 }
@@ -159,7 +166,7 @@ pub fn read_guest(
 
 /// [`read_guest`], and the open file (an ELF's DWARF is mapped from it for
 /// crash reports: `loader::FileMap`).
-fn read_guest_file(
+pub(super) fn read_guest_file(
     guest: &str,
     max_len: u64,
     require_elf: bool,
@@ -244,7 +251,7 @@ pub fn plan_guest(
 
 /// The arguments area for `args` (docs/abi.md, "Arguments"), or one line
 /// saying they do not fit.
-fn encode_args(args: &[String]) -> Result<Vec<u8>, RunError> {
+pub(super) fn encode_args(args: &[String]) -> Result<Vec<u8>, RunError> {
     if args.is_empty() {
         // nothing to write: the area is zero in fresh memory (argc 0)
         return Ok(Vec::new());

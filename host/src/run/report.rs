@@ -64,7 +64,7 @@ impl Report {
             (Stop::TimedOut { .. }, _) => code::TIMEOUT,
             (Stop::Interrupted | Stop::Killed, _) => code::INTERRUPTED,
             (Stop::Halted, Some(c)) if !c.pass => code::CHECK_FAILED,
-            (Stop::Halted, _) => code::OK,
+            (Stop::Halted | Stop::Snapshot, _) => code::OK,
         }
     }
 
@@ -130,6 +130,13 @@ impl Report {
                 o.regs.dump()
             ),
             Stop::Cancelled => format!("host: {who} stopped: another vCPU ended the VM\n"),
+            Stop::Snapshot => format!(
+                "host: {} stopped for a snapshot at RIP {:#x} after {} exits in {} ms\n",
+                who,
+                o.regs.rip,
+                o.stats.total(),
+                Thousandths::ms(o.elapsed)
+            ),
             Stop::Killed => format!(
                 "host: {} stopped: killed from gdb at RIP {:#x} ({} exits)\n",
                 who,
@@ -190,6 +197,7 @@ impl Report {
                     Stop::Interrupted => "interrupted".to_string(),
                     Stop::Cancelled => "stopped by another vCPU".to_string(),
                     Stop::Killed => "killed from gdb".to_string(),
+                    Stop::Snapshot => "stopped for a snapshot".to_string(),
                     Stop::Faulted { fault, .. } => fault.to_string(),
                 };
                 s.push_str(&format!(

@@ -77,6 +77,20 @@ pub const DEBUGGER_IOCTLS: [(u64, &str); 5] = [
     (0x8070_ae9f, "KVM_GET_PIT2"),
 ];
 
+/// What a run that saves a snapshot (`host run --snapshot`) adds: the
+/// reads of a vCPU's and the VM's state (`kvm::state`), mincore (which
+/// guest pages the kernel has given memory) and pwrite64 (the file was
+/// opened before the jail).
+pub const SNAPSHOT_IOCTLS: [(u64, &str); 7] = [
+    (0x9000_aea4, "KVM_GET_XSAVE"),
+    (0x8188_aea6, "KVM_GET_XCRS"),
+    (0x8080_aea1, "KVM_GET_DEBUGREGS"),
+    (0x8040_ae9f, "KVM_GET_VCPU_EVENTS"),
+    (0xc008_ae88, "KVM_GET_MSRS"),
+    (0xc208_ae62, "KVM_GET_IRQCHIP"),
+    (0x8070_ae9f, "KVM_GET_PIT2"),
+];
+
 /// Why the filter could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -95,18 +109,40 @@ pub enum SeccompError {
 /// `debugger` (the fd of gdb's connection), also what the debugger needs
 /// ([`DEBUGGER_IOCTLS`]).
 pub fn rules(debugger: Option<i32>) -> BTreeMap<u32, Rule> {
+    rules_with(debugger, false)
+}
+
+/// [`rules`], and with `snapshot` what saving one needs
+/// ([`SNAPSHOT_IOCTLS`], mincore, pwrite64).
+pub fn rules_with(debugger: Option<i32>, snapshot: bool) -> BTreeMap<u32, Rule> {
     let nr = |n: libc::c_long| n as u32;
     let mut rules: BTreeMap<u32, Rule> = ALLOWED_SYSCALLS
         .iter()
         .map(|&(n, _)| (nr(n), Rule::Any))
         .collect();
     let debugger_ioctls = debugger.map_or(&[][..], |_| &DEBUGGER_IOCTLS[..]);
-    let ioctls = ALLOWED_IOCTLS.iter().chain(debugger_ioctls);
+    let snapshot_ioctls = if snapshot {
+        &SNAPSHOT_IOCTLS[..]
+    } else {
+        &[][..]
+    };
+    let mut ioctls: Vec<u32> = ALLOWED_IOCTLS
+        .iter()
+        .chain(debugger_ioctls)
+        .chain(snapshot_ioctls)
+        .map(|&(req, _)| req as u32)
+        .collect();
+    ioctls.sort_unstable();
+    ioctls.dedup();
+    if snapshot {
+        rules.insert(nr(libc::SYS_mincore), Rule::Any);
+        rules.insert(nr(libc::SYS_pwrite64), Rule::Any);
+    }
     rules.insert(
         nr(libc::SYS_ioctl),
         Rule::OneOf {
             arg: 1,
-            values: ioctls.map(|&(req, _)| req as u32).collect(),
+            values: ioctls,
         },
     );
     // A vCPU that ends a multi-vCPU VM kicks its siblings, and the
@@ -151,7 +187,12 @@ pub fn rules(debugger: Option<i32>) -> BTreeMap<u32, Rule> {
 
 /// The filter as a BPF program (see [`rules`]).
 pub fn program(debugger: Option<i32>) -> Result<Vec<Insn>, SeccompError> {
-    Ok(bpf::program(&rules(debugger))?)
+    program_with(debugger, false)
+}
+
+/// The filter as a BPF program (see [`rules_with`]).
+pub fn program_with(debugger: Option<i32>, snapshot: bool) -> Result<Vec<Insn>, SeccompError> {
+    Ok(bpf::program(&rules_with(debugger, snapshot))?)
 }
 
 extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
@@ -207,10 +248,15 @@ thread_local! {
 /// a thread that has it already keeps it, and this returns `Ok(false)`.
 /// `debugger`: see [`program`].
 pub fn apply(debugger: Option<i32>) -> Result<bool, SeccompError> {
+    apply_with(debugger, false)
+}
+
+/// [`apply`], with `snapshot`: see [`rules_with`].
+pub fn apply_with(debugger: Option<i32>, snapshot: bool) -> Result<bool, SeccompError> {
     if APPLIED.get() {
         return Ok(false);
     }
-    install(&program(debugger)?)
+    install(&program_with(debugger, snapshot)?)
 }
 
 /// Installs the SIGSYS reporter and `prog` on the calling thread, which
@@ -262,6 +308,29 @@ pub(super) fn install(prog: &[Insn]) -> Result<bool, SeccompError> {
 
 #[cfg(test)]
 mod tests {
+    /// The snapshot's ioctl numbers are _IOR/_IOWR(KVMIO, nr, the
+    /// kvm_bindings structure) for this build's structure sizes.
+    #[test]
+    fn snapshot_ioctl_numbers_match_the_structures() {
+        use kvm_bindings as k;
+        let io =
+            |dir: u64, nr: u64, size: usize| (dir << 30) | ((size as u64) << 16) | (0xae << 8) | nr;
+        let want = [
+            io(2, 0xa4, size_of::<k::kvm_xsave>()),
+            io(2, 0xa6, size_of::<k::kvm_xcrs>()),
+            io(2, 0xa1, size_of::<k::kvm_debugregs>()),
+            io(2, 0x9f, size_of::<k::kvm_vcpu_events>()),
+            io(3, 0x88, size_of::<k::kvm_msrs>()),
+            io(3, 0x62, size_of::<k::kvm_irqchip>()),
+            io(2, 0x9f, size_of::<k::kvm_pit_state2>()),
+        ];
+        let have: Vec<u64> = SNAPSHOT_IOCTLS.iter().map(|&(n, _)| n).collect();
+        assert_eq!(have, want);
+        let r = rules_with(None, true);
+        assert!(r.contains_key(&(libc::SYS_mincore as u32)));
+        assert!(!rules(None).contains_key(&(libc::SYS_mincore as u32)));
+    }
+
     use super::*;
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,

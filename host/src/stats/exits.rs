@@ -76,6 +76,22 @@ impl ExitStats {
         e.at = at;
     }
 
+    /// The ring of the last exits as (reason, direction, MMIO, port or
+    /// address), for a snapshot (`super::saved`).
+    pub(super) fn recent_raw(&self) -> [(u8, u8, bool, u64); RECENT] {
+        self.recent.map(|r| (r.reason, r.dir, r.mmio, r.at))
+    }
+
+    /// The ring `recent_raw` gave.
+    pub(super) fn set_recent_raw(&mut self, r: [(u8, u8, bool, u64); RECENT]) {
+        self.recent = r.map(|(reason, dir, mmio, at)| Recent {
+            reason,
+            dir,
+            mmio,
+            at,
+        });
+    }
+
     /// The last exits (at most [`RECENT`]), oldest first, as text:
     /// `KVM_EXIT_IO out port 0x503 (print_str)`.
     pub fn recent(&self) -> Vec<String> {

@@ -87,6 +87,47 @@ impl IrqCounts {
         }
     }
 
+    /// Appends the counts to a snapshot's bytes.
+    pub(super) fn save(&self, e: &mut crate::wire::Enc) {
+        e.u8(match self.via {
+            None => 0,
+            Some(IrqVia::KvmInterrupt) => 1,
+            Some(IrqVia::Irqfd) => 2,
+            Some(IrqVia::IrqLine) => 3,
+        });
+        e.u64(self.rows.len() as u64);
+        for r in &self.rows {
+            e.u8(r.n);
+            e.u64(r.count);
+        }
+    }
+
+    /// The counts `save` wrote.
+    pub(super) fn load(d: &mut crate::wire::Dec) -> Result<IrqCounts, crate::wire::WireError> {
+        let via = match d.u8("interrupt counts' kind")? {
+            0 => None,
+            1 => Some(IrqVia::KvmInterrupt),
+            2 => Some(IrqVia::Irqfd),
+            3 => Some(IrqVia::IrqLine),
+            v => {
+                return Err(crate::wire::WireError::Bad {
+                    what: "interrupt counts' kind",
+                    value: u64::from(v),
+                });
+            }
+        };
+        let mut c = IrqCounts {
+            via,
+            rows: Vec::new(),
+        };
+        for _ in 0..d.count("interrupt count rows", 9)?.min(256) {
+            let n = d.u8("interrupt number")?;
+            let count = d.u64("interrupt count")?;
+            c.add(n, count);
+        }
+        Ok(c)
+    }
+
     /// The summary, if any interrupt was delivered.
     pub fn summary(&self) -> Option<IrqSummary> {
         let via = self.via?;

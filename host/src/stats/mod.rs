@@ -9,6 +9,7 @@ pub mod index;
 pub mod irqs;
 pub mod kinds;
 mod rows;
+mod saved;
 mod text;
 
 pub use exits::ExitStats;

@@ -97,6 +97,13 @@ impl<T: Counted> Rows<T> {
         (Seen::First(row), Row::At(row))
     }
 
+    /// Adds `count` exits to `row` (a snapshot's counts, `super::saved`).
+    pub fn add_at(&mut self, row: Row, count: u64) {
+        if let Row::At(i) = row {
+            self.rows[i].add(count, 0);
+        }
+    }
+
     /// Adds `ns` of handling time to `row`.
     pub fn charge(&mut self, row: Row, ns: u64) {
         match row {

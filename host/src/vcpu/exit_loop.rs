@@ -6,6 +6,7 @@
 //! the special registers).
 
 use super::outcome::{Pause, Stop, VcpuError};
+use crate::config::SnapAt;
 use crate::devices::hypercall::Io;
 use crate::devices::{Bus, Ctx};
 use crate::diag::HostError;
@@ -23,6 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vm_memory::GuestMemoryMmap;
 use vm_memory::{Bytes, GuestAddress};
+
+/// The `snapshot` hypercall's port.
+const SNAPSHOT_PORT: u16 = hypercall_abi::Hypercall::Snapshot.port();
 
 /// What one vCPU's loop works with.
 pub struct ExitLoop<'a> {
@@ -51,6 +55,9 @@ pub struct ExitLoop<'a> {
     /// Interrupts: the controller, `--inject-every` (None: a VM without a
     /// controller, whose loop has nothing to do for them).
     pub irq: Option<super::irq::IrqRun<'a>>,
+    /// `--snapshot-at`: stop for a snapshot after exit N or at the guest's
+    /// `snapshot` hypercall (a stop at Ctrl-C or `--timeout` is the VM's).
+    pub snapshot_at: Option<SnapAt>,
 }
 
 impl ExitLoop<'_> {
@@ -123,6 +130,10 @@ impl ExitLoop<'_> {
                     let (vcpu, trace) = (&*self.vcpu, &mut *self.trace);
                     self.bus
                         .io_out(&mut cx, port, io, || vcpu.paging_now(trace))?;
+                    if port == SNAPSHOT_PORT && self.snapshot_at == Some(SnapAt::Call) {
+                        self.vcpu.trace_exit(self.trace, false);
+                        return self.end(Stop::Snapshot, out);
+                    }
                 }
                 Ok(VcpuExit::IoIn(port, data)) => self.bus.io_in(&mut cx, port, data)?,
                 Ok(VcpuExit::MmioRead(addr, data)) => self.bus.mmio_read(&mut cx, addr, data)?,
@@ -204,6 +215,11 @@ impl ExitLoop<'_> {
             self.vcpu.trace_exit(self.trace, false);
             if let Some(t0) = t0 {
                 self.stats.charge(t0.elapsed());
+            }
+            if let Some(SnapAt::Exits(n)) = self.snapshot_at
+                && self.stats.total() >= n
+            {
+                return self.end(Stop::Snapshot, out);
             }
         }
     }

@@ -22,6 +22,9 @@ pub enum Stop {
     Cancelled,
     /// gdb's `kill` ended the run (`--gdb`).
     Killed,
+    /// The run stopped where `--snapshot-at` said, to be saved
+    /// (`--snapshot`); a restore continues it.
+    Snapshot,
     /// A fatal exit.
     Faulted {
         /// What.

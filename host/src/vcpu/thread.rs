@@ -27,6 +27,9 @@ pub struct ThreadSetup {
     /// A debugger drives this vCPU over this fd (`--gdb`): the filter
     /// allows what it needs (`crate::seccomp::DEBUGGER_IOCTLS`).
     pub debugger: Option<i32>,
+    /// The run may stop for a snapshot (`--snapshot`): the filter allows
+    /// what saving it needs (`crate::seccomp::SNAPSHOT_IOCTLS`).
+    pub snapshot: bool,
 }
 
 /// The timers of one vCPU thread; dropping it disarms them and says the
@@ -82,7 +85,7 @@ impl ThreadSetup {
         }
         // Everything the loop needs exists now; from here on the thread may
         // only run the guest, read registers, write output and exit.
-        if self.seccomp && crate::seccomp::apply(self.debugger)? {
+        if self.seccomp && crate::seccomp::apply_with(self.debugger, self.snapshot)? {
             record(trace, || {
                 Call::syscall(
                     "seccomp",

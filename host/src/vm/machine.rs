@@ -3,7 +3,7 @@
 //! that set a VM up; `Vm::run` sets up the calling thread and runs the
 //! exit loop of vCPU 0 (or hands several vCPUs to `super::smp`).
 
-use super::outcome::{Check42, RunOutcome, VcpuReport};
+use super::outcome::{RunOutcome, VcpuReport};
 use crate::config::{ConfigError, IrqChip, RunConfig, VmConfig};
 use crate::devices::{Bus, Serving};
 use crate::diag::HostError;
@@ -12,12 +12,12 @@ use crate::stats::ExitStats;
 use crate::trace::Tracer;
 use crate::vcpu::irq::IrqRun;
 use crate::vcpu::thread::ThreadSetup;
-use crate::vcpu::{Driver, ExitLoop, Stop, VcpuError};
+use crate::vcpu::{Driver, ExitLoop, VcpuError};
 use crate::x86::{CpuMode, cpuid, exception};
-use hypercall_abi::{layout, note};
+use hypercall_abi::note;
 use std::io::Write;
 use std::time::{Duration, Instant};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 /// Why a VM could not be set up or run.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,9 @@ pub enum VmError {
     /// The host could not go on (output, trace).
     #[error(transparent)]
     Host(#[from] HostError),
+    /// A snapshot could not be written or taken in.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapError),
     /// KVM dropped part of the mode the host set (kvm-pvm clears CR0.PG
     /// without EFER.LME: it cannot run 32-bit paging).
     #[error("this KVM did not take {mode} mode: the host set CR0 {want:#x}, KVM reports CR0 {got:#x}{hint}", hint = if std::path::Path::new("/sys/module/kvm_pvm").exists() { " (this /dev/kvm is kvm-pvm, which cannot run 32-bit paging; the other modes work)" } else { "" })]
@@ -59,6 +62,8 @@ pub(super) struct RunState {
     pub started: bool,
     /// `--trace-kvm`.
     pub trace: Option<Tracer>,
+    /// The VM continues a snapshot (`super::snapshot`).
+    pub restored: bool,
 }
 
 /// A VM with its vCPUs and memory.
@@ -173,6 +178,7 @@ impl Vm {
                 guest_errors: Default::default(),
                 started: false,
                 trace: t.take(),
+                restored: false,
             },
             run,
         })
@@ -237,7 +243,7 @@ impl Vm {
                 })?;
         }
         let vcpu = &mut vcpus[0];
-        if self.config.mode == CpuMode::Paged32 {
+        if self.config.mode == CpuMode::Paged32 && !state.restored {
             // Check that KVM kept CR0.PG: kvm-pvm silently clears it, and
             // the guest would then die at its first instruction.
             let s = vcpu.sregs("check that KVM kept CR0.PG for 32-bit paging", trace)?;
@@ -260,6 +266,7 @@ impl Vm {
             pin: run.pin.first().copied().filter(|_| first),
             seccomp: run.seccomp,
             debugger: driver.as_ref().map(|d| d.fd()),
+            snapshot: run.snapshot_at.is_some(),
         }
         .apply(vcpu, trace, || {
             if let Some(d) = driver.as_deref_mut() {
@@ -281,6 +288,7 @@ impl Vm {
                 IrqRun::new(*irqchip, run.inject, irqfd.as_ref())
                     .with_vm(std::os::fd::AsRawFd::as_raw_fd(vm.fd()))
             }),
+            snapshot_at: run.snapshot_at,
         };
         let (stop, regs, stopped) = match driver {
             Some(d) => {
@@ -347,67 +355,5 @@ impl Vm {
     /// The interrupt controller.
     pub fn irqchip(&self) -> IrqChip {
         self.irqchip
-    }
-}
-
-impl Vm {
-    /// The run's outcome from each vCPU's: the device finishes its output,
-    /// the VM's stop is the first fault, else the first timeout or
-    /// interrupt, else "halted"; the exit counts are summed; the 42 check
-    /// reads memory and vCPU 0's RAX.
-    pub(super) fn outcome(
-        &mut self,
-        per: Vec<VcpuReport>,
-        elapsed: Duration,
-        out: &mut dyn Write,
-        diag: &mut dyn Write,
-    ) -> Result<RunOutcome, VmError> {
-        self.bus.finish(self.vm.memory(), out, diag)?;
-        let main = per
-            .iter()
-            .position(|v| matches!(v.stop, Stop::Faulted { .. }))
-            .or_else(|| {
-                per.iter()
-                    .position(|v| !matches!(v.stop, Stop::Halted | Stop::Cancelled))
-            })
-            .unwrap_or(0);
-        let stop = per[main].stop.clone();
-        let regs = per[main].regs;
-        let all_halted = per.iter().all(|v| v.stop == Stop::Halted);
-        let check = (all_halted && self.state.flags & note::FLAG_CHECK_42 != 0).then(|| {
-            let memory: u32 = self
-                .vm
-                .memory()
-                .read_obj(GuestAddress(layout::CHECK_ADDR))
-                .unwrap_or(0);
-            let want = layout::CHECK_VALUE;
-            let rax = per[0].regs.rax;
-            Check42 {
-                memory,
-                rax,
-                pass: u64::from(memory) == want && rax == want,
-            }
-        });
-        if let Some(t) = &mut self.state.trace {
-            t.finish().map_err(|source| HostError::Trace {
-                name: t.sink_name().to_string(),
-                source,
-            })?;
-        }
-        let mut stats = ExitStats::default();
-        for v in &per {
-            stats.merge(&v.stats);
-        }
-        Ok(RunOutcome {
-            stop,
-            regs,
-            vcpu: main,
-            stats,
-            check,
-            guest_errors: self.state.guest_errors.count,
-            elapsed,
-            vcpus: per,
-            device: self.bus.device_stats(),
-        })
     }
 }

@@ -1,5 +1,5 @@
-//! What a run produced: each vCPU's end, the VM's, the 42 check.
-//! (`Vm::outcome` in machine.rs puts it together.)
+//! What a run produced: each vCPU's end, the VM's, the 42 check
+//! (`Vm::outcome`, in finish.rs, puts them together).
 
 use crate::devices::simvirtio::DeviceStats;
 use crate::stats::ExitStats;

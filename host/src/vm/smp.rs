@@ -112,6 +112,8 @@ impl Vm {
                     pin: run.pin.get(i).copied().filter(|_| first),
                     seccomp: run.seccomp,
                     debugger: driver.as_ref().filter(|_| i == 0).map(|d| d.fd()),
+                    // (refused with several vCPUs or a device thread)
+                    snapshot: false,
                 };
                 // the debugger drives vCPU 0; the others run on
                 let driver = if i == 0 { driver.take() } else { None };
@@ -335,6 +337,8 @@ impl VcpuJob<'_> {
             profile: self.profile,
             others: (id == 0).then_some(self.others),
             irq,
+            // refused with several vCPUs (run::prepare)
+            snapshot_at: None,
         };
         let (stop, regs, stopped) = match driver {
             Some(d) => {

@@ -9,6 +9,7 @@
 
 mod device;
 mod memory;
+mod saved;
 mod transfer;
 
 pub use device::{DeviceStats, Serving, SimVirtio};

@@ -1,0 +1,221 @@
+//! `host run --snapshot FILE` and `host run --restore FILE`: the guest's
+//! output kept for the snapshot, the file made before the run (the vCPU
+//! thread cannot open one once jailed), the save when the run stopped
+//! where `--snapshot-at` said, and a VM made from a snapshot instead of
+//! from the guest's image (docs/snapshots.md).
+
+use super::prepare::{
+    Prepared, RunError, RunOptions, display_name, encode_args, plan_guest, read_guest_file,
+};
+use crate::config::{SnapAt, VmConfig};
+use crate::snapshot::{self, SnapError, format::MAX_OUTPUT};
+use crate::vcpu::Stop;
+use crate::vm::snapshot::{GuestId, RunSoFar};
+use crate::vm::{RunOutcome, Vm, VmError};
+use crate::wire::{FNV_START, fnv64};
+use std::io::Write;
+use std::path::Path;
+
+/// The guest's output passed on, and its last [`MAX_OUTPUT`] bytes kept
+/// for a snapshot.
+pub struct Keep<'a> {
+    inner: &'a mut dyn Write,
+    /// What was kept.
+    pub kept: Vec<u8>,
+}
+
+impl<'a> Keep<'a> {
+    /// Where the output goes.
+    pub fn inner(&mut self) -> &mut dyn Write {
+        &mut *self.inner
+    }
+
+    /// Passes output on to `inner`, keeping `before` (a restored run's
+    /// output so far) and what follows.
+    pub fn new(inner: &'a mut dyn Write, before: Vec<u8>) -> Keep<'a> {
+        Keep {
+            inner,
+            kept: before,
+        }
+    }
+}
+
+impl Write for Keep<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.kept.extend_from_slice(&b[..n]);
+        if self.kept.len() > 2 * MAX_OUTPUT {
+            self.kept.drain(..self.kept.len() - MAX_OUTPUT);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn snap_err(e: SnapError) -> RunError {
+    RunError::Vm(VmError::Snapshot(e))
+}
+
+fn escaped(p: &Path) -> String {
+    crate::diag::escape(&p.display().to_string()).into_owned()
+}
+
+/// What snapshots do not cover yet, refused in one line each.
+pub fn check(opts: &RunOptions) -> Result<(), RunError> {
+    if opts.snapshot.is_none() && opts.restore.is_none() {
+        return Ok(());
+    }
+    let no = |what: &str| {
+        Err(RunError::Usage(format!(
+            "--snapshot and --restore {what} (docs/snapshots.md, \"What is not saved\")"
+        )))
+    };
+    if opts.vm.vcpus > 1 {
+        return no("save and restore one vCPU: not with --vcpus");
+    }
+    if opts.run.ioeventfd {
+        return no("need the device served on the vCPU thread: not with --ioeventfd");
+    }
+    if opts.gdb.is_some() {
+        return no("do not go with --gdb yet");
+    }
+    if opts.restore.is_some() && opts.flat.is_some() {
+        return no("restore ELF guests: not with --flat");
+    }
+    Ok(())
+}
+
+/// The file `--snapshot` writes, made now (before the jail).
+pub fn create(path: &Path) -> Result<std::fs::File, RunError> {
+    std::fs::File::create(path).map_err(|source| RunError::Create {
+        path: escaped(path),
+        source,
+    })
+}
+
+/// Whether a run that ended with `stop` is saved, given `--snapshot-at`.
+pub fn due(stop: &Stop, at: Option<SnapAt>) -> bool {
+    matches!(
+        (stop, at),
+        (Stop::Snapshot, _)
+            | (
+                Stop::Interrupted | Stop::TimedOut { .. },
+                Some(SnapAt::Stop)
+            )
+    )
+}
+
+/// Which guest `p` is.
+pub fn guest_id(p: &Prepared) -> GuestId {
+    GuestId {
+        name: p.name.clone(),
+        path: p.path.display().to_string(),
+        hash: fnv64(FNV_START, &p.bytes),
+    }
+}
+
+/// Saves the VM of `p`, which stopped with `outcome`, into `file`; the
+/// line that says so.
+pub fn save(
+    p: &mut Prepared,
+    file: &std::fs::File,
+    path: &Path,
+    outcome: &RunOutcome,
+    output: &[u8],
+) -> Result<String, RunError> {
+    let name = escaped(path);
+    let id = guest_id(p);
+    let so_far = RunSoFar {
+        output,
+        stats: outcome.vcpus.iter().map(|v| &v.stats).collect(),
+        elapsed: outcome.elapsed,
+    };
+    let saved = p.vm.save_snapshot(file, &name, &id, &so_far)?;
+    Ok(format!(
+        "snapshot: saved {} at exit {} to {name}: {} pages with data of {} ({} file)",
+        p.name,
+        outcome.stats.total(),
+        saved.pages,
+        crate::size::human(p.vm.mem_size()),
+        crate::size::human(saved.bytes),
+    ))
+}
+
+/// A VM made from the snapshot at `path` instead of from the guest's
+/// image: the snapshot's mode, memory size, controller and CPUID; the
+/// guest file (`opts.guest` if given, else the one the snapshot names)
+/// read for its symbols and checked against the snapshot's; run options
+/// from `opts`. Returns the guest's output before the snapshot.
+pub fn prepare_restore(opts: &RunOptions, path: &Path) -> Result<(Prepared, Vec<u8>), RunError> {
+    let o = snapshot::open(path).map_err(snap_err)?;
+    let name = escaped(path);
+    let s = &o.snap;
+    let bad = |why: String| {
+        snap_err(SnapError::Bad {
+            path: name.clone(),
+            why,
+        })
+    };
+    if s.fingerprint != hypercall_abi::FINGERPRINT {
+        return Err(bad(format!(
+            "it was saved by a host with hypercall ABI fingerprint {:#018x}, and this host's is {:#018x} (`host abi`): restore it with the host that saved it",
+            s.fingerprint,
+            hypercall_abi::FINGERPRINT
+        )));
+    }
+    if s.vcpus.len() > 1 {
+        return Err(bad(
+            "it has several vCPUs, which this host does not restore yet".into(),
+        ));
+    }
+    let guest = match opts.guest.as_str() {
+        "" if Path::new(&s.guest_path).is_file() => s.guest_path.clone(),
+        "" => s.guest.clone(),
+        g => g.to_string(),
+    };
+    let (gpath, bytes, file) = read_guest_file(&guest, hypercall_abi::layout::MAX_MEM, false)?;
+    if fnv64(FNV_START, &bytes) != s.guest_hash {
+        return Err(bad(format!(
+            "it was saved from {} ({}), and {} is not that file (rebuilt since?): give the guest it was saved from",
+            crate::diag::escape(&s.guest),
+            crate::diag::escape(&s.guest_path),
+            display_name(&guest)
+        )));
+    }
+    let cfg = VmConfig {
+        mode: s.mode,
+        mem_size: s.mem_size,
+        irqchip: Some(s.irqchip),
+        cpuid: s.cpuid,
+        vcpus: s.vcpus.len() as u32,
+        ..opts.vm.clone()
+    };
+    let flat = opts.flat;
+    let plan = plan_guest(&guest, &bytes, flat, &cfg)?;
+    let mut vm = Vm::new(&cfg, opts.run.clone())?;
+    let (output, _) = vm.restore_snapshot(&o, &name)?;
+    // new arguments, for a guest that reads them after its snapshot call
+    if !opts.args.is_empty() {
+        vm.write_guest(hypercall_abi::args::AREA, &encode_args(&opts.args)?)?;
+    }
+    let linked_here = flat.is_none() && cfg.mode == crate::x86::CpuMode::Long;
+    Ok((
+        Prepared {
+            name: match opts.guest.as_str() {
+                "" => crate::diag::escape(&s.guest).into_owned(),
+                g => display_name(g),
+            },
+            path: gpath,
+            plan,
+            vm,
+            bytes,
+            linked_here,
+            file: linked_here
+                .then(|| crate::loader::FileMap::new(file))
+                .flatten(),
+        },
+        output,
+    ))
+}

@@ -1,0 +1,473 @@
+//! The snapshot file (docs/snapshots.md): a 64-byte header, the metadata
+//! (`crate::wire` fields, checksummed), then the guest pages that hold
+//! data, page-aligned so that a restore maps them. A file is untrusted
+//! input: every length, count, range and checksum is checked before
+//! anything is allocated by it or given to KVM.
+
+use crate::config::IrqChip;
+use crate::wire::{Dec, Enc, FNV_START, WireError, fnv64};
+use crate::x86::CpuMode;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// The first eight bytes.
+pub const MAGIC: [u8; 8] = *b"KVMWBSNP";
+/// The format's version; a file of another is refused.
+pub const VERSION: u32 = 1;
+/// The header's size.
+pub const HEADER: u64 = 64;
+/// Guest page size, and the alignment of the page data in the file.
+pub const PAGE: u64 = 4096;
+/// The most metadata a file may have (the guest's output is at most
+/// [`MAX_OUTPUT`] of it).
+pub const MAX_META: u64 = 64 << 20;
+/// The most guest output a snapshot keeps.
+pub const MAX_OUTPUT: usize = 16 << 20;
+
+/// A run of guest pages with data: `pages` pages from GPA `gpa`, stored
+/// one after the other in the file's page data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// First page's guest-physical address (page-aligned).
+    pub gpa: u64,
+    /// How many pages.
+    pub pages: u64,
+}
+
+/// What a snapshot holds besides its page data. The vCPU, controller,
+/// device and statistics parts are the bytes their owners write
+/// (`kvm::state`, `devices`, `stats`), which check them when they read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The guest's display name.
+    pub guest: String,
+    /// Its file when saved.
+    pub guest_path: String,
+    /// FNV-1a of the guest file's bytes the host read.
+    pub guest_hash: u64,
+    /// The hypercall ABI fingerprint of the host that saved it.
+    pub fingerprint: u64,
+    /// ABI note flags of the run.
+    pub flags: u32,
+    /// The CPU mode the VM was made in.
+    pub mode: CpuMode,
+    /// Guest RAM.
+    pub mem_size: u64,
+    /// The interrupt controller.
+    pub irqchip: IrqChip,
+    /// The vCPUs got the supported CPUID.
+    pub cpuid: bool,
+    /// Each vCPU's KVM state.
+    pub vcpus: Vec<Vec<u8>>,
+    /// Each vCPU's exit counts.
+    pub stats: Vec<Vec<u8>>,
+    /// The in-kernel controllers (`IrqChip::Kernel`).
+    pub chips: Option<Vec<u8>>,
+    /// The devices.
+    pub device: Vec<u8>,
+    /// The guest's output so far.
+    pub output: Vec<u8>,
+    /// Guest errors reported so far.
+    pub guest_errors: u64,
+    /// Guest time so far, ns.
+    pub elapsed_ns: u64,
+    /// The pages with data, ascending.
+    pub runs: Vec<Run>,
+}
+
+/// Why a snapshot could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapError {
+    /// The file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a snapshot, or a damaged one.
+    #[error("{path} is not a usable snapshot: {why}")]
+    Bad {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn mode_code(m: CpuMode) -> u8 {
+    match m {
+        CpuMode::Real => 0,
+        CpuMode::Protected => 1,
+        CpuMode::Paged32 => 2,
+        CpuMode::Long => 3,
+    }
+}
+
+fn chip_code(c: IrqChip) -> u8 {
+    match c {
+        IrqChip::None => 0,
+        IrqChip::User => 1,
+        IrqChip::Kernel => 2,
+    }
+}
+
+impl Snapshot {
+    /// The metadata's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::default();
+        e.bytes(self.guest.as_bytes());
+        e.bytes(self.guest_path.as_bytes());
+        e.u64(self.guest_hash);
+        e.u64(self.fingerprint);
+        e.u32(self.flags);
+        e.u8(mode_code(self.mode));
+        e.u64(self.mem_size);
+        e.u8(chip_code(self.irqchip));
+        e.u8(u8::from(self.cpuid));
+        e.u64(self.vcpus.len() as u64);
+        for (v, s) in self.vcpus.iter().zip(&self.stats) {
+            e.bytes(v);
+            e.bytes(s);
+        }
+        match &self.chips {
+            Some(c) => {
+                e.u8(1);
+                e.bytes(c);
+            }
+            None => e.u8(0),
+        }
+        e.bytes(&self.device);
+        e.bytes(&self.output);
+        e.u64(self.guest_errors);
+        e.u64(self.elapsed_ns);
+        e.u64(self.runs.len() as u64);
+        for r in &self.runs {
+            e.u64(r.gpa);
+            e.u64(r.pages);
+        }
+        e.buf
+    }
+
+    /// The metadata `encode` wrote, with its ranges checked.
+    pub fn decode(b: &[u8]) -> Result<Snapshot, WireError> {
+        let mut d = Dec::new(b);
+        let text = |d: &mut Dec, what| -> Result<String, WireError> {
+            Ok(String::from_utf8_lossy(d.bytes(what)?).into_owned())
+        };
+        let guest = text(&mut d, "guest name")?;
+        let guest_path = text(&mut d, "guest path")?;
+        let guest_hash = d.u64("guest hash")?;
+        let fingerprint = d.u64("ABI fingerprint")?;
+        let flags = d.u32("flags")?;
+        let mode = match d.u8("CPU mode")? {
+            0 => CpuMode::Real,
+            1 => CpuMode::Protected,
+            2 => CpuMode::Paged32,
+            3 => CpuMode::Long,
+            v => return Err(bad("CPU mode", v)),
+        };
+        let mem_size = d.u64("memory size")?;
+        if !mem_size.is_multiple_of(PAGE)
+            || !(hypercall_abi::layout::MIN_MEM..=hypercall_abi::layout::MAX_MEM)
+                .contains(&mem_size)
+        {
+            return Err(bad("memory size", mem_size));
+        }
+        let irqchip = match d.u8("interrupt controller")? {
+            0 => IrqChip::None,
+            1 => IrqChip::User,
+            2 => IrqChip::Kernel,
+            v => return Err(bad("interrupt controller", v)),
+        };
+        let cpuid = d.bool("CPUID")?;
+        let n = d.count("vCPUs", 16)?;
+        if n == 0 || n > hypercall_abi::layout::MAX_VCPUS {
+            return Err(bad("number of vCPUs", n));
+        }
+        let (mut vcpus, mut stats) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            vcpus.push(d.bytes("vCPU state")?.to_vec());
+            stats.push(d.bytes("exit counts")?.to_vec());
+        }
+        let chips = match d.bool("controllers present")? {
+            true => Some(d.bytes("controllers")?.to_vec()),
+            false => None,
+        };
+        if chips.is_some() != (irqchip == IrqChip::Kernel) {
+            return Err(bad("controllers present", u8::from(chips.is_some())));
+        }
+        let device = d.bytes("device")?.to_vec();
+        let output = d.bytes("output")?;
+        if output.len() > MAX_OUTPUT {
+            return Err(bad("output length", output.len() as u64));
+        }
+        let output = output.to_vec();
+        let guest_errors = d.u64("guest errors")?;
+        let elapsed_ns = d.u64("elapsed")?;
+        let n = d.count("page runs", 16)?;
+        let mut runs = Vec::with_capacity(n as usize);
+        let mut end = 0u64;
+        for _ in 0..n {
+            let r = Run {
+                gpa: d.u64("page run address")?,
+                pages: d.u64("page run length")?,
+            };
+            let stop = r
+                .pages
+                .checked_mul(PAGE)
+                .and_then(|l| r.gpa.checked_add(l))
+                .filter(|&s| s <= mem_size);
+            // page-aligned, not empty, inside RAM, ascending, no overlap
+            match stop {
+                Some(s) if r.gpa.is_multiple_of(PAGE) && r.pages > 0 && r.gpa >= end => end = s,
+                _ => return Err(bad("page run address", r.gpa)),
+            }
+            runs.push(r);
+        }
+        d.end()?;
+        Ok(Snapshot {
+            guest,
+            guest_path,
+            guest_hash,
+            fingerprint,
+            flags,
+            mode,
+            mem_size,
+            irqchip,
+            cpuid,
+            vcpus,
+            stats,
+            chips,
+            device,
+            output,
+            guest_errors,
+            elapsed_ns,
+            runs,
+        })
+    }
+
+    /// Pages of data.
+    pub fn pages(&self) -> u64 {
+        self.runs.iter().map(|r| r.pages).sum()
+    }
+}
+
+fn bad(what: &'static str, value: impl Into<u64>) -> WireError {
+    WireError::Bad {
+        what,
+        value: value.into(),
+    }
+}
+
+/// Where the page data starts, after the header and `meta` bytes.
+pub fn pages_offset(meta: u64) -> u64 {
+    (HEADER + meta).div_ceil(PAGE) * PAGE
+}
+
+/// The header for `meta` and `pages_len` bytes of page data whose
+/// checksum is `pages_sum`.
+pub fn header(meta: &[u8], pages_len: u64, pages_sum: u64) -> [u8; HEADER as usize] {
+    let mut h = [0u8; HEADER as usize];
+    h[0..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(HEADER as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&(meta.len() as u64).to_le_bytes());
+    h[24..32].copy_from_slice(&fnv64(FNV_START, meta).to_le_bytes());
+    h[32..40].copy_from_slice(&pages_offset(meta.len() as u64).to_le_bytes());
+    h[40..48].copy_from_slice(&pages_len.to_le_bytes());
+    h[48..56].copy_from_slice(&pages_sum.to_le_bytes());
+    let sum = fnv64(FNV_START, &h[..56]);
+    h[56..64].copy_from_slice(&sum.to_le_bytes());
+    h
+}
+
+/// A snapshot read and checked, and its file, open for the page data at
+/// `pages_off`.
+pub struct Opened {
+    /// The metadata.
+    pub snap: Snapshot,
+    /// The file.
+    pub file: std::fs::File,
+    /// Where the page data starts.
+    pub pages_off: u64,
+}
+
+/// Reads and checks the snapshot at `path`: header, metadata and the page
+/// data's checksum (read once, in 1 MiB pieces: O(pages with data), not
+/// O(guest RAM)).
+pub fn open(path: &Path) -> Result<Opened, SnapError> {
+    let name = crate::diag::escape(&path.display().to_string()).into_owned();
+    let io = |source| SnapError::Io {
+        path: name.clone(),
+        source,
+    };
+    let bad = |why: String| SnapError::Bad {
+        path: name.clone(),
+        why,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    let len = meta.len();
+    if len < HEADER {
+        return Err(bad(format!(
+            "{len} bytes, shorter than the {HEADER}-byte header"
+        )));
+    }
+    let mut h = [0u8; HEADER as usize];
+    file.read_exact_at(&mut h, 0).map_err(io)?;
+    if h[0..8] != MAGIC {
+        return Err(bad("it does not start with \"KVMWBSNP\"".into()));
+    }
+    let word = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap_or([0; 8]));
+    let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+    if version != VERSION {
+        return Err(bad(format!(
+            "format version {version}; this host reads version {VERSION}"
+        )));
+    }
+    if word(56) != fnv64(FNV_START, &h[..56]) {
+        return Err(bad(
+            "the header's checksum does not match (corrupt header)".into()
+        ));
+    }
+    let (meta_len, meta_sum, pages_off, pages_len, pages_sum) =
+        (word(16), word(24), word(32), word(40), word(48));
+    if meta_len > MAX_META || HEADER + meta_len > len {
+        return Err(bad(format!(
+            "metadata of {meta_len} bytes does not fit a {len}-byte file (truncated?)"
+        )));
+    }
+    let mut m = vec![0u8; meta_len as usize];
+    file.read_exact_at(&mut m, HEADER).map_err(io)?;
+    if fnv64(FNV_START, &m) != meta_sum {
+        return Err(bad(
+            "the metadata's checksum does not match (corrupt file)".into()
+        ));
+    }
+    let snap = Snapshot::decode(&m).map_err(|e| bad(e.to_string()))?;
+    if pages_off != pages_offset(meta_len) || snap.pages().checked_mul(PAGE) != Some(pages_len) {
+        return Err(bad(format!(
+            "page data at {pages_off:#x}, {pages_len} bytes, does not match its {} listed pages",
+            snap.pages()
+        )));
+    }
+    let end = pages_off.saturating_add(pages_len);
+    if end != len {
+        return Err(bad(match end > len {
+            true => format!("{len} bytes, but its page data ends at {end} (truncated)"),
+            false => format!("{} bytes after its page data", len - end),
+        }));
+    }
+    // the padding between the metadata and the pages is zeros
+    let mut pad = vec![0u8; (pages_off - HEADER - meta_len) as usize];
+    file.read_exact_at(&mut pad, HEADER + meta_len)
+        .map_err(io)?;
+    if pad.iter().any(|&b| b != 0) {
+        return Err(bad(
+            "the padding before the page data is not zero (corrupt file)".into(),
+        ));
+    }
+    let mut sum = FNV_START;
+    let mut buf = vec![0u8; (1 << 20).min(pages_len as usize)];
+    let mut at = 0;
+    while at < pages_len {
+        let n = (pages_len - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], pages_off + at)
+            .map_err(io)?;
+        sum = fnv64(sum, &buf[..n]);
+        at += n as u64;
+    }
+    if sum != pages_sum {
+        return Err(bad(
+            "the page data's checksum does not match (corrupt file)".into(),
+        ));
+    }
+    Ok(Opened {
+        snap,
+        file,
+        pages_off,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Snapshot {
+        Snapshot {
+            guest: "hello".into(),
+            guest_path: "/x/hello".into(),
+            guest_hash: 1,
+            fingerprint: hypercall_abi::FINGERPRINT,
+            flags: 1,
+            mode: CpuMode::Long,
+            mem_size: 2 << 20,
+            irqchip: IrqChip::None,
+            cpuid: false,
+            vcpus: vec![vec![1, 2, 3]],
+            stats: vec![vec![4]],
+            chips: None,
+            device: vec![5],
+            output: b"Hello".to_vec(),
+            guest_errors: 0,
+            elapsed_ns: 7,
+            runs: vec![
+                Run { gpa: 0, pages: 2 },
+                Run {
+                    gpa: 0x10000,
+                    pages: 1,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_and_bad_ranges_are_refused() {
+        let s = sample();
+        assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+        for runs in [
+            vec![Run {
+                gpa: 0x1001,
+                pages: 1,
+            }],
+            vec![Run { gpa: 0, pages: 0 }],
+            vec![Run {
+                gpa: 2 << 20,
+                pages: 1,
+            }],
+            vec![Run {
+                gpa: 0,
+                pages: u64::MAX,
+            }],
+            vec![
+                Run {
+                    gpa: 0x2000,
+                    pages: 1,
+                },
+                Run {
+                    gpa: 0x1000,
+                    pages: 2,
+                },
+            ],
+        ] {
+            let t = Snapshot { runs, ..sample() };
+            assert!(Snapshot::decode(&t.encode()).is_err(), "{:?}", t.runs);
+        }
+        let t = Snapshot {
+            mem_size: 3,
+            ..sample()
+        };
+        assert!(Snapshot::decode(&t.encode()).is_err());
+        let t = Snapshot {
+            vcpus: vec![],
+            stats: vec![],
+            ..sample()
+        };
+        assert!(Snapshot::decode(&t.encode()).is_err());
+    }
+}
