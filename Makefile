@@ -2,7 +2,7 @@
 # (rustup here does not install rust-toolchain.toml's toolchain on its own).
 CARGO ?= cargo
 
-.PHONY: bench-compare bench-irq bench-nested-simvirtio all toolchain test-deps binfmt-clean guest-runner-remove order-check binutils size disasm flat demo guests run list test lint fmt bench clean abi-doc order-file
+.PHONY: bench-compare bench-irq bench-nested bench-nested-simvirtio bench-nested-snapshot all toolchain test-deps binfmt-clean guest-runner-remove order-check binutils size disasm flat demo guests run list test lint fmt bench clean abi-doc order-file
 
 all: demo
 
@@ -109,14 +109,21 @@ bench-irq: toolchain
 	rm -rf target/bench-floor && cp -r $(FLOOR) target/bench-floor && chmod -R u+w target/bench-floor
 	CANDIDATE="$(CURDIR)/target/release/host bench --exits 0 --vm-iters 1 --process-iters 0 --preempt-quanta 0 --simvirtio-runs 0 --matrix-vms 0" $(MAKE) -C target/bench-floor irq
 
-# The SIMVIRTIO stage of `host bench` on the second KVM (kvm_amd in QEMU's
-# TCG, tests/nested/lane.sh), with the release build and its guests.
-bench-nested-simvirtio: toolchain
+# Stages of `host bench` on the second KVM (kvm_amd in QEMU's TCG,
+# tests/nested/lane.sh), with the release build and its guests:
+# bench-nested-simvirtio (the three SIMVIRTIO modes), bench-nested-snapshot
+# (save/restore at 2 MiB and 1 GiB, clones), or bench-nested NESTED_ARGS="...".
+NESTED_ARGS ?= --exits 0 --vm-iters 1 --process-iters 0 --preempt-quanta 0 --matrix-vms 0 --irq-injections 0
+bench-nested-simvirtio:
+	$(MAKE) bench-nested NESTED_ARGS="--exits 0 --vm-iters 1 --process-iters 0 --preempt-quanta 0 --matrix-vms 0 --irq-injections 0 --snapshot-runs 0 --simvirtio-runs 5"
+bench-nested-snapshot:
+	$(MAKE) bench-nested NESTED_ARGS="--exits 0 --vm-iters 20 --process-iters 0 --preempt-quanta 0 --matrix-vms 0 --irq-injections 0 --simvirtio-runs 0 --snapshot-runs 5 --snapshot-clones 200"
+bench-nested: toolchain
 	$(CARGO) build --release -p host
 	rm -rf target/nested-bench && mkdir -p target/nested-bench/payload
 	./target/release/host list | while read -r n p; do cp "$$p" "target/nested-bench/payload/$$n"; done
-	echo 'cd /guests && timeout 400 host bench --exits 0 --vm-iters 1 --process-iters 0 --preempt-quanta 0 --matrix-vms 0 --irq-injections 0 --simvirtio-runs 5' >target/nested-bench/payload/cases.sh
-	KVMWB_NESTED_TIMEOUT=500 bash tests/nested/lane.sh ./target/release/host target/nested-bench/payload target/nested-bench/out | grep -E '^(simvirtio|nested|SKIPPED|host:)'
+	echo 'cd /guests && timeout 400 host bench $(NESTED_ARGS)' >target/nested-bench/payload/cases.sh
+	KVMWB_NESTED_TIMEOUT=500 bash tests/nested/lane.sh ./target/release/host target/nested-bench/payload target/nested-bench/out 2>/dev/null | grep -E '^(simvirtio|snapshot|vm_create|nested|SKIPPED|host:)'
 
 # The functions `host run hello` executes, for the linker to put side by side
 # in release builds (host/build.rs, tools/order-file): run it when that path

@@ -236,7 +236,7 @@ fn adding_a_hypercall_as_the_abi_doc_says() {
     let host = target.join("debug/host");
     // the regenerated document lists the new hypercall and is fresh
     let abi = std::fs::read_to_string(ws.join("docs/abi.md")).expect("abi.md");
-    assert!(abi.contains("| 7 | `add` | 0x507 |"), "{abi}");
+    assert!(abi.contains("| 8 | `add` | 0x508 |"), "{abi}");
     let o = Command::new(&host)
         .args(["abi", "--check-doc", "docs/abi.md"])
         .current_dir(&ws)
@@ -304,7 +304,7 @@ fn adding_a_hypercall_as_the_abi_doc_says() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("the guest's hypercall ABI differs from this host's: hypercall add (nr 7, port 0x507): the guest calls it and this host does not have it"),
+        err.contains("the guest's hypercall ABI differs from this host's: hypercall add (nr 8, port 0x508): the guest calls it and this host does not have it"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -83,6 +83,60 @@ fn cases(payload: &Path) -> Vec<Case> {
                 check,
             ],
         },
+        // snapshots: saved by one host process, restored by another
+        // (the cases run in this order in the same nested VM)
+        Case {
+            name: "snapshot_paged32_save",
+            args: s(&[
+                "run",
+                "hello",
+                "--mode",
+                "paged32",
+                "--snapshot",
+                "/tmp/p32.snap",
+                "--snapshot-at",
+                "exits:9",
+            ]),
+            code: 0,
+            gdb: None,
+            lines: vec!["host: snapshot: saved hello at exit 9 to /tmp/p32.snap"],
+        },
+        Case {
+            name: "snapshot_paged32_restore",
+            args: s(&["run", "--restore", "/tmp/p32.snap"]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "Hello, world!\n15\nprint_str from 32-bit code\n",
+                "host: hello halted after 18 exits",
+                check,
+            ],
+        },
+        Case {
+            name: "snapshot_long_save",
+            args: s(&[
+                "run",
+                "simvirtio_bulk",
+                "--snapshot",
+                "/tmp/sv.snap",
+                "--snapshot-at",
+                "exits:2000",
+            ]),
+            code: 0,
+            gdb: None,
+            lines: vec!["host: snapshot: saved simvirtio_bulk at exit 2000 to /tmp/sv.snap"],
+        },
+        Case {
+            name: "snapshot_long_restore",
+            args: s(&["run", "--restore", "/tmp/sv.snap"]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "guest: rx: ack 4095",
+                "host: simvirtio_bulk halted after 4107 exits",
+                "4096 bytes from TX (4098 notifies, 0 polls)",
+            ],
+        },
         Case {
             name: "hello_long",
             args: s(&["run", "hello"]),

@@ -151,19 +151,37 @@ impl<'a> Dec<'a> {
     }
 }
 
-/// FNV-1a, 64 bits, over `b`, continuing from `h` (start with
-/// [`FNV_START`]): the snapshot's checksum of corruption (not of
-/// tampering: a file is checked field by field besides).
-pub fn fnv64(mut h: u64, b: &[u8]) -> u64 {
-    for &x in b {
-        h ^= u64::from(x);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+/// FNV-1a's 64-bit prime.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a's offset basis.
 pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// One FNV-1a step over a 64-bit value.
+pub fn fold(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(FNV_PRIME)
+}
+
+/// The snapshot's checksum of corruption (not of tampering: a file is
+/// checked field by field besides): FNV-1a over `b`'s little-endian
+/// 64-bit words in four interleaved lanes (four multiplications in
+/// flight: ~4x bytewise FNV-1a's speed, which matters for the page data
+/// and the guest's identity), its last (len % 32) bytes one at a time into
+/// the first lane, then the lanes and the length folded together.
+pub fn hash(b: &[u8]) -> u64 {
+    let mut lanes = [FNV_START, FNV_START ^ 1, FNV_START ^ 2, FNV_START ^ 3];
+    let mut blocks = b.chunks_exact(32);
+    for blk in &mut blocks {
+        for (l, w) in lanes.iter_mut().zip(blk.chunks_exact(8)) {
+            *l = fold(*l, u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+        }
+    }
+    for &x in blocks.remainder() {
+        lanes[0] = fold(lanes[0], u64::from(x));
+    }
+    let h = lanes.iter().fold(FNV_START, |h, &l| fold(h, l));
+    fold(h, b.len() as u64)
+}
 
 #[cfg(test)]
 mod tests {
@@ -195,9 +213,16 @@ mod tests {
     }
 
     #[test]
-    fn fnv_is_the_reference_function() {
-        // FNV-1a 64 of "a" (the published test vector)
-        assert_eq!(fnv64(FNV_START, b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv64(FNV_START, b""), FNV_START);
+    fn the_hash_sees_every_byte_and_the_length() {
+        // FNV-1a's step is the published function's: "a" from the basis
+        assert_eq!(fold(FNV_START, u64::from(b'a')), 0xaf63_dc4c_8601_ec8c);
+        let b: Vec<u8> = (0..100u8).collect();
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 1;
+            assert_ne!(hash(&c), hash(&b), "byte {i}");
+        }
+        assert_ne!(hash(&b[..99]), hash(&b));
+        assert_ne!(hash(&[0; 64]), hash(&[0; 32]));
     }
 }

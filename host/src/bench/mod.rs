@@ -5,6 +5,7 @@
 mod common;
 mod irq;
 mod process;
+mod snapshot;
 mod stages;
 
 pub use common::BenchError;

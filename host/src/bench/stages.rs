@@ -24,6 +24,10 @@ pub struct BenchOptions {
     pub simvirtio_runs: usize,
     /// VMs in one `host matrix` for the per-VM figures (0 to skip).
     pub matrix_vms: usize,
+    /// Saves and restores per RAM size (0 to skip the snapshot figures).
+    pub snapshot_runs: usize,
+    /// VMs cloned from one snapshot (0 to skip that figure).
+    pub snapshot_clones: usize,
     /// Interrupts per path for the *_rtt_us figures (0 to skip).
     pub irq_injections: usize,
     /// Time between two of them (the vCPU is asleep, not halt-polling).
@@ -317,6 +321,11 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
     // (6) interrupts, as irq_floor: KVM_INTERRUPT, KVM_IRQ_LINE, irqfd
     if o.irq_injections > 0 {
         super::irq::run(out, o.irq_injections, o.irq_gap, &o.kvm_path)?;
+    }
+
+    // (7) snapshots: save and restore at two RAM sizes, clones' memory
+    if o.snapshot_runs > 0 {
+        super::snapshot::run(out, o.snapshot_runs, o.snapshot_clones, &o.kvm_path)?;
     }
 
     // (last) many VMs in one process (issue 19): `host matrix` with

@@ -370,6 +370,12 @@ pub enum Cmd {
         /// VMs in one matrix for matrix_vm_setup_us / matrix_rss_kib_per_vm (0 to skip).
         #[arg(long, default_value_t = 1000)]
         matrix_vms: usize,
+        /// Saves and restores per RAM size for snapshot_save_us_* / snapshot_restore_us_* (0 to skip).
+        #[arg(long, default_value_t = 5)]
+        snapshot_runs: usize,
+        /// VMs cloned from one snapshot for snapshot_clone_rss_kib_per_vm (0 to skip).
+        #[arg(long, default_value_t = 1000)]
+        snapshot_clones: usize,
         /// Interrupts per path for kvm_interrupt_rtt_us, irq_line_rtt_us, irqfd_rtt_us (0 to skip).
         #[arg(long, default_value_t = 2000)]
         irq_injections: usize,

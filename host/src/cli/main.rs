@@ -16,33 +16,12 @@ use std::process::ExitCode;
 mod abi_cmd;
 mod args;
 mod irq;
+mod out;
 mod patient;
 
 use abi_cmd::cmd_abi;
 use args::*;
-
-/// A command that could not finish: one line on standard error and an
-/// exit code (README, "Exit codes").
-struct Failure {
-    code: i32,
-    msg: String,
-}
-
-type Done = Result<i32, Failure>;
-
-fn host_error(msg: impl std::fmt::Display) -> Failure {
-    Failure {
-        code: code::HOST_ERROR,
-        msg: msg.to_string(),
-    }
-}
-
-fn usage(msg: impl std::fmt::Display) -> Failure {
-    Failure {
-        code: code::USAGE,
-        msg: msg.to_string(),
-    }
-}
+use out::*;
 
 /// The exit code of a `host run`/`layout` error: bad values on the command
 /// line are usage errors (2), the rest host errors (1).
@@ -52,27 +31,6 @@ fn run_failure(e: run::RunError) -> Failure {
         run::RunError::Usage(_) | run::RunError::Vm(VmError::Config(_)) => usage(e),
         e => host_error(e),
     }
-}
-
-/// Writes `text` to `w` and flushes it; a write that fails (a closed pipe,
-/// a full disk) ends the command with one line and exit code 1.
-fn emit(w: &mut dyn Write, text: &str, stream: &str) -> Result<(), Failure> {
-    w.write_all(text.as_bytes())
-        .and_then(|()| w.flush())
-        .map_err(|e| host_error(format!("cannot write to {stream}: {e}")))
-}
-
-fn stdout(text: &str) -> Result<(), Failure> {
-    emit(&mut std::io::stdout().lock(), text, "standard output")
-}
-
-fn stderr(text: &str) -> Result<(), Failure> {
-    emit(&mut std::io::stderr().lock(), text, "standard error")
-}
-
-fn json(v: &impl serde::Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(v).map_err(host_error)?;
-    stdout(&(text + "\n"))
 }
 
 fn main() -> ExitCode {
@@ -265,6 +223,8 @@ fn dispatch(cli: Cli) -> Done {
             preempt_quanta,
             simvirtio_runs,
             matrix_vms,
+            snapshot_runs,
+            snapshot_clones,
             irq_injections,
             irq_gap,
             kvm_device,
@@ -276,6 +236,8 @@ fn dispatch(cli: Cli) -> Done {
                 preempt_quanta,
                 simvirtio_runs,
                 matrix_vms,
+                snapshot_runs,
+                snapshot_clones,
                 irq_injections,
                 irq_gap,
                 kvm_path: kvm_device,

@@ -12,6 +12,7 @@
 use super::error::KvmError;
 use super::vcpu::Vcpu;
 use super::vm::VmObject;
+use crate::trace::{Call, Tracer, record};
 use crate::wire::{Dec, Enc, WireError};
 use kvm_bindings::{self as k, Msrs};
 
@@ -35,6 +36,13 @@ pub const MSRS: [u32; 11] = [
 
 /// IA32_TSC_DEADLINE (set after the local APIC, whose timer mode it needs).
 pub const TSC_DEADLINE: u32 = 0x6e0;
+
+/// Records one call of a save or restore in `--trace-kvm`.
+fn rec(trace: &mut Option<Tracer>, target: &str, name: &'static str, purpose: &'static str) {
+    record(trace, || {
+        Call::ioctl(target.to_string(), name, String::new(), "0".into(), purpose)
+    });
+}
 
 /// The bytes of a KVM structure.
 fn raw<T>(v: &T) -> &[u8] {
@@ -99,10 +107,17 @@ impl Vcpu {
     /// the last exit left in flight (its value goes into the register)
     /// without running guest code, as the KVM API asks before state is
     /// saved.
-    pub fn complete_pending(&mut self) -> Result<(), KvmError> {
+    pub fn complete_pending(&mut self, trace: &mut Option<Tracer>) -> Result<(), KvmError> {
         self.fd_mut().set_kvm_immediate_exit(1);
         let r = self.run().map(|_| ());
         self.fd_mut().set_kvm_immediate_exit(0);
+        let target = format!("vcpu {}", self.fd_raw());
+        rec(
+            trace,
+            &target,
+            "KVM_RUN",
+            "with immediate_exit = 1: finish the exit in flight, run no guest code (EINTR)",
+        );
         match r {
             Err(e) if e.errno() != libc::EINTR => Err(KvmError::ioctl("KVM_RUN")(e)),
             _ => Ok(()),
@@ -111,8 +126,40 @@ impl Vcpu {
 
     /// Reads the vCPU's state (after `complete_pending`); `lapic`: the
     /// VM has the in-kernel controller.
-    pub fn save_state(&self, lapic: bool) -> Result<VcpuState, KvmError> {
+    pub fn save_state(
+        &self,
+        lapic: bool,
+        trace: &mut Option<Tracer>,
+    ) -> Result<VcpuState, KvmError> {
         let fd = self.fd();
+        if trace.is_some() {
+            let target = format!("vcpu {}", self.fd_raw());
+            for name in [
+                "KVM_GET_MSRS",
+                "KVM_GET_REGS",
+                "KVM_GET_SREGS",
+                "KVM_GET_XSAVE",
+                "KVM_GET_XCRS",
+                "KVM_GET_DEBUGREGS",
+                "KVM_GET_VCPU_EVENTS",
+                "KVM_GET_MP_STATE",
+            ] {
+                rec(
+                    trace,
+                    &target,
+                    name,
+                    "read the vCPU's state for the snapshot",
+                );
+            }
+            if lapic {
+                rec(
+                    trace,
+                    &target,
+                    "KVM_GET_LAPIC",
+                    "read the vCPU's local APIC for the snapshot",
+                );
+            }
+        }
         let mut want: Vec<(u32, u64)> = MSRS.iter().map(|&i| (i, 0)).collect();
         if lapic {
             want.push((TSC_DEADLINE, 0));
@@ -151,8 +198,25 @@ impl Vcpu {
     /// Writes a saved state into this (new) vCPU, in the order KVM needs:
     /// special registers before the registers and the local APIC, the
     /// TSC-deadline MSR after the APIC, events last.
-    pub fn restore_state(&self, s: &VcpuState) -> Result<(), KvmError> {
+    pub fn restore_state(&self, s: &VcpuState, trace: &mut Option<Tracer>) -> Result<(), KvmError> {
         let fd = self.fd();
+        if trace.is_some() {
+            let target = format!("vcpu {}", self.fd_raw());
+            let mut names = vec![
+                "KVM_SET_SREGS",
+                "KVM_SET_REGS",
+                "KVM_SET_XSAVE",
+                "KVM_SET_XCRS",
+                "KVM_SET_DEBUGREGS",
+            ];
+            if s.lapic.is_some() {
+                names.push("KVM_SET_LAPIC");
+            }
+            names.extend(["KVM_SET_MSRS", "KVM_SET_MP_STATE", "KVM_SET_VCPU_EVENTS"]);
+            for name in names {
+                rec(trace, &target, name, "put the snapshot's vCPU state back");
+            }
+        }
         fd.set_sregs(&s.sregs)
             .map_err(KvmError::ioctl("KVM_SET_SREGS"))?;
         fd.set_regs(&s.regs)
@@ -263,7 +327,20 @@ pub struct ChipSnapshot {
 
 impl VmObject {
     /// Reads the in-kernel controllers (the VM has them).
-    pub fn save_chips(&self) -> Result<ChipSnapshot, KvmError> {
+    pub fn save_chips(&self, trace: &mut Option<Tracer>) -> Result<ChipSnapshot, KvmError> {
+        let target = format!("vm {}", std::os::fd::AsRawFd::as_raw_fd(self.fd()));
+        rec(
+            trace,
+            &target,
+            "KVM_GET_IRQCHIP",
+            "read the PICs and the IOAPIC (chips 0, 1, 2) for the snapshot",
+        );
+        rec(
+            trace,
+            &target,
+            "KVM_GET_PIT2",
+            "read the PIT for the snapshot",
+        );
         let mut chips = [k::kvm_irqchip::default(); 3];
         for (id, c) in (0..).zip(&mut chips) {
             c.chip_id = id;
@@ -280,7 +357,24 @@ impl VmObject {
 
     /// Writes saved controllers into this VM's (made by
     /// `create_irqchip`).
-    pub fn restore_chips(&self, s: &ChipSnapshot) -> Result<(), KvmError> {
+    pub fn restore_chips(
+        &self,
+        s: &ChipSnapshot,
+        trace: &mut Option<Tracer>,
+    ) -> Result<(), KvmError> {
+        let target = format!("vm {}", std::os::fd::AsRawFd::as_raw_fd(self.fd()));
+        rec(
+            trace,
+            &target,
+            "KVM_SET_IRQCHIP",
+            "put the snapshot's PICs and IOAPIC back (chips 0, 1, 2)",
+        );
+        rec(
+            trace,
+            &target,
+            "KVM_SET_PIT2",
+            "put the snapshot's PIT back",
+        );
         for c in &s.chips {
             self.fd()
                 .set_irqchip(c)

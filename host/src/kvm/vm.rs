@@ -7,11 +7,27 @@ use crate::trace::{Call, Tracer, record};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use std::os::fd::AsRawFd;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap};
 
 /// Where KVM's three TSS pages go (needed by VMX without unrestricted guest):
 /// above guest RAM, which ends at or below `layout::MAX_MEM`.
 pub const TSS_ADDR: u64 = 0xfffb_d000;
+
+/// `size` bytes of `file` from `offset`, mapped MAP_PRIVATE as guest RAM.
+fn image_memory(file: &std::fs::File, offset: u64, size: u64) -> Result<GuestMemoryMmap, KvmError> {
+    let err = |e: String| KvmError::Alloc(size, e);
+    let f = file.try_clone().map_err(|e| err(e.to_string()))?;
+    let region = MmapRegionBuilder::new(size as usize)
+        .with_file_offset(FileOffset::new(f, offset))
+        .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+        .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let region = GuestRegionMmap::new(region, GuestAddress(0))
+        .ok_or_else(|| err("the image wraps around the address space".into()))?;
+    GuestMemoryMmap::from_regions(vec![region]).map_err(|e| err(e.to_string()))
+}
 
 /// A VM with its memory.
 pub struct VmObject {
@@ -27,6 +43,20 @@ impl VmObject {
     pub fn create(
         sys: &System,
         size: u64,
+        trace: &mut Option<Tracer>,
+    ) -> Result<VmObject, KvmError> {
+        VmObject::create_with(sys, size, None, trace)
+    }
+
+    /// Like `create`; with `image` (a file and an offset in it) guest RAM
+    /// is that file's `size` bytes there, mapped MAP_PRIVATE: its pages
+    /// come from the file when first touched (shared with every other
+    /// mapping of it, the page cache's), and the guest's writes stay in
+    /// this process. A snapshot's memory image (`crate::snapshot`).
+    pub fn create_with(
+        sys: &System,
+        size: u64,
+        image: Option<(&std::fs::File, u64)>,
         trace: &mut Option<Tracer>,
     ) -> Result<VmObject, KvmError> {
         let fd = loop {
@@ -69,17 +99,26 @@ impl VmObject {
         });
 
         // vm-memory maps anonymous memory MAP_PRIVATE | MAP_NORESERVE.
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)])
-            .map_err(|e| KvmError::Alloc(size, e.to_string()))?;
+        let mem = match image {
+            None => GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)])
+                .map_err(|e| KvmError::Alloc(size, e.to_string()))?,
+            Some((file, offset)) => image_memory(file, offset, size)?,
+        };
         let host = mem
             .get_host_address(GuestAddress(0))
             .map_err(|e| KvmError::Alloc(size, e.to_string()))?;
         record(trace, || {
             Call::syscall(
                 "mmap",
-                format!(
-                    "{size:#x} bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE"
-                ),
+                match image {
+                    None => format!(
+                        "{size:#x} bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE"
+                    ),
+                    Some((f, off)) => format!(
+                        "{size:#x} bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, snapshot fd {} at {off:#x}",
+                        std::os::fd::AsRawFd::as_raw_fd(f)
+                    ),
+                },
                 format!("{host:p}"),
                 "allocate the guest's RAM in our address space",
             )
@@ -108,53 +147,6 @@ impl VmObject {
             )
         });
         Ok(VmObject { fd, mem, run_size })
-    }
-
-    /// Maps `len` bytes of `file` at `offset` over guest RAM at `gpa`,
-    /// MAP_PRIVATE: pages come from the file when first touched, and the
-    /// guest's writes stay in this process (a restore from a snapshot).
-    /// Before any vCPU runs.
-    pub fn map_file(
-        &self,
-        gpa: u64,
-        len: u64,
-        file: &std::fs::File,
-        offset: u64,
-    ) -> Result<(), KvmError> {
-        let size = self.mem.iter().map(|r| r.len()).sum::<u64>();
-        if gpa.checked_add(len).is_none_or(|end| end > size) {
-            return Err(KvmError::Alloc(
-                len,
-                format!("{gpa:#x} + {len:#x} is outside guest RAM"),
-            ));
-        }
-        let host = self
-            .mem
-            .get_host_address(GuestAddress(gpa))
-            .map_err(|e| KvmError::Alloc(len, e.to_string()))?;
-        // SAFETY: [host, host + len) lies inside guest RAM's mapping, owned
-        // by `self.mem` (checked above); MAP_FIXED replaces those pages
-        // with the file's, same protection and privacy, before any vCPU
-        // ran and while no Rust reference into guest memory is alive (it
-        // is only reached through vm-memory's volatile accessors). KVM's
-        // memory slot follows the new pages (MMU notifiers).
-        let p = unsafe {
-            libc::mmap(
-                host.cast(),
-                len as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
-                std::os::fd::AsRawFd::as_raw_fd(file),
-                offset as libc::off_t,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(KvmError::Alloc(
-                len,
-                std::io::Error::last_os_error().to_string(),
-            ));
-        }
-        Ok(())
     }
 
     /// The kvm-ioctls handle.

@@ -27,7 +27,18 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
     if opts.vms.is_empty() {
         return Err(MatrixError::Weights("no VMs to run".into()));
     }
-    let weights = weights_for(opts.vms.len(), &opts.weights, opts.policy)?;
+    // `--vm NAME:count=N`: N VMs of NAME, each with the entry's weight
+    let entries = super::setup::counts(&opts.vms)?;
+    let per_entry = weights_for(entries.len(), &opts.weights, opts.policy)?;
+    let weights: Vec<u32> = entries
+        .iter()
+        .zip(&per_entry)
+        .flat_map(|((_, n), &w)| std::iter::repeat_n(w, *n))
+        .collect();
+    let names: Vec<String> = entries
+        .iter()
+        .flat_map(|(name, n)| std::iter::repeat_n(name.clone(), *n))
+        .collect();
     let weight_sum: u32 = weights.iter().sum();
     if opts.policy == Policy::Preempt && opts.quantum < crate::config::MIN_PERIOD {
         return Err(MatrixError::Weights(format!(
@@ -37,7 +48,7 @@ pub fn run(opts: &MatrixOptions, out: &mut dyn Write) -> Result<MatrixReport, Ma
         )));
     }
     let setup_start = signals::monotonic_ns();
-    let mut gs = set_up(opts, &weights, out)?;
+    let mut gs = set_up(opts, &names, &weights, out)?;
     let setup_ns = signals::monotonic_ns() - setup_start;
     let rss_kib_after_setup = rss_kib();
     let mask = signals::arm_thread()?;

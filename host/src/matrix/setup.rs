@@ -27,6 +27,59 @@ pub(super) struct Guest {
     pub state: VmState,
 }
 
+/// The most VMs one `--vm NAME:count=N` makes.
+pub const MAX_COUNT: usize = 10_000;
+
+/// `--vm` entries with `:count=N` suffixes: each entry's name and how many
+/// VMs run it.
+pub fn counts(vms: &[String]) -> Result<Vec<(String, usize)>, MatrixError> {
+    vms.iter()
+        .map(|v| match v.rsplit_once(":count=") {
+            None => Ok((v.clone(), 1)),
+            Some((name, n)) => match n.parse::<usize>() {
+                Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok((name.to_string(), n)),
+                _ => Err(MatrixError::Weights(format!(
+                    "--vm {}: count={} is not a number of VMs from 1 to {MAX_COUNT}",
+                    crate::diag::escape(name),
+                    crate::diag::escape(n)
+                ))),
+            },
+        })
+        .collect()
+}
+
+/// A snapshot opened and checked once, for every VM cloned from it.
+struct Snap {
+    opened: crate::snapshot::Opened,
+    cfg: VmConfig,
+}
+
+/// A VM cloned from the snapshot at `path` (`--vm FILE.snap`): the file
+/// is read and checked at the first VM only, and every clone maps its pages
+/// MAP_PRIVATE, so clones share the pages none of them wrote.
+fn clone_of(
+    path: &str,
+    cfg: &VmConfig,
+    snaps: &mut HashMap<String, Snap>,
+) -> Result<(Vm, u64), MatrixError> {
+    let s = match snaps.entry(path.to_string()) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let opened = crate::snapshot::open_restorable(std::path::Path::new(path))
+                .map_err(|e| MatrixError::Vm(e.into()))?;
+            let cfg = opened.snap.vm_config(cfg);
+            e.insert(Snap { opened, cfg })
+        }
+    };
+    let mut vm = Vm::for_restore(
+        &s.cfg,
+        RunConfig::default(),
+        (&s.opened.file, s.opened.pages_off),
+    )?;
+    vm.restore_snapshot(&s.opened, &crate::diag::escape(path), false)?;
+    Ok((vm, s.opened.snap.pages() * crate::snapshot::format::PAGE))
+}
+
 /// A guest read and planned once, for every VM that runs it.
 struct Image {
     bytes: Vec<u8>,
@@ -81,6 +134,7 @@ fn load(
 /// event lines go to `out`.
 pub(super) fn set_up(
     opts: &MatrixOptions,
+    names: &[String],
     weights: &[u32],
     out: &mut dyn Write,
 ) -> Result<Vec<Guest>, MatrixError> {
@@ -95,10 +149,14 @@ pub(super) fn set_up(
         // the matrix's guests are not interrupted
         irqchip: Some(crate::config::IrqChip::None),
     };
-    let mut gs = Vec::with_capacity(opts.vms.len());
+    let mut gs = Vec::with_capacity(names.len());
     let mut images = HashMap::new();
-    for (name, &weight) in opts.vms.iter().zip(weights) {
-        let (vm, size) = load(name, &cfg, &mut images)?;
+    let mut snaps = HashMap::new();
+    for (name, &weight) in names.iter().zip(weights) {
+        let (vm, size) = match crate::snapshot::is_snapshot(std::path::Path::new(name)) {
+            true => clone_of(name, &cfg, &mut snaps)?,
+            false => load(name, &cfg, &mut images)?,
+        };
         let vmfd = vm.vm_object().fd().as_raw_fd();
         if opts.events {
             writeln!(out, "VMFD: {vmfd}, Loaded Program with size: {size}")?;

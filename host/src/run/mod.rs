@@ -10,7 +10,7 @@ mod listing;
 mod prepare;
 mod report;
 mod selection;
-mod snapshot;
+pub mod snapshot;
 
 pub use go::run;
 pub use prepare::{Prepared, RunError, RunOptions, plan_guest, prepare, read_guest};

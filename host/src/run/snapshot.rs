@@ -7,12 +7,12 @@
 use super::prepare::{
     Prepared, RunError, RunOptions, display_name, encode_args, plan_guest, read_guest_file,
 };
-use crate::config::{SnapAt, VmConfig};
+use crate::config::SnapAt;
 use crate::snapshot::{self, SnapError, format::MAX_OUTPUT};
 use crate::vcpu::Stop;
 use crate::vm::snapshot::{GuestId, RunSoFar};
 use crate::vm::{RunOutcome, Vm, VmError};
-use crate::wire::{FNV_START, fnv64};
+use crate::wire::{FNV_START, fold, hash};
 use std::io::Write;
 use std::path::Path;
 
@@ -69,7 +69,7 @@ pub fn check(opts: &RunOptions) -> Result<(), RunError> {
     }
     let no = |what: &str| {
         Err(RunError::Usage(format!(
-            "--snapshot and --restore {what} (docs/snapshots.md, \"What is not saved\")"
+            "--snapshot and --restore {what} (docs/snapshots.md, \"What is refused\")"
         )))
     };
     if opts.vm.vcpus > 1 {
@@ -107,12 +107,23 @@ pub fn due(stop: &Stop, at: Option<SnapAt>) -> bool {
     )
 }
 
+/// A guest image's identity: what it loads (each segment's address, size
+/// and bytes), its entry point and its ABI note's flags; not its symbols
+/// or DWARF, which only reports read.
+fn identity(plan: &crate::loader::Plan, bytes: &[u8]) -> u64 {
+    let h = plan.segments.iter().fold(FNV_START, |h, s| {
+        let data = bytes.get(s.file.clone()).unwrap_or_default();
+        fold(fold(fold(h, s.gpa), s.memsz), hash(data))
+    });
+    fold(fold(h, plan.entry), u64::from(plan.flags))
+}
+
 /// Which guest `p` is.
 pub fn guest_id(p: &Prepared) -> GuestId {
     GuestId {
         name: p.name.clone(),
         path: p.path.display().to_string(),
-        hash: fnv64(FNV_START, &p.bytes),
+        hash: identity(&p.plan, &p.bytes),
     }
 }
 
@@ -134,7 +145,7 @@ pub fn save(
     };
     let saved = p.vm.save_snapshot(file, &name, &id, &so_far)?;
     Ok(format!(
-        "snapshot: saved {} at exit {} to {name}: {} pages with data of {} ({} file)",
+        "snapshot: saved {} at exit {} to {name}: {} pages with data of {} guest memory, {} written",
         p.name,
         outcome.stats.total(),
         saved.pages,
@@ -149,7 +160,7 @@ pub fn save(
 /// read for its symbols and checked against the snapshot's; run options
 /// from `opts`. Returns the guest's output before the snapshot.
 pub fn prepare_restore(opts: &RunOptions, path: &Path) -> Result<(Prepared, Vec<u8>), RunError> {
-    let o = snapshot::open(path).map_err(snap_err)?;
+    let o = snapshot::open_restorable(path).map_err(snap_err)?;
     let name = escaped(path);
     let s = &o.snap;
     let bad = |why: String| {
@@ -158,44 +169,27 @@ pub fn prepare_restore(opts: &RunOptions, path: &Path) -> Result<(Prepared, Vec<
             why,
         })
     };
-    if s.fingerprint != hypercall_abi::FINGERPRINT {
-        return Err(bad(format!(
-            "it was saved by a host with hypercall ABI fingerprint {:#018x}, and this host's is {:#018x} (`host abi`): restore it with the host that saved it",
-            s.fingerprint,
-            hypercall_abi::FINGERPRINT
-        )));
-    }
-    if s.vcpus.len() > 1 {
-        return Err(bad(
-            "it has several vCPUs, which this host does not restore yet".into(),
-        ));
-    }
     let guest = match opts.guest.as_str() {
         "" if Path::new(&s.guest_path).is_file() => s.guest_path.clone(),
         "" => s.guest.clone(),
         g => g.to_string(),
     };
     let (gpath, bytes, file) = read_guest_file(&guest, hypercall_abi::layout::MAX_MEM, false)?;
-    if fnv64(FNV_START, &bytes) != s.guest_hash {
-        return Err(bad(format!(
-            "it was saved from {} ({}), and {} is not that file (rebuilt since?): give the guest it was saved from",
-            crate::diag::escape(&s.guest),
-            crate::diag::escape(&s.guest_path),
-            display_name(&guest)
-        )));
-    }
-    let cfg = VmConfig {
-        mode: s.mode,
-        mem_size: s.mem_size,
-        irqchip: Some(s.irqchip),
-        cpuid: s.cpuid,
-        vcpus: s.vcpus.len() as u32,
-        ..opts.vm.clone()
-    };
+    let cfg = s.vm_config(&opts.vm);
     let flat = opts.flat;
-    let plan = plan_guest(&guest, &bytes, flat, &cfg)?;
-    let mut vm = Vm::new(&cfg, opts.run.clone())?;
-    let (output, _) = vm.restore_snapshot(&o, &name)?;
+    let plan = plan_guest(&guest, &bytes, flat, &cfg)
+        .ok()
+        .filter(|p| identity(p, &bytes) == s.guest_hash)
+        .ok_or_else(|| {
+            bad(format!(
+                "it was saved from {} ({}), and {} is not that file (rebuilt since?): give the guest it was saved from",
+                crate::diag::escape(&s.guest),
+                crate::diag::escape(&s.guest_path),
+                display_name(&guest)
+            ))
+        })?;
+    let mut vm = Vm::for_restore(&cfg, opts.run.clone(), (&o.file, o.pages_off))?;
+    let (output, _) = vm.restore_snapshot(&o, &name, true)?;
     // new arguments, for a guest that reads them after its snapshot call
     if !opts.args.is_empty() {
         vm.write_guest(hypercall_abi::args::AREA, &encode_args(&opts.args)?)?;

@@ -79,8 +79,8 @@ pub const DEBUGGER_IOCTLS: [(u64, &str); 5] = [
 
 /// What a run that saves a snapshot (`host run --snapshot`) adds: the
 /// reads of a vCPU's and the VM's state (`kvm::state`), mincore (which
-/// guest pages the kernel has given memory) and pwrite64 (the file was
-/// opened before the jail).
+/// guest pages the kernel has given memory), pwrite64 and ftruncate (the
+/// file was opened before the jail; its memory image ends in a hole).
 pub const SNAPSHOT_IOCTLS: [(u64, &str); 7] = [
     (0x9000_aea4, "KVM_GET_XSAVE"),
     (0x8188_aea6, "KVM_GET_XCRS"),
@@ -137,6 +137,7 @@ pub fn rules_with(debugger: Option<i32>, snapshot: bool) -> BTreeMap<u32, Rule> 
     if snapshot {
         rules.insert(nr(libc::SYS_mincore), Rule::Any);
         rules.insert(nr(libc::SYS_pwrite64), Rule::Any);
+        rules.insert(nr(libc::SYS_ftruncate), Rule::Any);
     }
     rules.insert(
         nr(libc::SYS_ioctl),

@@ -5,10 +5,8 @@
 //! anything is allocated by it or given to KVM.
 
 use crate::config::IrqChip;
-use crate::wire::{Dec, Enc, FNV_START, WireError, fnv64};
+use crate::wire::{Dec, Enc, WireError, fold, hash};
 use crate::x86::CpuMode;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 /// The first eight bytes.
 pub const MAGIC: [u8; 8] = *b"KVMWBSNP";
@@ -252,6 +250,19 @@ impl Snapshot {
     pub fn pages(&self) -> u64 {
         self.runs.iter().map(|r| r.pages).sum()
     }
+
+    /// The configuration of a VM to restore this into: the snapshot's
+    /// mode, memory, controller, CPUID and vCPUs; the rest from `base`.
+    pub fn vm_config(&self, base: &crate::config::VmConfig) -> crate::config::VmConfig {
+        crate::config::VmConfig {
+            mode: self.mode,
+            mem_size: self.mem_size,
+            irqchip: Some(self.irqchip),
+            cpuid: self.cpuid,
+            vcpus: self.vcpus.len() as u32,
+            ..base.clone()
+        }
+    }
 }
 
 fn bad(what: &'static str, value: impl Into<u64>) -> WireError {
@@ -261,137 +272,35 @@ fn bad(what: &'static str, value: impl Into<u64>) -> WireError {
     }
 }
 
+/// The page data's checksum, continued from `sum` (start with
+/// `FNV_START`) over whole pages: each page's hash folded in, so any
+/// split into whole pages gives the same sum.
+pub fn pages_sum(sum: u64, pages: &[u8]) -> u64 {
+    pages
+        .chunks(PAGE as usize)
+        .fold(sum, |s, p| fold(s, hash(p)))
+}
+
 /// Where the page data starts, after the header and `meta` bytes.
 pub fn pages_offset(meta: u64) -> u64 {
     (HEADER + meta).div_ceil(PAGE) * PAGE
 }
 
-/// The header for `meta` and `pages_len` bytes of page data whose
-/// checksum is `pages_sum`.
+/// The header for `meta` and a RAM image of `pages_len` bytes (the guest's
+/// memory size) whose data pages' checksum is `pages_sum`.
 pub fn header(meta: &[u8], pages_len: u64, pages_sum: u64) -> [u8; HEADER as usize] {
     let mut h = [0u8; HEADER as usize];
     h[0..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
     h[12..16].copy_from_slice(&(HEADER as u32).to_le_bytes());
     h[16..24].copy_from_slice(&(meta.len() as u64).to_le_bytes());
-    h[24..32].copy_from_slice(&fnv64(FNV_START, meta).to_le_bytes());
+    h[24..32].copy_from_slice(&hash(meta).to_le_bytes());
     h[32..40].copy_from_slice(&pages_offset(meta.len() as u64).to_le_bytes());
     h[40..48].copy_from_slice(&pages_len.to_le_bytes());
     h[48..56].copy_from_slice(&pages_sum.to_le_bytes());
-    let sum = fnv64(FNV_START, &h[..56]);
+    let sum = hash(&h[..56]);
     h[56..64].copy_from_slice(&sum.to_le_bytes());
     h
-}
-
-/// A snapshot read and checked, and its file, open for the page data at
-/// `pages_off`.
-pub struct Opened {
-    /// The metadata.
-    pub snap: Snapshot,
-    /// The file.
-    pub file: std::fs::File,
-    /// Where the page data starts.
-    pub pages_off: u64,
-}
-
-/// Reads and checks the snapshot at `path`: header, metadata and the page
-/// data's checksum (read once, in 1 MiB pieces: O(pages with data), not
-/// O(guest RAM)).
-pub fn open(path: &Path) -> Result<Opened, SnapError> {
-    let name = crate::diag::escape(&path.display().to_string()).into_owned();
-    let io = |source| SnapError::Io {
-        path: name.clone(),
-        source,
-    };
-    let bad = |why: String| SnapError::Bad {
-        path: name.clone(),
-        why,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(bad("not a regular file".into()));
-    }
-    let len = meta.len();
-    if len < HEADER {
-        return Err(bad(format!(
-            "{len} bytes, shorter than the {HEADER}-byte header"
-        )));
-    }
-    let mut h = [0u8; HEADER as usize];
-    file.read_exact_at(&mut h, 0).map_err(io)?;
-    if h[0..8] != MAGIC {
-        return Err(bad("it does not start with \"KVMWBSNP\"".into()));
-    }
-    let word = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap_or([0; 8]));
-    let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-    if version != VERSION {
-        return Err(bad(format!(
-            "format version {version}; this host reads version {VERSION}"
-        )));
-    }
-    if word(56) != fnv64(FNV_START, &h[..56]) {
-        return Err(bad(
-            "the header's checksum does not match (corrupt header)".into()
-        ));
-    }
-    let (meta_len, meta_sum, pages_off, pages_len, pages_sum) =
-        (word(16), word(24), word(32), word(40), word(48));
-    if meta_len > MAX_META || HEADER + meta_len > len {
-        return Err(bad(format!(
-            "metadata of {meta_len} bytes does not fit a {len}-byte file (truncated?)"
-        )));
-    }
-    let mut m = vec![0u8; meta_len as usize];
-    file.read_exact_at(&mut m, HEADER).map_err(io)?;
-    if fnv64(FNV_START, &m) != meta_sum {
-        return Err(bad(
-            "the metadata's checksum does not match (corrupt file)".into()
-        ));
-    }
-    let snap = Snapshot::decode(&m).map_err(|e| bad(e.to_string()))?;
-    if pages_off != pages_offset(meta_len) || snap.pages().checked_mul(PAGE) != Some(pages_len) {
-        return Err(bad(format!(
-            "page data at {pages_off:#x}, {pages_len} bytes, does not match its {} listed pages",
-            snap.pages()
-        )));
-    }
-    let end = pages_off.saturating_add(pages_len);
-    if end != len {
-        return Err(bad(match end > len {
-            true => format!("{len} bytes, but its page data ends at {end} (truncated)"),
-            false => format!("{} bytes after its page data", len - end),
-        }));
-    }
-    // the padding between the metadata and the pages is zeros
-    let mut pad = vec![0u8; (pages_off - HEADER - meta_len) as usize];
-    file.read_exact_at(&mut pad, HEADER + meta_len)
-        .map_err(io)?;
-    if pad.iter().any(|&b| b != 0) {
-        return Err(bad(
-            "the padding before the page data is not zero (corrupt file)".into(),
-        ));
-    }
-    let mut sum = FNV_START;
-    let mut buf = vec![0u8; (1 << 20).min(pages_len as usize)];
-    let mut at = 0;
-    while at < pages_len {
-        let n = (pages_len - at).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], pages_off + at)
-            .map_err(io)?;
-        sum = fnv64(sum, &buf[..n]);
-        at += n as u64;
-    }
-    if sum != pages_sum {
-        return Err(bad(
-            "the page data's checksum does not match (corrupt file)".into(),
-        ));
-    }
-    Ok(Opened {
-        snap,
-        file,
-        pages_off,
-    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! its whole RAM.
 
 use super::format::{self, HEADER, PAGE, Run, SnapError, Snapshot};
-use crate::wire::{FNV_START, fnv64};
+use crate::wire::FNV_START;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -47,13 +47,16 @@ pub fn data_runs(mem: &GuestMemoryMmap, size: u64) -> Vec<Run> {
 pub struct Saved {
     /// Pages of data.
     pub pages: u64,
-    /// The file's size.
+    /// The bytes written: header, metadata and those pages (the file's
+    /// length is larger: its memory image is sparse).
     pub bytes: u64,
 }
 
 /// Writes `snap` (whose `runs` are set) and those pages of `mem` to
-/// `file` (open for writing, empty): page data first, then the metadata
-/// and the header, whose checksums cover them.
+/// `file` (open for writing, empty): the header, the metadata, then guest
+/// memory as an image of `snap.mem_size` bytes at its GPAs, written only
+/// where the runs are (the rest stays a hole of the sparse file), so a
+/// restore maps the image whole.
 pub fn write(
     file: &File,
     name: &str,
@@ -75,7 +78,6 @@ pub fn write(
         });
     }
     let off = format::pages_offset(meta.len() as u64);
-    let mut at = off;
     let mut sum = FNV_START;
     let mut buf = vec![0u8; 1 << 20];
     for r in &snap.runs {
@@ -84,21 +86,23 @@ pub fn write(
             let n = (r.pages * PAGE - done).min(buf.len() as u64) as usize;
             mem.read_slice(&mut buf[..n], GuestAddress(r.gpa + done))
                 .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-            file.write_all_at(&buf[..n], at).map_err(io)?;
-            sum = fnv64(sum, &buf[..n]);
-            at += n as u64;
+            file.write_all_at(&buf[..n], off + r.gpa + done)
+                .map_err(io)?;
+            sum = format::pages_sum(sum, &buf[..n]);
             done += n as u64;
         }
     }
     file.write_all_at(&meta, HEADER).map_err(io)?;
-    // zeros up to the page data, which a file without pages ends with
+    // zeros up to the image
     let meta_end = HEADER + meta.len() as u64;
     let pad = vec![0u8; (off - meta_end) as usize];
     file.write_all_at(&pad, meta_end).map_err(io)?;
-    let h = format::header(&meta, snap.pages() * PAGE, sum);
+    // the image's full length: a hole up to its end
+    file.set_len(off + snap.mem_size).map_err(io)?;
+    let h = format::header(&meta, snap.mem_size, sum);
     file.write_all_at(&h, 0).map_err(io)?;
     Ok(Saved {
         pages: snap.pages(),
-        bytes: at,
+        bytes: off + snap.pages() * PAGE,
     })
 }

@@ -105,6 +105,13 @@ impl ExitLoop<'_> {
             if self.cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
                 return self.end(Stop::Cancelled, out);
             }
+            // the last exit (of any kind) was served: stop here for a
+            // snapshot after exit N
+            if let Some(SnapAt::Exits(n)) = self.snapshot_at
+                && self.stats.total() >= n
+            {
+                return self.end(Stop::Snapshot, out);
+            }
             if let Some(irq) = &mut self.irq {
                 irq.before_entry(self.vcpu, self.stats, self.trace)?;
             }
@@ -215,11 +222,6 @@ impl ExitLoop<'_> {
             self.vcpu.trace_exit(self.trace, false);
             if let Some(t0) = t0 {
                 self.stats.charge(t0.elapsed());
-            }
-            if let Some(SnapAt::Exits(n)) = self.snapshot_at
-                && self.stats.total() >= n
-            {
-                return self.end(Stop::Snapshot, out);
             }
         }
     }

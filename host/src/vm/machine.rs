@@ -91,11 +91,31 @@ impl Vm {
     /// Opens KVM, creates the VM, its memory and its vCPUs, and puts every
     /// vCPU in `cfg.mode` with the host's GDT and page tables.
     pub fn new(cfg: &VmConfig, run: RunConfig) -> Result<Vm, VmError> {
+        Vm::create(cfg, run, None)
+    }
+
+    /// Like `new`, without the start state (tables in memory, the mode's
+    /// special registers), and with the snapshot's memory image (`image`:
+    /// its file and where the image starts) as guest RAM: a VM that the
+    /// snapshot's state goes into next (`Vm::restore_snapshot`).
+    pub fn for_restore(
+        cfg: &VmConfig,
+        run: RunConfig,
+        image: (&std::fs::File, u64),
+    ) -> Result<Vm, VmError> {
+        Vm::create(cfg, run, Some(image))
+    }
+
+    fn create(
+        cfg: &VmConfig,
+        run: RunConfig,
+        image: Option<(&std::fs::File, u64)>,
+    ) -> Result<Vm, VmError> {
         cfg.validate()?;
         run.validate(cfg.vcpus)?;
         let t = &mut cfg.trace.map(Tracer::new);
         let sys = System::open(&cfg.kvm_path, t)?;
-        let vm = VmObject::create(&sys, cfg.mem_size, t)?;
+        let vm = VmObject::create_with(&sys, cfg.mem_size, image, t)?;
         // the in-kernel controllers come before the vCPUs
         let irqchip = cfg.irqchip.unwrap_or_default();
         if irqchip == IrqChip::Kernel {
@@ -132,29 +152,8 @@ impl Vm {
             }
             vcpus.push(vcpu);
         }
-        let sregs = cfg.mode.start_sregs(&vcpus[0].reset_sregs(t)?);
-        super::start::write_start_tables(
-            vm.memory(),
-            cfg.mode,
-            cfg.mem_size,
-            u64::from(cfg.vcpus),
-            irqchip == IrqChip::Kernel,
-        )?;
-        // Every vCPU starts in the same mode with the same tables; in long
-        // mode each has the host's IDT and a TSS of its own (its exception
-        // stack), until the guest loads its own.
-        for (id, vcpu) in (0..).zip(&vcpus) {
-            let mut s = sregs;
-            match cfg.mode {
-                CpuMode::Long => exception::use_host_idt(&mut s, id, u64::from(cfg.vcpus)),
-                CpuMode::Protected | CpuMode::Paged32 => exception::use_idt32(&mut s),
-                // the IVT at 0 is the reset state's IDTR (base 0, limit 0x3ff)
-                CpuMode::Real => {}
-            }
-            vcpu.set_start_sregs(cfg.mode, &s, t)?;
-            if id > 0 && irqchip == IrqChip::Kernel {
-                vcpu.make_runnable(t)?;
-            }
+        if image.is_none() {
+            Vm::start_state(cfg, &vcpus, &vm, irqchip, t)?;
         }
         Ok(Vm {
             vcpus,
@@ -182,6 +181,42 @@ impl Vm {
             },
             run,
         })
+    }
+
+    /// The start state of a new VM: the mode's tables in memory, every
+    /// vCPU in the mode (vCPUs 1.. runnable with the in-kernel APICs).
+    fn start_state(
+        cfg: &VmConfig,
+        vcpus: &[Vcpu],
+        vm: &VmObject,
+        irqchip: IrqChip,
+        t: &mut Option<Tracer>,
+    ) -> Result<(), VmError> {
+        let sregs = cfg.mode.start_sregs(&vcpus[0].reset_sregs(t)?);
+        super::start::write_start_tables(
+            vm.memory(),
+            cfg.mode,
+            cfg.mem_size,
+            u64::from(cfg.vcpus),
+            irqchip == IrqChip::Kernel,
+        )?;
+        // Every vCPU starts in the same mode with the same tables; in long
+        // mode each has the host's IDT and a TSS of its own (its exception
+        // stack), until the guest loads its own.
+        for (id, vcpu) in (0..).zip(vcpus) {
+            let mut s = sregs;
+            match cfg.mode {
+                CpuMode::Long => exception::use_host_idt(&mut s, id, u64::from(cfg.vcpus)),
+                CpuMode::Protected | CpuMode::Paged32 => exception::use_idt32(&mut s),
+                // the IVT at 0 is the reset state's IDTR (base 0, limit 0x3ff)
+                CpuMode::Real => {}
+            }
+            vcpu.set_start_sregs(cfg.mode, &s, t)?;
+            if id > 0 && irqchip == IrqChip::Kernel {
+                vcpu.make_runnable(t)?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends the `--trace-kvm` output to `sink` (what was recorded so far

@@ -48,15 +48,15 @@ impl Vm {
         let kernel = self.irqchip == IrqChip::Kernel;
         let mut vcpus = Vec::with_capacity(self.vcpus.len());
         for v in &mut self.vcpus {
-            v.complete_pending()?;
+            v.complete_pending(&mut self.state.trace)?;
             let mut e = Enc::default();
-            v.save_state(kernel)?.save(&mut e);
+            v.save_state(kernel, &mut self.state.trace)?.save(&mut e);
             vcpus.push(e.buf);
         }
         let chips = match kernel {
             true => {
                 let mut e = Enc::default();
-                self.vm.save_chips()?.save(&mut e);
+                self.vm.save_chips(&mut self.state.trace)?.save(&mut e);
                 Some(e.buf)
             }
             false => None,
@@ -99,13 +99,16 @@ impl Vm {
     }
 
     /// Puts the snapshot `o` (read and checked by `snapshot::open`, of a
-    /// VM made with its configuration) into this new VM: memory, vCPUs,
-    /// controllers, device, exit counts. Returns the guest's output so far
-    /// and its time so far.
+    /// VM made with its configuration by `Vm::for_restore`) into this VM:
+    /// memory, vCPUs, controllers, device and, with `counts`, the exit
+    /// counts so far (a clone in `host matrix` counts its own exits: its
+    /// table's index is made at its first exit, not here). Returns the
+    /// guest's output so far and its time so far.
     pub fn restore_snapshot(
         &mut self,
         o: &Opened,
         name: &str,
+        counts: bool,
     ) -> Result<(Vec<u8>, Duration), VmError> {
         let s = &o.snap;
         let bad = |e: WireError| SnapError::Bad {
@@ -119,26 +122,23 @@ impl Vm {
             })
             .into());
         }
-        let mut off = o.pages_off;
-        for r in &s.runs {
-            let len = r.pages * snapshot::format::PAGE;
-            self.vm.map_file(r.gpa, len, &o.file, off)?;
-            off += len;
-        }
         if let Some(c) = &s.chips {
             let mut d = Dec::new(c);
             let chips = ChipSnapshot::load(&mut d).map_err(bad)?;
             d.end().map_err(bad)?;
-            self.vm.restore_chips(&chips)?;
+            self.vm.restore_chips(&chips, &mut self.state.trace)?;
         }
         for (i, v) in self.vcpus.iter().enumerate() {
             let mut d = Dec::new(&s.vcpus[i]);
             let state = VcpuState::load(&mut d).map_err(bad)?;
             d.end().map_err(bad)?;
-            v.restore_state(&state)?;
+            v.restore_state(&state, &mut self.state.trace)?;
             let mut d = Dec::new(&s.stats[i]);
-            self.state.stats[i] = ExitStats::load(&mut d).map_err(bad)?;
+            let stats = ExitStats::load(&mut d).map_err(bad)?;
             d.end().map_err(bad)?;
+            if counts {
+                self.state.stats[i] = stats;
+            }
         }
         let mut d = Dec::new(&s.device);
         self.bus.load(&mut d).map_err(bad)?;
