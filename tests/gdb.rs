@@ -584,6 +584,48 @@ fn monitor_commands_show_the_hosts_views_of_the_live_vm() {
     assert_eq!(s.end().code, 0);
 }
 
+/// `monitor snapshot` (with `--snapshot FILE`): the VM is saved where gdb
+/// stopped it, without gdb's int3 breakpoints, and the run ends; the
+/// restore finishes `debugme` as a run without gdb does. Without
+/// `--snapshot` the command says what it needs.
+#[test]
+fn monitor_snapshot_saves_the_vm_where_gdb_stopped_it() {
+    let file = common::temp_dir().join("gdb.snap");
+    let f = file.to_str().expect("utf-8 temp path");
+    let s = start(&["run", "debugme", "--snapshot", f]);
+    let g = s.gdb(
+        Some("debugme"),
+        &["break debugme::shout", "continue", "monitor snapshot"],
+    );
+    assert!(g.contains("snapshot: the VM is saved as it is now"), "{g}");
+    let e = s.end();
+    assert_eq!(e.code, 0, "{}", e.err);
+    assert!(
+        e.err.contains("host: snapshot: saved debugme at exit "),
+        "{}",
+        e.err
+    );
+    let whole = common::host(&["run", "debugme"]);
+    let r = common::host(&["run", "--restore", f]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&whole.stdout)
+    );
+    let s = start(&["run", "hello"]);
+    let g = s.gdb(None, &["monitor snapshot", "continue"]);
+    assert!(
+        g.contains("start with host run GUEST --gdb --snapshot FILE"),
+        "{g}"
+    );
+    assert_eq!(s.end().code, 0);
+}
+
 /// Interrupts under gdb: a breakpoint inside a handler of
 /// guest_rt::interrupts, `monitor irq` there (guest-rt's IDT, the LAPIC
 /// timer), and `stepi` over `sti; hlt`: the step holds interrupts back

@@ -293,8 +293,8 @@ fn what_is_not_saved_is_refused_in_one_line() {
             "not with --ioeventfd",
         ),
         (
-            &["run", "hello", "--gdb", "127.0.0.1:1", "--snapshot", f],
-            "--gdb",
+            &["run", "--restore", f, "--gdb", "127.0.0.1:1"],
+            "--restore and --gdb do not go together",
         ),
         (&["run", "hello", "--snapshot-at", "exits:3"], "--snapshot"),
         (
@@ -503,6 +503,18 @@ fn hostile_snapshot_files_are_one_line_and_exit_1() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("it was saved from hello"), "{err}");
+    // a FIFO is refused at once, not waited on
+    let fifo = common::temp_dir().join("fifo.snap");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let o = common::host(&["run", "--restore", fifo.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    let o = common::host(&["matrix", "--vm", fifo.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0));
+    std::fs::remove_file(&fifo).unwrap();
     let missing = Path::new("/nonexistent/x.snap");
     let o = common::host(&["run", "--restore", missing.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));

@@ -54,6 +54,8 @@ pub struct Debuggee<'l, 'a> {
     pub layout: &'l str,
     /// The guest-debug state last given to KVM.
     last_debug: Option<(u32, [u64; 8])>,
+    /// `monitor snapshot` asked for the run to end here and be saved.
+    pub save_now: bool,
 }
 
 impl<'l, 'a> Debuggee<'l, 'a> {
@@ -68,6 +70,7 @@ impl<'l, 'a> Debuggee<'l, 'a> {
             ended: None,
             layout,
             last_debug: None,
+            save_now: false,
         }
     }
 

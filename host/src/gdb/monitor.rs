@@ -14,6 +14,7 @@ monitor exits           the exit table so far
 monitor irq             interrupts now: the IDT/IVT in use, the local APIC (timer, IRR/ISR), PICs, IOAPIC, PIT
 monitor trace on|off    the KVM call trace (--trace-kvm) to the host's standard error
 monitor caps            what this KVM can do for gdb
+monitor snapshot        save the VM as it is now to the file of --snapshot FILE, and end the run
 ";
 
 /// Runs one `monitor` command; returns what gdb prints.
@@ -26,6 +27,13 @@ pub fn command(d: &mut Debuggee<'_, '_>, cmd: &str) -> String {
         ["exits"] => d.lp.stats.table(),
         ["irq"] => irq(d),
         ["caps"] => format!("{}\n", d.caps.summary()),
+        ["snapshot"] => match d.lp.snapshot_at {
+            Some(_) => {
+                d.save_now = true;
+                "snapshot: the VM is saved as it is now (without gdb's breakpoints) to the file of --snapshot, and the run ends: gdb loses the connection; `host run --restore FILE` continues it\n".into()
+            }
+            None => "monitor snapshot saves to the file --snapshot names: start with host run GUEST --gdb --snapshot FILE\n".into(),
+        },
         ["trace", "on"] => trace_on(d),
         ["trace", "off"] => match d.lp.trace.take() {
             Some(mut t) => match t.finish() {

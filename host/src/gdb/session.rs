@@ -183,6 +183,10 @@ fn serve_with<A: ModeArch>(
         };
     }
     let left = loop {
+        // `monitor snapshot` was answered: the run ends here, to be saved
+        if g.d.save_now {
+            break Left::Stopped(Stop::Snapshot);
+        }
         sm = match sm {
             GdbStubStateMachine::Idle(mut s) => match s.borrow_conn().next_byte(true) {
                 Ok(b) => next!(s.incoming_data(&mut g, b)),
@@ -227,6 +231,14 @@ fn serve_with<A: ModeArch>(
     }
     match left {
         Left::Ended => Err(HostError::Internal("gdb saw an end the run did not record").into()),
+        Left::Stopped(Stop::Snapshot) => {
+            // the saved memory holds the guest's bytes, not gdb's int3s
+            for (addr, orig) in std::mem::take(&mut d.points.int3) {
+                let _ = d.write(addr, &[orig]);
+            }
+            d.disarm()?;
+            d.end_here(Stop::Snapshot)
+        }
         Left::Stopped(stop) => d.end_here(stop),
         Left::Killed => d.end_here(Stop::Killed),
         Left::Detached(why) => {

@@ -43,12 +43,18 @@ pub fn open_restorable(path: &Path) -> Result<Opened, SnapError> {
     Ok(o)
 }
 
-/// Whether the file at `path` starts like a snapshot.
+/// Whether `path` is a regular file that starts like a snapshot (a FIFO
+/// or a device is not opened: opening a FIFO would wait for a writer).
 pub fn is_snapshot(path: &Path) -> bool {
     let mut head = [0u8; 8];
-    std::fs::File::open(path)
-        .and_then(|f| f.read_exact_at(&mut head, 0))
-        .is_ok()
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .and_then(|f| f.read_exact_at(&mut head, 0))
+            .is_ok()
         && head == MAGIC
 }
 
@@ -65,7 +71,16 @@ pub fn open(path: &Path) -> Result<Opened, SnapError> {
         path: name.clone(),
         why,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    // O_NONBLOCK: a FIFO put where a snapshot was named opens without
+    // waiting for a writer (and is then refused: not a regular file)
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io)?
+    };
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(bad("not a regular file".into()));
