@@ -113,6 +113,33 @@ fn cases(payload: &Path) -> Vec<Case> {
             ],
         },
         Case {
+            name: "snapshot_smp_save",
+            args: s(&[
+                "run",
+                "smp",
+                "--vcpus",
+                "2",
+                "--snapshot",
+                "/tmp/smp.snap",
+                "--snapshot-at",
+                "exits:2",
+            ]),
+            code: 0,
+            gdb: None,
+            lines: vec!["host: snapshot: saved smp at exit "],
+        },
+        Case {
+            name: "snapshot_smp_restore",
+            args: s(&["run", "--restore", "/tmp/smp.snap"]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "counter 4000, expected 4000 (2 x 2000): exact",
+                "host: smp halted: all 2 vCPUs",
+                check,
+            ],
+        },
+        Case {
             name: "snapshot_long_save",
             args: s(&[
                 "run",

@@ -67,6 +67,13 @@ fn clone_of(
         std::collections::hash_map::Entry::Vacant(e) => {
             let opened = crate::snapshot::open_restorable(std::path::Path::new(path))
                 .map_err(|e| MatrixError::Vm(e.into()))?;
+            if opened.snap.vcpus.len() > 1 {
+                return Err(MatrixError::Weights(format!(
+                    "--vm {}: a snapshot of {} vCPUs; the matrix runs one vCPU per VM (restore it with host run --restore)",
+                    crate::diag::escape(path),
+                    opened.snap.vcpus.len()
+                )));
+            }
             let cfg = opened.snap.vm_config(cfg);
             e.insert(Snap { opened, cfg })
         }

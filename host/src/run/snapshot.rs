@@ -72,9 +72,6 @@ pub fn check(opts: &RunOptions) -> Result<(), RunError> {
             "--snapshot and --restore {what} (docs/snapshots.md, \"What is refused\")"
         )))
     };
-    if opts.vm.vcpus > 1 {
-        return no("save and restore one vCPU: not with --vcpus");
-    }
     if opts.run.ioeventfd {
         return no("need the device served on the vCPU thread: not with --ioeventfd");
     }
@@ -143,6 +140,11 @@ pub fn save(
     let so_far = RunSoFar {
         output,
         stats: outcome.vcpus.iter().map(|v| &v.stats).collect(),
+        halted: outcome
+            .vcpus
+            .iter()
+            .map(|v| v.stop == Stop::Halted)
+            .collect(),
         elapsed: outcome.elapsed,
     };
     let saved = p.vm.save_snapshot(file, &name, &id, &so_far)?;

@@ -59,6 +59,9 @@ pub struct Snapshot {
     pub vcpus: Vec<Vec<u8>>,
     /// Each vCPU's exit counts.
     pub stats: Vec<Vec<u8>>,
+    /// Each vCPU had halted for good when the VM was saved (several vCPUs:
+    /// it stays halted when restored).
+    pub halted: Vec<bool>,
     /// The in-kernel controllers (`IrqChip::Kernel`).
     pub chips: Option<Vec<u8>>,
     /// The devices.
@@ -125,9 +128,10 @@ impl Snapshot {
         e.u8(chip_code(self.irqchip));
         e.u8(u8::from(self.cpuid));
         e.u64(self.vcpus.len() as u64);
-        for (v, s) in self.vcpus.iter().zip(&self.stats) {
+        for ((v, s), &h) in self.vcpus.iter().zip(&self.stats).zip(&self.halted) {
             e.bytes(v);
             e.bytes(s);
+            e.u8(u8::from(h));
         }
         match &self.chips {
             Some(c) => {
@@ -184,10 +188,11 @@ impl Snapshot {
         if n == 0 || n > hypercall_abi::layout::MAX_VCPUS {
             return Err(bad("number of vCPUs", n));
         }
-        let (mut vcpus, mut stats) = (Vec::new(), Vec::new());
+        let (mut vcpus, mut stats, mut halted) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
             vcpus.push(d.bytes("vCPU state")?.to_vec());
             stats.push(d.bytes("exit counts")?.to_vec());
+            halted.push(d.bool("vCPU halted")?);
         }
         let chips = match d.bool("controllers present")? {
             true => Some(d.bytes("controllers")?.to_vec()),
@@ -237,6 +242,7 @@ impl Snapshot {
             cpuid,
             vcpus,
             stats,
+            halted,
             chips,
             device,
             output,
@@ -320,6 +326,7 @@ mod tests {
             cpuid: false,
             vcpus: vec![vec![1, 2, 3]],
             stats: vec![vec![4]],
+            halted: vec![false],
             chips: None,
             device: vec![5],
             output: b"Hello".to_vec(),
@@ -375,6 +382,7 @@ mod tests {
         let t = Snapshot {
             vcpus: vec![],
             stats: vec![],
+            halted: vec![],
             ..sample()
         };
         assert!(Snapshot::decode(&t.encode()).is_err());

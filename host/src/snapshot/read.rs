@@ -21,7 +21,7 @@ pub struct Opened {
 }
 
 /// [`open`], and the snapshot must come from a host of this hypercall
-/// ABI (its fingerprint) with one vCPU: what this host can restore.
+/// ABI (its fingerprint).
 pub fn open_restorable(path: &Path) -> Result<Opened, SnapError> {
     let o = open(path)?;
     let bad = |why: String| SnapError::Bad {
@@ -34,11 +34,6 @@ pub fn open_restorable(path: &Path) -> Result<Opened, SnapError> {
             o.snap.fingerprint,
             hypercall_abi::FINGERPRINT
         )));
-    }
-    if o.snap.vcpus.len() > 1 {
-        return Err(bad(
-            "it has several vCPUs, which this host does not restore yet".into(),
-        ));
     }
     Ok(o)
 }

@@ -64,6 +64,9 @@ pub(super) struct RunState {
     pub trace: Option<Tracer>,
     /// The VM continues a snapshot (`super::snapshot`).
     pub restored: bool,
+    /// vCPU i had halted for good when the snapshot was taken: it is not
+    /// run again (several vCPUs; empty otherwise).
+    pub ended: Vec<bool>,
 }
 
 /// A VM with its vCPUs and memory.
@@ -178,6 +181,7 @@ impl Vm {
                 started: false,
                 trace: t.take(),
                 restored: false,
+                ended: Vec::new(),
             },
             run,
         })

@@ -45,6 +45,7 @@ impl Vm {
             cancel: &cancel,
             tids: &tids,
             profile: self.run.profile,
+            snapshot_at: self.run.snapshot_at,
         };
         let first = !self.state.started;
         self.state.started = true;
@@ -101,6 +102,19 @@ impl Vm {
                 .zip(self.state.stats.iter_mut())
                 .enumerate()
             {
+                if self.state.ended.get(i).copied().unwrap_or(false) {
+                    // halted for good when the VM was saved: it stays so
+                    let r = vcpu
+                        .regs(&mut None)
+                        .map(|regs| (Stop::Halted, regs, Default::default(), Duration::ZERO))
+                        .map_err(VcpuError::from);
+                    handles.push(Slot::Done(r));
+                    vcpu_done();
+                    if i > 0 {
+                        job.others.ended();
+                    }
+                    continue;
+                }
                 let tx = tx.clone();
                 // --inject-every interrupts the vCPU it names (0 by default)
                 let inject = run.inject.filter(|x| x.vcpu as usize == i);
@@ -112,7 +126,7 @@ impl Vm {
                     pin: run.pin.get(i).copied().filter(|_| first),
                     seccomp: run.seccomp,
                     debugger: driver.as_ref().filter(|_| i == 0).map(|d| d.fd()),
-                    // (refused with several vCPUs or a device thread)
+                    // the VM is saved on the calling thread, not here
                     snapshot: false,
                 };
                 // the debugger drives vCPU 0; the others run on
@@ -143,7 +157,7 @@ impl Vm {
                         r
                     });
                 match h {
-                    Ok(h) => handles.push(h),
+                    Ok(h) => handles.push(Slot::Thread(h)),
                     Err(e) => {
                         spawn_error = Some(e);
                         job.cancel_all();
@@ -175,10 +189,11 @@ impl Vm {
             }
             let results: Vec<_> = handles
                 .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or(Err(VcpuError::Host(HostError::Internal(
-                        "a vCPU thread panicked",
-                    ))))
+                .map(|h| match h {
+                    Slot::Thread(h) => h.join().unwrap_or(Err(VcpuError::Host(
+                        HostError::Internal("a vCPU thread panicked"),
+                    ))),
+                    Slot::Done(r) => r,
                 })
                 .collect();
             let device = device.map(|h| {
@@ -209,6 +224,13 @@ impl Vm {
         }
         self.outcome(per, elapsed, out, diag)
     }
+}
+
+/// A vCPU's end: its thread, or (halted in the snapshot the VM continues)
+/// its end already.
+enum Slot<'s, T> {
+    Thread(std::thread::ScopedJoinHandle<'s, T>),
+    Done(T),
 }
 
 /// Runs its closure when dropped.
@@ -290,6 +312,9 @@ struct VcpuJob<'a> {
     /// The vCPU threads' ids, to kick them out of KVM_RUN.
     tids: &'a Mutex<Vec<libc::pid_t>>,
     profile: bool,
+    /// `--snapshot-at`: the first vCPU to reach it ends the VM, the others
+    /// are kicked out of KVM_RUN, and all are saved where they stopped.
+    snapshot_at: Option<crate::config::SnapAt>,
 }
 
 impl VcpuJob<'_> {
@@ -337,8 +362,7 @@ impl VcpuJob<'_> {
             profile: self.profile,
             others: (id == 0).then_some(self.others),
             irq,
-            // refused with several vCPUs (run::prepare)
-            snapshot_at: None,
+            snapshot_at: self.snapshot_at,
         };
         let (stop, regs, stopped) = match driver {
             Some(d) => {

@@ -31,6 +31,8 @@ pub struct RunSoFar<'a> {
     pub output: &'a [u8],
     /// Each vCPU's exit counts.
     pub stats: Vec<&'a ExitStats>,
+    /// Each vCPU had halted for good (several vCPUs).
+    pub halted: Vec<bool>,
     /// Guest time so far.
     pub elapsed: Duration,
 }
@@ -88,6 +90,7 @@ impl Vm {
             cpuid: self.config.cpuid,
             vcpus,
             stats,
+            halted: so_far.halted.clone(),
             chips,
             device: device.buf,
             output: output.to_vec(),
@@ -144,6 +147,7 @@ impl Vm {
         self.bus.load(&mut d).map_err(bad)?;
         d.end().map_err(bad)?;
         self.state.flags = s.flags;
+        self.state.ended = s.halted.clone();
         self.state.guest_errors.count = s.guest_errors;
         self.state.restored = true;
         Ok((s.output.clone(), Duration::from_nanos(s.elapsed_ns)))
