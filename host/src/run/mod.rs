@@ -8,6 +8,7 @@ mod go;
 pub mod harness;
 mod listing;
 mod prepare;
+mod prepared;
 mod report;
 mod selection;
 pub mod snapshot;

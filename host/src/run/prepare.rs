@@ -1,5 +1,6 @@
 //! Resolving, reading, checking and loading a guest into a VM.
 
+pub use super::prepared::Prepared;
 use crate::config::{RunConfig, VmConfig};
 use crate::guests::{self, GuestError};
 use crate::loader::{self, LoadError, Plan};
@@ -116,27 +117,6 @@ pub enum RunError {
     /// `--gdb` could not wait for or serve gdb.
     #[error(transparent)]
     Gdb(#[from] crate::gdb::GdbError),
-}
-
-/// A guest ready to run.
-pub struct Prepared {
-    /// Display name (the guest name or the path).
-    pub name: String,
-    /// The file.
-    pub path: PathBuf,
-    /// The checked plan.
-    pub plan: Plan,
-    /// The VM, loaded.
-    pub vm: Vm,
-    /// What was read of the file (`loader::read_needed`: no DWARF; the
-    /// symbol table, which explains a crash).
-    pub bytes: Vec<u8>,
-    /// Whether the file's addresses are the ones the guest runs at (a
-    /// long-mode ELF, not a mode section or a flat image).
-    pub linked_here: bool,
-    /// The file, mapped, when `linked_here`: a crash report reads its
-    /// source lines from the DWARF (not read otherwise).
-    pub file: Option<crate::loader::FileMap>,
 }
 
 /// How reports name the guest: as the user gave it, except that a guest
@@ -388,18 +368,13 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
     if !opts.args.is_empty() {
         vm.write_guest(hypercall_abi::args::AREA, &area)?;
     }
-    let linked_here = opts.flat.is_none() && opts.vm.mode == crate::x86::CpuMode::Long;
-    Ok(Prepared {
-        name: display_name(&opts.guest),
-        path,
+    Ok(Prepared::new(
+        display_name(&opts.guest),
+        (path, bytes, file),
         plan,
         vm,
-        bytes,
-        linked_here,
-        file: linked_here
-            .then(|| crate::loader::FileMap::new(file))
-            .flatten(),
-    })
+        opts.flat.is_none() && opts.vm.mode == crate::x86::CpuMode::Long,
+    ))
 }
 
 #[cfg(test)]

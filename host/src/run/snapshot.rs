@@ -200,20 +200,16 @@ pub fn prepare_restore(opts: &RunOptions, path: &Path) -> Result<(Prepared, Vec<
     }
     let linked_here = flat.is_none() && cfg.mode == crate::x86::CpuMode::Long;
     Ok((
-        Prepared {
-            name: match opts.guest.as_str() {
+        Prepared::new(
+            match opts.guest.as_str() {
                 "" => crate::diag::escape(&s.guest).into_owned(),
                 g => display_name(g),
             },
-            path: gpath,
+            (gpath, bytes, file),
             plan,
             vm,
-            bytes,
             linked_here,
-            file: linked_here
-                .then(|| crate::loader::FileMap::new(file))
-                .flatten(),
-        },
+        ),
         output,
     ))
 }

@@ -287,6 +287,18 @@ pub fn pages_sum(sum: u64, pages: &[u8]) -> u64 {
         .fold(sum, |s, p| fold(s, hash(p)))
 }
 
+/// The pages with data of `runs` in pieces of at most 1 MiB, in run
+/// order: (guest-physical address, length), how a save writes them and a
+/// read checks them.
+pub fn pieces(runs: &[Run]) -> impl Iterator<Item = (u64, usize)> + '_ {
+    const PIECE: u64 = 1 << 20;
+    runs.iter().flat_map(|r| {
+        let len = r.pages * PAGE;
+        (0..len.div_ceil(PIECE))
+            .map(move |i| (r.gpa + i * PIECE, (len - i * PIECE).min(PIECE) as usize))
+    })
+}
+
 /// Where the page data starts, after the header and `meta` bytes.
 pub fn pages_offset(meta: u64) -> u64 {
     (HEADER + meta).div_ceil(PAGE) * PAGE

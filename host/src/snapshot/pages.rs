@@ -80,17 +80,11 @@ pub fn write(
     let off = format::pages_offset(meta.len() as u64);
     let mut sum = FNV_START;
     let mut buf = vec![0u8; 1 << 20];
-    for r in &snap.runs {
-        let mut done = 0;
-        while done < r.pages * PAGE {
-            let n = (r.pages * PAGE - done).min(buf.len() as u64) as usize;
-            mem.read_slice(&mut buf[..n], GuestAddress(r.gpa + done))
-                .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-            file.write_all_at(&buf[..n], off + r.gpa + done)
-                .map_err(io)?;
-            sum = format::pages_sum(sum, &buf[..n]);
-            done += n as u64;
-        }
+    for (gpa, n) in format::pieces(&snap.runs) {
+        mem.read_slice(&mut buf[..n], GuestAddress(gpa))
+            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        file.write_all_at(&buf[..n], off + gpa).map_err(io)?;
+        sum = format::pages_sum(sum, &buf[..n]);
     }
     file.write_all_at(&meta, HEADER).map_err(io)?;
     // zeros up to the image

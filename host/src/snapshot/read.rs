@@ -2,7 +2,7 @@
 //! and the page data are checked before anything else uses them.
 
 use super::format::{
-    HEADER, MAGIC, MAX_META, PAGE, SnapError, Snapshot, VERSION, pages_offset, pages_sum,
+    HEADER, MAGIC, MAX_META, PAGE, SnapError, Snapshot, VERSION, pages_offset, pages_sum, pieces,
 };
 use crate::wire::{FNV_START, hash};
 use std::os::fd::AsRawFd;
@@ -142,15 +142,10 @@ pub fn open(path: &Path) -> Result<Opened, SnapError> {
     }
     let mut sum = FNV_START;
     let mut buf = vec![0u8; 1 << 20];
-    for run in &snap.runs {
-        let mut at = 0;
-        while at < run.pages * PAGE {
-            let n = (run.pages * PAGE - at).min(buf.len() as u64) as usize;
-            file.read_exact_at(&mut buf[..n], pages_off + run.gpa + at)
-                .map_err(io)?;
-            sum = pages_sum(sum, &buf[..n]);
-            at += n as u64;
-        }
+    for (gpa, n) in pieces(&snap.runs) {
+        file.read_exact_at(&mut buf[..n], pages_off + gpa)
+            .map_err(io)?;
+        sum = pages_sum(sum, &buf[..n]);
     }
     if sum != want_sum {
         return Err(bad(
