@@ -83,6 +83,18 @@ fn cases(payload: &Path) -> Vec<Case> {
                 check,
             ],
         },
+        Case {
+            name: "kvm_stats",
+            args: s(&["run", "simvirtio", "--kvm-stats"]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "KVM's own counters (KVM_GET_STATS_FD",
+                "  vcpu 0: ",
+                " exits ",
+                "  vm: ",
+            ],
+        },
         // snapshots: saved by one host process, restored by another
         // (the cases run in this order in the same nested VM)
         Case {

@@ -168,6 +168,9 @@ pub struct RunConfig {
     /// `--snapshot FILE --snapshot-at ...`: where the run stops for a
     /// snapshot (`crate::snapshot`).
     pub snapshot_at: Option<SnapAt>,
+    /// `--kvm-stats`: read KVM's own counters of the VM and each vCPU at
+    /// the end (`crate::kvm::stats`).
+    pub kvm_stats: bool,
 }
 
 /// Where a run stops to be saved (`--snapshot-at`).

@@ -65,6 +65,9 @@ pub enum HostError {
     /// The SIMVIRTIO device thread (`--ioeventfd`) could not go on.
     #[error("the SIMVIRTIO device thread: {0}")]
     Device(String),
+    /// KVM's statistics (`--kvm-stats`) could not be read.
+    #[error("KVM's statistics (KVM_GET_STATS_FD) could not be read: {0}")]
+    KvmStats(String),
     /// The `--trace-kvm` output could not be written.
     #[error("cannot write the KVM trace to {name}: {source}")]
     Trace {

@@ -194,6 +194,9 @@ pub struct RunArgs {
     /// snapshot hypercall; the default), stop (at Ctrl-C or --timeout).
     #[arg(long, value_name = "POINT", value_parser = host::config::SnapAt::parse, requires = "snapshot")]
     pub snapshot_at: Option<host::config::SnapAt>,
+    /// KVM's own counters of the VM and each vCPU (KVM_GET_STATS_FD) beside the exit table.
+    #[arg(long)]
+    pub kvm_stats: bool,
     /// Continue the VM saved in FILE (by --snapshot) instead of starting GUEST; GUEST,
     /// if given, must be the guest it was saved from.
     #[arg(long, value_name = "FILE")]
@@ -250,6 +253,7 @@ impl RunArgs {
             snapshot: None,
             snapshot_at: None,
             restore: None,
+            kvm_stats: false,
             args: Vec::new(),
         })
     }

@@ -104,6 +104,7 @@ fn dispatch(cli: Cli) -> Done {
             snapshot,
             snapshot_at,
             restore,
+            kvm_stats,
             args,
         }) => {
             let trace = trace_kvm.map(|t| match t {
@@ -125,6 +126,7 @@ fn dispatch(cli: Cli) -> Done {
                     snapshot_at: snapshot
                         .as_ref()
                         .map(|_| snapshot_at.unwrap_or(host::config::SnapAt::Call)),
+                    kvm_stats,
                 },
                 snapshot,
                 restore,

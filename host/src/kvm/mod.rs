@@ -10,6 +10,7 @@ pub mod fault;
 mod ioevent;
 mod irq;
 pub mod state;
+pub mod stats;
 pub mod system;
 pub mod vcpu;
 pub mod vm;

@@ -213,6 +213,13 @@ impl Report {
             s.push_str("all vCPUs:\n");
         }
         s.push_str(&o.stats.table());
+        if let Some((vm, vcpus)) = &o.kvm_stats {
+            s.push_str("KVM's own counters (KVM_GET_STATS_FD; the nonzero ones, all in --json):\n");
+            for (i, v) in vcpus.iter().enumerate() {
+                s.push_str(&format!("  vcpu {i}: {}\n", v.nonzero()));
+            }
+            s.push_str(&format!("  vm: {}\n", vm.nonzero()));
+        }
         s
     }
 
@@ -247,6 +254,7 @@ impl Report {
                 "interrupts": o.stats.interrupts(),
             },
             "simvirtio": o.device,
+            "kvm_stats": o.kvm_stats.as_ref().map(|(vm, vcpus)| json!({"vm": vm, "vcpus": vcpus})),
             "vcpu": o.vcpu,
             "vcpus": o.vcpus.iter().map(|v| json!({
                 "id": v.id,

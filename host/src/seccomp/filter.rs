@@ -109,12 +109,13 @@ pub enum SeccompError {
 /// `debugger` (the fd of gdb's connection), also what the debugger needs
 /// ([`DEBUGGER_IOCTLS`]).
 pub fn rules(debugger: Option<i32>) -> BTreeMap<u32, Rule> {
-    rules_with(debugger, false)
+    rules_with(debugger, false, &[])
 }
 
 /// [`rules`], and with `snapshot` what saving one needs
-/// ([`SNAPSHOT_IOCTLS`], mincore, pwrite64).
-pub fn rules_with(debugger: Option<i32>, snapshot: bool) -> BTreeMap<u32, Rule> {
+/// ([`SNAPSHOT_IOCTLS`], mincore, pwrite64, ftruncate); `reads`: fds the
+/// thread may `pread64` (KVM's statistics fds of `--kvm-stats`).
+pub fn rules_with(debugger: Option<i32>, snapshot: bool, reads: &[i32]) -> BTreeMap<u32, Rule> {
     let nr = |n: libc::c_long| n as u32;
     let mut rules: BTreeMap<u32, Rule> = ALLOWED_SYSCALLS
         .iter()
@@ -134,6 +135,15 @@ pub fn rules_with(debugger: Option<i32>, snapshot: bool) -> BTreeMap<u32, Rule> 
         .collect();
     ioctls.sort_unstable();
     ioctls.dedup();
+    if !reads.is_empty() {
+        rules.insert(
+            nr(libc::SYS_pread64),
+            Rule::OneOf {
+                arg: 0,
+                values: reads.iter().map(|&fd| fd as u32).collect(),
+            },
+        );
+    }
     if snapshot {
         rules.insert(nr(libc::SYS_mincore), Rule::Any);
         rules.insert(nr(libc::SYS_pwrite64), Rule::Any);
@@ -188,12 +198,16 @@ pub fn rules_with(debugger: Option<i32>, snapshot: bool) -> BTreeMap<u32, Rule> 
 
 /// The filter as a BPF program (see [`rules`]).
 pub fn program(debugger: Option<i32>) -> Result<Vec<Insn>, SeccompError> {
-    program_with(debugger, false)
+    program_with(debugger, false, &[])
 }
 
 /// The filter as a BPF program (see [`rules_with`]).
-pub fn program_with(debugger: Option<i32>, snapshot: bool) -> Result<Vec<Insn>, SeccompError> {
-    Ok(bpf::program(&rules_with(debugger, snapshot))?)
+pub fn program_with(
+    debugger: Option<i32>,
+    snapshot: bool,
+    reads: &[i32],
+) -> Result<Vec<Insn>, SeccompError> {
+    Ok(bpf::program(&rules_with(debugger, snapshot, reads))?)
 }
 
 extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
@@ -249,15 +263,19 @@ thread_local! {
 /// a thread that has it already keeps it, and this returns `Ok(false)`.
 /// `debugger`: see [`program`].
 pub fn apply(debugger: Option<i32>) -> Result<bool, SeccompError> {
-    apply_with(debugger, false)
+    apply_with(debugger, false, &[])
 }
 
-/// [`apply`], with `snapshot`: see [`rules_with`].
-pub fn apply_with(debugger: Option<i32>, snapshot: bool) -> Result<bool, SeccompError> {
+/// [`apply`], with `snapshot` and `reads`: see [`rules_with`].
+pub fn apply_with(
+    debugger: Option<i32>,
+    snapshot: bool,
+    reads: &[i32],
+) -> Result<bool, SeccompError> {
     if APPLIED.get() {
         return Ok(false);
     }
-    install(&program_with(debugger, snapshot)?)
+    install(&program_with(debugger, snapshot, reads)?)
 }
 
 /// Installs the SIGSYS reporter and `prog` on the calling thread, which
@@ -327,7 +345,7 @@ mod tests {
         ];
         let have: Vec<u64> = SNAPSHOT_IOCTLS.iter().map(|&(n, _)| n).collect();
         assert_eq!(have, want);
-        let r = rules_with(None, true);
+        let r = rules_with(None, true, &[]);
         assert!(r.contains_key(&(libc::SYS_mincore as u32)));
         assert!(!rules(None).contains_key(&(libc::SYS_mincore as u32)));
     }

@@ -10,7 +10,7 @@ use crate::trace::{Call, Tracer, record};
 use std::time::Duration;
 
 /// What a vCPU thread needs before its first KVM_RUN.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ThreadSetup {
     /// Arm the kick signal and KVM_SET_SIGNAL_MASK (false: done already
     /// for this vCPU on this thread).
@@ -30,6 +30,8 @@ pub struct ThreadSetup {
     /// The run may stop for a snapshot (`--snapshot`): the filter allows
     /// what saving it needs (`crate::seccomp::SNAPSHOT_IOCTLS`).
     pub snapshot: bool,
+    /// fds this thread may `pread64` at the run's end (`--kvm-stats`).
+    pub reads: Vec<i32>,
 }
 
 /// The timers of one vCPU thread; dropping it disarms them and says the
@@ -85,7 +87,7 @@ impl ThreadSetup {
         }
         // Everything the loop needs exists now; from here on the thread may
         // only run the guest, read registers, write output and exit.
-        if self.seccomp && crate::seccomp::apply_with(self.debugger, self.snapshot)? {
+        if self.seccomp && crate::seccomp::apply_with(self.debugger, self.snapshot, &self.reads)? {
             record(trace, || {
                 Call::syscall(
                     "seccomp",

@@ -68,7 +68,16 @@ impl Vm {
         for v in &per {
             stats.merge(&v.stats);
         }
+        // KVM's own counters, once every vCPU has stopped
+        let kvm_stats = match &self.kvm_stats {
+            Some((vm, vcpus)) => {
+                let read = |f: &crate::kvm::stats::StatsFd| f.read().map_err(HostError::KvmStats);
+                Some((read(vm)?, vcpus.iter().map(read).collect::<Result<_, _>>()?))
+            }
+            None => None,
+        };
         Ok(RunOutcome {
+            kvm_stats,
             stop,
             regs,
             vcpu: main,

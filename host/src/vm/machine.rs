@@ -7,6 +7,7 @@ use super::outcome::{RunOutcome, VcpuReport};
 use crate::config::{ConfigError, IrqChip, RunConfig, VmConfig};
 use crate::devices::{Bus, Serving};
 use crate::diag::HostError;
+use crate::kvm::stats::StatsFd;
 use crate::kvm::{KvmError, System, Vcpu, VmObject};
 use crate::stats::ExitStats;
 use crate::trace::Tracer;
@@ -88,6 +89,8 @@ pub struct Vm {
     /// `--ioeventfd`: the eventfd KVM signals at each SIMVIRTIO notify
     /// write (the device thread waits on it).
     pub(super) notify: Option<vmm_sys_util::eventfd::EventFd>,
+    /// `--kvm-stats`: KVM's statistics fds of the VM and of each vCPU.
+    pub(super) kvm_stats: Option<(StatsFd, Vec<StatsFd>)>,
 }
 
 impl Vm {
@@ -155,6 +158,16 @@ impl Vm {
             }
             vcpus.push(vcpu);
         }
+        let kvm_stats = match run.kvm_stats {
+            true => Some((
+                StatsFd::open(vm.fd())?,
+                vcpus
+                    .iter()
+                    .map(|v| StatsFd::open(v.fd()))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )),
+            false => None,
+        };
         if image.is_none() {
             Vm::start_state(cfg, &vcpus, &vm, irqchip, t)?;
         }
@@ -174,6 +187,7 @@ impl Vm {
             irqchip,
             irqfd,
             notify,
+            kvm_stats,
             state: RunState {
                 flags: if run.check_42 { note::FLAG_CHECK_42 } else { 0 },
                 stats: vec![ExitStats::default(); cfg.vcpus as usize],
@@ -306,6 +320,12 @@ impl Vm {
             seccomp: run.seccomp,
             debugger: driver.as_ref().map(|d| d.fd()),
             snapshot: run.snapshot_at.is_some(),
+            reads: self
+                .kvm_stats
+                .iter()
+                .flat_map(|(vm, v)| std::iter::once(vm).chain(v))
+                .map(StatsFd::raw)
+                .collect(),
         }
         .apply(vcpu, trace, || {
             if let Some(d) = driver.as_deref_mut() {

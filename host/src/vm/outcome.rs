@@ -2,6 +2,7 @@
 //! (`Vm::outcome`, in finish.rs, puts them together).
 
 use crate::devices::simvirtio::DeviceStats;
+use crate::kvm::stats::KvmStats;
 use crate::stats::ExitStats;
 use crate::vcpu::Stop;
 use crate::x86::Regs;
@@ -54,4 +55,6 @@ pub struct RunOutcome {
     pub guest_errors: u64,
     /// Wall time in the run loop.
     pub elapsed: Duration,
+    /// `--kvm-stats`: KVM's own counters of the VM, then of each vCPU.
+    pub kvm_stats: Option<(KvmStats, Vec<KvmStats>)>,
 }

@@ -128,6 +128,8 @@ impl Vm {
                     debugger: driver.as_ref().filter(|_| i == 0).map(|d| d.fd()),
                     // the VM is saved on the calling thread, not here
                     snapshot: false,
+                    // KVM's counters are read on the calling thread too
+                    reads: Vec::new(),
                 };
                 // the debugger drives vCPU 0; the others run on
                 let driver = if i == 0 { driver.take() } else { None };
