@@ -778,3 +778,75 @@ fn kvm_stats_sit_beside_the_exit_table() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(j["kvm_stats"].is_null());
 }
+
+/// `--trace-out FILE`: Chrome trace-event JSON, checked against the
+/// format: every event has a phase, a pid and a tid; metadata names the
+/// process and one thread per vCPU; complete events ("X") have a time and
+/// a duration, never negative, and on each vCPU's track they follow one
+/// another without overlapping; one KVM_RUN slice per exit, each followed
+/// by the exit's handling, named as in the exit table; instant events for
+/// hypercalls.
+#[test]
+fn trace_out_is_chrome_trace_events_a_track_per_vcpu() {
+    for (args, vcpus) in [
+        (&["run", "hello"][..], 1usize),
+        (&["run", "smp", "--vcpus", "2"], 2),
+    ] {
+        let path = common::temp_dir().join(format!("trace-{vcpus}.json"));
+        let mut a = args.to_vec();
+        a.extend(["--json", "--trace-out", path.to_str().unwrap()]);
+        let o = common::host(&a);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).expect("valid JSON");
+        let ev = doc["traceEvents"].as_array().expect("traceEvents");
+        let mut threads = Vec::new();
+        let mut runs = 0;
+        let mut last_end: std::collections::BTreeMap<u64, f64> = Default::default();
+        for e in ev {
+            let ph = e["ph"].as_str().expect("ph");
+            assert!(e["pid"].is_u64() && e["tid"].is_u64(), "{e}");
+            let tid = e["tid"].as_u64().unwrap();
+            match ph {
+                "M" => {
+                    if e["name"] == "thread_name" {
+                        threads.push(e["args"]["name"].as_str().unwrap().to_string());
+                    }
+                }
+                "X" => {
+                    let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+                    assert!(ts >= 0.0 && dur >= 0.0, "{e}");
+                    let end = last_end.entry(tid).or_insert(0.0);
+                    assert!(ts + 1e-3 >= *end, "overlapping slices on tid {tid}: {e}");
+                    *end = ts + dur;
+                    if e["name"] == "KVM_RUN" {
+                        runs += 1;
+                    }
+                }
+                "i" => assert!(e["s"].is_string() && e["ts"].is_f64(), "{e}"),
+                other => panic!("phase {other}: {e}"),
+            }
+        }
+        let want: Vec<String> = (0..vcpus).map(|i| format!("vcpu {i}")).collect();
+        assert_eq!(threads, want);
+        assert_eq!(
+            runs,
+            run["exits"]["total"].as_u64().unwrap(),
+            "one KVM_RUN per exit"
+        );
+        let names: Vec<&str> = ev.iter().filter_map(|e| e["name"].as_str()).collect();
+        assert!(names.contains(&"KVM_EXIT_HLT"), "{names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with("hypercall ")),
+            "{names:?}"
+        );
+        assert_eq!(doc["otherData"]["dropped_slices"], 0);
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The host's layers, lowest first (as in host/src/lib.rs).
 const HOST_LAYERS: &[(&str, &[&str])] = &[
-    ("leaves", &["stats", "trace", "size", "wire"]),
+    ("leaves", &["stats", "trace", "size", "wire", "timeline"]),
     ("x86 facts", &["x86"]),
     (
         "plumbing",

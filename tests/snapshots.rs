@@ -158,7 +158,8 @@ fn guests_that_take_interrupts_restore_and_finish_the_same() {
 /// Several vCPUs (`smp`): the first to reach its exit N stops the VM, the
 /// others are kicked out of KVM_RUN, and all are saved; restored, the run
 /// ends as an uninterrupted one (the shared counter exact, the 42 check,
-/// the exit total). At `exits:4` of 2 vCPUs, vCPU 1 (3 exits) has halted
+/// the guest's exits: all but the host's kicks, one of which may land on
+/// a vCPU the stop kicked out of KVM_RUN; seen in CI: 9 against 8). At `exits:4` of 2 vCPUs, vCPU 1 (3 exits) has halted
 /// for good and stays halted.
 #[test]
 fn several_vcpus_are_saved_together_and_restored() {
@@ -183,10 +184,18 @@ fn several_vcpus_are_saved_together_and_restored() {
         let (r, err) = json(&["run", "--restore", f]);
         assert_eq!(r["exit_code"], 0, "{vcpus} {at}: {err}");
         assert_eq!(r["check_42"], whole["check_42"], "{err}");
-        assert_eq!(
-            r["exits"]["total"], whole["exits"]["total"],
-            "{vcpus} {at}: {err}"
-        );
+        // the guest's own exits: the kick that stops the other vCPUs may
+        // land while one is in KVM_RUN (a KVM_EXIT_INTR of the host's)
+        let guest_exits = |v: &serde_json::Value| {
+            v["exits"]["by_reason"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["name"] != "KVM_EXIT_INTR")
+                .map(|r| r["count"].as_u64().unwrap())
+                .sum::<u64>()
+        };
+        assert_eq!(guest_exits(&r), guest_exits(&whole), "{vcpus} {at}: {err}");
         assert_eq!(
             r["vcpus"].as_array().map(Vec::len),
             whole["vcpus"].as_array().map(Vec::len)

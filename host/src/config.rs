@@ -171,6 +171,9 @@ pub struct RunConfig {
     /// `--kvm-stats`: read KVM's own counters of the VM and each vCPU at
     /// the end (`crate::kvm::stats`).
     pub kvm_stats: bool,
+    /// `--trace-out`: keep each vCPU's KVM_RUN and exit-handling slices
+    /// (`crate::timeline`).
+    pub timeline: bool,
 }
 
 /// Where a run stops to be saved (`--snapshot-at`).

@@ -6,7 +6,7 @@
 //!
 //! | layer | modules |
 //! | --- | --- |
-//! | leaves | `stats`, `trace`, `size`, `wire` (and the hypercall-abi crate) |
+//! | leaves | `stats`, `trace`, `size`, `wire`, `timeline` (and the hypercall-abi crate) |
 //! | x86 facts | `x86` |
 //! | plumbing | `diag`, `config`, `loader`, `guests`, `signals`, `seccomp`, `snapshot` |
 //! | KVM objects | `kvm` |
@@ -32,6 +32,7 @@ pub mod signals;
 pub mod size;
 pub mod snapshot;
 pub mod stats;
+pub mod timeline;
 pub mod trace;
 pub mod vcpu;
 pub mod vm;

@@ -194,6 +194,10 @@ pub struct RunArgs {
     /// snapshot hypercall; the default), stop (at Ctrl-C or --timeout).
     #[arg(long, value_name = "POINT", value_parser = host::config::SnapAt::parse, requires = "snapshot")]
     pub snapshot_at: Option<host::config::SnapAt>,
+    /// Write the run as Chrome trace-event JSON to FILE (ui.perfetto.dev, chrome://tracing):
+    /// a track per vCPU with its KVM_RUN and exit-handling slices.
+    #[arg(long, value_name = "FILE")]
+    pub trace_out: Option<PathBuf>,
     /// KVM's own counters of the VM and each vCPU (KVM_GET_STATS_FD) beside the exit table.
     #[arg(long)]
     pub kvm_stats: bool,
@@ -254,6 +258,7 @@ impl RunArgs {
             snapshot_at: None,
             restore: None,
             kvm_stats: false,
+            trace_out: None,
             args: Vec::new(),
         })
     }

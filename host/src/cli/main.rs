@@ -105,6 +105,7 @@ fn dispatch(cli: Cli) -> Done {
             snapshot_at,
             restore,
             kvm_stats,
+            trace_out,
             args,
         }) => {
             let trace = trace_kvm.map(|t| match t {
@@ -127,7 +128,9 @@ fn dispatch(cli: Cli) -> Done {
                         .as_ref()
                         .map(|_| snapshot_at.unwrap_or(host::config::SnapAt::Call)),
                     kvm_stats,
+                    timeline: trace_out.is_some(),
                 },
+                trace_out,
                 snapshot,
                 restore,
                 trace_file,

@@ -15,6 +15,10 @@ pub fn run(
     diag: &mut dyn Write,
 ) -> Result<Report, RunError> {
     snapshot::check(opts)?;
+    let trace_file = match &opts.trace_out {
+        Some(path) => Some(super::trace_out::create(path)?),
+        None => None,
+    };
     let file = match &opts.snapshot {
         Some(path) => Some(snapshot::create(path)?),
         None => None,
@@ -49,6 +53,11 @@ pub fn run(
             ),
         };
         crate::diag::host_line(keep.inner(), diag, format_args!("{line}"))
+            .map_err(crate::vm::VmError::Host)?;
+    }
+    if let (Some(f), Some(path)) = (&trace_file, &opts.trace_out) {
+        let line = super::trace_out::write(f, path, &p.name, &outcome)?;
+        crate::diag::host_line(&mut std::io::sink(), diag, format_args!("{line}"))
             .map_err(crate::vm::VmError::Host)?;
     }
     let crash = match &outcome.stop {

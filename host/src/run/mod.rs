@@ -12,6 +12,7 @@ mod prepared;
 mod report;
 mod selection;
 pub mod snapshot;
+mod trace_out;
 
 pub use go::run;
 pub use prepare::{Prepared, RunError, RunOptions, plan_guest, prepare, read_guest};

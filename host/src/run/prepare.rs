@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub snapshot: Option<PathBuf>,
     /// `--restore FILE`: continue this snapshot instead of starting.
     pub restore: Option<PathBuf>,
+    /// `--trace-out FILE`: write the run as Chrome trace-event JSON
+    /// (`run.timeline` keeps what it needs).
+    pub trace_out: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -46,6 +49,7 @@ impl Default for RunOptions {
             args: Vec::new(),
             snapshot: None,
             restore: None,
+            trace_out: None,
         }
     }
 }

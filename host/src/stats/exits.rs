@@ -30,6 +30,29 @@ pub struct ExitStats {
     pub(super) irqs: super::irqs::IrqCounts,
 }
 
+/// An exit as text: `KVM_EXIT_IO out port 0x503 (print_str)`, from
+/// (reason, direction: 0 none, 1 in/read, 2 out/write, MMIO, port or
+/// address).
+pub fn exit_text((reason, dir, mmio, at): (u8, u8, bool, u64)) -> String {
+    let reason = ExitReason::ALL
+        .get(usize::from(reason))
+        .map_or("?", |r| r.name());
+    match (dir, mmio) {
+        (0, _) => reason.to_string(),
+        (d, false) => {
+            let hc = Hypercall::from_port(at as u16)
+                .map(|h| format!(" ({})", h.name()))
+                .unwrap_or_default();
+            let dir = if d == 1 { "in" } else { "out" };
+            format!("{reason} {dir} port {at:#x}{hc}")
+        }
+        (d, true) => {
+            let dir = if d == 1 { "read" } else { "write" };
+            format!("{reason} {dir} {at:#x}")
+        }
+    }
+}
+
 /// How many of the last exits a crash report shows.
 pub const RECENT: usize = 16;
 
@@ -99,25 +122,18 @@ impl ExitStats {
         (self.total - n + 1..=self.total)
             .map(|i| {
                 let e = self.recent[(i % RECENT as u64) as usize];
-                let reason = ExitReason::ALL
-                    .get(usize::from(e.reason))
-                    .map_or("?", |r| r.name());
-                match (e.dir, e.mmio) {
-                    (0, _) => reason.to_string(),
-                    (d, false) => {
-                        let hc = Hypercall::from_port(e.at as u16)
-                            .map(|h| format!(" ({})", h.name()))
-                            .unwrap_or_default();
-                        let dir = if d == 1 { "in" } else { "out" };
-                        format!("{reason} {dir} port {:#x}{hc}", e.at)
-                    }
-                    (d, true) => {
-                        let dir = if d == 1 { "read" } else { "write" };
-                        format!("{reason} {dir} {:#x}", e.at)
-                    }
-                }
+                exit_text((e.reason, e.dir, e.mmio, e.at))
             })
             .collect()
+    }
+
+    /// The last exit recorded, as (reason, direction, MMIO, port or
+    /// address) for [`exit_text`] (`--trace-out` keeps one per exit).
+    pub fn last_raw(&self) -> Option<(u8, u8, bool, u64)> {
+        (self.total > 0).then(|| {
+            let e = self.recent[(self.total % RECENT as u64) as usize];
+            (e.reason, e.dir, e.mmio, e.at)
+        })
     }
 
     /// Adds the host's handling time of the last recorded exit to its

@@ -58,6 +58,8 @@ pub struct ExitLoop<'a> {
     /// `--snapshot-at`: stop for a snapshot after exit N or at the guest's
     /// `snapshot` hypercall (a stop at Ctrl-C or `--timeout` is the VM's).
     pub snapshot_at: Option<SnapAt>,
+    /// `--trace-out`: this vCPU's KVM_RUN and exit-handling slices.
+    pub timeline: Option<&'a mut crate::timeline::Timeline>,
 }
 
 impl ExitLoop<'_> {
@@ -68,7 +70,11 @@ impl ExitLoop<'_> {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<(Stop, Regs), VcpuError> {
-        match self.serve(false, out, diag)? {
+        let r = self.serve(false, out, diag);
+        if let Some(t) = self.timeline.as_deref_mut() {
+            t.handled(self.stats.last_raw());
+        }
+        match r? {
             Pause::Ended(stop, regs) => Ok((stop, regs)),
             // serve(false, ..) ends only with Ended
             Pause::Debug { .. } | Pause::Kicked => {
@@ -112,10 +118,17 @@ impl ExitLoop<'_> {
             {
                 return self.end(Stop::Snapshot, out);
             }
+            if let Some(t) = self.timeline.as_deref_mut() {
+                t.handled(self.stats.last_raw());
+            }
             if let Some(irq) = &mut self.irq {
                 irq.before_entry(self.vcpu, self.stats, self.trace)?;
             }
+            let entered = self.timeline.is_some().then(Instant::now);
             let exit = self.vcpu.run();
+            if let (Some(t), Some(from)) = (self.timeline.as_deref_mut(), entered) {
+                t.ran(from);
+            }
             let t0 = self.profile.then(Instant::now);
             self.bus.poll(self.mem, out, diag)?;
             let mut cx = Ctx {

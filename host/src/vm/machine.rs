@@ -14,7 +14,7 @@ use crate::trace::Tracer;
 use crate::vcpu::irq::IrqRun;
 use crate::vcpu::thread::ThreadSetup;
 use crate::vcpu::{Driver, ExitLoop, VcpuError};
-use crate::x86::{CpuMode, cpuid, exception};
+use crate::x86::{CpuMode, cpuid};
 use hypercall_abi::note;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -169,7 +169,7 @@ impl Vm {
             false => None,
         };
         if image.is_none() {
-            Vm::start_state(cfg, &vcpus, &vm, irqchip, t)?;
+            super::start::start_state(cfg, &vcpus, &vm, irqchip, t)?;
         }
         Ok(Vm {
             vcpus,
@@ -199,42 +199,6 @@ impl Vm {
             },
             run,
         })
-    }
-
-    /// The start state of a new VM: the mode's tables in memory, every
-    /// vCPU in the mode (vCPUs 1.. runnable with the in-kernel APICs).
-    fn start_state(
-        cfg: &VmConfig,
-        vcpus: &[Vcpu],
-        vm: &VmObject,
-        irqchip: IrqChip,
-        t: &mut Option<Tracer>,
-    ) -> Result<(), VmError> {
-        let sregs = cfg.mode.start_sregs(&vcpus[0].reset_sregs(t)?);
-        super::start::write_start_tables(
-            vm.memory(),
-            cfg.mode,
-            cfg.mem_size,
-            u64::from(cfg.vcpus),
-            irqchip == IrqChip::Kernel,
-        )?;
-        // Every vCPU starts in the same mode with the same tables; in long
-        // mode each has the host's IDT and a TSS of its own (its exception
-        // stack), until the guest loads its own.
-        for (id, vcpu) in (0..).zip(vcpus) {
-            let mut s = sregs;
-            match cfg.mode {
-                CpuMode::Long => exception::use_host_idt(&mut s, id, u64::from(cfg.vcpus)),
-                CpuMode::Protected | CpuMode::Paged32 => exception::use_idt32(&mut s),
-                // the IVT at 0 is the reset state's IDTR (base 0, limit 0x3ff)
-                CpuMode::Real => {}
-            }
-            vcpu.set_start_sregs(cfg.mode, &s, t)?;
-            if id > 0 && irqchip == IrqChip::Kernel {
-                vcpu.make_runnable(t)?;
-            }
-        }
-        Ok(())
     }
 
     /// Sends the `--trace-kvm` output to `sink` (what was recorded so far
@@ -332,7 +296,9 @@ impl Vm {
                 d.prepare_thread();
             }
         })?;
+        let mut timeline = run.timeline.then(|| crate::timeline::Timeline::new(start));
         let mut lp = ExitLoop {
+            timeline: timeline.as_mut(),
             vcpu,
             mem: vm.memory(),
             bus,
@@ -367,6 +333,7 @@ impl Vm {
             stop,
             regs,
             stats: std::mem::take(&mut self.state.stats[0]),
+            timeline,
         };
         self.outcome(vec![report], elapsed, out, diag)
     }

@@ -31,6 +31,8 @@ pub struct VcpuReport {
     pub regs: Regs,
     /// Its exits.
     pub stats: ExitStats,
+    /// `--trace-out`: its KVM_RUN and exit-handling slices.
+    pub timeline: Option<crate::timeline::Timeline>,
 }
 
 /// What a run produced.

@@ -46,6 +46,7 @@ impl Vm {
             tids: &tids,
             profile: self.run.profile,
             snapshot_at: self.run.snapshot_at,
+            timeline: self.run.timeline.then_some(start),
         };
         let first = !self.state.started;
         self.state.started = true;
@@ -106,7 +107,7 @@ impl Vm {
                     // halted for good when the VM was saved: it stays so
                     let r = vcpu
                         .regs(&mut None)
-                        .map(|regs| (Stop::Halted, regs, Default::default(), Duration::ZERO))
+                        .map(|regs| (Stop::Halted, regs, Default::default(), Duration::ZERO, None))
                         .map_err(VcpuError::from);
                     handles.push(Slot::Done(r));
                     vcpu_done();
@@ -212,7 +213,7 @@ impl Vm {
         pumped.map_err(HostError::from)?;
         let mut per = Vec::new();
         for (id, r) in results?.into_iter().enumerate() {
-            let (stop, regs, guest_errors, stopped) = r?;
+            let (stop, regs, guest_errors, stopped, timeline) = r?;
             // the guest's time: not the time vCPU 0 was stopped for a
             // debugger after the others had ended
             elapsed = elapsed.saturating_sub(stopped);
@@ -222,6 +223,7 @@ impl Vm {
                 stop,
                 regs,
                 stats: std::mem::take(&mut self.state.stats[id]),
+                timeline,
             });
         }
         self.outcome(per, elapsed, out, diag)
@@ -317,7 +319,19 @@ struct VcpuJob<'a> {
     /// `--snapshot-at`: the first vCPU to reach it ends the VM, the others
     /// are kicked out of KVM_RUN, and all are saved where they stopped.
     snapshot_at: Option<crate::config::SnapAt>,
+    /// `--trace-out`: the run's start, which every vCPU's slices count from.
+    timeline: Option<Instant>,
 }
+
+/// How a vCPU thread ended: its stop, registers, guest errors, the time a
+/// debugger kept it stopped, and its slices (`--trace-out`).
+type VcpuEnd = (
+    Stop,
+    Regs,
+    crate::devices::hypercall::GuestErrors,
+    Duration,
+    Option<crate::timeline::Timeline>,
+);
 
 impl VcpuJob<'_> {
     /// Sets up this thread for `vcpu` (number `id`) and runs it to its
@@ -335,7 +349,7 @@ impl VcpuJob<'_> {
         irq: Option<IrqRun<'_>>,
         out: &mut dyn Write,
         diag: &mut dyn Write,
-    ) -> Result<(Stop, Regs, crate::devices::hypercall::GuestErrors, Duration), VcpuError> {
+    ) -> Result<VcpuEnd, VcpuError> {
         let mut no_trace = None;
         // Registered before the first look at `cancel`: a vCPU that ends
         // the VM after that look kicks this thread out of its KVM_RUN.
@@ -352,7 +366,9 @@ impl VcpuJob<'_> {
             }
         })?;
         let mut guest_errors = crate::devices::hypercall::GuestErrors::default();
+        let mut timeline = self.timeline.map(crate::timeline::Timeline::new);
         let mut lp = ExitLoop {
+            timeline: timeline.as_mut(),
             vcpu,
             mem: self.mem,
             bus: self.bus,
@@ -376,7 +392,7 @@ impl VcpuJob<'_> {
                 (stop, regs, Duration::ZERO)
             }
         };
-        Ok((stop, regs, guest_errors, stopped))
+        Ok((stop, regs, guest_errors, stopped, timeline))
     }
 
     /// Ends the VM: every vCPU thread leaves KVM_RUN and stops.
