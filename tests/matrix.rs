@@ -557,3 +557,50 @@ fn a_long_mode_guest_in_the_matrix_is_told_what_the_matrix_runs() {
     );
     assert!(o.stdout.is_empty());
 }
+
+/// `host matrix --trace-out FILE.json`: the turns as Chrome trace-event
+/// JSON, a track per VM named as the summary names it, a slice per turn;
+/// one scheduler thread runs every VM, so no two turns overlap.
+#[test]
+fn matrix_turns_as_trace_events() {
+    let path = common::temp_dir().join("matrix-trace.json");
+    let o = common::host(&[
+        "matrix",
+        "--quanta",
+        "20",
+        "--quantum",
+        "2ms",
+        "--quiet",
+        "--trace-out",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let ev = doc["traceEvents"].as_array().unwrap();
+    let names: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].starts_with("guest1 (VMFD ") && names[1].starts_with("guest2 (VMFD "),
+        "{names:?}"
+    );
+    let mut turns: Vec<(f64, f64)> = ev
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .map(|e| (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(turns.len(), 20);
+    turns.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for w in turns.windows(2) {
+        assert!(w[0].1 >= 0.0 && w[0].0 + w[0].1 <= w[1].0 + 1e-3, "{w:?}");
+    }
+    std::fs::remove_file(&path).unwrap();
+}

@@ -334,6 +334,9 @@ pub enum Cmd {
         /// Write an SVG picture of who ran when.
         #[arg(long, value_name = "FILE.svg")]
         timeline: Option<PathBuf>,
+        /// Write the turns as Chrome trace-event JSON (ui.perfetto.dev): a track per VM.
+        #[arg(long, value_name = "FILE.json")]
+        trace_out: Option<PathBuf>,
         /// Guest memory per VM.
         #[arg(long, default_value = "1M", value_parser = size::parse_size)]
         mem: u64,

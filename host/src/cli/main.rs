@@ -169,6 +169,7 @@ fn dispatch(cli: Cli) -> Done {
             quiet,
             json,
             timeline,
+            trace_out,
             mem,
             no_seccomp,
             kvm_device,
@@ -187,10 +188,10 @@ fn dispatch(cli: Cli) -> Done {
                 mem_size: mem,
                 kvm_path: kvm_device,
                 events: !quiet && !json,
-                record_turns: timeline.is_some(),
+                record_turns: timeline.is_some() || trace_out.is_some(),
                 seccomp: !no_seccomp,
             };
-            cmd_matrix(&opts, json, timeline)
+            cmd_matrix(&opts, json, [timeline, trace_out])
         }
         Cmd::CargoRunner { elf, args } => cmd_cargo_runner(elf, args),
         Cmd::List => {
@@ -347,20 +348,26 @@ fn cmd_run(opts: &RunOptions, as_json: bool) -> Done {
     Ok(r.exit_code())
 }
 
+/// `host matrix`; `pictures`: `--timeline FILE.svg` and `--trace-out
+/// FILE.json`.
 fn cmd_matrix(
     opts: &host::matrix::MatrixOptions,
     as_json: bool,
-    timeline: Option<PathBuf>,
+    pictures: [Option<PathBuf>; 2],
 ) -> Done {
     use host::matrix::MatrixError;
     // Created before the run: the scheduler thread may not open files once under seccomp.
-    let mut svg = match &timeline {
-        Some(p) => Some(
-            std::fs::File::create(p)
-                .map_err(|e| host_error(format!("cannot create {}: {e}", p.display())))?,
-        ),
-        None => None,
+    let create = |p: &Option<PathBuf>| -> Result<Option<std::fs::File>, Failure> {
+        match p {
+            Some(p) => Ok(Some(std::fs::File::create(p).map_err(|e| {
+                host_error(format!("cannot create {}: {e}", p.display()))
+            })?)),
+            None => Ok(None),
+        }
     };
+    let [timeline, trace_out] = pictures;
+    let mut svg = create(&timeline)?;
+    let mut trace = create(&trace_out)?;
     let stdout = std::io::stdout();
     let r = host::matrix::run(
         opts,
@@ -374,6 +381,9 @@ fn cmd_matrix(
     })?;
     if let (Some(f), Some(p)) = (&mut svg, &timeline) {
         emit(f, &r.timeline_svg(), &p.display().to_string())?;
+    }
+    if let (Some(f), Some(p)) = (&mut trace, &trace_out) {
+        emit(f, &r.trace_json().to_string(), &p.display().to_string())?;
     }
     if as_json {
         json(&r)?;

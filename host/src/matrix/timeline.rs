@@ -3,6 +3,35 @@
 use super::report::MatrixReport;
 
 impl MatrixReport {
+    /// The run as Chrome trace-event JSON (`host matrix --trace-out`,
+    /// ui.perfetto.dev): a track per VM, a slice per turn it was given
+    /// (all on the one scheduler thread, so no two overlap).
+    pub fn trace_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let mut events = vec![json!({
+            "ph": "M", "pid": 1, "tid": 0, "name": "process_name",
+            "args": {"name": "host matrix"},
+        })];
+        for (i, v) in self.vms.iter().enumerate() {
+            events.push(json!({
+                "ph": "M", "pid": 1, "tid": i + 1, "name": "thread_name",
+                "args": {"name": format!("{} (VMFD {})", v.name, v.vmfd)},
+            }));
+        }
+        for t in &self.turns {
+            events.push(json!({
+                "ph": "X", "pid": 1, "tid": t.vm + 1, "name": "turn", "cat": "matrix",
+                "ts": t.start_ns as f64 / 1e3,
+                "dur": t.end_ns.saturating_sub(t.start_ns) as f64 / 1e3,
+            }));
+        }
+        json!({
+            "traceEvents": events,
+            "displayTimeUnit": "ns",
+            "otherData": {"vms": self.vms.len(), "turns": self.turns.len()},
+        })
+    }
+
     /// A picture of who ran when: a row per VM, a bar per turn, a time
     /// axis, each VM's share in the legend.
     pub fn timeline_svg(&self) -> String {
