@@ -849,4 +849,25 @@ fn trace_out_is_chrome_trace_events_a_track_per_vcpu() {
         assert_eq!(doc["otherData"]["dropped_slices"], 0);
         std::fs::remove_file(&path).unwrap();
     }
+    // the trace file is made before the run: never over the guest's file
+    let elf = common::guest_elf("hello");
+    let g = common::temp_file("hello.elf", &elf);
+    let o = common::host(&[
+        "run",
+        g.to_str().unwrap(),
+        "--trace-out",
+        g.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&g).unwrap(),
+        elf,
+        "the guest file is untouched"
+    );
+    std::fs::remove_file(&g).unwrap();
 }

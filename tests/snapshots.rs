@@ -572,6 +572,30 @@ fn hostile_snapshot_files_are_one_line_and_exit_1() {
     let o = common::host(&["matrix", "--vm", fifo.to_str().unwrap()]);
     assert_ne!(o.status.code(), Some(0));
     std::fs::remove_file(&fifo).unwrap();
+    // saving over the file being restored is refused before it is emptied
+    let p = common::temp_file("self.snap", &bytes);
+    let f = p.to_str().unwrap();
+    let o = common::host(&[
+        "run",
+        "--restore",
+        f,
+        "--snapshot",
+        f,
+        "--snapshot-at",
+        "exits:9",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        bytes,
+        "the snapshot is untouched"
+    );
+    std::fs::remove_file(&p).unwrap();
     let missing = Path::new("/nonexistent/x.snap");
     let o = common::host(&["run", "--restore", missing.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));

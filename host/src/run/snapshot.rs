@@ -64,6 +64,25 @@ fn escaped(p: &Path) -> String {
 
 /// What snapshots do not cover yet, refused in one line each.
 pub fn check(opts: &RunOptions) -> Result<(), RunError> {
+    // the output files are made before the run: none may be an input
+    let guest = Path::new(&opts.guest);
+    let inputs = [opts.restore.as_deref(), guest.is_file().then_some(guest)];
+    let outputs = [
+        ("--snapshot", opts.snapshot.as_deref()),
+        ("--trace-out", opts.trace_out.as_deref()),
+    ];
+    for (flag, out) in outputs.iter().filter_map(|(f, o)| Some((f, (*o)?))) {
+        let clash = inputs.iter().flatten().any(|i| same_file(out, i))
+            || outputs
+                .iter()
+                .any(|(g, o)| g != flag && o.is_some_and(|o| same_file(out, o)));
+        if clash {
+            return Err(RunError::Usage(format!(
+                "{flag} {} names a file this run reads or also writes: it would be emptied first; give another file",
+                escaped(out)
+            )));
+        }
+    }
     if opts.snapshot.is_none() && opts.restore.is_none() {
         return Ok(());
     }
@@ -84,6 +103,17 @@ pub fn check(opts: &RunOptions) -> Result<(), RunError> {
         return no("restore ELF guests: not with --flat");
     }
     Ok(())
+}
+
+/// Whether two paths name one file (the same path, or the same device and
+/// inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    a == b
+        || matches!(
+            (std::fs::metadata(a), std::fs::metadata(b)),
+            (Ok(x), Ok(y)) if x.dev() == y.dev() && x.ino() == y.ino()
+        )
 }
 
 /// The file `--snapshot` writes, made now (before the jail).
