@@ -598,6 +598,30 @@ fn matrix_turns_as_trace_events() {
         .map(|e| (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap()))
         .collect();
     assert_eq!(turns.len(), 20);
+    // never over a VM's file, never both outputs in one file
+    let (_, bytes) = (
+        0,
+        std::fs::read(host::guests::resolve("guest1").unwrap()).unwrap(),
+    );
+    let g = common::temp_file("guest1", &bytes);
+    let o = common::host(&[
+        "matrix",
+        "--vm",
+        g.to_str().unwrap(),
+        "--trace-out",
+        g.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&g).unwrap(), bytes);
+    let t = path.to_str().unwrap();
+    let o = common::host(&["matrix", "--timeline", t, "--trace-out", t]);
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_file(&g).unwrap();
     turns.sort_by(|a, b| a.0.total_cmp(&b.0));
     for w in turns.windows(2) {
         assert!(w[0].1 >= 0.0 && w[0].0 + w[0].1 <= w[1].0 + 1e-3, "{w:?}");

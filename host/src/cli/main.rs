@@ -366,6 +366,31 @@ fn cmd_matrix(
         }
     };
     let [timeline, trace_out] = pictures;
+    // an output may not be a file the run reads (a --vm, a snapshot among
+    // them) or the other output: it would be emptied first
+    let clash = |out: &PathBuf, other: &Option<PathBuf>| {
+        let name =
+            |v: &String| PathBuf::from(v.rsplit_once(":count=").map_or(v.as_str(), |(n, _)| n));
+        opts.vms
+            .iter()
+            .any(|v| run::snapshot::same_file(out, &name(v)))
+            || other
+                .as_ref()
+                .is_some_and(|o| run::snapshot::same_file(out, o))
+    };
+    for (flag, out, other) in [
+        ("--timeline", &timeline, &trace_out),
+        ("--trace-out", &trace_out, &timeline),
+    ] {
+        if let Some(out) = out
+            && clash(out, other)
+        {
+            return Err(usage(format!(
+                "{flag} {} names a file this run reads or also writes: it would be emptied first; give another file",
+                out.display()
+            )));
+        }
+    }
     let mut svg = create(&timeline)?;
     let mut trace = create(&trace_out)?;
     let stdout = std::io::stdout();

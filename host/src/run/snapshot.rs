@@ -107,7 +107,7 @@ pub fn check(opts: &RunOptions) -> Result<(), RunError> {
 
 /// Whether two paths name one file (the same path, or the same device and
 /// inode).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     a == b
         || matches!(
