@@ -369,11 +369,9 @@ fn cmd_matrix(
     // an output may not be a file the run reads (a --vm, a snapshot among
     // them) or the other output: it would be emptied first
     let clash = |out: &PathBuf, other: &Option<PathBuf>| {
-        let name =
-            |v: &String| PathBuf::from(v.rsplit_once(":count=").map_or(v.as_str(), |(n, _)| n));
         opts.vms
             .iter()
-            .any(|v| run::snapshot::same_file(out, &name(v)))
+            .any(|v| run::snapshot::same_file(out, std::path::Path::new(host::matrix::vm_name(v))))
             || other
                 .as_ref()
                 .is_some_and(|o| run::snapshot::same_file(out, o))

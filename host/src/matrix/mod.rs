@@ -25,5 +25,5 @@ pub use fair::{Fair, Step};
 pub use options::{MatrixError, MatrixOptions, Policy, parse_weights, weights_for};
 pub use report::{MatrixReport, MatrixStop, Tick, Turn, VmReport, VmState};
 pub use scheduler::run;
-pub use setup::rss_kib;
+pub use setup::{rss_kib, vm_name};
 pub use wrr::Wrr;

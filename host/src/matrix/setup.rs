@@ -34,7 +34,7 @@ pub const MAX_COUNT: usize = 10_000;
 /// VMs run it.
 pub fn counts(vms: &[String]) -> Result<Vec<(String, usize)>, MatrixError> {
     vms.iter()
-        .map(|v| match v.rsplit_once(":count=") {
+        .map(|v| match split_count(v) {
             None => Ok((v.clone(), 1)),
             Some((name, n)) => match n.parse::<usize>() {
                 Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok((name.to_string(), n)),
@@ -46,6 +46,16 @@ pub fn counts(vms: &[String]) -> Result<Vec<(String, usize)>, MatrixError> {
             },
         })
         .collect()
+}
+
+/// A `--vm` entry's name and the N of its `:count=N`, if it has one.
+fn split_count(entry: &str) -> Option<(&str, &str)> {
+    entry.rsplit_once(":count=")
+}
+
+/// The file or guest name of a `--vm` entry (without `:count=N`).
+pub fn vm_name(entry: &str) -> &str {
+    split_count(entry).map_or(entry, |(name, _)| name)
 }
 
 /// A snapshot opened and checked once, for every VM cloned from it.

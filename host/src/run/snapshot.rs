@@ -223,7 +223,8 @@ pub fn prepare_restore(opts: &RunOptions, path: &Path) -> Result<(Prepared, Vec<
             ))
         })?;
     let mut vm = Vm::for_restore(&cfg, opts.run.clone(), (&o.file, o.pages_off))?;
-    let (output, _) = vm.restore_snapshot(&o, &name, true)?;
+    vm.restore_snapshot(&o, &name, true)?;
+    let output = o.snap.output.clone();
     // new arguments, for a guest that reads them after its snapshot call
     if !opts.args.is_empty() {
         vm.write_guest(hypercall_abi::args::AREA, &encode_args(&opts.args)?)?;

@@ -105,14 +105,14 @@ impl Vm {
     /// VM made with its configuration by `Vm::for_restore`) into this VM:
     /// memory, vCPUs, controllers, device and, with `counts`, the exit
     /// counts so far (a clone in `host matrix` counts its own exits: its
-    /// table's index is made at its first exit, not here). Returns the
-    /// guest's output so far and its time so far.
+    /// table's index is made at its first exit, not here). The guest's output
+    /// so far stays in `o.snap` for a caller that prints it.
     pub fn restore_snapshot(
         &mut self,
         o: &Opened,
         name: &str,
         counts: bool,
-    ) -> Result<(Vec<u8>, Duration), VmError> {
+    ) -> Result<(), VmError> {
         let s = &o.snap;
         let bad = |e: WireError| SnapError::Bad {
             path: name.to_string(),
@@ -150,6 +150,6 @@ impl Vm {
         self.state.ended = s.halted.clone();
         self.state.guest_errors.count = s.guest_errors;
         self.state.restored = true;
-        Ok((s.output.clone(), Duration::from_nanos(s.elapsed_ns)))
+        Ok(())
     }
 }
