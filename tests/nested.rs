@@ -84,6 +84,13 @@ fn cases(payload: &Path) -> Vec<Case> {
             ],
         },
         Case {
+            name: "trace_out",
+            args: s(&["run", "smp", "--vcpus", "2", "--trace-out", "/tmp/smp.json"]),
+            code: 0,
+            gdb: None,
+            lines: vec![" slices of 2 vCPUs written to /tmp/smp.json"],
+        },
+        Case {
             name: "kvm_stats",
             args: s(&["run", "simvirtio", "--kvm-stats"]),
             code: 0,
