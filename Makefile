@@ -143,6 +143,12 @@ order-check: toolchain
 clean:
 	$(CARGO) clean
 
+# The docs' pictures of the HTML report (docs/img/report-*.png), from real
+# runs drawn by chromium (tools/doc-shots).
+doc-shots: toolchain test-deps
+	$(CARGO) build -p guest-kernel -p host
+	./tools/doc-shots
+
 # Rewrites the generated tables of docs/abi.md from hypercall-abi (a test
 # fails when they differ: "docs/abi.md is stale: run `make abi-doc`").
 abi-doc: toolchain

@@ -822,3 +822,35 @@ proptest! {
         prop_assert!(!e.err.contains("panicked"), "{}", e.err);
     }
 }
+
+/// `--html` with `--gdb`: the page is written when the run ends, after
+/// gdb detached, and tells the run gdb saw.
+#[test]
+fn html_is_written_after_gdb_detaches() {
+    let page = common::temp_dir().join("gdb.html");
+    let s = start(&["run", "debugme", "--html", page.to_str().unwrap()]);
+    s.gdb(
+        Some("debugme"),
+        &["break debugme::shout", "continue", "detach"],
+    );
+    let e = s.end();
+    assert_eq!((e.code, e.out.as_str()), (0, "shout 6\n"), "{}", e.err);
+    assert!(e.err.contains("report: "), "{}", e.err);
+    let html = std::fs::read_to_string(&page).unwrap();
+    let data = html
+        .split("<script type=\"application/json\" id=\"data\">")
+        .nth(1)
+        .and_then(|s| s.split("</script>").next())
+        .expect("the page's data");
+    let d: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert_eq!(d["kind"], "run");
+    assert_eq!(d["run"]["output"], "shout 6\n");
+    let exits = e
+        .err
+        .split("halted after ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap();
+    assert_eq!(d["run"]["exits"]["total"].to_string(), exits);
+    std::fs::remove_file(&page).unwrap();
+}

@@ -26,7 +26,7 @@ const HOST_LAYERS: &[(&str, &[&str])] = &[
     ("the VM", &["vm"]),
     (
         "commands",
-        &["run", "gdb", "inspect", "matrix", "bench", "abi"],
+        &["run", "gdb", "inspect", "matrix", "bench", "abi", "report"],
     ),
 ];
 

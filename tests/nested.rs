@@ -8,6 +8,7 @@
 //! prints `SKIPPED nested: <reason>` and this test passes; with
 //! `KVMWB_NESTED_REQUIRED=1` (set by .ci/run) a skip fails.
 
+mod browser;
 mod common;
 
 use std::collections::BTreeMap;
@@ -223,6 +224,29 @@ fn cases(payload: &Path) -> Vec<Case> {
                 "page tables: 2-level 32-bit paging, PSE 4 MiB pages: 1 PD, 1 PT (2 table pages), mapping 4 KiB and 4 MiB pages",
                 "splits into PD 1 | PT 256 | offset 0x123 (a 4 KiB page)",
                 "=> GPA 0x500123",
+            ],
+        },
+        // the page of a 2-level paged VM (kvm-pvm cannot set one up): the
+        // run() of cases.sh prints /tmp/page.html after the output; the
+        // test walks an address in it with a real browser
+        Case {
+            name: "html_layout_paged32",
+            args: s(&[
+                "layout",
+                "hello",
+                "--mode",
+                "paged32",
+                "--mem",
+                "8M",
+                "--html",
+                "/tmp/page.html",
+            ]),
+            code: 0,
+            gdb: None,
+            lines: vec![
+                "report: ",
+                "<!DOCTYPE html>",
+                "\"paging\":\"2-level 32-bit paging, PSE 4 MiB pages",
             ],
         },
         // kvm-pvm: SYSCALL stays at CPL3 and every call comes in through the
@@ -670,7 +694,8 @@ fn the_second_kvm_runs_what_kvm_pvm_cannot() {
         // boots clean.)
         "run() { name=$1; shift; echo \"=== CASE $name\"; timeout 30 host \"$@\" >/tmp/o 2>&1; rc=$?; \
          if [ $rc = 124 ] || [ $rc = 143 ]; then echo \"=== RETRY $name\"; timeout 30 host \"$@\" >/tmp/o 2>&1; rc=$?; fi; \
-         cat /tmp/o; echo \"=== RC $name $rc\"; }\n",
+         cat /tmp/o; if [ -f /tmp/page.html ]; then cat /tmp/page.html; rm -f /tmp/page.html; fi; \
+         echo \"=== RC $name $rc\"; }\n",
     );
     script.push_str(
         // A gdb client of busybox's nc: the host waits for it on a fixed
@@ -764,6 +789,27 @@ fn the_second_kvm_runs_what_kvm_pvm_cannot() {
                 "userloop: ring 0 vs ring 3 ticks {other:?}:\n{out}"
             )),
         }
+    }
+    // the paged32 page, drawn by a real browser: its walk of 0x500123
+    // ends where `host layout --translate` on kvm_amd ends (layout_paged32)
+    if let Some((0, out)) = got.get("html_layout_paged32")
+        && let Some(at) = out.find("<!DOCTYPE html>")
+        && let Some(end) = out.find("</html>")
+    {
+        let page = common::temp_dir().join("nested-paged32.html");
+        std::fs::write(&page, &out[at..end + 7]).expect("write the page");
+        let d = browser::dom(&page, "#gva=0x500123");
+        let walk = browser::field(&d, "walk-result");
+        if !walk.starts_with("=> GPA 0x500123,") {
+            failed.push(format!(
+                "html_layout_paged32: the page's walk says {walk:?}"
+            ));
+        }
+        let steps = browser::field(&d, "walk-steps");
+        if !steps.contains("splits into PD 1 | PT 256") {
+            failed.push(format!("html_layout_paged32: steps {steps:?}"));
+        }
+        browser::shots(&page, "nested-layout-paged32");
     }
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }

@@ -13,7 +13,7 @@
 //! | devices | `devices` |
 //! | one vCPU | `vcpu` |
 //! | the VM | `vm` |
-//! | commands | `run`, `inspect`, `matrix`, `bench`, `abi` |
+//! | commands | `run`, `inspect`, `matrix`, `bench`, `abi`, `report` |
 
 pub mod abi;
 pub mod bench;
@@ -26,6 +26,7 @@ pub mod inspect;
 pub mod kvm;
 pub mod loader;
 pub mod matrix;
+pub mod report;
 pub mod run;
 pub mod seccomp;
 pub mod signals;

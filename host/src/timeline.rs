@@ -52,6 +52,11 @@ impl Timeline {
         }
     }
 
+    /// When its times count from.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// KVM_RUN, begun at `from`, has returned now: its slice is kept, and
     /// the handling of its exit begins.
     pub fn ran(&mut self, from: Instant) {

@@ -23,6 +23,9 @@ pub enum TraceFormat {
     Text,
     /// A Mermaid flowchart, written when the run ends.
     Mermaid,
+    /// Nothing written: the calls and exits are kept for `--html` and
+    /// `--trace-out` (their sequence diagram and host track).
+    Keep,
 }
 
 /// One host call.
@@ -42,6 +45,8 @@ pub struct Call {
     pub purpose: &'static str,
     /// Set-up, exit handling, or after the run.
     pub phase: Phase,
+    /// When it was recorded (set by the tracer).
+    pub at: Option<std::time::Instant>,
 }
 
 impl Call {
@@ -61,6 +66,7 @@ impl Call {
             ret,
             purpose,
             phase: Phase::Setup,
+            at: None,
         }
     }
 
@@ -74,6 +80,7 @@ impl Call {
             ret,
             purpose,
             phase: Phase::Setup,
+            at: None,
         }
     }
 }
@@ -95,6 +102,20 @@ pub enum Phase {
     Loop,
     /// After the last exit.
     End,
+}
+
+/// What a trace kept of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    /// The calls (the first 10 000), in order.
+    pub calls: Vec<Call>,
+    /// The kinds of exit the loop handled, in first-seen order, with their
+    /// counts (the exit that ended the run is `last_exit`).
+    pub exits: Vec<(String, u64)>,
+    /// The exit that ended the run.
+    pub last_exit: Option<String>,
+    /// KVM_RUN calls made.
+    pub runs: u64,
 }
 
 /// The trace of one VM.
@@ -183,6 +204,7 @@ impl Tracer {
     /// Records a call (its phase is the tracer's).
     pub fn call(&mut self, mut c: Call) {
         c.phase = self.phase;
+        c.at = Some(std::time::Instant::now());
         self.n += 1;
         let what = if c.ioctl {
             format!("ioctl({}, {}{}{})", c.target, c.name, sep(&c.args), c.args)
@@ -256,6 +278,16 @@ impl Tracer {
                 self.exit_index.insert(kind.clone(), self.exits.len());
                 self.exits.push((kind, 1));
             }
+        }
+    }
+
+    /// What the trace kept, for `--html` and `--trace-out`.
+    pub fn kept(&self) -> Kept {
+        Kept {
+            calls: self.calls.clone(),
+            exits: self.exits.clone(),
+            last_exit: self.last_exit.clone(),
+            runs: self.runs,
         }
     }
 

@@ -201,6 +201,10 @@ pub struct RunArgs {
     /// KVM's own counters of the VM and each vCPU (KVM_GET_STATS_FD) beside the exit table.
     #[arg(long)]
     pub kvm_stats: bool,
+    /// Write the run as one self-contained HTML page to FILE: the VM at a glance, its
+    /// memory map, page tables, exits over time, the KVM calls, the crash (docs/report.md).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Continue the VM saved in FILE (by --snapshot) instead of starting GUEST; GUEST,
     /// if given, must be the guest it was saved from.
     #[arg(long, value_name = "FILE")]
@@ -259,6 +263,7 @@ impl RunArgs {
             restore: None,
             kvm_stats: false,
             trace_out: None,
+            html: None,
             args: Vec::new(),
         })
     }
@@ -300,6 +305,9 @@ pub enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also write the layout as one self-contained HTML page to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Run several VMs (default guest1 and guest2, real mode) from one host
     /// thread under a scheduler: on-exit, or timer-preempted with weights.
@@ -337,6 +345,9 @@ pub enum Cmd {
         /// Write the turns as Chrome trace-event JSON (ui.perfetto.dev): a track per VM.
         #[arg(long, value_name = "FILE.json")]
         trace_out: Option<PathBuf>,
+        /// Write the run as one self-contained HTML page: the timeline, shares against targets.
+        #[arg(long, value_name = "FILE.html")]
+        html: Option<PathBuf>,
         /// Guest memory per VM.
         #[arg(long, default_value = "1M", value_parser = size::parse_size)]
         mem: u64,

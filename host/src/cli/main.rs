@@ -8,9 +8,8 @@ use host::config::RunConfig;
 use host::guests;
 use host::run::{self, RunOptions, code};
 use host::trace::TraceFormat;
-use std::io::{IsTerminal, Write};
-use std::os::fd::FromRawFd;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 mod abi_cmd;
@@ -18,10 +17,12 @@ mod args;
 mod irq;
 mod out;
 mod patient;
+mod run_cmd;
 
 use abi_cmd::cmd_abi;
 use args::*;
 use out::*;
+use run_cmd::{cmd_matrix, cmd_run, create_output, write_page};
 
 /// The exit code of a `host run`/`layout` error: bad values on the command
 /// line are usage errors (2), the rest host errors (1).
@@ -106,12 +107,17 @@ fn dispatch(cli: Cli) -> Done {
             restore,
             kvm_stats,
             trace_out,
+            html,
             args,
         }) => {
-            let trace = trace_kvm.map(|t| match t {
-                TraceArg::Text => TraceFormat::Text,
-                TraceArg::Mermaid => TraceFormat::Mermaid,
-            });
+            // the page and the trace file draw the KVM calls of one vCPU
+            let keep = (html.is_some() || trace_out.is_some()) && vcpus == 1 && !ioeventfd;
+            let trace = trace_kvm
+                .map(|t| match t {
+                    TraceArg::Text => TraceFormat::Text,
+                    TraceArg::Mermaid => TraceFormat::Mermaid,
+                })
+                .or(keep.then_some(TraceFormat::Keep));
             // --restore without GUEST: the guest the snapshot names
             let no_guest = g.guest.is_none();
             let mut opts = RunOptions {
@@ -128,8 +134,9 @@ fn dispatch(cli: Cli) -> Done {
                         .as_ref()
                         .map(|_| snapshot_at.unwrap_or(host::config::SnapAt::Call)),
                     kvm_stats,
-                    timeline: trace_out.is_some(),
+                    timeline: trace_out.is_some() || html.is_some(),
                 },
+                html: html.is_some(),
                 trace_out,
                 snapshot,
                 restore,
@@ -142,16 +149,24 @@ fn dispatch(cli: Cli) -> Done {
             if opts.restore.is_some() && no_guest {
                 opts.guest.clear();
             }
-            cmd_run(&opts, json)
+            cmd_run(&opts, json, html)
         }
         Cmd::Layout {
             g,
             translate,
             json: as_json,
+            html,
         } => {
             let opts = g.options(None).map_err(usage)?;
+            let mut page = match &html {
+                Some(p) => Some(create_output("--html", p, &[Path::new(&opts.guest)])?),
+                None => None,
+            };
             let mut p = run::prepare(&opts).map_err(run_failure)?;
             let l = host::inspect::describe(&mut p.vm, &p.plan, translate).map_err(host_error)?;
+            if let (Some(f), Some(path)) = (&mut page, &html) {
+                write_page(f, path, &host::report::layout_page(&p.name, &l))?;
+            }
             if as_json {
                 json(&l)?;
             } else {
@@ -170,6 +185,7 @@ fn dispatch(cli: Cli) -> Done {
             json,
             timeline,
             trace_out,
+            html,
             mem,
             no_seccomp,
             kvm_device,
@@ -188,10 +204,10 @@ fn dispatch(cli: Cli) -> Done {
                 mem_size: mem,
                 kvm_path: kvm_device,
                 events: !quiet && !json,
-                record_turns: timeline.is_some() || trace_out.is_some(),
+                record_turns: timeline.is_some() || trace_out.is_some() || html.is_some(),
                 seccomp: !no_seccomp,
             };
-            cmd_matrix(&opts, json, [timeline, trace_out])
+            cmd_matrix(&opts, json, [timeline, trace_out, html])
         }
         Cmd::CargoRunner { elf, args } => cmd_cargo_runner(elf, args),
         Cmd::List => {
@@ -288,130 +304,4 @@ fn cmd_cargo_runner(elf: String, args: Vec<String>) -> Done {
         run::harness::Verdict::Failed => 101,
         run::harness::Verdict::Interrupted => code::INTERRUPTED,
     })
-}
-
-fn cmd_run(opts: &RunOptions, as_json: bool) -> Done {
-    let mut diag = std::io::stderr().lock();
-    let r = if as_json {
-        let mut captured = run::Capture::default();
-        let r = run::run(opts, &mut captured, &mut diag).map_err(run_failure)?;
-        json(&r.json(&captured))?;
-        if captured.dropped > 0 {
-            emit(
-                &mut diag,
-                &format!(
-                    "host: --json keeps the first {} of guest output: {} more bytes were dropped\n",
-                    host::size::human(run::JSON_OUTPUT_CAP as u64),
-                    captured.dropped
-                ),
-                "standard error",
-            )?;
-        }
-        r
-    } else {
-        let stdout = std::io::stdout();
-        let mut dropped = 0;
-        let r = if stdout.is_terminal() {
-            run::run(
-                opts,
-                &mut std::io::LineWriter::new(stdout.lock()),
-                &mut diag,
-            )
-        } else {
-            // a pipe nobody reads must not outlast --timeout or Ctrl-C
-            let deadline = opts.run.timeout.map(|t| std::time::Instant::now() + t);
-            // SAFETY: dup only makes a second descriptor for our stdout.
-            let fd = unsafe { libc::dup(1) };
-            if fd < 0 {
-                return Err(host_error("cannot duplicate standard output"));
-            }
-            // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-            let file = unsafe { std::fs::File::from_raw_fd(fd) };
-            let mut w = std::io::BufWriter::new(patient::Patient::new(file, deadline));
-            let r = run::run(opts, &mut w, &mut diag);
-            dropped = w.get_ref().dropped;
-            r
-        }
-        .map_err(run_failure)?;
-        emit(&mut diag, &r.human(), "standard error")?;
-        if dropped > 0 {
-            emit(
-                &mut diag,
-                &format!(
-                    "host: {dropped} bytes of guest output were dropped: standard output took no more before the run was stopped\n"
-                ),
-                "standard error",
-            )?;
-        }
-        r
-    };
-    Ok(r.exit_code())
-}
-
-/// `host matrix`; `pictures`: `--timeline FILE.svg` and `--trace-out
-/// FILE.json`.
-fn cmd_matrix(
-    opts: &host::matrix::MatrixOptions,
-    as_json: bool,
-    pictures: [Option<PathBuf>; 2],
-) -> Done {
-    use host::matrix::MatrixError;
-    // Created before the run: the scheduler thread may not open files once under seccomp.
-    let create = |p: &Option<PathBuf>| -> Result<Option<std::fs::File>, Failure> {
-        match p {
-            Some(p) => Ok(Some(std::fs::File::create(p).map_err(|e| {
-                host_error(format!("cannot create {}: {e}", p.display()))
-            })?)),
-            None => Ok(None),
-        }
-    };
-    let [timeline, trace_out] = pictures;
-    // an output may not be a file the run reads (a --vm, a snapshot among
-    // them) or the other output: it would be emptied first
-    let clash = |out: &PathBuf, other: &Option<PathBuf>| {
-        opts.vms
-            .iter()
-            .any(|v| run::snapshot::same_file(out, std::path::Path::new(host::matrix::vm_name(v))))
-            || other
-                .as_ref()
-                .is_some_and(|o| run::snapshot::same_file(out, o))
-    };
-    for (flag, out, other) in [
-        ("--timeline", &timeline, &trace_out),
-        ("--trace-out", &trace_out, &timeline),
-    ] {
-        if let Some(out) = out
-            && clash(out, other)
-        {
-            return Err(usage(format!(
-                "{flag} {} names a file this run reads or also writes: it would be emptied first; give another file",
-                out.display()
-            )));
-        }
-    }
-    let mut svg = create(&timeline)?;
-    let mut trace = create(&trace_out)?;
-    let stdout = std::io::stdout();
-    let r = host::matrix::run(
-        opts,
-        &mut std::io::BufWriter::with_capacity(1 << 16, stdout.lock()),
-    )
-    .map_err(|e| match e {
-        MatrixError::Weights(_) => usage(e),
-        MatrixError::Guest(e) => run_failure(e),
-        MatrixError::Vm(host::vm::VmError::Config(_)) => usage(e),
-        e => host_error(e),
-    })?;
-    if let (Some(f), Some(p)) = (&mut svg, &timeline) {
-        emit(f, &r.timeline_svg(), &p.display().to_string())?;
-    }
-    if let (Some(f), Some(p)) = (&mut trace, &trace_out) {
-        emit(f, &r.trace_json().to_string(), &p.display().to_string())?;
-    }
-    if as_json {
-        json(&r)?;
-    } else {
-        stderr(&r.human())?;
-    }
-    Ok(r.exit_code())
 }

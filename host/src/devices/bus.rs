@@ -230,6 +230,19 @@ impl Bus {
         self.device().load(d)
     }
 
+    /// From now on, the device keeps its queues over time (`--html`).
+    pub fn keep_history(&self, epoch: std::time::Instant) {
+        self.device().keep_history(epoch);
+    }
+
+    /// The device's queues over time, if kept.
+    pub fn device_history(&mut self) -> Option<super::simvirtio::history::History> {
+        self.simvirtio
+            .get_mut()
+            .ok()
+            .and_then(|d| d.history().cloned())
+    }
+
     /// What the SIMVIRTIO device did.
     pub fn device_stats(&mut self) -> DeviceStats {
         self.simvirtio

@@ -56,6 +56,8 @@ pub struct Crash {
     pub backtrace: Vec<String>,
     /// The last exits, oldest first; the last is the crash.
     pub last_exits: Vec<String>,
+    /// The instructions around RIP (`super::disasm`).
+    pub code: Vec<super::disasm::CodeLine>,
 }
 
 /// What names addresses in a crash report: the ELF's symbols and, where it
@@ -214,6 +216,20 @@ pub fn explain(
         };
         (text, hex.join(" "))
     };
+    // the code around RIP: up to 48 bytes before it (what can be read)
+    let mut wide = [0u8; 48 + 64];
+    let back = (1..=48u64)
+        .rev()
+        .find(|&k| {
+            translate::read_linear(mem, &p, rip.wrapping_sub(k), &mut wide[..k as usize])
+                == k as usize
+        })
+        .unwrap_or(0);
+    let got = translate::read_linear(mem, &p, rip.wrapping_sub(back), &mut wide);
+    let code = match got > back as usize {
+        true => super::disasm::around(bits, &wide[..got], back as usize, rip),
+        false => Vec::new(),
+    };
     let cr2 = match fault {
         Fault::Exception { cr2, .. } => *cr2,
         _ => None,
@@ -252,6 +268,7 @@ pub fn explain(
             _ => Vec::new(),
         },
         last_exits: stats.recent(),
+        code,
     })
 }
 

@@ -27,6 +27,11 @@ pub fn run(
         Some(path) => snapshot::prepare_restore(opts, path)?,
         None => (prepare(opts)?, Vec::new()),
     };
+    // the page draws the VM as it was set up (the guest may change it)
+    let layout = match opts.html {
+        true => Some(crate::inspect::describe(&mut p.vm, &p.plan, None)?),
+        false => None,
+    };
     // a restored run prints the output it had, as if never stopped
     out.write_all(&before)
         .map_err(|e| crate::vm::VmError::Host(e.into()))?;
@@ -87,5 +92,6 @@ pub fn run(
         name: p.name,
         outcome,
         crash,
+        layout,
     })
 }

@@ -116,6 +116,7 @@ fn run_once(
         name: p.name,
         outcome,
         crash: None,
+        layout: None,
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod code;
 mod debug;
+pub mod disasm;
 pub mod explain;
 mod go;
 pub mod harness;

@@ -35,6 +35,9 @@ pub struct RunOptions {
     /// `--trace-out FILE`: write the run as Chrome trace-event JSON
     /// (`run.timeline` keeps what it needs).
     pub trace_out: Option<PathBuf>,
+    /// `--html FILE`: keep what the page draws (the layout as set up, the
+    /// timeline, the KVM calls); the CLI writes the page.
+    pub html: bool,
 }
 
 impl Default for RunOptions {
@@ -50,6 +53,7 @@ impl Default for RunOptions {
             snapshot: None,
             restore: None,
             trace_out: None,
+            html: false,
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Report {
     pub outcome: RunOutcome,
     /// After a fault: the crash explained (`super::explain`).
     pub crash: Option<super::explain::Crash>,
+    /// `--html`: the VM as it was set up (`host layout`'s view).
+    pub layout: Option<crate::inspect::Layout>,
 }
 
 fn check_line(c: &Check42) -> String {

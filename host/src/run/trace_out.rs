@@ -47,14 +47,50 @@ fn instant((reason, dir, mmio, at): (u8, u8, bool, u64)) -> Option<(String, &'st
     }
 }
 
+/// The host track: each KVM call (ioctl or system call) as an instant
+/// event at its time after `base` (the trace's time 0).
+fn host_track(calls: &crate::trace::Kept, base: std::time::Instant, events: &mut Vec<Value>) {
+    events.push(json!({
+        "ph": "M", "pid": 1, "tid": 0, "name": "thread_name",
+        "args": {"name": "host: KVM calls"},
+    }));
+    for c in &calls.calls {
+        let Some(at) = c.at else { continue };
+        let ts = at.saturating_duration_since(base).as_nanos() as f64 / 1e3;
+        events.push(json!({
+            "ph": "i", "s": "t", "pid": 1, "tid": 0, "cat": if c.ioctl { "ioctl" } else { "syscall" },
+            "name": c.name, "ts": ts,
+            "args": {"target": c.target, "args": c.args, "ret": c.ret, "purpose": c.purpose},
+        }));
+    }
+}
+
 /// The trace-event document of `outcome`, and the slices it holds and
 /// dropped.
 pub fn document(name: &str, outcome: &RunOutcome) -> (Value, u64, u64) {
-    let us = |ns: u64| ns as f64 / 1e3;
     let mut events = vec![json!({
         "ph": "M", "pid": 1, "tid": 0, "name": "process_name",
         "args": {"name": format!("host run {name}")},
     })];
+    // time 0: the first KVM call, or the run's start
+    let epoch = outcome
+        .vcpus
+        .iter()
+        .find_map(|v| v.timeline.as_ref().map(crate::timeline::Timeline::epoch));
+    let first_call = outcome
+        .kvm_calls
+        .as_ref()
+        .and_then(|k| k.calls.iter().find_map(|c| c.at));
+    let base = match (epoch, first_call) {
+        (Some(e), Some(c)) => e.min(c),
+        (e, c) => e.or(c).unwrap_or_else(std::time::Instant::now),
+    };
+    let shift = epoch.map_or(0, |e| e.saturating_duration_since(base).as_nanos() as u64);
+    let us = |ns: u64| ns as f64 / 1e3;
+    let at = |ns: u64| us(ns + shift);
+    if let Some(k) = &outcome.kvm_calls {
+        host_track(k, base, &mut events);
+    }
     let (mut kept, mut dropped) = (0u64, 0u64);
     for v in &outcome.vcpus {
         let tid = v.id + 1;
@@ -72,14 +108,14 @@ pub fn document(name: &str, outcome: &RunOutcome) -> (Value, u64, u64) {
             };
             events.push(json!({
                 "ph": "X", "pid": 1, "tid": tid, "name": name, "cat": cat,
-                "ts": us(s.start_ns), "dur": us(s.dur_ns),
+                "ts": at(s.start_ns), "dur": us(s.dur_ns),
             }));
             if let Kind::Exit(e) = s.kind
                 && let Some((what, cat)) = instant(e)
             {
                 events.push(json!({
                     "ph": "i", "s": "t", "pid": 1, "tid": tid, "name": what, "cat": cat,
-                    "ts": us(s.start_ns),
+                    "ts": at(s.start_ns),
                 }));
             }
         }
@@ -93,6 +129,7 @@ pub fn document(name: &str, outcome: &RunOutcome) -> (Value, u64, u64) {
             "slices": kept,
             "dropped_slices": dropped,
             "slices_kept_per_vcpu": MAX_SLICES,
+            "kvm_calls": outcome.kvm_calls.as_ref().map_or(0, |k| k.calls.len()),
         },
     });
     (doc, kept, dropped)

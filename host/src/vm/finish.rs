@@ -87,6 +87,8 @@ impl Vm {
             elapsed,
             vcpus: per,
             device: self.bus.device_stats(),
+            device_history: self.bus.device_history(),
+            kvm_calls: self.state.trace.as_ref().map(crate::trace::Tracer::kept),
         })
     }
 }

@@ -276,6 +276,9 @@ impl Vm {
         let first = !state.started;
         state.started = true;
         let start = Instant::now();
+        if run.timeline {
+            bus.keep_history(start);
+        }
         let armed = ThreadSetup {
             arm: first,
             timeout: run.timeout,

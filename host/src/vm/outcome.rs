@@ -51,6 +51,10 @@ pub struct RunOutcome {
     pub vcpus: Vec<VcpuReport>,
     /// What the SIMVIRTIO device did.
     pub device: DeviceStats,
+    /// `--html`, `--trace-out`: the KVM calls (one vCPU only).
+    pub kvm_calls: Option<crate::trace::Kept>,
+    /// `--html`: the device's queues over time.
+    pub device_history: Option<crate::devices::simvirtio::history::History>,
     /// The 42 check, when the guest asked for it.
     pub check: Option<Check42>,
     /// Bad hypercall arguments reported.

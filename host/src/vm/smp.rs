@@ -36,6 +36,9 @@ impl Vm {
         // bounded: a vCPU that prints faster than the output drains waits
         let (tx, rx) = mpsc::sync_channel::<(Stream, Vec<u8>)>(LINES_IN_FLIGHT);
         let start = Instant::now();
+        if self.run.timeline {
+            self.bus.keep_history(start);
+        }
         let others = Others::new(self.vcpus.len() - 1);
         let job = VcpuJob {
             others: &others,

@@ -74,6 +74,8 @@ pub struct SimVirtio {
     /// The eventfd bound to `sv::IRQ_LINE` (KVM_IRQFD), with the in-kernel
     /// controller.
     pub(super) irq: Option<vmm_sys_util::eventfd::EventFd>,
+    /// The queues over time, when asked for (`keep_history`).
+    pub(super) history: Option<super::history::History>,
 }
 
 /// How the host learns that TX has data.
@@ -108,7 +110,18 @@ impl SimVirtio {
             q_ctl: [0; 2],
             line_len: 0,
             stats: DeviceStats::default(),
+            history: None,
         }
+    }
+
+    /// From now on, keep the queues at each drain (times from `epoch`).
+    pub fn keep_history(&mut self, epoch: std::time::Instant) {
+        self.history = Some(super::history::History::new(epoch));
+    }
+
+    /// The queues over time, if kept.
+    pub fn history(&self) -> Option<&super::history::History> {
+        self.history.as_ref()
     }
 
     /// Whether the host polls TX.

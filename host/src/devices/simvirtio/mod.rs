@@ -8,6 +8,7 @@
 //! the guest to see, and the device then ignores TX until DRIVER_RESET.
 
 mod device;
+pub mod history;
 mod memory;
 mod saved;
 mod transfer;

@@ -88,8 +88,25 @@ impl SimVirtio {
         let Some(mut tx) = queue(mem, sv::TX_CONTROL) else {
             return Ok(());
         };
+        if let Some(h) = &mut self.history {
+            h.sample(mem, &self.stats);
+        }
+        let r = self.drain_queue(mem, &mut tx, out, diag);
+        if let Some(h) = &mut self.history {
+            h.sample(mem, &self.stats);
+        }
+        r
+    }
+
+    fn drain_queue(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        tx: &mut sv::QueueControl,
+        out: &mut dyn Write,
+        diag: &mut dyn Write,
+    ) -> Result<(), HostError> {
         loop {
-            let (slot, tail) = match sv::pop_slot(tx) {
+            let (slot, tail) = match sv::pop_slot(*tx) {
                 Ok(s) => s,
                 Err(QueueError::Empty | QueueError::Full) => break,
                 Err(QueueError::Corrupt) => {
@@ -117,7 +134,7 @@ impl SimVirtio {
             // a command may have reset the queues
             if self.phase != Phase::Ready {
                 match queue(mem, sv::TX_CONTROL) {
-                    Some(t) => tx = t,
+                    Some(t) => *tx = t,
                     None => break,
                 }
             }

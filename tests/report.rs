@@ -1,0 +1,399 @@
+//! `--html FILE` in a real browser, and `--trace-out` through a strict
+//! trace-event check. Debian's chromium-headless-shell (tools/test-deps.txt)
+//! loads each page from disk with the network off: any console message (a
+//! JavaScript error, a resource that failed or was refused) fails the test;
+//! the DOM it drew is compared with the text report of the same run; three
+//! screenshots per page must not be blank (kept in target/report-shots/
+//! for a person to look at). A broken page shows that the checks can fail.
+
+mod common;
+
+mod browser;
+
+use browser::*;
+use std::path::PathBuf;
+
+/// Runs `host` with `args`; exit code and standard error.
+fn host(args: &[&str]) -> (i32, String, String) {
+    let o = common::host(args);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn page(name: &str) -> PathBuf {
+    common::temp_dir().join(format!("{name}.html"))
+}
+
+/// The number in `text` right after `before`.
+fn number_after(text: &str, before: &str) -> u64 {
+    let at = text
+        .find(before)
+        .unwrap_or_else(|| panic!("{before:?} in {text}"))
+        + before.len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_run_page_draws_what_the_text_report_says() {
+    let p = page("hello");
+    let (code, out, err) = host(&["run", "hello", "--kvm-stats", "--html", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "Hello, world!\n");
+    assert!(
+        err.contains("report: ") && err.contains("hello.html (open it in a browser)"),
+        "{err}"
+    );
+    let d = dom(&p, "");
+    assert_eq!(
+        sections(&d),
+        [
+            "glance",
+            "memory",
+            "pagetables",
+            "timeline",
+            "exits",
+            "kvmcalls",
+            "output",
+            "text"
+        ]
+    );
+    // the glance and the exit table say what the text says
+    let exits = number_after(&err, "halted after ");
+    assert_eq!(field(&d, "exits"), exits.to_string());
+    assert_eq!(field(&d, "check"), "pass");
+    assert_eq!(field(&d, "mode"), "long");
+    assert_eq!(field(&d, "memory"), "2 MiB");
+    assert_eq!(field(&d, "exit-code"), "0");
+    assert!(field(&d, "exits-total").starts_with(&format!("{exits} exits")));
+    let text_reasons = err.lines().filter(|l| l.starts_with("  KVM_EXIT_")).count();
+    assert_eq!(count(&d, "reason"), text_reasons, "one row per reason");
+    assert_eq!(field(&d, "output"), "Hello, world!\n");
+    // KVM's own counters beside ours
+    let kvm_exits = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("vcpu 0: "))
+        .and_then(|l| l.split(", ").find_map(|c| c.strip_prefix("exits ")))
+        .unwrap_or_else(|| panic!("KVM's exits in {err}"));
+    assert_eq!(field(&d, "kvm-exits"), kvm_exits);
+    assert_eq!(field(&d, "our-exits"), exits.to_string());
+    assert!(count(&d, "kvm-stat") >= 2);
+    // the timeline: one row per vCPU, a legend entry per kind of exit
+    assert_eq!(count(&d, "timeline-vcpu"), 1);
+    assert_eq!(
+        count(&d, "exit-kind"),
+        text_reasons,
+        "hello: print8bit and HLT"
+    );
+    assert!(count(&d, "histogram") >= 2);
+    // the KVM calls: the set-up, then one arrow per kind of exit and the last
+    assert!(count(&d, "seq-call") >= 10, "{}", count(&d, "seq-call"));
+    assert_eq!(count(&d, "seq-exit"), 2);
+    // the memory map lists the areas `host layout` lists
+    let (_, layout, _) = host(&["layout", "hello"]);
+    let map: Vec<&str> = layout
+        .lines()
+        .skip_while(|l| !l.starts_with("guest-physical map"))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let used = map.iter().filter(|l| !l.ends_with(" free")).count();
+    assert_eq!(count(&d, "area"), used, "{map:?}");
+    assert_eq!(count(&d, "memory-bar"), 2);
+    let text_ptes = layout
+        .lines()
+        .filter(|l| l.contains(" at GPA ") && l.contains(" = 0x"))
+        .count();
+    assert_eq!(count(&d, "pte"), text_ptes);
+    shots(&p, "run-hello");
+}
+
+/// The page walks a GVA as `host layout --translate` does: the same GPA,
+/// or the same failure.
+#[test]
+fn the_page_walks_an_address_as_translate_does() {
+    let p = page("walk");
+    let (code, _, err) = host(&["layout", "hello", "--html", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // mapped, a 2 MiB page without RAM behind it, a guard page, nothing
+    for gva in [
+        "0x100043",
+        "0x7ff78",
+        "0x1ff000",
+        "0xd0000010",
+        "0x70000",
+        "0x8000000000",
+    ] {
+        let (_, text, _) = host(&["layout", "hello", "--translate", gva]);
+        let lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.contains("translate GVA"))
+            .skip(1)
+            .map(str::trim)
+            .collect();
+        let d = dom(&p, &format!("#gva={gva}"));
+        let got = field(&d, "walk-result");
+        let want = lines.iter().find(|l| l.starts_with("=> ")).unwrap();
+        // the HVA differs between processes; the entry value of a missing
+        // entry is not in the page (it holds the present entries)
+        let want = want
+            .split(", HVA")
+            .next()
+            .unwrap()
+            .split(" (entry")
+            .next()
+            .unwrap();
+        assert!(got.starts_with(want), "{gva}: page {got:?}, text {want:?}");
+        // each table step the same as the text's
+        let steps = field(&d, "walk-steps");
+        let mut compared = 0;
+        for l in lines.iter().filter(|l| {
+            l.contains(" at GPA ") && l.contains("maps a page") || l.contains("next table")
+        }) {
+            let l = l.split_once(". ").unwrap().1;
+            assert!(steps.contains(l), "{gva}: {l:?} not in {steps:?}");
+            compared += 1;
+        }
+        // a missing entry: where it is (its value is not in the page)
+        for l in lines.iter().filter(|l| l.ends_with("-> not present")) {
+            let l = l.split_once(". ").unwrap().1.split(" = ").next().unwrap();
+            assert!(steps.contains(l), "{gva}: {l:?} not in {steps:?}");
+            compared += 1;
+        }
+        assert!(compared >= 1, "{gva}: {lines:?}");
+        if got.contains("=> GPA") {
+            assert!(
+                d.contains("class=\"hl\""),
+                "the walk's entries are highlighted"
+            );
+        }
+    }
+    shots(&p, "layout-hello");
+}
+
+#[test]
+fn a_crash_page_shows_the_autopsy() {
+    let p = page("crash");
+    let (code, _, err) = host(&["run", "crash", "--html", p.to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    let d = dom(&p, "");
+    assert_eq!(sections(&d)[..2], ["glance", "crash"]);
+    assert!(field(&d, "fault").starts_with("crash stopped: #UD invalid opcode"));
+    let rip_line = field(&d, "rip-line");
+    assert!(
+        rip_line.contains("0x100043") && rip_line.contains("ud2"),
+        "{rip_line}"
+    );
+    assert!(
+        err.contains(&format!(
+            "instruction at RIP ({}): ",
+            field(&d, "crash-symbol")
+        )),
+        "{err}"
+    );
+    let text_frames = err
+        .lines()
+        .skip_while(|l| !l.contains("backtrace"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    0x"))
+        .count();
+    assert_eq!(items(&d, "backtrace"), text_frames);
+    shots(&p, "run-crash");
+}
+
+#[test]
+fn a_simvirtio_page_draws_the_queues() {
+    let p = page("simvirtio");
+    let (code, _, err) = host(&["run", "simvirtio", "--html", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let d = dom(&p, "");
+    assert!(sections(&d).contains(&"simvirtio".to_string()));
+    assert_eq!(
+        field(&d, "sv-tx"),
+        number_after(&err, "simvirtio: ").to_string()
+    );
+    assert_eq!(
+        field(&d, "sv-notifies"),
+        number_after(&err, "bytes from TX (").to_string()
+    );
+    assert_eq!(count(&d, "queues"), 1);
+    shots(&p, "run-simvirtio");
+}
+
+#[test]
+fn a_matrix_page_draws_turns_and_shares() {
+    let p = page("matrix");
+    let (code, out, err) = host(&[
+        "matrix",
+        "--quanta",
+        "20",
+        "--quantum",
+        "10ms",
+        "--json",
+        "--html",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let d = dom(&p, "");
+    assert_eq!(sections(&d), ["glance", "scheduler", "text"]);
+    assert_eq!(count(&d, "matrix-vm"), 2);
+    let turns: u64 = j["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["quanta"].as_u64().unwrap())
+        .sum();
+    assert_eq!(field(&d, "turns"), turns.to_string());
+    assert!(d.contains("<svg") && count(&d, "shares") == 1);
+    assert!(field(&d, "matrix-timeline").contains("who ran when"));
+    shots(&p, "matrix");
+}
+
+/// The checks catch what they are for: a script error, a resource that
+/// would be fetched, a blank picture.
+#[test]
+fn the_browser_checks_can_fail() {
+    let p = page("broken-source");
+    let (code, _, err) = host(&["layout", "hello", "--html", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let good = std::fs::read_to_string(&p).unwrap();
+    let broken = common::temp_dir().join("broken.html");
+    std::fs::write(
+        &broken,
+        good.replace(
+            "</footer>",
+            "</footer><img src=\"missing.png\"><script>noSuchFunction();</script>",
+        ),
+    )
+    .unwrap();
+    let (_, console) = browse(&broken, "", &["--dump-dom".into()]);
+    let all = console.join("\n");
+    assert!(all.contains("Uncaught ReferenceError"), "{all}");
+    assert!(all.contains("missing.png"), "{all}");
+    let blank = common::temp_dir().join("blank.html");
+    std::fs::write(&blank, "<!DOCTYPE html><html><body></body></html>").unwrap();
+    let (_, px) = screenshot(&blank, "blank", 390);
+    assert!(!drawn(&px));
+}
+
+/// An output file the run reads is refused before anything is written.
+#[test]
+fn html_may_not_name_the_guest() {
+    let elf = common::guest_elf("hello");
+    let g = common::temp_file("hello-html.elf", &elf);
+    let (code, _, err) = host(&["run", g.to_str().unwrap(), "--html", g.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(std::fs::read(&g).unwrap(), elf);
+    let (code, _, err) = host(&[
+        "matrix",
+        "--quanta",
+        "2",
+        "--html",
+        "/nonexistent/dir/x.html",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("host: error: cannot create /nonexistent/dir/x.html"),
+        "{err}"
+    );
+}
+
+/// A trace-event document, checked against the format: known phases,
+/// pid/tid integers, times and durations numbers >= 0, metadata with a
+/// name, B/E matched per thread in time order.
+fn check_trace(doc: &serde_json::Value) -> (usize, Vec<String>) {
+    let ev = doc["traceEvents"].as_array().expect("traceEvents");
+    let mut open: std::collections::BTreeMap<(u64, u64), Vec<(String, f64)>> = Default::default();
+    let mut threads = Vec::new();
+    for e in ev {
+        let ph = e["ph"].as_str().expect("ph");
+        let (pid, tid) = (e["pid"].as_u64(), e["tid"].as_u64());
+        assert!(pid.is_some() && tid.is_some(), "pid/tid: {e}");
+        let key = (pid.unwrap(), tid.unwrap());
+        assert!(e["name"].is_string(), "name: {e}");
+        if ph == "M" {
+            assert!(
+                ["process_name", "thread_name"].contains(&e["name"].as_str().unwrap()),
+                "{e}"
+            );
+            assert!(e["args"]["name"].is_string(), "{e}");
+            if e["name"] == "thread_name" {
+                threads.push(e["args"]["name"].as_str().unwrap().to_string());
+            }
+            continue;
+        }
+        let ts = e["ts"].as_f64().unwrap_or_else(|| panic!("ts: {e}"));
+        assert!(ts >= 0.0, "{e}");
+        match ph {
+            "X" => assert!(e["dur"].as_f64().is_some_and(|d| d >= 0.0), "{e}"),
+            "i" | "I" => assert!(
+                ["g", "p", "t"].contains(&e["s"].as_str().unwrap_or("t")),
+                "{e}"
+            ),
+            "B" => open
+                .entry(key)
+                .or_default()
+                .push((e["name"].as_str().unwrap().into(), ts)),
+            "E" => {
+                let (name, begun) = open.entry(key).or_default().pop().expect("E without B");
+                assert!(ts >= begun, "E before its B: {e}");
+                if let Some(n) = e["name"].as_str() {
+                    assert_eq!(n, name);
+                }
+            }
+            other => panic!("phase {other}: {e}"),
+        }
+    }
+    assert!(open.values().all(Vec::is_empty), "B without E: {open:?}");
+    (ev.len(), threads)
+}
+
+#[test]
+fn trace_files_are_trace_events() {
+    let f = common::temp_dir().join("t.json");
+    let fs = f.to_str().unwrap();
+    for (args, threads) in [
+        (
+            vec!["run", "hello", "--trace-out", fs],
+            vec!["host: KVM calls", "vcpu 0"],
+        ),
+        (
+            vec!["run", "smp", "--vcpus", "2", "--trace-out", fs],
+            vec!["vcpu 0", "vcpu 1"],
+        ),
+        (
+            vec![
+                "matrix",
+                "--quanta",
+                "6",
+                "--quantum",
+                "10ms",
+                "--trace-out",
+                fs,
+            ],
+            vec!["guest1 (VMFD", "guest2 (VMFD"],
+        ),
+    ] {
+        let (code, _, err) = host(&args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        let (n, names) = check_trace(&doc);
+        assert!(n > 4, "{args:?}");
+        assert_eq!(names.len(), threads.len(), "{names:?}");
+        for (n, t) in names.iter().zip(&threads) {
+            assert!(n.starts_with(t), "{names:?}");
+        }
+    }
+    // the check itself catches an unmatched begin
+    let bad = serde_json::json!({"traceEvents": [{"ph": "B", "pid": 1, "tid": 1, "name": "x", "ts": 1.0}]});
+    assert!(std::panic::catch_unwind(|| check_trace(&bad)).is_err());
+}
