@@ -111,12 +111,13 @@ pub fn screenshot(page: &Path, name: &str, width: u32) -> (PathBuf, Vec<[u8; 3]>
     (png, px)
 }
 
-/// Whether a picture shows something: many colours, and a part of it
-/// away from the background (the page's near-white).
+/// Whether a picture shows something: 16 colours or more (a blank page
+/// has one or two), and at least 0.5% of it away from the background
+/// (the page's near-white).
 pub fn drawn(px: &[[u8; 3]]) -> bool {
     let colours: std::collections::BTreeSet<[u8; 3]> = px.iter().copied().collect();
     let inked = px.iter().filter(|p| p.iter().any(|&c| c < 200)).count();
-    colours.len() >= 32 && inked * 100 >= px.len() * 2
+    colours.len() >= 16 && inked * 200 >= px.len()
 }
 
 pub fn shots(page: &Path, name: &str) {

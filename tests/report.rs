@@ -397,3 +397,159 @@ fn trace_files_are_trace_events() {
     let bad = serde_json::json!({"traceEvents": [{"ph": "B", "pid": 1, "tid": 1, "name": "x", "ts": 1.0}]});
     assert!(std::panic::catch_unwind(|| check_trace(&bad)).is_err());
 }
+
+/// `host bench` measures what recording costs and what the page of 2000
+/// recorded exits weighs.
+#[test]
+fn bench_measures_the_recorded_loop_and_its_page() {
+    let (code, out, err) = host(&[
+        "bench",
+        "--exits",
+        "2000",
+        "--vm-iters",
+        "1",
+        "--process-iters",
+        "0",
+        "--preempt-quanta",
+        "0",
+        "--simvirtio-runs",
+        "0",
+        "--matrix-vms",
+        "0",
+        "--snapshot-runs",
+        "0",
+        "--irq-injections",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let figure = |name: &str| -> f64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+    };
+    assert!(figure("long_pio_exit_ns") > 0.0);
+    assert!(figure("long_pio_exit_recorded_ns") > 0.0);
+    assert!(figure("report_page_ms") > 0.0);
+    // 4000 slices of 2000 exits: more than a bare page, far below the cap
+    let kib = figure("report_page_kib");
+    assert!(kib > 60.0 && kib < 8192.0, "{kib}");
+}
+
+/// Hostile text cannot script the page: a guest that prints markup and a
+/// VM whose file name is markup. Their text shows as text, and no script
+/// of theirs runs (it would log to the console, which fails `dom`).
+#[test]
+fn a_guest_cannot_script_the_page() {
+    let evil = "</script><script>console.log('guest')</script><img src=x onerror=console.log(1)>&amp;<!--\n";
+    // long mode: mov al, c; out 0xe9, al (print8bit) per byte, then ud2
+    let mut code = Vec::new();
+    for b in evil.bytes() {
+        code.extend_from_slice(&[0xb0, b, 0xe6, 0xe9]);
+    }
+    code.extend_from_slice(&[0x0f, 0x0b]);
+    let bin = common::temp_file("evil.bin", &code);
+    let p = page("evil");
+    let mut args = common::flat_run(
+        false,
+        bin.to_str().unwrap().into(),
+        &["--html", p.to_str().unwrap()],
+    );
+    args.retain(|a| !a.is_empty());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = host(&a);
+    assert_eq!((code, out.as_str()), (3, evil), "{err}");
+    let d = dom(&p, "");
+    assert_eq!(field(&d, "output"), evil);
+    assert!(sections(&d).contains(&"crash".to_string()));
+    // a VM named with markup, in the matrix's page and its SVG
+    let name = common::temp_dir().join("vm<img src=y onerror=console.log(2)>.bin");
+    std::fs::write(&name, [0xf4]).unwrap();
+    let p = page("evil-matrix");
+    let (code, _, err) = host(&[
+        "matrix",
+        "--quanta",
+        "2",
+        "--quantum",
+        "10ms",
+        "--vm",
+        name.to_str().unwrap(),
+        "--html",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let d = dom(&p, "");
+    assert!(field(&d, "matrix-vm").contains("vm<img src=y onerror=console.log(2)>.bin"));
+}
+
+/// With the in-kernel controller the map has the LAPIC and IOAPIC windows,
+/// and the page lists them beside the MMIO of SIMVIRTIO.
+#[test]
+fn the_map_shows_the_interrupt_controllers_windows() {
+    let (code, text, err) = host(&["layout", "lapic_timer"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("0xfee00000..0xfee01000      4 KiB  -                   local APIC"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0xfec00000..0xfec00100      256 B  -                   IOAPIC"),
+        "{text}"
+    );
+    let p = page("lapic");
+    let (code, _, err) = host(&["layout", "lapic_timer", "--html", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let d = dom(&p, "");
+    assert!(d.contains("local APIC: each vCPU's own registers"), "{d}");
+    // without a controller: no such window
+    let (_, text, _) = host(&["layout", "hello"]);
+    assert!(
+        !text.contains("local APIC:") && !text.contains("IOAPIC:"),
+        "{text}"
+    );
+}
+
+/// Every picture of the report the docs show is made by `make doc-shots`
+/// (tools/doc-shots lists it), is in docs/img/, and shows something.
+#[test]
+fn the_docs_pictures_are_made_by_doc_shots() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = std::fs::read_to_string(root.join("tools/doc-shots")).unwrap();
+    let made: Vec<String> = script
+        .lines()
+        .skip_while(|l| !l.starts_with("done <<'LIST'"))
+        .skip(1)
+        .take_while(|l| *l != "LIST")
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .map(|n| format!("img/report-{n}.png"))
+        .collect();
+    assert!(made.len() >= 8, "{made:?}");
+    let mut shown = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(root.join("docs")).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for part in text.split("](").skip(1) {
+            let link = part.split(')').next().unwrap();
+            if link.starts_with("img/report-") {
+                shown.insert(link.to_string());
+            }
+        }
+    }
+    for pic in &shown {
+        assert!(made.contains(pic), "{pic} is not made by tools/doc-shots");
+        let f = std::fs::File::open(root.join("docs").join(pic)).expect(pic);
+        let mut r = png::Decoder::new(f).read_info().unwrap();
+        let mut buf = vec![0; r.output_buffer_size()];
+        let info = r.next_frame(&mut buf).unwrap();
+        let px: Vec<[u8; 3]> = buf[..info.buffer_size()]
+            .chunks(info.color_type.samples())
+            .map(|c| [c[0], c[1], c[2]])
+            .collect();
+        assert!(drawn(&px), "{pic} is blank");
+    }
+    assert_eq!(
+        shown.len(),
+        made.len(),
+        "each picture made is shown: {made:?} vs {shown:?}"
+    );
+}

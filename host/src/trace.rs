@@ -116,6 +116,8 @@ pub struct Kept {
     pub last_exit: Option<String>,
     /// KVM_RUN calls made.
     pub runs: u64,
+    /// Calls past the first 10 000, not kept.
+    pub dropped: u64,
 }
 
 /// The trace of one VM.
@@ -139,6 +141,8 @@ pub struct Tracer {
     phase: Phase,
     /// Calls made while handling an exit that is recorded after them.
     deferred: Vec<Call>,
+    /// Calls not kept (past MAX_CALLS).
+    dropped: u64,
 }
 
 impl Tracer {
@@ -158,6 +162,7 @@ impl Tracer {
             runs: 0,
             phase: Phase::Setup,
             deferred: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -217,6 +222,8 @@ impl Tracer {
         // (gva_to_hva reads the special registers) cannot grow the trace
         if self.calls.len() < MAX_CALLS {
             self.calls.push(c);
+        } else {
+            self.dropped += 1;
         }
     }
 
@@ -288,6 +295,7 @@ impl Tracer {
             exits: self.exits.clone(),
             last_exit: self.last_exit.clone(),
             runs: self.runs,
+            dropped: self.dropped,
         }
     }
 

@@ -111,6 +111,8 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
         }
         let per_exit = r.elapsed.as_nanos() as f64 / f64::from(o.exits);
         w(out, "long_pio_exit_ns", per_exit, "ns")?;
+        // the same, recorded as --html and --trace-out record it, and its page
+        super::report::run(out, &pio_loop(o.exits), o.exits, &o.kvm_path)?;
     }
 
     // (2) create VM + memory + vCPU + real mode, run to HLT, tear down:

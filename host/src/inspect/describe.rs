@@ -221,6 +221,17 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
         TSS_ADDR + 3 * 4096,
         "KVM_SET_TSS_ADDR: 3 pages for VMX's real-mode TSS (no guest RAM)".into(),
     );
+    // the in-kernel controllers' register windows: KVM serves them
+    let interrupts = super::irq::of_vm(vm)?;
+    if let Some(l) = interrupts.lapic.as_ref().filter(|l| l.mode == "xAPIC") {
+        let base = l.apic_base & !0xfff;
+        let what = "local APIC: each vCPU's own registers (KVM's in-kernel APIC, no guest RAM)";
+        add(base, base + 0x1000, what.into());
+    }
+    if let Some((base, _)) = &interrupts.ioapic {
+        let what = "IOAPIC: its registers (KVM's in-kernel IOAPIC, no guest RAM)";
+        add(*base, base + 0x100, what.into());
+    }
     areas.sort_by_key(|a| (a.start, a.end));
     // free space: the gaps in RAM
     let mut free = Vec::new();
@@ -271,7 +282,7 @@ pub fn describe(vm: &mut Vm, plan: &Plan, translate_gva: Option<u64>) -> Result<
         tables: tw.out,
         warnings,
         translation,
-        interrupts: super::irq::of_vm(vm)?,
+        interrupts,
     })
 }
 

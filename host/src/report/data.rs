@@ -147,6 +147,7 @@ fn kvm_calls(k: &crate::trace::Kept) -> Value {
         "end": pick(Phase::End),
         "runs": k.runs,
         "calls": k.calls.len(),
+        "dropped": k.dropped,
     })
 }
 

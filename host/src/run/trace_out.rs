@@ -130,6 +130,7 @@ pub fn document(name: &str, outcome: &RunOutcome) -> (Value, u64, u64) {
             "dropped_slices": dropped,
             "slices_kept_per_vcpu": MAX_SLICES,
             "kvm_calls": outcome.kvm_calls.as_ref().map_or(0, |k| k.calls.len()),
+            "dropped_kvm_calls": outcome.kvm_calls.as_ref().map_or(0, |k| k.dropped),
         },
     });
     (doc, kept, dropped)

@@ -158,7 +158,7 @@
   // ---- guest-physical memory ------------------------------------------------
   function areaColour(what) {
     if (what === "free") return "#eef1f5";
-    for (const [p, c] of [["page table", "#e8743b"], ["guest image", "#2b7bb9"], ["stack", "#19a979"], ["SIMVIRTIO", "#945ecf"], ["ABI", "#13a4b4"], ["host", "#b28600"], ["GDT", "#ed4a7b"], ["KVM", "#6f7d8c"], ["LAPIC", "#d9534f"], ["IOAPIC", "#d9534f"]]) {
+    for (const [p, c] of [["page table", "#e8743b"], ["guest image", "#2b7bb9"], ["stack", "#19a979"], ["SIMVIRTIO", "#945ecf"], ["ABI", "#13a4b4"], ["host", "#b28600"], ["GDT", "#ed4a7b"], ["KVM", "#6f7d8c"], ["APIC", "#d9534f"]]) {
       if (what.startsWith(p) || what.includes(p)) return c;
     }
     return "#8e6c8a";
@@ -489,7 +489,7 @@
         }
       });
       g.insertBefore(sv("defs", {}, sv("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 6, markerHeight: 6, orient: "auto-start-reverse" }, sv("path", { d: "M0 0 L10 5 L0 10 z", fill: "#5b6575" }))), g.firstChild);
-      s.appendChild(el("p", { cls: "muted", text: K.calls + " calls recorded; set-up calls in order, then the exit loop with each kind of exit and the calls made while handling them, then what came after (hover an arrow for its purpose)" }));
+      s.appendChild(el("p", { cls: "muted", text: K.calls + " calls recorded" + (K.dropped ? " (" + K.dropped + " later ones not kept)" : "") + "; set-up calls in order, then the exit loop with each kind of exit and the calls made while handling them, then what came after (hover an arrow for its purpose)" }));
       s.appendChild(g);
     }
   }
