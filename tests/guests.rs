@@ -834,33 +834,31 @@ fn trace_out_is_chrome_trace_events_a_track_per_vcpu() {
                 other => panic!("phase {other}: {e}"),
             }
         }
-        // one vCPU: its set-up KVM calls on a host track, before the first KVM_RUN
+        // the set-up KVM calls on a host track, before the first KVM_RUN
         let mut want: Vec<String> = (0..vcpus).map(|i| format!("vcpu {i}")).collect();
-        if vcpus == 1 {
-            want.insert(0, "host: KVM calls".into());
-            let calls: Vec<&serde_json::Value> = ev
+        want.insert(0, "host: KVM calls".into());
+        let calls: Vec<&serde_json::Value> = ev
+            .iter()
+            .filter(|e| e["tid"] == 0 && e["ph"] == "i")
+            .collect();
+        let at = |n: &str| {
+            calls
                 .iter()
-                .filter(|e| e["tid"] == 0 && e["ph"] == "i")
-                .collect();
-            let at = |n: &str| {
-                calls
-                    .iter()
-                    .find(|e| e["name"] == n)
-                    .and_then(|e| e["ts"].as_f64())
-                    .unwrap_or_else(|| panic!("{n} on the host track"))
-            };
-            let first_run = ev
-                .iter()
-                .filter(|e| e["name"] == "KVM_RUN")
-                .filter_map(|e| e["ts"].as_f64())
-                .fold(f64::MAX, f64::min);
-            assert!(at("KVM_CREATE_VM") < at("KVM_CREATE_VCPU"));
-            assert!(at("KVM_SET_REGS") <= first_run, "set-up before the run");
-            assert_eq!(
-                doc["otherData"]["kvm_calls"].as_u64(),
-                Some(calls.len() as u64)
-            );
-        }
+                .find(|e| e["name"] == n)
+                .and_then(|e| e["ts"].as_f64())
+                .unwrap_or_else(|| panic!("{n} on the host track"))
+        };
+        let first_run = ev
+            .iter()
+            .filter(|e| e["name"] == "KVM_RUN")
+            .filter_map(|e| e["ts"].as_f64())
+            .fold(f64::MAX, f64::min);
+        assert!(at("KVM_CREATE_VM") < at("KVM_CREATE_VCPU"));
+        assert!(at("KVM_SET_REGS") <= first_run, "set-up before the run");
+        assert_eq!(
+            doc["otherData"]["kvm_calls"].as_u64(),
+            Some(calls.len() as u64)
+        );
         assert_eq!(threads, want);
         assert_eq!(
             runs,

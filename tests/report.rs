@@ -368,7 +368,7 @@ fn trace_files_are_trace_events() {
         ),
         (
             vec!["run", "smp", "--vcpus", "2", "--trace-out", fs],
-            vec!["vcpu 0", "vcpu 1"],
+            vec!["host: KVM calls", "vcpu 0", "vcpu 1"],
         ),
         (
             vec![
@@ -552,4 +552,32 @@ fn the_docs_pictures_are_made_by_doc_shots() {
         made.len(),
         "each picture made is shown: {made:?} vs {shown:?}"
     );
+}
+
+/// Several vCPUs, and a device thread: a row of exits per vCPU, the
+/// set-up calls only (each vCPU's loop runs on a thread of its own).
+#[test]
+fn pages_of_several_vcpus_and_of_a_device_thread() {
+    let p = page("smp");
+    let (code, _, err) = host(&["run", "smp", "--vcpus", "2", "--html", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let d = dom(&p, "");
+    assert_eq!(count(&d, "timeline-vcpu"), 2);
+    assert_eq!(field(&d, "vcpus"), "2");
+    assert_eq!(count(&d, "setup-only"), 1);
+    assert!(count(&d, "seq-call") >= 10);
+    assert_eq!(count(&d, "seq-exit"), 0);
+    let p = page("ioeventfd");
+    let (code, _, err) = host(&[
+        "run",
+        "simvirtio_bulk",
+        "--ioeventfd",
+        "--html",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let d = dom(&p, "");
+    assert_eq!(field(&d, "sv-tx"), "4096");
+    assert_eq!(count(&d, "queues"), 1);
+    assert_eq!(count(&d, "setup-only"), 1);
 }

@@ -109,7 +109,8 @@ impl VmConfig {
                 self.vcpus
             )));
         }
-        if self.vcpus > 1 && self.trace.is_some() {
+        // (the calls kept for --html and --trace-out: set-up on this thread)
+        if self.vcpus > 1 && self.trace.is_some_and(|t| t != TraceFormat::Keep) {
             return Err(ConfigError::Vcpus(
                 "--trace-kvm follows a single vCPU: it cannot be combined with --vcpus".into(),
             ));

@@ -110,8 +110,9 @@ fn dispatch(cli: Cli) -> Done {
             html,
             args,
         }) => {
-            // the page and the trace file draw the KVM calls of one vCPU
-            let keep = (html.is_some() || trace_out.is_some()) && vcpus == 1 && !ioeventfd;
+            // the page and the trace file draw the KVM calls (with several
+            // vCPUs or a device thread: the set-up calls on this thread)
+            let keep = html.is_some() || trace_out.is_some();
             let trace = trace_kvm
                 .map(|t| match t {
                     TraceArg::Text => TraceFormat::Text,

@@ -332,7 +332,12 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
             opts.vm.mode
         )));
     }
-    if opts.run.ioeventfd && opts.vm.trace.is_some() {
+    if opts.run.ioeventfd
+        && opts
+            .vm
+            .trace
+            .is_some_and(|t| t != crate::trace::TraceFormat::Keep)
+    {
         return Err(RunError::Usage(
             "--trace-kvm follows one vCPU on the calling thread, and --ioeventfd runs the device on a thread of its own: use one at a time".into(),
         ));

@@ -444,17 +444,20 @@
   if (D.kind === "run") {
     const s = section("kvmcalls", "KVM calls");
     const K = D.kvm_calls;
+    const setupOnly = K && K.runs === 0 && R.exits.total > 0;
     if (!K) {
-      s.appendChild(el("p", { cls: "muted", text: "not recorded: the KVM call sequence follows one vCPU in exit or polling mode (as --trace-kvm does)" }));
+      s.appendChild(el("p", { cls: "muted", text: "not recorded for this run" }));
     } else {
       const lanes = ["VMM", "/dev/kvm", "vm", "vcpu"];
       const lane = (t) => (t === "host" ? 0 : t.startsWith("/dev/kvm") ? 1 : t.startsWith("vm") ? 2 : 3);
       const items = [];
       for (const c of K.setup) items.push(["call", c]);
-      items.push(["loop", null]);
-      for (const [k, n] of K.exits) items.push(["exit", k + " × " + n]);
-      for (const [n, p, c] of K.handlers) items.push(["handler", n + " × " + c + " (" + p + ")"]);
-      items.push(["endloop", null]);
+      if (!setupOnly) {
+        items.push(["loop", null]);
+        for (const [k, n] of K.exits) items.push(["exit", k + " × " + n]);
+        for (const [n, p, c] of K.handlers) items.push(["handler", n + " × " + c + " (" + p + ")"]);
+        items.push(["endloop", null]);
+      }
       if (K.last_exit) items.push(["exit", K.last_exit + " (the last)"]);
       for (const c of K.end) items.push(["call", c]);
       const W = 1000, row = 22, top = 30;
@@ -489,6 +492,7 @@
         }
       });
       g.insertBefore(sv("defs", {}, sv("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 6, markerHeight: 6, orient: "auto-start-reverse" }, sv("path", { d: "M0 0 L10 5 L0 10 z", fill: "#5b6575" }))), g.firstChild);
+ if (setupOnly) s.appendChild(el("p", { "data-k": "setup-only", text: "The set-up calls only: with several vCPUs, or a device thread, each vCPU runs its loop on a thread of its own, and those calls are not recorded (the exits are in the table and the timeline)." }));
       s.appendChild(el("p", { cls: "muted", text: K.calls + " calls recorded" + (K.dropped ? " (" + K.dropped + " later ones not kept)" : "") + "; set-up calls in order, then the exit loop with each kind of exit and the calls made while handling them, then what came after (hover an arrow for its purpose)" }));
       s.appendChild(g);
     }
