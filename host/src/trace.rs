@@ -353,14 +353,7 @@ impl Tracer {
                 esc(kind)
             ));
         }
-        let mut handlers: Vec<(&'static str, &'static str, u64)> = Vec::new();
-        for c in self.calls.iter().filter(|c| c.phase == Phase::Loop) {
-            match handlers.iter_mut().find(|h| h.0 == c.name) {
-                Some(h) => h.2 += 1,
-                None => handlers.push((c.name, c.purpose, 1)),
-            }
-        }
-        for (i, (name, purpose, count)) in handlers.iter().enumerate() {
+        for (i, (name, purpose, count)) in handlers(&self.calls).iter().enumerate() {
             m.push_str(&format!(
                 "  h{i}[\"{name}<br/>{}<br/>x {count}\"]\n  run -.-> h{i}\n  h{i} -.-> run\n",
                 esc(purpose)
@@ -381,6 +374,20 @@ impl Tracer {
         m.push_str(&format!("  done([\"done\"])\n  {last} --> done\n"));
         m
     }
+}
+
+/// The calls made while handling exits, one per request in first-seen
+/// order: its name, purpose and how many times (the Mermaid chart's
+/// branches, the `--html` diagram's).
+pub fn handlers(calls: &[Call]) -> Vec<(&'static str, &'static str, u64)> {
+    let mut handlers: Vec<(&'static str, &'static str, u64)> = Vec::new();
+    for c in calls.iter().filter(|c| c.phase == Phase::Loop) {
+        match handlers.iter_mut().find(|h| h.0 == c.name) {
+            Some(h) => h.2 += 1,
+            None => handlers.push((c.name, c.purpose, 1)),
+        }
+    }
+    handlers
 }
 
 fn sep(s: &str) -> &'static str {

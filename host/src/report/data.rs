@@ -57,14 +57,22 @@ impl std::io::Write for Tee<'_> {
 /// Log2 buckets of the host's handling time, per kind of exit: `[[lo_ns,
 /// count], ...]` where a bucket holds [lo, 2*lo).
 fn histograms(o: &RunOutcome) -> Value {
-    let mut by: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+    // counted by the raw exit, each kind named once after
+    let mut raw: BTreeMap<(u8, u8, bool, u64), BTreeMap<u32, u64>> = BTreeMap::new();
     for v in &o.vcpus {
         let Some(t) = &v.timeline else { continue };
         for s in &t.slices {
             if let Kind::Exit(e) = s.kind {
                 let b = 64 - s.dur_ns.max(1).leading_zeros() - 1;
-                *by.entry(exit_text(e)).or_default().entry(b).or_default() += 1;
+                *raw.entry(e).or_default().entry(b).or_default() += 1;
             }
+        }
+    }
+    let mut by: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+    for (e, buckets) in raw {
+        let row = by.entry(exit_text(e)).or_default();
+        for (b, c) in buckets {
+            *row.entry(b).or_default() += c;
         }
     }
     let rows: Vec<Value> = by
@@ -87,6 +95,8 @@ fn histograms(o: &RunOutcome) -> Value {
 fn timelines(o: &RunOutcome) -> Value {
     let mut kinds: Vec<String> = vec!["KVM_RUN".into()];
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    // each raw exit named once (not once per slice)
+    let mut seen: BTreeMap<(u8, u8, bool, u64), usize> = BTreeMap::new();
     let per = MAX_PAGE_SLICES / o.vcpus.len().max(1);
     let mut out = Vec::new();
     for v in &o.vcpus {
@@ -95,17 +105,13 @@ fn timelines(o: &RunOutcome) -> Value {
         for s in t.slices.iter().take(per) {
             let k = match s.kind {
                 Kind::Run => 0,
-                Kind::Exit(e) => {
+                Kind::Exit(e) => *seen.entry(e).or_insert_with(|| {
                     let name = exit_text(e);
-                    match index.get(&name) {
-                        Some(&i) => i,
-                        None => {
-                            index.insert(name.clone(), kinds.len());
-                            kinds.push(name);
-                            kinds.len() - 1
-                        }
-                    }
-                }
+                    *index.entry(name.clone()).or_insert_with(|| {
+                        kinds.push(name);
+                        kinds.len() - 1
+                    })
+                }),
             };
             slices.push(json!([s.start_ns, s.dur_ns, k]));
         }
@@ -132,13 +138,7 @@ fn kvm_calls(k: &crate::trace::Kept) -> Value {
             .map(call)
             .collect()
     };
-    let mut handlers: Vec<(&str, &str, u64)> = Vec::new();
-    for c in k.calls.iter().filter(|c| c.phase == Phase::Loop) {
-        match handlers.iter_mut().find(|h| h.0 == c.name) {
-            Some(h) => h.2 += 1,
-            None => handlers.push((c.name, c.purpose, 1)),
-        }
-    }
+    let handlers = crate::trace::handlers(&k.calls);
     json!({
         "setup": pick(Phase::Setup),
         "exits": k.exits,
