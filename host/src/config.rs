@@ -175,6 +175,9 @@ pub struct RunConfig {
     /// `--trace-out`: keep each vCPU's KVM_RUN and exit-handling slices
     /// (`crate::timeline`).
     pub timeline: bool,
+    /// `--record` under `--gdb`: time travel, its checkpoints within this
+    /// many bytes (`crate::gdb::record`).
+    pub record: Option<u64>,
 }
 
 /// Where a run stops to be saved (`--snapshot-at`).
@@ -186,6 +189,10 @@ pub enum SnapAt {
     Call,
     /// At Ctrl-C or `--timeout`, instead of only ending (`stop`).
     Stop,
+    /// Right after the guest's own exit number N (kicks and debugger stops
+    /// not counted): the marks of gdb's time travel (`crate::gdb::record`),
+    /// never a snapshot file.
+    GuestExits(u64),
 }
 
 impl SnapAt {

@@ -201,6 +201,13 @@ pub struct RunArgs {
     /// KVM's own counters of the VM and each vCPU (KVM_GET_STATS_FD) beside the exit table.
     #[arg(long)]
     pub kvm_stats: bool,
+    /// With --gdb: record the run for time travel (reverse-stepi, reverse-continue, ...):
+    /// checkpoints every 64 exits and re-execution (docs/debugging.md).
+    #[arg(long, requires = "gdb")]
+    pub record: bool,
+    /// The most memory --record's checkpoints take (default 256M); the oldest go first.
+    #[arg(long, value_name = "SIZE", value_parser = size::parse_size, requires = "record")]
+    pub record_budget: Option<u64>,
     /// Write the run as one self-contained HTML page to FILE: the VM at a glance, its
     /// memory map, page tables, exits over time, the KVM calls, the crash (docs/report.md).
     #[arg(long, value_name = "FILE")]
@@ -264,6 +271,8 @@ impl RunArgs {
             kvm_stats: false,
             trace_out: None,
             html: None,
+            record: false,
+            record_budget: None,
             args: Vec::new(),
         })
     }

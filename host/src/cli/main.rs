@@ -108,6 +108,8 @@ fn dispatch(cli: Cli) -> Done {
             kvm_stats,
             trace_out,
             html,
+            record,
+            record_budget,
             args,
         }) => {
             // the page and the trace file draw the KVM calls (with several
@@ -125,7 +127,12 @@ fn dispatch(cli: Cli) -> Done {
                 run: RunConfig {
                     timeout,
                     seccomp: !no_seccomp,
-                    pin,
+                    // a replay must see the CPU the first run saw (host_cpuid)
+                    pin: match record && pin.is_empty() && vcpus == 1 {
+                        // SAFETY: sched_getcpu takes nothing and only reads.
+                        true => vec![unsafe { libc::sched_getcpu() }.max(0) as usize],
+                        false => pin,
+                    },
                     polling: polling.then_some(poll_interval),
                     ioeventfd,
                     profile: stats,
@@ -136,6 +143,8 @@ fn dispatch(cli: Cli) -> Done {
                         .map(|_| snapshot_at.unwrap_or(host::config::SnapAt::Call)),
                     kvm_stats,
                     timeline: trace_out.is_some() || html.is_some(),
+                    record: record
+                        .then(|| record_budget.unwrap_or(host::gdb::record::DEFAULT_BUDGET)),
                 },
                 html: html.is_some(),
                 trace_out,

@@ -26,6 +26,10 @@ pub enum Resume {
     Continue,
     /// `stepi` (and each step of `step`/`next`).
     Step,
+    /// `reverse-stepi` (and each step back of the other reverse commands).
+    ReverseStep,
+    /// `reverse-continue`.
+    ReverseCont,
 }
 
 /// How a run between two stops ended.
@@ -56,6 +60,13 @@ pub struct Debuggee<'l, 'a> {
     last_debug: Option<(u32, [u64; 8])>,
     /// `monitor snapshot` asked for the run to end here and be saved.
     pub save_now: bool,
+    /// `--record`: the checkpoints of time travel (`super::reverse`).
+    pub record: Option<super::record::Recorder>,
+    /// Their budget (`--record-budget`; `monitor record on` too).
+    pub record_budget: u64,
+    /// The run was started with `--record` (its vCPU thread's seccomp
+    /// filter allows the checkpoints' KVM calls).
+    pub record_allowed: bool,
 }
 
 impl<'l, 'a> Debuggee<'l, 'a> {
@@ -71,7 +82,25 @@ impl<'l, 'a> Debuggee<'l, 'a> {
             layout,
             last_debug: None,
             save_now: false,
+            record: None,
+            record_budget: super::record::DEFAULT_BUDGET,
+            record_allowed: false,
         }
+    }
+
+    /// Whether `monitor record on` can start a recording here.
+    pub fn can_record(&self) -> Result<(), &'static str> {
+        match self.record_allowed {
+            true => Ok(()),
+            false => Err(
+                "start the run with --record: only then may the vCPU thread (under seccomp) make the checkpoints' KVM calls, and only then were the runs time travel cannot replay refused",
+            ),
+        }
+    }
+
+    /// The guest-debug state must be given to KVM again at the next run.
+    pub(super) fn forget_debug(&mut self) {
+        self.last_debug = None;
     }
 
     fn paging(&self) -> Result<Paging, VcpuError> {
@@ -170,6 +199,11 @@ impl<'l, 'a> Debuggee<'l, 'a> {
         out: &mut dyn Write,
         diag: &mut dyn Write,
     ) -> Result<Ran, VcpuError> {
+        // back in time (a faulted guest too: that is what it is for)
+        if matches!(self.resume, Resume::ReverseStep | Resume::ReverseCont) {
+            crate::signals::consume_kicks();
+            return self.reverse(out, diag);
+        }
         if let Some((stop, regs)) = self.dead.take() {
             // a faulted guest cannot go on: the run ends with its fault
             self.ended = Some((stop, regs));
@@ -205,7 +239,28 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                 clock.stop();
                 return Err(e);
             }
-            let pause = self.lp.run_debug(out, diag);
+            // time travel: stop at the next checkpoint's exit, and print
+            // nothing for exits served once already
+            let (mut mark, quiet) = self.mark();
+            // a step over an exit ends right after it (the CPU's trap after
+            // the instruction; kvm-pvm would run one more before the trap)
+            let before = self.lp.stats.guest_exits();
+            if step && let Some(crate::config::SnapAt::GuestExits(m)) = mark {
+                mark = Some(crate::config::SnapAt::GuestExits(m.min(before + 1)));
+            }
+            let keep = match mark {
+                Some(m) => self.lp.snapshot_at.replace(m),
+                None => self.lp.snapshot_at,
+            };
+            let pause = match quiet {
+                true => self
+                    .lp
+                    .run_debug(&mut std::io::sink(), &mut std::io::sink()),
+                false => self.lp.run_debug(out, diag),
+            };
+            if mark.is_some() {
+                self.lp.snapshot_at = keep;
+            }
             let pause = match pause {
                 Ok(p) => p,
                 Err(e) => {
@@ -218,8 +273,25 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                     clock.stop();
                     return Ok(Ran::Input);
                 }
+                Pause::Ended(Stop::Snapshot, _) if mark.is_some() => {
+                    // a mark: a checkpoint is due, or the output goes on
+                    let r = self.marked().and_then(|()| match step {
+                        true => self.settle(),
+                        false => Ok(()),
+                    });
+                    if let Err(e) = r {
+                        clock.stop();
+                        return Err(e);
+                    }
+                    if step && self.lp.stats.guest_exits() > before {
+                        clock.stop();
+                        return Ok(Ran::Stopped(SingleThreadStopReason::DoneStep));
+                    }
+                    continue;
+                }
                 Pause::Ended(stop, regs) => {
                     clock.stop();
+                    self.advanced();
                     return Ok(Ran::Stopped(self.ended_with(stop, regs, out, diag)?));
                 }
                 Pause::Debug {
@@ -244,10 +316,78 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                     };
                     if let Some(r) = why {
                         clock.stop();
+                        self.advanced();
                         return Ok(Ran::Stopped(r));
                     }
                     pc = Some(at);
                 }
+            }
+        }
+    }
+
+    /// `--record`: where the run must stop next (the next checkpoint, or
+    /// the frontier of what was printed), and whether the guest is
+    /// re-executing exits served once already (print nothing).
+    fn mark(&self) -> (Option<crate::config::SnapAt>, bool) {
+        let Some(r) = &self.record else {
+            return (None, false);
+        };
+        let now = self.lp.stats.guest_exits();
+        let next = match now < r.frontier {
+            true => r.frontier,
+            false => r.newest().unwrap_or(now) + r.every,
+        };
+        (
+            Some(crate::config::SnapAt::GuestExits(next)),
+            now < r.frontier,
+        )
+    }
+
+    /// The run reached a mark: keep a checkpoint when one is due.
+    fn marked(&mut self) -> Result<(), VcpuError> {
+        let now = self.lp.stats.guest_exits();
+        let due = self
+            .record
+            .as_ref()
+            .is_some_and(|r| now >= r.newest().unwrap_or(0) + r.every);
+        if due {
+            self.checkpoint()?;
+        }
+        self.advanced();
+        Ok(())
+    }
+
+    /// The frontier of the recording moves up to where the guest is.
+    fn advanced(&mut self) {
+        let now = self.lp.stats.guest_exits();
+        if let Some(r) = &mut self.record {
+            r.frontier = r.frontier.max(now);
+        }
+    }
+
+    /// gdb asked to go back: where it lands, or why it cannot.
+    fn reverse(&mut self, out: &mut dyn Write, diag: &mut dyn Write) -> Result<Ran, VcpuError> {
+        use SingleThreadStopReason as R;
+        if self.record.is_none() {
+            crate::diag::host_line(
+                out,
+                diag,
+                format_args!(
+                    "gdb: not recording, so there is no way back: run with --record, or `monitor record on` first"
+                ),
+            )?;
+            return Ok(Ran::Stopped(R::Signal(Signal::SIGTRAP)));
+        }
+        let r = match self.resume {
+            Resume::ReverseStep => self.reverse_step(),
+            _ => self.reverse_cont(),
+        };
+        match r {
+            Ok(why) => Ok(Ran::Stopped(why)),
+            Err(e) => {
+                // the guest stays where the failed replay left it
+                crate::diag::host_line(out, diag, format_args!("gdb: {e}"))?;
+                Ok(Ran::Stopped(R::Signal(Signal::SIGTRAP)))
             }
         }
     }

@@ -11,7 +11,9 @@ pub mod error;
 pub mod monitor;
 pub mod points;
 pub mod probe;
+pub mod record;
 pub mod regs;
+mod reverse;
 pub mod session;
 pub mod target;
 

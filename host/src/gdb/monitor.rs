@@ -15,6 +15,8 @@ monitor irq             interrupts now: the IDT/IVT in use, the local APIC (time
 monitor trace on|off    the KVM call trace (--trace-kvm) to the host's standard error
 monitor caps            what this KVM can do for gdb
 monitor snapshot        save the VM as it is now to the file of --snapshot FILE, and end the run
+monitor record on|off   time travel from here (as --record), or no more
+monitor record          what the recording holds: checkpoints, where it starts, memory
 ";
 
 /// Runs one `monitor` command; returns what gdb prints.
@@ -33,6 +35,23 @@ pub fn command(d: &mut Debuggee<'_, '_>, cmd: &str) -> String {
                 "snapshot: the VM is saved as it is now (without gdb's breakpoints) to the file of --snapshot, and the run ends: gdb loses the connection; `host run --restore FILE` continues it\n".into()
             }
             None => "monitor snapshot saves to the file --snapshot names: start with host run GUEST --gdb --snapshot FILE\n".into(),
+        },
+        ["record", "on"] => {
+            if let Err(why) = d.can_record() {
+                return format!("{why}\n");
+            }
+            match d.record_on(d.record_budget) {
+                Ok(()) => format!("recording from here: reverse-stepi, reverse-continue and the other reverse commands go back as far as exit {}\n", d.lp.stats.guest_exits()),
+                Err(e) => format!("cannot record: {e}\n"),
+            }
+        }
+        ["record", "off"] => match d.record.take() {
+            Some(_) => "recording off: its checkpoints are gone\n".into(),
+            None => "not recording\n".into(),
+        },
+        ["record"] => match &d.record {
+            Some(r) => r.summary(),
+            None => "not recording (monitor record on, or host run --gdb --record)\n".into(),
         },
         ["trace", "on"] => trace_on(d),
         ["trace", "off"] => match d.lp.trace.take() {

@@ -30,6 +30,9 @@ pub struct Session {
     routing: Result<(), String>,
     /// How long the guest was stopped for gdb (after `drive`).
     stopped: std::time::Duration,
+    /// `--record`: time travel from the first instruction, with this
+    /// budget.
+    pub record: Option<u64>,
 }
 
 impl Session {
@@ -43,6 +46,7 @@ impl Session {
             layout,
             routing: Ok(()),
             stopped: std::time::Duration::ZERO,
+            record: None,
         }
     }
 }
@@ -79,7 +83,12 @@ impl Driver for Session {
             .take()
             .ok_or(HostError::Internal("a gdb session driven twice"))?;
         let caps = self.caps.clone();
-        let d = Debuggee::new(lp, caps, &self.layout);
+        let mut d = Debuggee::new(lp, caps, &self.layout);
+        if let Some(budget) = self.record {
+            d.record_budget = budget;
+            d.record_allowed = true;
+            d.record_on(budget)?;
+        }
         match self.mode {
             CpuMode::Long => serve::<X86_64_SSE>(d, conn, timeout, out, diag, &mut self.stopped),
             CpuMode::Real => serve::<X86_REAL>(d, conn, timeout, out, diag, &mut self.stopped),
@@ -115,6 +124,7 @@ fn for_arch<A: ModeArch>(r: SingleThreadStopReason<u64>) -> SingleThreadStopReas
             kind,
             addr: A::from_u64(addr),
         },
+        R::ReplayLog { tid, pos } => R::ReplayLog { tid, pos },
         // the debuggee reports none of the others
         _ => R::Signal(Signal::SIGTRAP),
     }

@@ -8,6 +8,9 @@ use super::regs::ModeArch;
 use crate::vcpu::VcpuError;
 use gdbstub::common::Signal;
 use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::base::reverse_exec::{
+    ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
+};
 use gdbstub::target::ext::base::singlethread::{
     SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep,
     SingleThreadSingleStepOps,
@@ -73,7 +76,8 @@ impl<A: ModeArch> SingleThreadBase for Guest<'_, '_, A> {
             .map_err(|e| TargetError::Fatal(e.into()))?;
         A::to_kvm(regs, &mut r, &s);
         v.set_kvm_regs(&r, self.d.lp.trace)
-            .map_err(|e| TargetError::Fatal(e.into()))
+            .map_err(|e| TargetError::Fatal(e.into()))?;
+        self.d.changed().map_err(TargetError::Fatal)
     }
 
     fn read_addrs(&mut self, start: A::Usize, data: &mut [u8]) -> TargetResult<usize, Self> {
@@ -90,7 +94,7 @@ impl<A: ModeArch> SingleThreadBase for Guest<'_, '_, A> {
 
     fn write_addrs(&mut self, start: A::Usize, data: &[u8]) -> TargetResult<(), Self> {
         match self.d.write(A::to_u64(start), data) {
-            Ok(true) => Ok(()),
+            Ok(true) => self.d.changed().map_err(TargetError::Fatal),
             Ok(false) => Err(TargetError::NonFatal),
             Err(e) => Err(TargetError::Fatal(e)),
         }
@@ -114,6 +118,29 @@ impl<A: ModeArch> SingleThreadResume for Guest<'_, '_, A> {
         } else {
             None
         }
+    }
+
+    // time travel (`--record`, `monitor record on`) steps the guest
+    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, (), Self>> {
+        self.d.caps.single_step.then_some(self as _)
+    }
+
+    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, (), Self>> {
+        self.d.caps.single_step.then_some(self as _)
+    }
+}
+
+impl<A: ModeArch> ReverseStep<()> for Guest<'_, '_, A> {
+    fn reverse_step(&mut self, _tid: ()) -> Result<(), VcpuError> {
+        self.d.resume = Resume::ReverseStep;
+        Ok(())
+    }
+}
+
+impl<A: ModeArch> ReverseCont<()> for Guest<'_, '_, A> {
+    fn reverse_cont(&mut self) -> Result<(), VcpuError> {
+        self.d.resume = Resume::ReverseCont;
+        Ok(())
     }
 }
 

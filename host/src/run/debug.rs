@@ -10,11 +10,51 @@ use crate::vm::{RunOutcome, VmError};
 use crate::x86::CpuMode;
 use std::io::Write;
 
-/// Runs a prepared guest under gdb at `addr`.
+/// What `--record` cannot replay, refused in one line (exit 2): several
+/// vCPUs run at once in an order no one records; interrupts from KVM's
+/// own timers and controllers, the polling timer and a device thread come
+/// at moments a re-execution cannot meet; a snapshot would stop the run
+/// the marks of time travel need; and each checkpoint compares all of
+/// guest RAM with its copy.
+pub fn check_record(opts: &super::prepare::RunOptions) -> Result<(), RunError> {
+    if opts.run.record.is_none() {
+        return Ok(());
+    }
+    let why = if opts.vm.vcpus > 1 {
+        Some("several vCPUs run at once, in an order a replay cannot repeat".to_string())
+    } else if opts.vm.irqchip == Some(crate::config::IrqChip::Kernel) {
+        Some("the in-kernel controllers and timers interrupt the guest at moments a replay cannot meet (--irqchip kernel)".into())
+    } else if opts.run.inject.is_some() {
+        Some("--inject-every interrupts at moments a replay cannot meet".into())
+    } else if opts.run.polling.is_some() {
+        Some("--polling drains the device on a timer, at moments a replay cannot meet".into())
+    } else if opts.run.ioeventfd {
+        Some("--ioeventfd serves the device on a thread of its own".into())
+    } else if opts.snapshot.is_some() {
+        Some("--snapshot stops the run where time travel's marks are".into())
+    } else if opts.vm.mem_size > crate::gdb::record::MAX_RECORD_MEM {
+        Some(format!(
+            "each checkpoint compares all guest RAM with its copy: at most {} MiB (--mem)",
+            crate::gdb::record::MAX_RECORD_MEM >> 20
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(w) => Err(RunError::Usage(format!(
+            "--record cannot replay this run: {w}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Runs a prepared guest under gdb at `addr` (`record`: `--record`'s
+/// budget).
 pub fn run(
     p: &mut Prepared,
     addr: &str,
     vm: &VmConfig,
+    record: Option<u64>,
     out: &mut dyn Write,
     diag: &mut dyn Write,
 ) -> Result<RunOutcome, RunError> {
@@ -50,6 +90,7 @@ pub fn run(
     let conn = listener.accept()?;
     drop(listener);
     let mut session = Session::new(conn, vm.mode, caps, layout);
+    session.record = record;
     Ok(p.vm.run_driven(Some(&mut session), out, diag)?)
 }
 

@@ -15,6 +15,7 @@ pub fn run(
     diag: &mut dyn Write,
 ) -> Result<Report, RunError> {
     snapshot::check(opts)?;
+    super::debug::check_record(opts)?;
     let trace_file = match &opts.trace_out {
         Some(path) => Some(super::trace_out::create(path)?),
         None => None,
@@ -41,7 +42,7 @@ pub fn run(
         None => keep.inner(),
     };
     let outcome = match &opts.gdb {
-        Some(addr) => super::debug::run(&mut p, addr, &opts.vm, out, diag)?,
+        Some(addr) => super::debug::run(&mut p, addr, &opts.vm, opts.run.record, out, diag)?,
         None => p.vm.run(out, diag)?,
     };
     if let (Some(f), Some(path)) = (&file, &opts.snapshot) {

@@ -91,6 +91,19 @@ pub const SNAPSHOT_IOCTLS: [(u64, &str); 7] = [
     (0x8070_ae9f, "KVM_GET_PIT2"),
 ];
 
+/// What a debugger that may save the VM adds (`host run --gdb --record`:
+/// time travel puts its checkpoints back on the vCPU thread): the writes
+/// of the state [`SNAPSHOT_IOCTLS`] reads (KVM_SET_REGS and KVM_SET_SREGS
+/// are the debugger's already).
+pub const RESTORE_IOCTLS: [(u64, &str); 6] = [
+    (0x5000_aea5, "KVM_SET_XSAVE"),
+    (0x4188_aea7, "KVM_SET_XCRS"),
+    (0x4080_aea2, "KVM_SET_DEBUGREGS"),
+    (0x4040_aea0, "KVM_SET_VCPU_EVENTS"),
+    (0x4008_ae89, "KVM_SET_MSRS"),
+    (0x4004_ae99, "KVM_SET_MP_STATE"),
+];
+
 /// Why the filter could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -127,10 +140,15 @@ pub fn rules_with(debugger: Option<i32>, snapshot: bool, reads: &[i32]) -> BTree
     } else {
         &[][..]
     };
+    let restore_ioctls = match (snapshot, debugger) {
+        (true, Some(_)) => &RESTORE_IOCTLS[..],
+        _ => &[][..],
+    };
     let mut ioctls: Vec<u32> = ALLOWED_IOCTLS
         .iter()
         .chain(debugger_ioctls)
         .chain(snapshot_ioctls)
+        .chain(restore_ioctls)
         .map(|&(req, _)| req as u32)
         .collect();
     ioctls.sort_unstable();
@@ -348,6 +366,24 @@ mod tests {
         let r = rules_with(None, true, &[]);
         assert!(r.contains_key(&(libc::SYS_mincore as u32)));
         assert!(!rules(None).contains_key(&(libc::SYS_mincore as u32)));
+        // time travel's writes back: only a debugger that may save
+        let want = [
+            io(1, 0xa5, size_of::<k::kvm_xsave>()),
+            io(1, 0xa7, size_of::<k::kvm_xcrs>()),
+            io(1, 0xa2, size_of::<k::kvm_debugregs>()),
+            io(1, 0xa0, size_of::<k::kvm_vcpu_events>()),
+            io(1, 0x89, size_of::<k::kvm_msrs>()),
+            io(1, 0x99, size_of::<k::kvm_mp_state>()),
+        ];
+        let have: Vec<u64> = RESTORE_IOCTLS.iter().map(|&(n, _)| n).collect();
+        assert_eq!(have, want);
+        let allowed = |r: &BTreeMap<u32, Rule>, n: u64| match &r[&(libc::SYS_ioctl as u32)] {
+            Rule::OneOf { values, .. } => values.contains(&(n as u32)),
+            _ => false,
+        };
+        assert!(!allowed(&rules_with(None, true, &[]), 0x4008_ae89));
+        assert!(!allowed(&rules_with(Some(3), false, &[]), 0x4008_ae89));
+        assert!(allowed(&rules_with(Some(3), true, &[]), 0x4008_ae89));
     }
 
     use super::*;

@@ -233,7 +233,14 @@ impl ExitStats {
         self.total
     }
 
-    /// Exits of one reason.
+    /// Exits the guest itself caused: all but the host's kicks
+    /// (KVM_EXIT_INTR) and a debugger's stops (KVM_EXIT_DEBUG), which
+    /// differ from run to run of the same guest (time travel counts these).
+    pub fn guest_exits(&self) -> u64 {
+        self.total() - self.count(ExitReason::Intr) - self.count(ExitReason::Debug)
+    }
+
+    /// Exits of reason `r`.
     pub fn count(&self, r: ExitReason) -> u64 {
         self.by_reason[r as usize]
     }

@@ -113,10 +113,14 @@ impl ExitLoop<'_> {
             }
             // the last exit (of any kind) was served: stop here for a
             // snapshot after exit N
-            if let Some(SnapAt::Exits(n)) = self.snapshot_at
-                && self.stats.total() >= n
-            {
-                return self.end(Stop::Snapshot, out);
+            match self.snapshot_at {
+                Some(SnapAt::Exits(n)) if self.stats.total() >= n => {
+                    return self.end(Stop::Snapshot, out);
+                }
+                Some(SnapAt::GuestExits(n)) if self.stats.guest_exits() >= n => {
+                    return self.end(Stop::Snapshot, out);
+                }
+                _ => {}
             }
             if let Some(t) = self.timeline.as_deref_mut() {
                 t.handled(self.stats.last_raw());

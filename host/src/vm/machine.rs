@@ -286,7 +286,8 @@ impl Vm {
             pin: run.pin.first().copied().filter(|_| first),
             seccomp: run.seccomp,
             debugger: driver.as_ref().map(|d| d.fd()),
-            snapshot: run.snapshot_at.is_some(),
+            // time travel's checkpoints read and write what a snapshot does
+            snapshot: run.snapshot_at.is_some() || run.record.is_some(),
             reads: self
                 .kvm_stats
                 .iter()
