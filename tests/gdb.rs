@@ -854,3 +854,269 @@ fn html_is_written_after_gdb_detaches() {
     assert_eq!(d["run"]["exits"]["total"].to_string(), exits);
     std::fs::remove_file(&page).unwrap();
 }
+
+/// `printf` of the registers (and the word at the stack pointer) after
+/// each of `n` `stepi`s, then after each of `n` `reverse-stepi`s.
+fn retrace(n: usize) -> Vec<String> {
+    let show = "printf \"at %x %x %x %x\\n\", $pc, $sp, $eax, *(unsigned int *)$sp";
+    let mut c = Vec::new();
+    for _ in 0..n {
+        c.push("stepi".to_string());
+        c.push(show.to_string());
+    }
+    for _ in 0..n {
+        c.push("reverse-stepi".to_string());
+        c.push(show.to_string());
+    }
+    c
+}
+
+/// `--record`: N stepi then N reverse-stepi come back through the same
+/// registers and memory, in real, protected and long mode, across the
+/// guest's exits (whose output is printed once, not again when the
+/// guest re-executes them).
+#[test]
+fn reverse_stepi_retraces_stepi_in_every_mode() {
+    for mode in ["real", "protected", "long"] {
+        let s = start(&["run", "hello", "--mode", mode, "--record"]);
+        let mut cmds = retrace(30);
+        cmds.extend(["monitor record".into(), "continue".into()]);
+        let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+        let g = s.gdb(None, &refs);
+        let at: Vec<&str> = g.lines().filter(|l| l.starts_with("at ")).collect();
+        assert_eq!(at.len(), 60, "{mode}: {g}");
+        // forward 1..=30, then back 29..=1 and the first instruction
+        let fwd = &at[..30];
+        let back = &at[30..];
+        for i in 0..29 {
+            assert_eq!(back[i], fwd[28 - i], "{mode}: step back {}", i + 1);
+        }
+        assert!(
+            g.contains("recording: 1 checkpoints (every 64 exits) from exit 0"),
+            "{g}"
+        );
+        assert!(g.contains("exited with code 052"), "{mode}: {g}");
+        let e = s.end();
+        assert_eq!((e.code, e.out.as_str()), (0, "Hello, world!\n"), "{mode}");
+    }
+}
+
+/// reverse-continue stops at the breakpoint hit before, then the one
+/// before that, then at the start of the recording; the guest then runs
+/// forward to the same end, printing once.
+#[test]
+fn reverse_continue_goes_back_to_breakpoints_and_the_start() {
+    let s = start(&["run", "debugme", "--record"]);
+    let g = s.gdb(
+        Some("debugme"),
+        &[
+            "break debugme::bump",
+            "continue",
+            "continue",
+            "continue",
+            "print debugme::COUNTER",
+            "reverse-continue",
+            "print debugme::COUNTER",
+            "reverse-continue",
+            "print debugme::COUNTER",
+            "reverse-continue",
+            "info symbol $pc",
+            "continue",
+            "print debugme::COUNTER",
+            "delete",
+            "continue",
+        ],
+    );
+    let counts: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    assert_eq!(counts, ["$1 = 2", "$2 = 1", "$3 = 0", "$4 = 0"], "{g}");
+    assert_eq!(
+        g.matches("Breakpoint 1, debugme::bump ()").count(),
+        6,
+        "{g}"
+    );
+    assert!(g.contains("No more reverse-execution history."), "{g}");
+    assert!(g.contains("_start in section .text"), "{g}");
+    assert!(g.contains("exited with code 06"), "{g}");
+    let e = s.end();
+    assert_eq!((e.code, e.out.as_str()), (0, "shout 6\n"));
+}
+
+/// "Who wrote this?": a watchpoint and reverse-continue stop at the last
+/// store to the variable, before it; reverse-next, reverse-step,
+/// reverse-finish and reverse-nexti go back by source lines and calls.
+#[test]
+fn watch_and_reverse_continue_find_the_last_store() {
+    let s = start(&["run", "debugme", "--record"]);
+    let g = s.gdb(
+        Some("debugme"),
+        &[
+            "break debugme::shout",
+            "continue",
+            "watch debugme::COUNTER",
+            "reverse-continue",
+            "print debugme::COUNTER",
+            "delete",
+            "break debugme::add_up",
+            "reverse-continue",
+            "next",
+            "next",
+            "next",
+            "reverse-next",
+            "reverse-step",
+            "info symbol $pc",
+            "reverse-finish",
+            "info symbol $pc",
+            "reverse-nexti",
+            "delete",
+            "continue",
+        ],
+    );
+    assert!(g.contains("Old value = 3\nNew value = 2"), "{g}");
+    assert!(g.contains("$1 = 2"), "before the store: {g}");
+    assert!(
+        g.contains("debugme::bump () at guest-kernel/src/bin/debugme.rs:25"),
+        "{g}"
+    );
+    assert!(g.contains("Breakpoint 5, debugme::add_up (n=3)"), "{g}");
+    // reverse-step goes back into bump's last line, reverse-finish out of it
+    assert!(
+        g.contains("debugme::bump () at guest-kernel/src/bin/debugme.rs:26"),
+        "{g}"
+    );
+    assert!(
+        g.contains("debugme::add_up (n=3) at guest-kernel/src/bin/debugme.rs:32"),
+        "{g}"
+    );
+    assert!(g.contains("exited with code 06"), "{g}");
+    let e = s.end();
+    assert_eq!((e.code, e.out.as_str()), (0, "shout 6\n"));
+}
+
+/// A crash under `--record` stops in gdb; reverse-stepi walks back from
+/// the faulting instruction with the registers of each moment, and stepi
+/// comes forward to it again: a #UD in long mode (the host's exception
+/// stub reports it), and the real-mode image that kvm-pvm cannot emulate
+/// (KVM_EXIT_INTERNAL_ERROR here, a triple fault on VT-x/AMD-V: the
+/// nested lane).
+#[test]
+fn reverse_from_a_crash_walks_back_to_what_caused_it() {
+    let s = start(&["run", "debugme", "--record"]);
+    let g = s.gdb(
+        Some("debugme"),
+        &[
+            "set var debugme::CRASH = 1",
+            "continue",
+            "x/i $pc",
+            "reverse-stepi",
+            "x/i $pc",
+            "reverse-stepi",
+            "x/i $pc",
+            "stepi",
+            "stepi",
+            "x/i $pc",
+            "kill",
+        ],
+    );
+    let ins: Vec<&str> = g.lines().filter(|l| l.starts_with("=> ")).collect();
+    assert_eq!(ins.len(), 4, "{g}");
+    assert!(ins[0].ends_with("ud2") && ins[3] == ins[0], "{ins:?}");
+    assert!(ins[1].contains("je ") && ins[2].contains("cmpq"), "{ins:?}");
+    assert!(g.contains("SIGSEGV"), "{g}");
+    s.end();
+
+    // cli; xor %si,%si; lidt (%si); mov %cr0,%eax; or $1,%al; mov %eax,%cr0; int3
+    let code = [
+        0xfa, 0x31, 0xf6, 0x0f, 0x01, 0x1c, 0x0f, 0x20, 0xc0, 0x0c, 0x01, 0x0f, 0x22, 0xc0, 0xcc,
+    ];
+    let f = common::temp_file("crash16-record.bin", &code);
+    let s = start(&[
+        "run",
+        "--mode",
+        "real",
+        "--flat",
+        "0xa000",
+        f.to_str().unwrap(),
+        "--record",
+    ]);
+    let g = s.gdb(
+        None,
+        &[
+            "continue",
+            "printf \"at %x\\n\", $pc",
+            "reverse-stepi",
+            "printf \"at %x\\n\", $pc",
+            "reverse-stepi",
+            "printf \"at %x\\n\", $pc",
+            "stepi",
+            "printf \"at %x\\n\", $pc",
+            "kill",
+        ],
+    );
+    let at: Vec<&str> = g.lines().filter(|l| l.starts_with("at ")).collect();
+    // int3 at 0xa00e; mov %eax,%cr0 at 0xa00b; or $1,%al at 0xa009
+    assert_eq!(at, ["at a00e", "at a00b", "at a009", "at a00b"], "{g}");
+    s.end();
+}
+
+/// What time travel cannot replay is refused in one line (exit 2), and
+/// without --record gdb's reverse commands say why they cannot.
+#[test]
+fn what_record_cannot_replay_is_refused() {
+    for (args, why) in [
+        (
+            &["run", "smp", "--vcpus", "2", "--gdb", ":0", "--record"][..],
+            "several vCPUs",
+        ),
+        (
+            &["run", "pit_ticks", "--gdb", ":0", "--record"],
+            "in-kernel controllers",
+        ),
+        (
+            &["run", "simvirtio", "--polling", "--gdb", ":0", "--record"],
+            "--polling",
+        ),
+        (
+            &["run", "hello", "--mem", "1G", "--gdb", ":0", "--record"],
+            "at most 256 MiB",
+        ),
+        (
+            &[
+                "run",
+                "hello",
+                "--gdb",
+                ":0",
+                "--record",
+                "--snapshot",
+                "/tmp/never-written",
+            ],
+            "--snapshot",
+        ),
+    ] {
+        let o = common::host(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with("host: error: --record cannot replay this run: "),
+            "{err}"
+        );
+        assert!(err.contains(why), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    // --record wants --gdb
+    let o = common::host(&["run", "hello", "--record"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let s = start(&["run", "hello"]);
+    let g = s.gdb(
+        None,
+        &["stepi", "reverse-stepi", "monitor record on", "continue"],
+    );
+    assert!(g.contains("start the run with --record"), "{g}");
+    let e = s.end();
+    assert!(
+        e.err
+            .contains("gdb: not recording, so there is no way back"),
+        "{}",
+        e.err
+    );
+}
