@@ -17,6 +17,7 @@ mod args;
 mod irq;
 mod out;
 mod patient;
+mod plain;
 mod run_cmd;
 
 use abi_cmd::cmd_abi;

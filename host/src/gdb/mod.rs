@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod points;
 pub mod probe;
 pub mod record;
+mod recording;
 pub mod regs;
 mod reverse;
 pub mod session;

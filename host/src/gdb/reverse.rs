@@ -17,7 +17,7 @@
 //! of the recording.
 
 use super::debuggee::Debuggee;
-use super::record::{Checkpoint, Recorder};
+use super::record::Recorder;
 use crate::config::SnapAt;
 use crate::vcpu::{Pause, Stop, VcpuError};
 use gdbstub::stub::SingleThreadStopReason;
@@ -58,77 +58,12 @@ fn lost(what: &str) -> VcpuError {
 
 impl Debuggee<'_, '_> {
     /// The guest's own exits so far.
-    fn exits(&self) -> u64 {
+    pub(super) fn exits(&self) -> u64 {
         self.lp.stats.guest_exits()
     }
 
-    /// Takes the planted int3s out of guest memory (checkpoints and replays
-    /// see the guest's own bytes); `plant` puts them back.
-    fn unplant(&self) {
-        for &(addr, orig) in &self.points.int3 {
-            let _ = self.write(addr, &[orig]);
-        }
-    }
-
-    fn plant(&self) {
-        for &(addr, _) in &self.points.int3 {
-            let _ = self.write(addr, &[0xcc]);
-        }
-    }
-
-    /// Guest debugging off, the exit in flight completed.
-    pub(super) fn settle(&mut self) -> Result<(), VcpuError> {
-        self.disarm()?;
-        self.forget_debug();
-        self.lp.vcpu.complete_pending(&mut None)?;
-        Ok(())
-    }
-
-    /// Starts recording here (`--record`, `monitor record on`).
-    pub fn record_on(&mut self, budget: u64) -> Result<(), VcpuError> {
-        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
-        let mem_size = self.lp.mem.iter().map(|r| r.len()).sum();
-        self.record = Some(Recorder::new(budget, mem_size));
-        self.checkpoint()
-    }
-
-    /// gdb changed the guest (`set var`, `set $reg`): a replay of the past
-    /// would run without the change, so the recording starts afresh here.
-    pub fn changed(&mut self) -> Result<(), VcpuError> {
-        match self.record.is_some() {
-            true => self.record_on(self.record_budget),
-            false => Ok(()),
-        }
-    }
-
-    /// Keeps a checkpoint of the guest as it is now (its exit completed).
-    pub fn checkpoint(&mut self) -> Result<(), VcpuError> {
-        if self.record.is_none() {
-            return Ok(());
-        }
-        self.settle()?;
-        self.unplant();
-        let mut e = crate::wire::Enc::default();
-        self.lp.bus.save(&mut e);
-        let cp = Checkpoint {
-            exits: self.exits(),
-            vcpu: self.lp.vcpu.save_state(false, &mut None)?,
-            stats: self.lp.stats.clone(),
-            device: e.buf,
-            guest_errors: *self.lp.guest_errors,
-            undo: Vec::new(),
-        };
-        let now = self.exits();
-        if let Some(r) = &mut self.record {
-            r.push(self.lp.mem, cp);
-            r.frontier = r.frontier.max(now);
-        }
-        self.plant();
-        Ok(())
-    }
-
     /// Puts checkpoint `i` back: memory, vCPU, exit counts, device.
-    fn restore(&mut self, i: usize) -> Result<(), VcpuError> {
+    pub(super) fn restore(&mut self, i: usize) -> Result<(), VcpuError> {
         self.settle()?;
         let Some(r) = self.record.take() else {
             return Err(lost("no recording"));

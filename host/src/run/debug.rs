@@ -23,7 +23,7 @@ pub fn check_record(opts: &super::prepare::RunOptions) -> Result<(), RunError> {
     let why = if opts.vm.vcpus > 1 {
         Some("several vCPUs run at once, in an order a replay cannot repeat".to_string())
     } else if opts.vm.irqchip == Some(crate::config::IrqChip::Kernel) {
-        Some("the in-kernel controllers and timers interrupt the guest at moments a replay cannot meet (--irqchip kernel)".into())
+        Some(super::prepare::KERNEL_CHIP.into())
     } else if opts.run.inject.is_some() {
         Some("--inject-every interrupts at moments a replay cannot meet".into())
     } else if opts.run.polling.is_some() {
@@ -41,9 +41,7 @@ pub fn check_record(opts: &super::prepare::RunOptions) -> Result<(), RunError> {
         None
     };
     match why {
-        Some(w) => Err(RunError::Usage(format!(
-            "--record cannot replay this run: {w}"
-        ))),
+        Some(w) => Err(super::prepare::refuse_record(&w)),
         None => Ok(()),
     }
 }

@@ -127,6 +127,15 @@ pub enum RunError {
     Gdb(#[from] crate::gdb::GdbError),
 }
 
+/// Why `--record` refuses the in-kernel controllers (asked for with
+/// `--irqchip kernel`, or by the guest's note).
+pub const KERNEL_CHIP: &str = "the in-kernel controllers and timers interrupt the guest at moments a replay cannot meet (--irqchip kernel, or the guest's note asks for it)";
+
+/// The one-line refusal of `--record` for `why`.
+pub fn refuse_record(why: &str) -> RunError {
+    RunError::Usage(format!("--record cannot replay this run: {why}"))
+}
+
 /// How reports name the guest: as the user gave it, except that a guest
 /// in cargo's guest target folder (what `cargo run -p guest-kernel --bin
 /// NAME` hands the host) is named by its file name; control characters
@@ -316,6 +325,9 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared, RunError> {
         .vm
         .irqchip
         .unwrap_or(crate::config::IrqChip::from_note(plan.flags));
+    if opts.run.record.is_some() && irqchip == crate::config::IrqChip::Kernel {
+        return Err(refuse_record(KERNEL_CHIP));
+    }
     if opts.run.inject.is_some() && irqchip == crate::config::IrqChip::None {
         return Err(RunError::Usage(format!(
             "--inject-every needs an interrupt controller, and {} asks for none: add --irqchip user (KVM_INTERRUPT) or --irqchip kernel (in-kernel PIC/APIC, through an irqfd)",
