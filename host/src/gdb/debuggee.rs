@@ -146,6 +146,12 @@ impl<'l, 'a> Debuggee<'l, 'a> {
         let want = self
             .points
             .guest_debug_with(single_step, self.caps.block_irq, back);
+        self.set_debug(want)
+    }
+
+    /// KVM_SET_GUEST_DEBUG with `want` (control, debug registers), when it
+    /// is not what KVM has.
+    pub(super) fn set_debug(&mut self, want: (u32, [u64; 8])) -> Result<(), VcpuError> {
         if self.last_debug != Some(want) {
             self.lp
                 .vcpu
@@ -234,7 +240,17 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                 (Some(p), Some(pc)) => self.byte_at(p, pc) == Some(HLT),
                 _ => false,
             };
-            let back = pc.filter(|_| at_hlt).map(|pc| pc + 1);
+            let back = match stepping && !at_hlt {
+                // a step over an iret or sysret stops where it returns
+                true => match self.return_stop() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        clock.stop();
+                        return Err(e);
+                    }
+                },
+                false => pc.filter(|_| at_hlt).map(|pc| pc + 1),
+            };
             if let Err(e) = self.arm(stepping && !at_hlt, back) {
                 clock.stop();
                 return Err(e);

@@ -14,6 +14,7 @@ pub mod probe;
 pub mod record;
 mod recording;
 pub mod regs;
+mod returns;
 mod reverse;
 pub mod session;
 pub mod target;

@@ -72,11 +72,21 @@ pub struct Recorder {
     pub dropped: u64,
 }
 
-/// Reads guest page `i`.
-fn page(mem: &GuestMemoryMmap, i: usize) -> [u8; PAGE] {
-    let mut b = [0u8; PAGE];
-    let _ = mem.read_slice(&mut b, GuestAddress((i * PAGE) as u64));
-    b
+/// Guest RAM (one region from GPA 0) as bytes, read in place.
+fn ram(mem: &GuestMemoryMmap) -> &[u8] {
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+    let Some(r) = mem.iter().next() else {
+        return &[];
+    };
+    let len = r.len() as usize;
+    match mem.get_slice(GuestAddress(0), len) {
+        // SAFETY: the slice is the whole mapping of the region, which lives
+        // as long as `mem`; time travel reads it only while vCPU 0 (run by
+        // this thread) is out of KVM_RUN and no other thread touches guest
+        // memory (--record refuses several vCPUs and device threads).
+        Ok(v) => unsafe { std::slice::from_raw_parts(v.ptr_guard().as_ptr(), len) },
+        Err(_) => &[],
+    }
 }
 
 impl Recorder {
@@ -111,15 +121,17 @@ impl Recorder {
             return;
         }
         let first = self.cps.is_empty();
-        for i in 0..self.shadow.len() / PAGE {
-            let now = page(mem, i);
-            let old = &mut self.shadow[i * PAGE..(i + 1) * PAGE];
+        let now = ram(mem);
+        let n = self.shadow.len().min(now.len()) / PAGE;
+        for i in 0..n {
+            let at = i * PAGE..(i + 1) * PAGE;
+            let old = &mut self.shadow[at.clone()];
             if first {
-                old.copy_from_slice(&now);
-            } else if *old != now[..] {
+                old.copy_from_slice(&now[at]);
+            } else if *old != now[at.clone()] {
                 cp.undo
                     .push(((i * PAGE) as u64, old.to_vec().into_boxed_slice()));
-                old.copy_from_slice(&now);
+                old.copy_from_slice(&now[at]);
             }
         }
         self.used += cp.bytes() as u64;
@@ -144,11 +156,18 @@ impl Recorder {
 
     /// Puts guest memory back as it was at checkpoint `i`.
     pub fn restore_memory(&self, mem: &GuestMemoryMmap, i: usize) {
-        for p in 0..self.shadow.len() / PAGE {
-            let old = &self.shadow[p * PAGE..(p + 1) * PAGE];
-            if page(mem, p)[..] != *old {
-                let _ = mem.write_slice(old, GuestAddress((p * PAGE) as u64));
-            }
+        // the pages that differ first, then the writes (not while the
+        // bytes are borrowed for reading)
+        let differ: Vec<usize> = {
+            let now = ram(mem);
+            let n = self.shadow.len().min(now.len()) / PAGE;
+            (0..n)
+                .filter(|p| now[p * PAGE..(p + 1) * PAGE] != self.shadow[p * PAGE..(p + 1) * PAGE])
+                .collect()
+        };
+        for p in differ {
+            let at = p * PAGE..(p + 1) * PAGE;
+            let _ = mem.write_slice(&self.shadow[at], GuestAddress((p * PAGE) as u64));
         }
         for cp in self.cps.iter().skip(i + 1).rev() {
             for (gpa, bytes) in &cp.undo {

@@ -149,10 +149,10 @@ impl Debuggee<'_, '_> {
 
     /// One instruction, single-stepped with every breakpoint off.
     fn step1(&mut self) -> Result<Step, VcpuError> {
+        let back = self.return_stop()?;
         let want =
-            super::points::Points::default().guest_debug_with(true, self.caps.block_irq, None);
-        self.lp.vcpu.set_guest_debug(want.0, want.1, &mut None)?;
-        self.forget_debug();
+            super::points::Points::default().guest_debug_with(true, self.caps.block_irq, back);
+        self.set_debug(want)?;
         loop {
             match self
                 .lp
@@ -298,37 +298,53 @@ impl Debuggee<'_, '_> {
     }
 
     /// gdb's reverse-continue: back to the last breakpoint or watched
-    /// store before here, or to the start of the recording.
-    pub fn reverse_cont(&mut self) -> Result<Reason, VcpuError> {
-        let start = self.record.as_ref().map_or(0, Recorder::start);
+    /// store before here, or to the start of the recording. Each stretch
+    /// between two checkpoints, newest first, is brought back once and
+    /// single-stepped through to where the one after it starts (or to
+    /// here), keeping the last place a breakpoint's address was reached
+    /// or a watched value changed (the place before the store).
+    pub(super) fn reverse_cont(&mut self) -> Result<Reason, VcpuError> {
         let (e, regs, _) = self.here()?;
         // how far into interval e the guest is (all of it if not found)
         let limit = self.steps_to(e, &regs)?;
         let watches = self.watches();
-        let mut j = e;
+        let mut end = (e, limit);
+        let mut ci = self
+            .record
+            .as_ref()
+            .and_then(|r| r.at_or_before(e))
+            .ok_or_else(|| lost("no checkpoint that early"))?;
         loop {
-            self.goto_exit(j)?;
-            let mut found: Option<(u64, Reason)> = None;
+            self.restore(ci)?;
+            let (mut j, mut k) = (self.exits(), 0u64);
+            let start = j;
+            let mut found: Option<(u64, u64, Reason)> = None;
             let mut values: Vec<Option<u64>> = watches
                 .iter()
                 .map(|&(a, l)| self.value_at(a, l))
                 .collect::<Result<_, _>>()?;
-            for k in 0..MAX_STEPS {
-                if j == e && limit.is_some_and(|n| k >= n) {
+            for _ in 0..MAX_STEPS * 64 {
+                if j > end.0 || (j == end.0 && end.1.is_some_and(|n| k >= n)) {
                     break;
                 }
                 if self.breaks_at(self.lp.vcpu.sregs_linear_rip()?) {
-                    found = Some((k, Reason::SwBreak(())));
+                    found = Some((j, k, Reason::SwBreak(())));
                 }
-                if matches!(self.step1()?, Step::Ended) || self.exits() > j {
+                if matches!(self.step1()?, Step::Ended) {
                     break;
+                }
+                let (pj, pk) = (j, k);
+                match self.exits() {
+                    now if now > j => (j, k) = (now, 0),
+                    _ => k += 1,
                 }
                 for (i, &(a, l)) in watches.iter().enumerate() {
                     let now = self.value_at(a, l)?;
                     if now != values[i] {
                         values[i] = now;
                         found = Some((
-                            k,
+                            pj,
+                            pk,
                             Reason::Watch {
                                 tid: (),
                                 kind: gdbstub::target::ext::breakpoints::WatchKind::Write,
@@ -338,13 +354,14 @@ impl Debuggee<'_, '_> {
                     }
                 }
             }
-            if let Some((k, why)) = found {
+            if let Some((j, k, why)) = found {
                 return self.land(j, k, why);
             }
-            if j <= start {
+            if ci == 0 {
                 return self.at_start();
             }
-            j -= 1;
+            ci -= 1;
+            end = (start, Some(0));
         }
     }
 }

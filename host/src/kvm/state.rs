@@ -164,14 +164,17 @@ impl Vcpu {
         if lapic {
             want.push((TSC_DEADLINE, 0));
         }
-        // one MSR at a time: KVM stops a KVM_GET_MSRS at the first index
-        // it does not have, and which it has differs between KVMs
+        // KVM stops a KVM_GET_MSRS at the first index it does not have,
+        // and which it has differs between KVMs: read from there on again,
+        // past it (one call when the KVM has them all: --record saves
+        // often, and each call costs)
         let mut got = Vec::with_capacity(want.len());
-        for (i, _) in want {
-            let mut m = msrs(&[(i, 0)])?;
-            if fd.get_msrs(&mut m) == Ok(1) {
-                got.push((i, m.as_slice()[0].data));
-            }
+        let mut from = 0;
+        while from < want.len() {
+            let mut m = msrs(&want[from..])?;
+            let n = fd.get_msrs(&mut m).unwrap_or(0).min(want.len() - from);
+            got.extend(m.as_slice()[..n].iter().map(|e| (e.index, e.data)));
+            from += n + 1;
         }
         Ok(VcpuState {
             regs: fd.get_regs().map_err(KvmError::ioctl("KVM_GET_REGS"))?,
