@@ -774,6 +774,8 @@ fn hostile_packet() -> impl Strategy<Value = Vec<u8>> {
                 Just("z0,"),
                 Just("c"),
                 Just("s"),
+                Just("bs"),
+                Just("bc"),
                 Just("vCont;"),
                 Just("qRcmd,"),
                 Just("qSupported:"),
@@ -788,6 +790,11 @@ fn hostile_packet() -> impl Strategy<Value = Vec<u8>> {
             .prop_map(|(c, a, b)| common::gdb_packet(&format!("{c}{a},{b}")).into_bytes()),
         Just(vec![0x03]),
         Just(b"+".to_vec()),
+        // monitor record on / off / (summary), and a step back
+        Just(common::gdb_packet("qRcmd,7265636f7264206f6e").into_bytes()),
+        Just(common::gdb_packet("qRcmd,7265636f7264206f6666").into_bytes()),
+        Just(common::gdb_packet("qRcmd,7265636f7264").into_bytes()),
+        Just(common::gdb_packet("bs").into_bytes()),
     ]
 }
 
@@ -798,8 +805,14 @@ proptest! {
     fn hostile_packet_streams_never_panic_the_host(
         packets in proptest::collection::vec(hostile_packet(), 0..24)
     ) {
-        // --timeout: a stream that makes the guest spin still ends
-        let s = start(&["run", "debugme", "--timeout", "5s"]);
+        // --timeout: a stream that makes the guest spin still ends;
+        // --record half the time: steps back and checkpoints too
+        let record = packets.len() % 2 == 0;
+        let mut args = vec!["run", "debugme", "--timeout", "5s"];
+        if record {
+            args.push("--record");
+        }
+        let s = start(&args);
         let mut c = std::net::TcpStream::connect(&s.addr).expect("connect");
         c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
         for p in &packets {
@@ -1105,9 +1118,24 @@ fn what_record_cannot_replay_is_refused() {
         assert!(err.contains(why), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
-    // --record wants --gdb
+    // --record wants --gdb; a budget must hold a copy of RAM and more
     let o = common::host(&["run", "hello", "--record"]);
     assert_eq!(o.status.code(), Some(2));
+    let o = common::host(&[
+        "run",
+        "hello",
+        "--gdb",
+        ":0",
+        "--record",
+        "--record-budget",
+        "3M",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err,
+        "host: error: --record-budget 3072 KiB is less than twice guest RAM (2048 KiB): the recording keeps a copy of RAM and needs room for checkpoints beside it\n"
+    );
 
     let s = start(&["run", "hello"]);
     let g = s.gdb(
@@ -1122,4 +1150,73 @@ fn what_record_cannot_replay_is_refused() {
         "{}",
         e.err
     );
+}
+
+/// `--record-budget`: past it the oldest checkpoints go, what is kept
+/// stays within it, and gdb is told the recording starts later: a
+/// reverse-continue from the end of 30 000 exits stops where the kept
+/// history starts, with the loop counter of that moment.
+#[test]
+fn the_record_budget_drops_the_oldest_history() {
+    let n: u32 = 30_000;
+    // mov ecx, n; 1: out 0xe9, al; dec ecx; jnz 1b; ud2
+    let mut code = vec![0xb9];
+    code.extend_from_slice(&n.to_le_bytes());
+    code.extend_from_slice(&[0xe6, 0xe9, 0xff, 0xc9, 0x75, 0xfa, 0x0f, 0x0b]);
+    let f = common::temp_file("record-budget.bin", &code);
+    let s = start(&[
+        "run",
+        "--mode",
+        "long",
+        "--flat",
+        "0x100000",
+        f.to_str().unwrap(),
+        "--record",
+        "--record-budget",
+        "5M",
+    ]);
+    let g = s.gdb(
+        None,
+        &[
+            "continue",
+            "monitor record",
+            "reverse-continue",
+            "printf \"rcx %d\\n\", $rcx",
+            "kill",
+        ],
+    );
+    let sum = g
+        .lines()
+        .find(|l| l.starts_with("recording: "))
+        .unwrap_or_else(|| panic!("{g}"));
+    // recording: C checkpoints (every 64 exits) from exit S to exit E, U MiB of 5 MiB; D older ...
+    let num = |after: &str| -> f64 {
+        sum.split(after)
+            .nth(1)
+            .unwrap()
+            .split([' ', ','])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (from, used) = (num("from exit "), num(", "));
+    assert!(
+        sum.contains("of 5 MiB; ") && sum.contains("older checkpoints dropped for the budget"),
+        "{sum}"
+    );
+    assert!(used <= 5.0, "{sum}");
+    assert!(from > 0.0 && from < f64::from(n) - 64.0, "{sum}");
+    assert!(g.contains("No more reverse-execution history."), "{g}");
+    // each exit is one `out`; the counter counts down from n after it
+    // (right after `out` number S, `dec` has not run yet)
+    let rcx: f64 = g
+        .lines()
+        .find_map(|l| l.strip_prefix("rcx "))
+        .unwrap_or_else(|| panic!("{g}"))
+        .parse()
+        .unwrap();
+    assert_eq!(rcx, f64::from(n) - from + 1.0, "{g}");
+    s.end();
+    std::fs::remove_file(f).unwrap();
 }

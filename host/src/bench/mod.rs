@@ -5,6 +5,7 @@
 mod common;
 mod irq;
 mod process;
+mod record;
 mod report;
 mod snapshot;
 mod stages;

@@ -32,6 +32,8 @@ pub struct BenchOptions {
     pub irq_injections: usize,
     /// Time between two of them (the vCPU is asleep, not halt-polling).
     pub irq_gap: std::time::Duration,
+    /// PIO exits of the time-travel figures (0 to skip).
+    pub record_exits: u32,
     /// The KVM device.
     pub kvm_path: std::path::PathBuf,
 }
@@ -328,6 +330,12 @@ pub fn run(o: &BenchOptions, out: &mut dyn std::io::Write) -> Result<(), BenchEr
     // (7) snapshots: save and restore at two RAM sizes, clones' memory
     if o.snapshot_runs > 0 {
         super::snapshot::run(out, o.snapshot_runs, o.snapshot_clones, &o.kvm_path)?;
+    }
+
+    // (8) time travel: a recorded run under gdb, reverse-stepi with its
+    // whole history behind it
+    if o.record_exits > 0 {
+        super::record::run(out, o.record_exits, &o.kvm_path)?;
     }
 
     // (last) many VMs in one process (issue 19): `host matrix` with

@@ -347,6 +347,9 @@ pub enum Cmd {
         /// Time between two of them, as irq_floor's GAP_US.
         #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = size::parse_duration)]
         irq_gap: std::time::Duration,
+        /// PIO exits of the guest for record_run_ratio, reverse_stepi_ms, record_mem_mib (0 to skip).
+        #[arg(long, default_value_t = 100_000)]
+        record_exits: u32,
         /// The KVM device.
         #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
         kvm_device: PathBuf,

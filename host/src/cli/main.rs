@@ -260,6 +260,7 @@ fn dispatch(cli: Cli) -> Done {
             snapshot_clones,
             irq_injections,
             irq_gap,
+            record_exits,
             kvm_device,
         } => {
             let o = BenchOptions {
@@ -273,6 +274,7 @@ fn dispatch(cli: Cli) -> Done {
                 snapshot_clones,
                 irq_injections,
                 irq_gap,
+                record_exits,
                 kvm_path: kvm_device,
             };
             bench::run(&o, &mut std::io::stdout().lock()).map_err(host_error)?;

@@ -47,8 +47,17 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    fn bytes(&self) -> usize {
-        std::mem::size_of::<Checkpoint>() + self.device.len() + self.undo.len() * (PAGE + 32)
+    /// What it takes in memory: itself, the vCPU's XSAVE area and MSRs,
+    /// the counts' rows, the device's state and the old pages.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<Checkpoint>()
+            + std::mem::size_of::<kvm_bindings::kvm_xsave>()
+            + self.vcpu.msrs.capacity() * 16
+            + self.stats.compact_bytes()
+            - std::mem::size_of::<ExitStats>()
+            + self.device.capacity()
+            + self.undo.capacity() * 24
+            + self.undo.len() * PAGE
     }
 }
 
@@ -143,8 +152,9 @@ impl Recorder {
             }
             // the new oldest needs no way back further
             if let Some(f) = self.cps.front_mut() {
-                self.used -= (f.undo.len() * (PAGE + 32)) as u64;
+                let before = f.bytes();
                 f.undo = Vec::new();
+                self.used -= (before - f.bytes()) as u64;
             }
         }
     }
@@ -191,5 +201,110 @@ impl Recorder {
                 n => format!("; {n} older checkpoints dropped for the budget"),
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(exits: u64) -> Checkpoint {
+        Checkpoint {
+            exits,
+            vcpu: VcpuState {
+                regs: Default::default(),
+                sregs: Default::default(),
+                xsave: Box::default(),
+                xcrs: Default::default(),
+                debugregs: Default::default(),
+                events: Default::default(),
+                mp_state: Default::default(),
+                msrs: Vec::new(),
+                lapic: None,
+            },
+            stats: ExitStats::default(),
+            device: Vec::new(),
+            guest_errors: GuestErrors::default(),
+            undo: Vec::new(),
+        }
+    }
+
+    fn ram(pages: usize) -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), pages * PAGE)]).unwrap()
+    }
+
+    /// Each checkpoint keeps the pages changed since the one before; any
+    /// checkpoint's memory comes back, however much changed since.
+    #[test]
+    fn memory_comes_back_as_each_checkpoint_had_it() {
+        let mem = ram(8);
+        let mut r = Recorder::new(DEFAULT_BUDGET, 8 * PAGE as u64);
+        mem.write_obj(1u8, GuestAddress(0)).unwrap();
+        r.push(&mem, cp(0));
+        mem.write_obj(2u8, GuestAddress(0)).unwrap();
+        mem.write_obj(9u8, GuestAddress(3 * PAGE as u64)).unwrap();
+        r.push(&mem, cp(64));
+        assert_eq!(r.cps[1].undo.len(), 2, "pages 0 and 3 changed");
+        mem.write_obj(3u8, GuestAddress(0)).unwrap();
+        mem.write_obj(7u8, GuestAddress(5 * PAGE as u64)).unwrap();
+        r.push(&mem, cp(128));
+        // changed after the newest checkpoint too
+        mem.write_obj(4u8, GuestAddress(7 * PAGE as u64)).unwrap();
+        let at = |m: &GuestMemoryMmap, p: usize| {
+            m.read_obj::<u8>(GuestAddress((p * PAGE) as u64)).unwrap()
+        };
+        r.restore_memory(&mem, 0);
+        assert_eq!(
+            [at(&mem, 0), at(&mem, 3), at(&mem, 5), at(&mem, 7)],
+            [1, 0, 0, 0]
+        );
+        r.restore_memory(&mem, 2);
+        assert_eq!(
+            [at(&mem, 0), at(&mem, 3), at(&mem, 5), at(&mem, 7)],
+            [3, 9, 7, 0]
+        );
+        r.restore_memory(&mem, 1);
+        assert_eq!([at(&mem, 0), at(&mem, 3), at(&mem, 5)], [2, 9, 0]);
+        assert_eq!(r.at_or_before(100), Some(1));
+        assert_eq!(r.at_or_before(128), Some(2));
+    }
+
+    /// Past the budget the oldest checkpoints go, the recording starts
+    /// later, and what is kept stays within the budget.
+    #[test]
+    fn the_budget_drops_the_oldest_checkpoints() {
+        let pages = 64;
+        let mem = ram(pages);
+        let budget = (pages * PAGE) as u64 + 20 * PAGE as u64;
+        let mut r = Recorder::new(budget, (pages * PAGE) as u64);
+        for n in 0..40u64 {
+            // every checkpoint changes 4 pages
+            for p in 0..4 {
+                mem.write_obj(
+                    n as u8 + 1,
+                    GuestAddress(((n as usize * 4 + p) % pages * PAGE) as u64),
+                )
+                .unwrap();
+            }
+            r.push(&mem, cp(n * 64));
+            assert!(r.used <= r.budget, "{} > {}", r.used, r.budget);
+        }
+        assert!(r.dropped > 0);
+        assert_eq!(r.dropped as usize + r.cps.len(), 40);
+        assert!(r.start() > 0);
+        assert!(r.cps[0].undo.is_empty(), "the oldest needs no way back");
+        let s = r.summary();
+        assert!(
+            s.contains("older checkpoints dropped for the budget"),
+            "{s}"
+        );
+        // the oldest kept checkpoint's memory still comes back
+        let oldest = r.start() / 64;
+        r.restore_memory(&mem, 0);
+        let p = (oldest as usize * 4) % pages;
+        assert_eq!(
+            mem.read_obj::<u8>(GuestAddress((p * PAGE) as u64)).unwrap(),
+            oldest as u8 + 1
+        );
     }
 }

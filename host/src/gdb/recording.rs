@@ -40,7 +40,7 @@ impl Debuggee<'_, '_> {
         let cp = Checkpoint {
             exits: self.exits(),
             vcpu: self.lp.vcpu.save_state(false, &mut None)?,
-            stats: self.lp.stats.clone(),
+            stats: self.lp.stats.compact(),
             device: e.buf,
             guest_errors: *self.lp.guest_errors,
             undo: Vec::new(),

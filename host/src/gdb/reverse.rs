@@ -73,7 +73,7 @@ impl Debuggee<'_, '_> {
             self.unplant();
             r.restore_memory(self.lp.mem, i);
             self.lp.vcpu.restore_state(&cp.vcpu, &mut None)?;
-            *self.lp.stats = cp.stats.clone();
+            *self.lp.stats = cp.stats.reindexed();
             *self.lp.guest_errors = cp.guest_errors;
             self.lp
                 .bus

@@ -14,8 +14,9 @@ use std::io::Write;
 /// vCPUs run at once in an order no one records; interrupts from KVM's
 /// own timers and controllers, the polling timer and a device thread come
 /// at moments a re-execution cannot meet; a snapshot would stop the run
-/// the marks of time travel need; and each checkpoint compares all of
-/// guest RAM with its copy.
+/// the marks of time travel need; each checkpoint compares all of guest
+/// RAM with its copy (at most 256 MiB of RAM), and that copy lives in the
+/// budget.
 pub fn check_record(opts: &super::prepare::RunOptions) -> Result<(), RunError> {
     if opts.run.record.is_none() {
         return Ok(());
@@ -37,6 +38,12 @@ pub fn check_record(opts: &super::prepare::RunOptions) -> Result<(), RunError> {
             "each checkpoint compares all guest RAM with its copy: at most {} MiB (--mem)",
             crate::gdb::record::MAX_RECORD_MEM >> 20
         ))
+    } else if let Some(b) = opts.run.record.filter(|&b| b < opts.vm.mem_size * 2) {
+        return Err(RunError::Usage(format!(
+            "--record-budget {} KiB is less than twice guest RAM ({} KiB): the recording keeps a copy of RAM and needs room for checkpoints beside it",
+            b >> 10,
+            opts.vm.mem_size >> 10
+        )));
     } else {
         None
     };

@@ -200,6 +200,49 @@ impl ExitStats {
     pub fn mmio_others(&self) -> Others {
         self.mmio.others
     }
+    /// A copy without the ports' and addresses' 16 KiB indexes (a
+    /// `--record` checkpoint keeps one every 64 exits); [`Self::reindexed`]
+    /// makes it count again.
+    pub fn compact(&self) -> ExitStats {
+        ExitStats {
+            io: self.io.unindexed(),
+            mmio: self.mmio.unindexed(),
+            ..self.clone_without_rows()
+        }
+    }
+
+    /// A compact copy made whole again.
+    pub fn reindexed(&self) -> ExitStats {
+        ExitStats {
+            io: self.io.reindexed(),
+            mmio: self.mmio.reindexed(),
+            ..self.clone_without_rows()
+        }
+    }
+
+    fn clone_without_rows(&self) -> ExitStats {
+        ExitStats {
+            total: self.total,
+            by_reason: self.by_reason,
+            io_in: self.io_in,
+            io_out: self.io_out,
+            io: Rows::default(),
+            mmio: Rows::default(),
+            reason_ns: self.reason_ns,
+            last: self.last,
+            timed: self.timed,
+            recent: self.recent,
+            irqs: self.irqs.clone(),
+        }
+    }
+
+    /// Bytes a compact copy takes.
+    pub fn compact_bytes(&self) -> usize {
+        std::mem::size_of::<ExitStats>()
+            + self.io.heap_bytes()
+            + self.mmio.heap_bytes()
+            + self.irqs.heap_bytes()
+    }
 
     /// Adds `other`'s counts to these (the total of several vCPUs).
     pub fn merge(&mut self, other: &ExitStats) {

@@ -65,6 +65,13 @@ pub struct IrqSummary {
 }
 
 impl IrqCounts {
+    /// Heap bytes of the rows.
+    pub fn heap_bytes(&self) -> usize {
+        self.rows.capacity() * std::mem::size_of::<IrqCount>()
+    }
+}
+
+impl IrqCounts {
     /// Counts one interrupt `n` delivered `via`.
     pub fn record(&mut self, via: IrqVia, n: u8) {
         self.via = Some(via);

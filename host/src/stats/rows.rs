@@ -112,6 +112,34 @@ impl<T: Counted> Rows<T> {
         }
     }
 
+    /// The same rows without their index (16 KiB): a copy to keep, such
+    /// as a `--record` checkpoint; [`Rows::reindexed`] gives it back.
+    pub fn unindexed(&self) -> Rows<T> {
+        Rows {
+            rows: self.rows.clone(),
+            index: Index::default(),
+            others: self.others,
+        }
+    }
+
+    /// The same rows, indexed again.
+    pub fn reindexed(&self) -> Rows<T> {
+        let mut index = Index::default();
+        for (i, r) in self.rows.iter().enumerate() {
+            index.insert(key(r.dir() == Dir::Out, r.at()), i);
+        }
+        Rows {
+            rows: self.rows.clone(),
+            index,
+            others: self.others,
+        }
+    }
+
+    /// Heap bytes of the rows (the index not counted).
+    pub fn heap_bytes(&self) -> usize {
+        self.rows.capacity() * std::mem::size_of::<T>()
+    }
+
     /// Adds `other`'s rows and others to these, within the bound.
     pub fn merge(&mut self, other: &Rows<T>) {
         for r in &other.rows {
