@@ -56,6 +56,14 @@ fn lost(what: &str) -> VcpuError {
     crate::diag::HostError::Debugger(format!("time travel: {what}")).into()
 }
 
+/// gdb sent something (its Ctrl-C) while a replay ran: the replay stops
+/// where it is, as a forward run would. (A replay that never comes back
+/// can be stopped this way: on the nested kvm_amd a vCPU that took a
+/// KVM_EXIT_SHUTDOWN does not run again, whatever state it is given.)
+fn interrupted() -> VcpuError {
+    lost("interrupted by gdb; the guest is where the replay stopped")
+}
+
 impl Debuggee<'_, '_> {
     /// The guest's own exits so far.
     pub(super) fn exits(&self) -> u64 {
@@ -122,7 +130,8 @@ impl Debuggee<'_, '_> {
                 .run_debug(&mut std::io::sink(), &mut std::io::sink())
             {
                 Ok(Pause::Ended(Stop::Snapshot, _)) => break Ok(()),
-                Ok(Pause::Kicked | Pause::Debug { .. }) => continue,
+                Ok(Pause::Debug { .. }) => continue,
+                Ok(Pause::Kicked) => break Err(interrupted()),
                 Ok(Pause::Ended(stop, _)) => {
                     break Err(lost(&format!(
                         "the replay ended ({stop:?}) before exit {n}: the guest did not do what it did the first time"
@@ -153,15 +162,13 @@ impl Debuggee<'_, '_> {
         let want =
             super::points::Points::default().guest_debug_with(true, self.caps.block_irq, back);
         self.set_debug(want)?;
-        loop {
-            match self
-                .lp
-                .run_debug(&mut std::io::sink(), &mut std::io::sink())?
-            {
-                Pause::Debug { .. } => return Ok(Step::Done),
-                Pause::Kicked => continue,
-                Pause::Ended(..) => return Ok(Step::Ended),
-            }
+        match self
+            .lp
+            .run_debug(&mut std::io::sink(), &mut std::io::sink())?
+        {
+            Pause::Debug { .. } => Ok(Step::Done),
+            Pause::Kicked => Err(interrupted()),
+            Pause::Ended(..) => Ok(Step::Ended),
         }
     }
 
