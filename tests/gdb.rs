@@ -1220,3 +1220,52 @@ fn the_record_budget_drops_the_oldest_history() {
     s.end();
     std::fs::remove_file(f).unwrap();
 }
+
+/// `monitor record off` drops the recording (reverse commands then say
+/// there is no way back) and `monitor record on` starts a new one where
+/// the guest is: going back stops there, at the start of the recording.
+#[test]
+fn monitor_record_off_and_on_again() {
+    let s = start(&["run", "hello", "--mode", "real", "--record"]);
+    let g = s.gdb(
+        None,
+        &[
+            "stepi",
+            "monitor record off",
+            "monitor record",
+            "reverse-stepi",
+            "stepi",
+            "printf \"on at %x\\n\", $pc",
+            "monitor record on",
+            "stepi",
+            "stepi",
+            "reverse-stepi",
+            "reverse-stepi",
+            "printf \"back at %x\\n\", $pc",
+            "reverse-stepi",
+            "printf \"still at %x\\n\", $pc",
+            "continue",
+        ],
+    );
+    assert!(g.contains("recording off: its checkpoints are gone"), "{g}");
+    assert!(g.contains("not recording (monitor record on"), "{g}");
+    assert!(g.contains("recording from here:"), "{g}");
+    let at = |p: &str| -> String {
+        g.lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap_or_else(|| panic!("{p}: {g}"))
+            .to_string()
+    };
+    assert_eq!(at("back at "), at("on at "), "{g}");
+    assert_eq!(at("still at "), at("on at "), "{g}");
+    assert!(g.contains("No more reverse-execution history."), "{g}");
+    assert!(g.contains("exited with code 052"), "{g}");
+    let e = s.end();
+    assert!(
+        e.err
+            .contains("gdb: not recording, so there is no way back"),
+        "{}",
+        e.err
+    );
+    assert_eq!(e.code, 0);
+}
