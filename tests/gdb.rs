@@ -1012,8 +1012,8 @@ fn watch_and_reverse_continue_find_the_last_store() {
 /// the faulting instruction with the registers of each moment, and stepi
 /// comes forward to it again: a #UD in long mode (the host's exception
 /// stub reports it), and the real-mode image that kvm-pvm cannot emulate
-/// (KVM_EXIT_INTERNAL_ERROR here, a triple fault on VT-x/AMD-V: the
-/// nested lane).
+/// (KVM_EXIT_INTERNAL_ERROR here; a triple fault on VT-x/AMD-V, which the
+/// nested kvm_amd cannot replay: tests/nested.rs).
 #[test]
 fn reverse_from_a_crash_walks_back_to_what_caused_it() {
     let s = start(&["run", "debugme", "--record"]);
@@ -1268,4 +1268,45 @@ fn monitor_record_off_and_on_again() {
         e.err
     );
     assert_eq!(e.code, 0);
+}
+
+/// A guest that reads the TSC cannot be replayed exactly: the replay
+/// does not come back to the registers the guest has, and the reverse
+/// command says so (gdb gets a stop; the host goes on serving gdb).
+#[test]
+fn a_replay_that_goes_another_way_is_said() {
+    // mov ecx, 3; 1: rdtsc; out 0xe9, al; dec ecx; jnz 1b; ud2
+    let code = [
+        0xb9, 3, 0, 0, 0, 0x0f, 0x31, 0xe6, 0xe9, 0xff, 0xc9, 0x75, 0xf8, 0x0f, 0x0b,
+    ];
+    let f = common::temp_file("record-rdtsc.bin", &code);
+    let s = start(&[
+        "run",
+        "--mode",
+        "long",
+        "--flat",
+        "0x100000",
+        f.to_str().unwrap(),
+        "--record",
+    ]);
+    let g = s.gdb(
+        None,
+        &[
+            "continue",
+            "reverse-stepi",
+            "reverse-stepi",
+            "reverse-stepi",
+            "printf \"alive at %x\\n\", $pc",
+            "kill",
+        ],
+    );
+    assert!(g.contains("alive at "), "{g}");
+    let e = s.end();
+    assert!(
+        e.err.contains("gdb: time travel: the replay from exit ")
+            && e.err.contains("it went another way than the first run"),
+        "{}",
+        e.err
+    );
+    std::fs::remove_file(f).unwrap();
 }

@@ -17,7 +17,8 @@ fn err(what: &str) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-fn hwm_kib(pid: libc::pid_t) -> Option<u64> {
+/// VmHWM of a live process, in KiB.
+pub(super) fn hwm_kib(pid: libc::pid_t) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()

@@ -116,18 +116,6 @@ impl Client {
     }
 }
 
-/// VmHWM of a live process, in KiB.
-fn hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// What one run under gdb gave.
 struct GdbRun {
     run: Duration,
@@ -177,7 +165,7 @@ fn under_gdb(exe: &Path, base: &[String], sock: &Path, record: bool) -> Result<G
             }
         }
         let record = c.monitor("record")?;
-        let hwm_kib = hwm_kib(child.id());
+        let hwm_kib = super::process::hwm_kib(child.id() as libc::pid_t).unwrap_or(0);
         c.send("vKill;1")?;
         let _ = c.reply();
         Ok(GdbRun {

@@ -271,7 +271,9 @@ impl Debuggee<'_, '_> {
                 let m = self.steps_before_exit(e + 1)?;
                 self.land(e, m, Reason::DoneStep)
             }
-            None => Err(lost("the current place is not in the recording")),
+            None => Err(lost(&format!(
+                "the replay from exit {e} did not come back to the registers the guest has here: it went another way than the first run (the guest read something that differs between runs: the TSC, RDRAND)"
+            ))),
         }
     }
 
