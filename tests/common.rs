@@ -68,3 +68,12 @@ pub fn gdb_packet(data: &str) -> String {
     let sum = data.bytes().fold(0u8, |a, b| a.wrapping_add(b));
     format!("${data}#{sum:02x}")
 }
+
+/// A real-mode program that cannot go on: `cli; xor %si,%si; lidt (%si)`
+/// (IDT limit 0), set CR0.PE, `int3`. VT-x/AMD-V: #GP, #DF, triple fault.
+/// kvm-pvm: KVM_EXIT_INTERNAL_ERROR (emulation failed). Either way a crash.
+/// (Without the switch to protected mode kvm-pvm keeps running the guest
+/// through the zeroed IVT instead of faulting.)
+pub const CRASH16: &[u8] = &[
+    0xfa, 0x31, 0xf6, 0x0f, 0x01, 0x1c, 0x0f, 0x20, 0xc0, 0x0c, 0x01, 0x0f, 0x22, 0xc0, 0xcc,
+];

@@ -1041,10 +1041,7 @@ fn reverse_from_a_crash_walks_back_to_what_caused_it() {
     s.end();
 
     // cli; xor %si,%si; lidt (%si); mov %cr0,%eax; or $1,%al; mov %eax,%cr0; int3
-    let code = [
-        0xfa, 0x31, 0xf6, 0x0f, 0x01, 0x1c, 0x0f, 0x20, 0xc0, 0x0c, 0x01, 0x0f, 0x22, 0xc0, 0xcc,
-    ];
-    let f = common::temp_file("crash16-record.bin", &code);
+    let f = common::temp_file("crash16-record.bin", common::CRASH16);
     let s = start(&[
         "run",
         "--mode",
@@ -1164,17 +1161,12 @@ fn the_record_budget_drops_the_oldest_history() {
     code.extend_from_slice(&n.to_le_bytes());
     code.extend_from_slice(&[0xe6, 0xe9, 0xff, 0xc9, 0x75, 0xfa, 0x0f, 0x0b]);
     let f = common::temp_file("record-budget.bin", &code);
-    let s = start(&[
-        "run",
-        "--mode",
-        "long",
-        "--flat",
-        "0x100000",
-        f.to_str().unwrap(),
-        "--record",
-        "--record-budget",
-        "5M",
-    ]);
+    let args = common::flat_run(
+        false,
+        f.display().to_string(),
+        &["--record", "--record-budget", "5M"],
+    );
+    let s = start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let g = s.gdb(
         None,
         &[
@@ -1280,15 +1272,8 @@ fn a_replay_that_goes_another_way_is_said() {
         0xb9, 3, 0, 0, 0, 0x0f, 0x31, 0xe6, 0xe9, 0xff, 0xc9, 0x75, 0xf8, 0x0f, 0x0b,
     ];
     let f = common::temp_file("record-rdtsc.bin", &code);
-    let s = start(&[
-        "run",
-        "--mode",
-        "long",
-        "--flat",
-        "0x100000",
-        f.to_str().unwrap(),
-        "--record",
-    ]);
+    let args = common::flat_run(false, f.display().to_string(), &["--record"]);
+    let s = start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let g = s.gdb(
         None,
         &[

@@ -14,15 +14,6 @@ fn flat(tag: &str, code: &[u8]) -> String {
     common::temp_file(tag, code).to_str().unwrap().to_string()
 }
 
-/// A real-mode program that cannot go on: `cli; xor %si,%si; lidt (%si)`
-/// (IDT limit 0), set CR0.PE, `int3`. VT-x/AMD-V: #GP, #DF, triple fault.
-/// kvm-pvm: KVM_EXIT_INTERNAL_ERROR (emulation failed). Either way a crash.
-/// (Without the switch to protected mode kvm-pvm keeps running the guest
-/// through the zeroed IVT instead of faulting.)
-const CRASH16: &[u8] = &[
-    0xfa, 0x31, 0xf6, 0x0f, 0x01, 0x1c, 0x0f, 0x20, 0xc0, 0x0c, 0x01, 0x0f, 0x22, 0xc0, 0xcc,
-];
-
 struct Case {
     name: &'static str,
     args: Vec<String>,
@@ -149,7 +140,7 @@ fn cases() -> Vec<Case> {
                     "6",
                     "--vm",
                 ]);
-                a.push(flat("crash", CRASH16));
+                a.push(flat("crash", common::CRASH16));
                 a.extend(s(&["--vm", "guest2_silent"]));
                 a
             },
@@ -433,7 +424,7 @@ fn every_hostile_case_gets_its_verdict() {
 /// the turns that were left.
 #[test]
 fn a_crashing_vm_does_not_stop_the_matrix() {
-    let crash = flat("crash2", CRASH16);
+    let crash = flat("crash2", common::CRASH16);
     let o = host(&[
         "matrix",
         "--json",

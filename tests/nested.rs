@@ -659,7 +659,7 @@ fn cases(payload: &Path) -> Vec<Case> {
         // next bytes stop it, and the stub stays gdb's
         Case {
             name: "gdb_record_triple_fault",
-            args: real("crash16", &CRASH16, &["--record"]),
+            args: real("crash16", common::CRASH16, &["--record"]),
             code: 130,
             gdb: Some(["?", "c", "bs", "g", "k"].map(common::gdb_packet).to_vec()),
             lines: vec![
@@ -670,12 +670,6 @@ fn cases(payload: &Path) -> Vec<Case> {
         },
     ]
 }
-
-/// cli; xor %si,%si; lidt (%si); mov %cr0,%eax; or $1,%al;
-/// mov %eax,%cr0; int3: protected mode with an empty IDT, then a #BP.
-const CRASH16: [u8; 15] = [
-    0xfa, 0x31, 0xf6, 0x0f, 0x01, 0x1c, 0x0f, 0x20, 0xc0, 0x0c, 0x01, 0x0f, 0x22, 0xc0, 0xcc,
-];
 
 /// hello in `mode` under gdb with --record: registers, three steps,
 /// registers, three steps back, registers, then on to the end.

@@ -63,6 +63,28 @@ pub fn vm_with(
     Ok(vm)
 }
 
+/// `mov ecx, n; 1: out PORT_PRINT8BIT, al; dec ecx; jnz 1b; hlt`: the
+/// loop of kvm_floor's long_pio_exit_ns, through our print8bit handler.
+pub fn pio_loop(n: u32) -> Vec<u8> {
+    pio_loop_then(n, &[0xf4])
+}
+
+/// The same loop, then `end` instead of `hlt`.
+pub fn pio_loop_then(n: u32, end: &[u8]) -> Vec<u8> {
+    let mut c = vec![0xb9];
+    c.extend_from_slice(&n.to_le_bytes());
+    c.extend_from_slice(&[
+        0xe6,
+        hypercall_abi::PORT_PRINT8BIT as u8,
+        0xff,
+        0xc9,
+        0x75,
+        0xfa,
+    ]);
+    c.extend_from_slice(end);
+    c
+}
+
 pub fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
@@ -81,6 +103,15 @@ pub fn profile_line(text: &str) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pio_loop_encoding() {
+        assert_eq!(
+            super::pio_loop(3),
+            [0xb9, 3, 0, 0, 0, 0xe6, 0xe9, 0xff, 0xc9, 0x75, 0xfa, 0xf4]
+        );
+        assert_eq!(super::pio_loop_then(3, &[0x0f, 0x0b])[11..], [0x0f, 0x0b]);
+    }
+
     #[test]
     fn the_profile_line_parses() {
         let l = "x\nprofile (notify): notify->seen 190 us, notify->rx handler 102 us (medians of 64; TSC 2589 MHz)\n";

@@ -19,14 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `mov ecx, n; 1: out 0xe9, al; dec ecx; jnz 1b; ud2`.
-fn image(n: u32) -> Vec<u8> {
-    let mut c = vec![0xb9];
-    c.extend_from_slice(&n.to_le_bytes());
-    c.extend_from_slice(&[0xe6, 0xe9, 0xff, 0xc9, 0x75, 0xfa, 0x0f, 0x0b]);
-    c
-}
-
 fn io(e: std::io::Error) -> BenchError {
     bad(format!("the gdb connection: {e}"))
 }
@@ -199,7 +191,8 @@ pub fn run(out: &mut dyn Write, exits: u32, kvm_path: &Path) -> Result<(), Bench
     let img = dir.join(format!("{tag}.bin"));
     let sock = dir.join(format!("{tag}.sock"));
     let _scratch = Scratch(vec![img.clone(), sock.clone()]);
-    std::fs::write(&img, image(exits))?;
+    // the PIO loop, then `ud2`
+    std::fs::write(&img, super::common::pio_loop_then(exits, &[0x0f, 0x0b]))?;
     let base: Vec<String> = [
         "run",
         "--mode",

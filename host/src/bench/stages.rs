@@ -1,11 +1,10 @@
 //! The stages of `host bench`, one figure family each.
 
-use super::common::{BenchError, pct, vm_with};
+use super::common::{BenchError, pct, pio_loop, vm_with};
 use crate::config::{IrqChip, VmConfig};
 use crate::run::{self, RunOptions};
 use crate::vcpu::Stop;
 use crate::x86::CpuMode;
-use hypercall_abi::PORT_PRINT8BIT;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -76,15 +75,6 @@ impl Drop for Busy {
             let _ = t.join();
         }
     }
-}
-
-/// `mov ecx, n; 1: out PORT_PRINT8BIT, al; dec ecx; jnz 1b; hlt`: the
-/// loop of kvm_floor's long_pio_exit_ns, through our print8bit handler.
-fn pio_loop(n: u32) -> Vec<u8> {
-    let mut c = vec![0xb9];
-    c.extend_from_slice(&n.to_le_bytes());
-    c.extend_from_slice(&[0xe6, PORT_PRINT8BIT as u8, 0xff, 0xc9, 0x75, 0xfa, 0xf4]);
-    c
 }
 
 /// Runs every benchmark, printing each line as soon as it is measured.
@@ -373,15 +363,4 @@ fn cpu_us() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
     us(ru.ru_utime) + us(ru.ru_stime)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pio_loop_encoding() {
-        assert_eq!(
-            super::pio_loop(3),
-            [0xb9, 3, 0, 0, 0, 0xe6, 0xe9, 0xff, 0xc9, 0x75, 0xfa, 0xf4]
-        );
-    }
 }

@@ -240,8 +240,13 @@ impl<'l, 'a> Debuggee<'l, 'a> {
                 (Some(p), Some(pc)) => self.byte_at(p, pc) == Some(HLT),
                 _ => false,
             };
-            let back = match stepping && !at_hlt {
-                // a step over an iret or sysret stops where it returns
+            // a step over an iret or sysret stops where it returns (its
+            // bytes looked at first: the registers only for one of those)
+            let at_return = match (&paging, pc) {
+                (Some(p), Some(pc)) if stepping && !at_hlt => self.looks_like_return_at(p, pc),
+                _ => false,
+            };
+            let back = match at_return {
                 true => match self.return_stop() {
                     Ok(b) => b,
                     Err(e) => {

@@ -45,11 +45,10 @@ impl Debuggee<'_, '_> {
             guest_errors: *self.lp.guest_errors,
             undo: Vec::new(),
         };
-        let now = self.exits();
         if let Some(r) = &mut self.record {
             r.push(self.lp.mem, cp);
-            r.frontier = r.frontier.max(now);
         }
+        self.advanced();
         self.plant();
         Ok(())
     }

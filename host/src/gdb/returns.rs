@@ -78,18 +78,39 @@ pub fn return_target(
     }
 }
 
+/// Whether `code` has the shape of an `iret` or `sysret` in some width
+/// (a check on bytes alone: only then are the registers read).
+pub fn looks_like_return(code: &[u8]) -> bool {
+    matches!(
+        code,
+        [0xcf, ..] | [0x48, 0xcf, ..] | [0x0f, 0x07, ..] | [0x48, 0x0f, 0x07, ..]
+    )
+}
+
 impl Debuggee<'_, '_> {
+    /// Whether the code at linear `pc` looks like an `iret` or `sysret`.
+    pub(super) fn looks_like_return_at(&self, p: &Paging, pc: u64) -> bool {
+        let mut code = [0u8; 3];
+        let n = translate::read_linear(self.lp.mem, p, pc, &mut code);
+        looks_like_return(&code[..n])
+    }
+
     /// Where a single step over the instruction at RIP must stop besides
     /// its trap: the target of an `iret` or `sysret` there.
     pub(super) fn return_stop(&self) -> Result<Option<u64>, VcpuError> {
         let r = self.lp.vcpu.kvm_regs()?;
         let s = self.lp.vcpu.sregs("gdb: step over a return", &mut None)?;
-        let p = Paging::from_sregs(&s);
+        Ok(self.return_stop_at(&r, &s))
+    }
+
+    /// The same, with the registers read already.
+    pub(super) fn return_stop_at(&self, r: &kvm_regs, s: &kvm_sregs) -> Option<u64> {
+        let p = Paging::from_sregs(s);
         let mut code = [0u8; 3];
         let n = translate::read_linear(self.lp.mem, &p, s.cs.base.wrapping_add(r.rip), &mut code);
-        Ok(return_target(&code[..n], Width::of(&s), &r, &s, |a, b| {
+        return_target(&code[..n], Width::of(s), r, s, |a, b| {
             translate::read_linear(self.lp.mem, &p, a, b) == b.len()
-        }))
+        })
     }
 }
 
@@ -137,6 +158,8 @@ mod tests {
             return_target(&[0x48, 0x0f, 0x07], Width::W64, &r, &s, &m),
             Some(0x1234_5678_9abc)
         );
+        assert!(looks_like_return(&[0x48, 0xcf]) && looks_like_return(&[0x0f, 0x07]));
+        assert!(!looks_like_return(&[0x48, 0x89, 0xc8]) && !looks_like_return(&[0x0f, 0x0b]));
         // not a return; a stack that is not there
         assert_eq!(return_target(&[0x90], Width::W64, &r, &s, &m), None);
         let gone = mem(0, &[]);

@@ -22,7 +22,7 @@ use crate::config::SnapAt;
 use crate::vcpu::{Pause, Stop, VcpuError};
 use gdbstub::stub::SingleThreadStopReason;
 use gdbstub::target::ext::base::reverse_exec::ReplayLogPosition;
-use kvm_bindings::kvm_regs;
+use kvm_bindings::{kvm_regs, kvm_sregs};
 
 /// Most single steps one search takes before it gives up (a guest that
 /// loops without exits for longer cannot be stepped back through).
@@ -95,30 +95,7 @@ impl Debuggee<'_, '_> {
     }
 
     /// Runs forward (output to nowhere: it was printed the first time)
-    /// until right after guest exit `n` is served and completed; at each
-    /// checkpoint on the way the registers must be the ones the first run
-    /// had there (a guest that read something that differs between runs,
-    /// such as the TSC, may go another way: that is said, not hidden).
-    fn run_to_exit(&mut self, n: u64) -> Result<(), VcpuError> {
-        let now = self.exits();
-        let on_the_way: Vec<(u64, kvm_regs)> = self
-            .record
-            .iter()
-            .flat_map(|r| r.cps.iter())
-            .filter(|c| c.exits > now && c.exits < n)
-            .map(|c| (c.exits, c.vcpu.regs))
-            .collect();
-        for (at, regs) in on_the_way {
-            self.run_to(at)?;
-            if !same(&self.lp.vcpu.kvm_regs()?, &regs) {
-                return Err(lost(&format!(
-                    "the replay went another way than the first run before exit {at} (the guest read something that differs between runs: the TSC, or a value gdb changed in the past)"
-                )));
-            }
-        }
-        self.run_to(n)
-    }
-
+    /// until right after guest exit `n` is served and completed.
     fn run_to(&mut self, n: u64) -> Result<(), VcpuError> {
         if self.exits() >= n {
             return Ok(());
@@ -153,12 +130,19 @@ impl Debuggee<'_, '_> {
             .and_then(|r| r.at_or_before(n))
             .ok_or_else(|| lost("no checkpoint that early"))?;
         self.restore(i)?;
-        self.run_to_exit(n)
+        self.run_to(n)
     }
 
     /// One instruction, single-stepped with every breakpoint off.
     fn step1(&mut self) -> Result<Step, VcpuError> {
-        let back = self.return_stop()?;
+        let r = self.lp.vcpu.kvm_regs()?;
+        let s = self.lp.vcpu.sregs("time travel: a step", &mut None)?;
+        self.step1_from(&r, &s)
+    }
+
+    /// The same, from the registers read already.
+    fn step1_from(&mut self, r: &kvm_regs, s: &kvm_sregs) -> Result<Step, VcpuError> {
+        let back = self.return_stop_at(r, s);
         let want =
             super::points::Points::default().guest_debug_with(true, self.caps.block_irq, back);
         self.set_debug(want)?;
@@ -187,10 +171,12 @@ impl Debuggee<'_, '_> {
     fn steps_to(&mut self, e: u64, target: &kvm_regs) -> Result<Option<u64>, VcpuError> {
         self.goto_exit(e)?;
         for k in 0..MAX_STEPS {
-            if same(&self.lp.vcpu.kvm_regs()?, target) {
+            let r = self.lp.vcpu.kvm_regs()?;
+            if same(&r, target) {
                 return Ok(Some(k));
             }
-            if matches!(self.step1()?, Step::Ended) || self.exits() > e {
+            let s = self.lp.vcpu.sregs("time travel: a step", &mut None)?;
+            if matches!(self.step1_from(&r, &s)?, Step::Ended) || self.exits() > e {
                 return Ok(None);
             }
         }
@@ -336,10 +322,12 @@ impl Debuggee<'_, '_> {
                 if j > end.0 || (j == end.0 && end.1.is_some_and(|n| k >= n)) {
                     break;
                 }
-                if self.breaks_at(self.lp.vcpu.sregs_linear_rip()?) {
+                let r = self.lp.vcpu.kvm_regs()?;
+                let s = self.lp.vcpu.sregs("time travel: a step", &mut None)?;
+                if self.breaks_at(s.cs.base.wrapping_add(r.rip)) {
                     found = Some((j, k, Reason::SwBreak(())));
                 }
-                if matches!(self.step1()?, Step::Ended) {
+                if matches!(self.step1_from(&r, &s)?, Step::Ended) {
                     break;
                 }
                 let (pj, pk) = (j, k);
